@@ -1,0 +1,40 @@
+"""Reference solution for ex01: gradient descent by hand (NumPy).
+
+Model f(x) = w * x, loss = mean squared error, gradient computed by hand.
+The gradient is the *mean* over samples: dMSE/dw = mean(2 * x * (w*x - y)).
+(`np.dot(2*x, y_pred - y).mean()` from the notebooks is N times too large:
+`np.dot` already sums, and the mean of a scalar is that scalar.)
+"""
+
+import numpy as np
+
+
+def forward(w, x):
+    """Prediction of the model f(x) = w * x."""
+    return w * x
+
+
+def loss(y, y_pred):
+    """Mean squared error between targets ``y`` and predictions ``y_pred``."""
+    return ((y_pred - y) ** 2).mean()
+
+
+def gradient(x, y, y_pred):
+    """dMSE/dw = mean(2 * x * (y_pred - y))."""
+    return np.mean(2 * x * (y_pred - y))
+
+
+def train(x, y, w=0.0, learning_rate=0.01, n_iters=20):
+    """Gradient descent on w; one ``(w, loss)`` entry per epoch.
+
+    The loss is computed from the prediction at the start of the epoch,
+    w is the value after that epoch's update.
+    """
+    history = []
+    for _ in range(n_iters):
+        y_pred = forward(w, x)
+        l = loss(y, y_pred)
+        dw = gradient(x, y, y_pred)
+        w = w - learning_rate * dw
+        history.append((float(w), float(l)))
+    return history
