@@ -1,0 +1,183 @@
+"""Comparing what a submission returned with the recorded references: tolerances, trajectories, process.
+
+Pure NumPy, in the trusted parent. Each function turns one check's untrusted numbers into a CheckResult;
+`diagnose` is asked to name the mistake behind any failure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from grader import diagnose
+from grader.exercises import CheckSpec, Exercise
+from grader.report import CheckResult, Status
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol: float  # relative to the reference's scale (its largest magnitude, at least 1)
+
+    def absolute(self, reference: np.ndarray) -> float:
+        finite = reference[np.isfinite(reference)]
+        scale = max(1.0, float(np.max(np.abs(finite)))) if finite.size else 1.0
+        return self.atol * scale
+
+    def __str__(self) -> str:
+        return f"rtol={self.rtol:g}, atol={self.atol:g}×scale"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A comparison's outcome before it becomes a CheckResult."""
+
+    passed: bool
+    message: str
+    first_divergent_epoch: int | None = None
+
+
+def tolerance_for(exercise: Exercise, check: CheckSpec) -> Tolerance:
+    return Tolerance(
+        rtol=check.rtol if check.rtol is not None else exercise.rtol,
+        atol=check.atol if check.atol is not None else exercise.atol,
+    )
+
+
+def fmt(value: float) -> str:
+    if not np.isfinite(value):
+        return str(value)
+    return f"{value:.8g}"
+
+
+def _array(value: Any) -> np.ndarray:
+    return np.asarray(value, dtype=np.float64)
+
+
+def compare_value(check: CheckSpec, observed: dict[str, Any], reference: dict[str, Any],
+                  tol: Tolerance, reveal: bool) -> Verdict:
+    for name in check.fields:
+        expected, got = _array(reference[name]), _array(observed.get(name, np.nan))
+        if expected.shape != got.shape:
+            return Verdict(False, f"{name}: expected shape {expected.shape}, got {got.shape}.")
+        bad = ~np.isfinite(got)
+        if bad.any():
+            return Verdict(False, f"{name}: got {fmt(float(got[bad].flat[0]))}; expected a finite number.")
+        diff = np.abs(got - expected)
+        allowed = tol.absolute(expected) + tol.rtol * np.abs(expected)
+        wrong = diff > allowed
+        if wrong.any():
+            index = np.unravel_index(int(np.argmax(np.where(wrong, diff, -1))), diff.shape) if diff.ndim else ()
+            where = f" at index {tuple(int(i) for i in index)}" if diff.ndim else ""
+            exp_text = fmt(float(expected[index])) if reveal else "the reference"
+            count = f"{int(wrong.sum())} of {wrong.size} values differ; " if diff.ndim else ""
+            return Verdict(
+                False,
+                f"{name}: expected {exp_text}, got {fmt(float(got[index]))}{where} "
+                f"({count}tolerance {tol}).",
+            )
+    return Verdict(True, "matches the reference.")
+
+
+def compare_trajectory(check: CheckSpec, observed: dict[str, Any], reference: dict[str, Any],
+                       tol: Tolerance, reveal: bool) -> Verdict:
+    """Per-epoch comparison; the failure names the first diverging epoch and quantity."""
+    first: tuple[int, str, float, float] | None = None
+    for name in check.fields:
+        expected, got = _array(reference[name]), _array(observed.get(name, []))
+        if got.shape != expected.shape:
+            return Verdict(False, f"{name}: expected {expected.size} epochs, got {got.size}.")
+        allowed = tol.absolute(expected) + tol.rtol * np.abs(expected)
+        wrong = ~(np.abs(got - expected) <= allowed)  # NaN counts as wrong
+        if wrong.any():
+            epoch = int(np.argmax(wrong))
+            if first is None or epoch < first[0]:
+                first = (epoch, name, float(expected[epoch]), float(got[epoch]))
+    if first is None:
+        return Verdict(True, f"all {len(check.fields)} quantities match the reference at every epoch.")
+    epoch, name, expected, got = first
+    exp_text = fmt(expected) if reveal else "a different value"
+    return Verdict(
+        False,
+        f"first divergence at epoch {epoch + 1}: {name} expected {exp_text}, got {fmt(got)} "
+        f"(tolerance {tol}).",
+        first_divergent_epoch=epoch + 1,
+    )
+
+
+PROCESS_RULES = {
+    # rule: (field that must count at least once per epoch, diagnosis when it does not, what to do)
+    "backward": ("backward_calls", "no-autograd", "call loss.backward() once per epoch"),
+    "optimizer": ("step_calls", "no-optimizer", "call optimizer.step() once per epoch"),
+}
+
+
+def compare_process(check: CheckSpec, observed: dict[str, Any]) -> tuple[Verdict, str | None]:
+    field, code, advice = PROCESS_RULES[check.require or ""]
+    n_iters = int(check.args.get("n_iters", 1))
+    count = int(observed.get(field, 0) or 0)
+    if count >= n_iters:
+        return Verdict(True, f"{field.replace('_', ' ')}: {count} for {n_iters} epochs."), None
+    return Verdict(False, f"{field.replace('_', ' ')}: {count} for {n_iters} epochs; {advice}."), code
+
+
+def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | None,
+             reference: dict[str, Any] | None, device: str, run_problem: str | None,
+             timed_out: bool) -> CheckResult:
+    """One check on one device."""
+    base = CheckResult(
+        name=check.name, status=Status.ERROR, score=0.0, max_score=check.points, message="",
+        visibility=check.visibility, device=device,
+    )
+    if reference is None:
+        return replace(base, message="no reference recorded for this check (run `grade record`).")
+    if observed is None:
+        status = Status.TIMEOUT if timed_out else Status.ERROR
+        return replace(base, status=status, message=run_problem or "the grader received no result.")
+    if not observed.get("ok"):
+        return _from_error(exercise, check, base, observed.get("error") or {})
+    fields, expected = observed.get("fields") or {}, reference["fields"]
+    reveal = check.visibility == "visible"
+    tol = tolerance_for(exercise, check)
+    code = None
+    if check.compare == "process":
+        verdict, code = compare_process(check, fields)
+    elif check.compare == "trajectory":
+        verdict = compare_trajectory(check, fields, expected, tol, reveal)
+    else:
+        verdict = compare_value(check, fields, expected, tol, reveal)
+    if verdict.passed:
+        return replace(base, status=Status.PASSED, score=check.points, message=verdict.message)
+    result = replace(base, status=Status.FAILED, message=verdict.message,
+                     first_divergent_epoch=verdict.first_divergent_epoch,
+                     trajectory=_trajectory(check, fields, expected) if reveal else None)
+    found = diagnose.from_behaviour(exercise, check, fields, expected, code)
+    return diagnose.attach(result, found)
+
+
+def _trajectory(check: CheckSpec, observed: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any] | None:
+    if check.compare != "trajectory":
+        return None
+    return {
+        "fields": list(check.fields),
+        "expected": {f: expected[f] for f in check.fields},
+        "observed": {f: observed.get(f) for f in check.fields},
+    }
+
+
+def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: dict[str, Any]) -> CheckResult:
+    kind = error.get("kind", "exception")
+    message = str(error.get("message", "")).strip()
+    if kind in ("type", "shape"):
+        result = replace(base, status=Status.FAILED, message=message)
+    elif kind == "not-implemented":
+        result = replace(base, status=Status.FAILED, message="Not implemented yet.")
+    else:
+        where = error.get("where")
+        text = f"{message} (at {where})" if where else message
+        if kind == "exception":
+            text = "your code raised " + text
+        result = replace(base, status=Status.ERROR, message=text)
+    return diagnose.attach(result, diagnose.from_error(exercise, check, error))

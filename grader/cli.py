@@ -1,0 +1,219 @@
+"""The `grade` command: click commands only; every one of them calls the library and formats its answer.
+
+`grade EX [FILE]` grades; the other verbs are subcommands. Exit status: 0 full marks, 1 graded below full
+marks, 2 usage error (one line on stderr).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from grader import exercises
+from grader.grading import DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT_S, DEVICES
+
+SUBCOMMANDS_HELP = "Run `grade EX [FILE]` to grade a submission, e.g. `grade ex03`."
+
+
+class ExerciseType(click.ParamType):
+    """An exercise id that exists in this course."""
+
+    name = "exercise"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
+        known = exercises.exercise_ids()
+        if value not in known:
+            self.fail(f"unknown exercise {value!r}; choose from {', '.join(known)}", param, ctx)
+        return value
+
+
+EXERCISE = ExerciseType()
+
+
+class GradeGroup(click.Group):
+    """`grade ex03 file.py` runs the hidden `check` command: an exercise id is a command name too."""
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        if args and args[0] not in self.commands and exercises.EXERCISE_ID.match(args[0]):
+            return "check", self.commands["check"], args
+        if args and args[0] not in self.commands and not args[0].startswith("-"):
+            raise click.UsageError(f"unknown exercise or command {args[0]!r}. Try `grade list`.")
+        return super().resolve_command(ctx, args)
+
+
+def sandbox_options(function: Any) -> Any:
+    function = click.option("--memory", "memory", type=click.IntRange(64), default=DEFAULT_MEMORY_MIB,
+                            show_default=True, help="Memory limit per submission, MiB.")(function)
+    function = click.option("--timeout", type=click.FloatRange(0.5), default=DEFAULT_TIMEOUT_S,
+                            show_default=True, help="Wall-clock limit per submission, seconds.")(function)
+    return click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                        help="auto = cpu, plus cuda when available.")(function)
+
+
+@click.group(cls=GradeGroup, help="Grade gradient-descent and autograd exercises. " + SUBCOMMANDS_HELP)
+@click.version_option(package_name="dl-grader")
+def main() -> None:
+    pass
+
+
+@main.command("list", help="The exercises, one a line: id and title.")
+def list_exercises() -> None:
+    for exercise_id in exercises.exercise_ids():
+        click.echo(f"{exercise_id}  {exercises.load(exercise_id).title}")
+
+
+@main.command(help="Write the stub for EX to DIR/EX.py.")
+@click.argument("exercise", type=EXERCISE)
+@click.option("--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=Path("."))
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def init(exercise: str, directory: Path, force: bool) -> None:
+    target = directory / f"{exercise}.py"
+    if target.exists() and not force:
+        raise click.UsageError(f"{target} already exists; use --force to overwrite it.")
+    directory.mkdir(parents=True, exist_ok=True)
+    target.write_text(exercises.load(exercise).stub, "utf-8")
+    click.echo(f"Wrote {target}. Read the statement with `grade hint {exercise} --statement`, "
+               f"then run `grade {exercise}`.")
+
+
+@main.command("check", hidden=True)
+@click.argument("exercise", type=EXERCISE)
+@click.argument("file", required=False, type=click.Path(path_type=Path))
+@click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the JSON report here.")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Draw loss and w curves against the reference (PNG; needs matplotlib).")
+@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write a self-contained HTML report page.")
+@sandbox_options
+def check(exercise: str, file: Path | None, output_format: str, report_path: Path | None,
+          plot_path: Path | None, html_path: Path | None, device: str, timeout: float, memory: int) -> None:
+    from grader import grading
+    from grader.submission import SubmissionNotFound
+
+    worker = grading.start_worker(exercise, device)  # first: its torch import overlaps our own start-up
+    try:
+        report = grading.grade(exercise, _default_file(exercise, file), device=device,
+                               limits=grading.Limits(timeout, memory), worker=worker)
+    except (SubmissionNotFound, grading.DeviceUnavailable) as exc:
+        raise click.UsageError(str(exc)) from None
+    finally:
+        worker.close()
+    _emit(report, output_format, report_path, plot_path, html_path)
+    sys.exit(0 if report.full_marks else 1)
+
+
+def _default_file(exercise: str, file: Path | None) -> Path:
+    if file is not None:
+        return file
+    for candidate in (Path(f"{exercise}.py"), Path(f"{exercise}.ipynb")):
+        if candidate.exists():
+            return candidate
+    raise click.UsageError(f"no {exercise}.py or {exercise}.ipynb here; pass a FILE or run `grade init {exercise}`.")
+
+
+def _emit(report: Any, output_format: str, report_path: Path | None, plot_path: Path | None,
+          html_path: Path | None) -> None:
+    from grader import hints
+    from grader.formats import human
+    from grader.report import to_json
+
+    report = hints.annotate(report)
+    if report_path:
+        report_path.parent.mkdir(parents=True, exist_ok=True)
+        report_path.write_text(to_json(report), "utf-8")
+    notes = []
+    if plot_path:
+        notes.append(_optional_output("plot", lambda: _plot(report, plot_path)))
+    if html_path:
+        notes.append(_optional_output("html", lambda: _html(report, html_path)))
+    if output_format == "json":
+        click.echo(to_json(report))
+    else:
+        click.echo(human.render(report, hint_count=len(exercises.load(report.exercise).hints())), nl=False)
+    for note in filter(None, notes):
+        click.echo(note, err=True)
+
+
+def _plot(report: Any, path: Path) -> None:
+    from grader.formats import plot
+
+    plot.write_plot(report, path)
+
+
+def _html(report: Any, path: Path) -> None:
+    from grader.formats import html
+
+    html.write_html(report, path)
+
+
+def _optional_output(what: str, write: Any) -> str | None:
+    try:
+        write()
+    except ModuleNotFoundError as exc:
+        return f"note: {what} not written: {exc.name} is not installed (pip install 'dl-grader[plot]')."
+    return None
+
+
+@main.command(help="Show the next hint for EX (it remembers where you are).")
+@click.argument("exercise", type=EXERCISE)
+@click.option("--all", "show_all", is_flag=True, help="Show every hint.")
+@click.option("--reset", is_flag=True, help="Start again from the first hint.")
+@click.option("--statement", is_flag=True, help="Show the exercise statement instead.")
+def hint(exercise: str, show_all: bool, reset: bool, statement: bool) -> None:
+    from grader import hints
+
+    if statement:
+        click.echo(exercises.load(exercise).statement)
+        return
+    click.echo(hints.next_hint_text(exercise, show_all=show_all, reset=reset))
+
+
+@main.command(help="Print the report's JSON Schema.")
+def schema() -> None:
+    from grader.report import schema as report_schema
+
+    click.echo(json.dumps(report_schema(), indent=2))
+
+
+@main.command(help="Check JSON reports against the schema.")
+@click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def validate(reports: tuple[Path, ...]) -> None:
+    from grader.report import validation_errors
+
+    failed = 0
+    for path in reports:
+        try:
+            errors = validation_errors(json.loads(path.read_text("utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            errors = [f"not JSON: {exc}"]
+        if errors:
+            failed += 1
+            click.echo(f"{path}: INVALID")
+            for error in errors[:20]:
+                click.echo(f"  {error}")
+        else:
+            click.echo(f"{path}: valid")
+    sys.exit(1 if failed else 0)
+
+
+@main.command(help="(instructors) Record reference data from solutions/ for EX, or for all exercises.")
+@click.argument("exercise_ids", nargs=-1, type=EXERCISE)
+def record(exercise_ids: tuple[str, ...]) -> None:
+    from grader import record as recording
+
+    for exercise_id in exercise_ids or exercises.exercise_ids():
+        try:
+            for path in recording.record(exercise_id):
+                click.echo(f"{exercise_id}: wrote {path}")
+        except recording.RecordingError as exc:
+            raise click.ClickException(str(exc)) from None
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""The student's view of a report: a compact table of checks, the score, and the next step to take."""
+
+from __future__ import annotations
+
+import textwrap
+
+from grader.report import Report, Status
+
+SYMBOLS = {
+    Status.PASSED: "PASS",
+    Status.FAILED: "FAIL",
+    Status.ERROR: "ERROR",
+    Status.TIMEOUT: "TIMEOUT",
+    Status.SKIPPED: "SKIP",
+}
+WIDTH = 100
+
+
+def _points(value: float) -> str:
+    return f"{value:g}"
+
+
+def render(report: Report, hint_count: int = 0) -> str:
+    lines = [f"{report.exercise}: {report.title}   ({report.submission.path})", ""]
+    if report.error:
+        lines += textwrap.wrap("Problem: " + report.error, WIDTH, subsequent_indent="  ") + [""]
+    name_width = min(58, max((len(c.name) for c in report.checks), default=10))
+    for check in report.checks:
+        status = SYMBOLS[check.status]
+        points = f"{_points(check.score)}/{_points(check.max_score)}"
+        hidden = " (hidden)" if check.visibility == "hidden" else ""
+        lines.append(f"  {status:<7} {points:>7}  {check.name[:name_width]}{hidden}")
+        if check.status is not Status.PASSED and check.message:
+            for paragraph in check.message.split("\n"):
+                lines += textwrap.wrap(paragraph, WIDTH, initial_indent=" " * 19, subsequent_indent=" " * 19)
+            if check.diagnosis:
+                hint = f"; `grade hint {report.exercise}` hint {check.hint} helps" if check.hint else ""
+                lines.append(" " * 19 + f"diagnosis: {check.diagnosis}{hint}")
+    lines += ["", f"Score: {_points(report.score)}/{_points(report.max_score)}"
+              f"   (device: {', '.join(report.devices) or '-'}; sandbox: {report.sandbox.get('tier', '?')})"]
+    lines.append(next_step(report, hint_count))
+    if report.output.strip() and not report.full_marks:
+        shown = report.output.strip().splitlines()[-8:]
+        lines += ["", "Your program printed (last lines):"] + ["  | " + line[:WIDTH] for line in shown]
+    return "\n".join(lines) + "\n"
+
+
+def next_step(report: Report, hint_count: int = 0) -> str:
+    if report.full_marks:
+        return "All checks passed. Well done! Next: `grade list` to pick the next exercise."
+    failing = [c for c in report.checks if c.status is not Status.PASSED]
+    if report.error and not any(c.score for c in report.checks):
+        return "Next step: fix the problem above, then run the grader again."
+    if all(c.diagnosis == "not-implemented" for c in failing):
+        return f"Next step: implement the functions in your file (see `grade hint {report.exercise}`)."
+    first = failing[0]
+    tip = f" Stuck? `grade hint {report.exercise}`." if hint_count else ""
+    return f"Next step: fix \"{first.name}\" first: later checks often follow from it.{tip}"

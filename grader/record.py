@@ -1,0 +1,75 @@
+"""Recording reference data: run each exercise's probes on its solution and store the numbers.
+
+An instructor command (`grade record`). The solution runs through the very same sandbox and probes as a
+student's file, on the CPU, so references and submissions are measured the same way.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from grader import exercises, grading
+from grader.submission import read
+
+
+class RecordingError(RuntimeError):
+    """The reference solution failed a probe: the exercise is broken, not a student."""
+
+
+def recorded_fields(exercise_id: str, solution: Path | None = None) -> dict[str, dict[str, Any]]:
+    """Every invocation's fields, as produced by the solution, keyed by invocation key."""
+    exercise = exercises.load(exercise_id)
+    root = exercises.solutions_root()
+    solution = solution or (root / f"{exercise_id}.py" if root else None)
+    if solution is None or not solution.exists():
+        raise RecordingError(f"no solution for {exercise_id} (solutions/ is only in a full checkout)")
+    loaded = read(solution, exercise_id)
+    if loaded.problem:
+        raise RecordingError(f"{solution}: {loaded.problem}")
+    limits = grading.Limits(timeout=300)
+    with grading.start_worker(exercise_id, "cpu") as worker:
+        outcome, problem, _ = grading._run(worker, exercise, loaded, exercise.checks, ["cpu"], limits)
+    if problem or outcome is None:
+        raise RecordingError(f"{exercise_id}: the solution did not run cleanly: {problem}")
+    fields: dict[str, dict[str, Any]] = {}
+    for message in outcome.messages:
+        if message["type"] != "result":
+            continue
+        if not message.get("ok"):
+            raise RecordingError(f"{exercise_id}: the solution failed a probe: {message.get('error')}")
+        fields[message["key"]] = message["fields"]
+    return fields
+
+
+def reference_documents(exercise_id: str, solution: Path | None = None) -> dict[str, dict[str, Any]]:
+    """{relative path: JSON document} for the visible and hidden reference files."""
+    exercise = exercises.load(exercise_id)
+    fields = recorded_fields(exercise_id, solution)
+    documents: dict[str, dict[str, Any]] = {}
+    for visibility, relative in (("visible", "references/visible.json"), ("hidden", "hidden/references.json")):
+        chosen = [c for c in exercise.checks if c.visibility == visibility]
+        if not chosen:
+            continue
+        invocations = {
+            inv["key"]: {"probe": inv["probe"], "args": inv["args"], "fields": fields[inv["key"]]}
+            for inv in exercise.invocations(tuple(chosen))
+        }
+        documents[relative] = {"exercise": exercise_id, "device": "cpu", "invocations": invocations}
+    return documents
+
+
+def dumps(document: dict[str, Any]) -> str:
+    return json.dumps(document, indent=1, sort_keys=True) + "\n"
+
+
+def record(exercise_id: str) -> list[Path]:
+    exercise = exercises.load(exercise_id)
+    written = []
+    for relative, document in reference_documents(exercise_id).items():
+        path = exercise.path(relative)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dumps(document), "utf-8")
+        written.append(path)
+    return written

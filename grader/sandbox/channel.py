@@ -1,0 +1,101 @@
+"""The wire format between a sandboxed child and the trusted parent: JSON lines of plain numbers.
+
+The child side only encodes. The parent side decodes and distrusts everything: size and count caps,
+only finite numbers (non-finite values travel as the strings "nan", "inf", "-inf"), a fixed vocabulary
+of message types, and no object ever rebuilt from the bytes (no pickle).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+MAX_CHANNEL_BYTES = 8 * 1024 * 1024  # everything one submission may send
+MAX_MESSAGE_BYTES = 1024 * 1024  # one line
+MAX_LIST_LENGTH = 100_000  # one field's numbers
+MAX_STRING_LENGTH = 4000  # error messages, tracebacks (already capped by the child)
+MAX_FIELDS = 64
+MAX_MESSAGES = 10_000
+NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
+MESSAGE_TYPES = {"hello", "load_error", "result", "done"}
+
+
+class ChannelError(ValueError):
+    """The child sent something the protocol does not allow."""
+
+
+# ---------------------------------------------------------------- child side
+
+
+def plain(value: Any) -> Any:
+    """Make a value JSON-safe with non-finite floats spelled as strings (child side)."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, (int, float)):
+        value = float(value)
+        if math.isfinite(value):
+            return value
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    raise TypeError(f"not plain data: {type(value).__name__}")
+
+
+def encode(message: dict[str, Any]) -> bytes:
+    return (json.dumps(plain(message), allow_nan=False, separators=(",", ":")) + "\n").encode()
+
+
+# ---------------------------------------------------------------- parent side
+
+
+def _reject_constant(name: str) -> Any:
+    raise ChannelError(f"non-standard JSON constant {name}")
+
+
+def _check_value(value: Any, where: str, depth: int = 0) -> Any:
+    """Validate one field value and turn the non-finite spellings back into floats."""
+    if depth > 3:
+        raise ChannelError(f"{where}: nested too deeply")
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_LENGTH:
+            raise ChannelError(f"{where}: string longer than {MAX_STRING_LENGTH}")
+        return NONFINITE.get(value, value)
+    if isinstance(value, list):
+        if len(value) > MAX_LIST_LENGTH:
+            raise ChannelError(f"{where}: list longer than {MAX_LIST_LENGTH}")
+        return [_check_value(v, where, depth + 1) for v in value]
+    if isinstance(value, dict):
+        if len(value) > MAX_FIELDS:
+            raise ChannelError(f"{where}: more than {MAX_FIELDS} fields")
+        return {str(k)[:100]: _check_value(v, f"{where}.{k}", depth + 1) for k, v in value.items()}
+    raise ChannelError(f"{where}: unexpected {type(value).__name__}")
+
+
+def decode(data: bytes) -> list[dict[str, Any]]:
+    """Parse and validate everything a child sent. Raises ChannelError on any violation."""
+    if len(data) > MAX_CHANNEL_BYTES:
+        raise ChannelError(f"the submission sent more than {MAX_CHANNEL_BYTES} bytes of results")
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    if len(lines) > MAX_MESSAGES:
+        raise ChannelError("too many result messages")
+    messages = []
+    for number, line in enumerate(lines, 1):
+        if len(line) > MAX_MESSAGE_BYTES:
+            raise ChannelError(f"message {number} is larger than {MAX_MESSAGE_BYTES} bytes")
+        try:
+            raw = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ChannelError(f"message {number} is not valid JSON ({exc})") from None
+        if not isinstance(raw, dict) or raw.get("type") not in MESSAGE_TYPES:
+            raise ChannelError(f"message {number} has no known type")
+        messages.append(_check_value(raw, f"message {number}"))
+    return messages

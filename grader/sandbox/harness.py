@@ -1,0 +1,131 @@
+"""The child's side of a grading run: load the submission, run each probe, send plain numbers back.
+
+This module runs inside the sandboxed child, after the zygote has forked it and `isolation` has closed
+the doors. It never sees a reference value. Every student exception becomes one result message here,
+in `run_invocation`, and nowhere else.
+"""
+
+from __future__ import annotations
+
+import linecache
+import os
+import random
+import sys
+import traceback
+import types
+from typing import Any
+
+from grader.sandbox.channel import encode
+from grader.sandbox.probing import Context, ProbeFailure
+
+MAX_TRACEBACK_CHARS = 3000
+
+
+class Channel:
+    """The child's end of the dedicated result pipe."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+
+    def send(self, message: dict[str, Any]) -> None:
+        data = encode(message)
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+
+
+def describe_exception(exc: BaseException, student_files: set[str]) -> dict[str, Any]:
+    """The exception as a student should read it: their own frames only, then the error line."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in student_files]
+    lines = [f'  {f.filename}, line {f.lineno}, in {f.name}\n    {(f.line or "").strip()}' for f in frames]
+    text = "".join(traceback.format_exception_only(type(exc), exc)).strip()
+    where = None
+    if frames:
+        last = frames[-1]
+        where = f"{last.filename}, line {last.lineno}, in {last.name}: {(last.line or '').strip()}"
+    elif isinstance(exc, SyntaxError) and exc.filename in student_files:
+        where = f"{exc.filename}, line {exc.lineno}: {(exc.text or '').strip()}"
+    return {
+        "kind": "not-implemented" if isinstance(exc, NotImplementedError) else "exception",
+        "type": type(exc).__name__,
+        "message": text[:1000],
+        "where": where,
+        "traceback": ("\n".join(lines) + ("\n" if lines else "") + text)[-MAX_TRACEBACK_CHARS:],
+    }
+
+
+def load_submission(job: dict[str, Any]) -> tuple[types.ModuleType, set[str], list[dict[str, Any]]]:
+    """Execute the submission's cells in order in a fresh module.
+
+    A .py file is one cell: an exception there is a load error (raised). A notebook keeps going after a
+    failing cell, as a forgiving "run all" would, and reports each failing cell.
+    """
+    module = types.ModuleType(job["module_name"])
+    module.__file__ = os.path.join(os.getcwd(), job["module_name"] + ".py")
+    sys.modules[job["module_name"]] = module
+    labels = {cell["label"] for cell in job["cells"]}
+    cell_errors = []
+    for cell in job["cells"]:
+        source = cell["source"]
+        linecache.cache[cell["label"]] = (len(source), None, source.splitlines(True), cell["label"])
+        code = compile(source, cell["label"], "exec", dont_inherit=True)
+        try:
+            exec(code, module.__dict__)
+        except BaseException as exc:  # noqa: BLE001 - a student's SystemExit is data too
+            if not job.get("forgiving_cells"):
+                raise
+            cell_errors.append(describe_exception(exc, labels))
+    return module, labels, cell_errors
+
+
+def reset_state() -> None:
+    """The same seeds before every probe, so a run never depends on the order of checks."""
+    random.seed(0)
+    np = sys.modules.get("numpy")
+    if np is not None:
+        np.random.seed(0)
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        torch.manual_seed(0)
+        _tf32_off(torch)
+
+
+def _tf32_off(torch: Any) -> None:
+    # TF32 would change float32 results on Ampere+ GPUs; the references are full float32.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.set_float32_matmul_precision("highest")
+
+
+def run_invocation(invocation: dict[str, Any], probes: types.ModuleType, ctx: Context,
+                   student_files: set[str]) -> dict[str, Any]:
+    reply: dict[str, Any] = {"type": "result", "key": invocation["key"], "device": ctx.device}
+    probe = getattr(probes, invocation["probe"])
+    reset_state()
+    try:
+        fields = probe(ctx, **invocation["args"])
+    except ProbeFailure as failure:
+        return {**reply, "ok": False, "error": {"kind": failure.kind, "message": failure.message}}
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are graded too
+        return {**reply, "ok": False, "error": describe_exception(exc, student_files)}
+    return {**reply, "ok": True, "fields": fields}
+
+
+def run(job: dict[str, Any], channel: Channel) -> None:
+    """Load the submission, run every invocation on every device, and say done."""
+    probes = types.ModuleType("probe")
+    exec(compile(job["probe_source"], "probe.py", "exec"), probes.__dict__)
+    student_files = {cell["label"] for cell in job["cells"]}
+    try:
+        module, student_files, cell_errors = load_submission(job)
+    except BaseException as exc:  # noqa: BLE001
+        channel.send({"type": "load_error", "error": describe_exception(exc, student_files)})
+        return
+    for error in cell_errors:
+        channel.send({"type": "load_error", "error": error, "continued": True})
+    for device in job["devices"]:
+        ctx = Context(module, device)
+        for invocation in job["invocations"]:
+            channel.send(run_invocation(invocation, probes, ctx, student_files))
+    channel.send({"type": "done"})

@@ -1,0 +1,229 @@
+"""Child-side helpers for an exercise's probe.py: build inputs, call the student, turn answers into numbers.
+
+Runs inside the sandboxed child only. A probe receives a `Context` and the check's plain arguments, and
+returns a dict of plain numbers. Anything the student returns that is not the promised type or shape
+raises `ProbeFailure`, which the harness reports as a failed check with the message given here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+
+class ProbeFailure(Exception):
+    """The student's answer has the wrong type or shape, or a required name is missing."""
+
+    def __init__(self, kind: str, message: str):
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass
+class Events:
+    """What the student's code did through autograd and torch.optim while a probe ran."""
+
+    backward: int = 0
+    autograd_grad: int = 0
+    step: int = 0
+    zero_grad: int = 0
+    order: list[str] = field(default_factory=list)  # "B" backward, "S" step, "Z" zero_grad, capped
+    warnings: list[str] = field(default_factory=list)
+
+    def log(self, letter: str) -> None:
+        if len(self.order) < 5000:
+            self.order.append(letter)
+
+    def as_fields(self) -> dict[str, Any]:
+        return {
+            "backward_calls": self.backward,
+            "autograd_grad_calls": self.autograd_grad,
+            "step_calls": self.step,
+            "zero_grad_calls": self.zero_grad,
+            "event_order": "".join(self.order),
+            "broadcast_warning": any("broadcast" in w for w in self.warnings),
+        }
+
+
+class Context:
+    """Everything a probe needs: the student's module, the device, and converters."""
+
+    def __init__(self, student: Any, device: str):
+        self.student = student
+        self.device = device
+
+    # ---- inputs
+    def tensor(self, values: Any, dtype: str = "float32") -> Any:
+        import torch
+
+        return torch.tensor(values, dtype=getattr(torch, dtype), device=self.device)
+
+    @staticmethod
+    def array(values: Any, dtype: str = "float32") -> Any:
+        import numpy as np
+
+        return np.asarray(values, dtype=dtype)
+
+    # ---- calling the student
+    def function(self, name: str) -> Callable[..., Any]:
+        target = getattr(self.student, name, None)
+        if target is None:
+            raise ProbeFailure("missing", f"`{name}` is not defined in your file.")
+        if not callable(target):
+            raise ProbeFailure("missing", f"`{name}` is defined but is not a function.")
+        return target
+
+    def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self.function(name)(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def substitute(self, **replacements: Callable[..., Any]) -> Iterator[None]:
+        """Swap in reference helpers so a bug in one function is charged to that function only."""
+        saved = {name: getattr(self.student, name, None) for name in replacements}
+        for name, function in replacements.items():
+            setattr(self.student, name, function)
+        try:
+            yield
+        finally:
+            for name, previous in saved.items():
+                setattr(self.student, name, previous)
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[Events]:
+        """Count backward()/step()/zero_grad() calls and collect warnings while the student runs."""
+        events = Events()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with _torch_hooks(events):
+                yield events
+        events.warnings = [str(w.message)[:200] for w in caught[:20]]
+
+    # ---- outputs
+    def number(self, value: Any, what: str) -> float:
+        """A Python float, NumPy scalar, or one-element tensor on any device, as a float."""
+        if isinstance(value, bool):
+            raise ProbeFailure("type", f"{what} should be a number, but it is a bool ({value}).")
+        if isinstance(value, (int, float)):
+            return float(value)
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(value, torch.Tensor):
+            if value.numel() != 1:
+                raise ProbeFailure(
+                    "shape", f"{what} should be a single number, but it is a tensor of shape "
+                    f"{tuple(value.shape)}."
+                )
+            return float(value.detach().cpu().reshape(()).item())
+        np = sys.modules.get("numpy")
+        if np is not None and isinstance(value, (np.generic, np.ndarray)):
+            if np.size(value) != 1:
+                raise ProbeFailure(
+                    "shape", f"{what} should be a single number, but it is an array of shape "
+                    f"{np.shape(value)}."
+                )
+            if not np.issubdtype(np.asarray(value).dtype, np.number):
+                raise ProbeFailure("type", f"{what} should be a number, got dtype {np.asarray(value).dtype}.")
+            return float(np.asarray(value).reshape(()))
+        raise ProbeFailure("type", f"{what} should be a number, but it is {_describe(value)}.")
+
+    def vector(self, value: Any, shape: Sequence[int], what: str) -> list[Any]:
+        """An array or tensor of exactly `shape`, as nested lists of floats."""
+        torch = sys.modules.get("torch")
+        if torch is not None and isinstance(value, torch.Tensor):
+            got = tuple(value.shape)
+            data = value.detach().cpu().double()
+        else:
+            np = sys.modules.get("numpy")
+            if np is None or not isinstance(value, (np.ndarray, np.generic)):
+                raise ProbeFailure(
+                    "type", f"{what} should be an array/tensor of shape {tuple(shape)}, but it is "
+                    f"{_describe(value)}."
+                )
+            if not np.issubdtype(value.dtype, np.number):
+                raise ProbeFailure("type", f"{what} has dtype {value.dtype}; expected numbers.")
+            got = tuple(value.shape)
+            data = value.astype("float64")
+        if got != tuple(shape):
+            raise ProbeFailure(
+                "shape", f"{what} has shape {got}, expected {tuple(shape)}"
+                + (" (an (n, 1) column against an (n,) vector broadcasts to (n, n))" if len(got) == 2 else "")
+                + "."
+            )
+        return data.tolist()
+
+    def history(self, value: Any, n_iters: int, columns: Sequence[str], what: str) -> dict[str, list[float]]:
+        """A list with one entry per epoch; each entry a number or a tuple with one item per column."""
+        if not isinstance(value, (list, tuple)):
+            raise ProbeFailure(
+                "type", f"{what} should return a list with one entry per epoch, but it returned "
+                f"{_describe(value)}. Did you forget a `return` statement?"
+            )
+        if len(value) != n_iters:
+            raise ProbeFailure(
+                "shape", f"{what} returned {len(value)} entries for n_iters={n_iters}; expected one per epoch."
+            )
+        out: dict[str, list[float]] = {c: [] for c in columns}
+        for epoch, entry in enumerate(value, 1):
+            items = (entry,) if len(columns) == 1 and not isinstance(entry, (list, tuple)) else entry
+            if not isinstance(items, (list, tuple)) or len(items) != len(columns):
+                raise ProbeFailure(
+                    "shape", f"{what}: entry {epoch} should be ({', '.join(columns)}), got {_describe(entry)}."
+                )
+            for column, item in zip(columns, items):
+                out[column].append(self.number(item, f"{what}: {column} at epoch {epoch}"))
+        return out
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    if len(text) > 60:
+        text = text[:57] + "..."
+    return f"a {type(value).__name__} ({text})"
+
+
+@contextlib.contextmanager
+def _torch_hooks(events: Events) -> Iterator[None]:
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    # Tensor.backward() calls torch.autograd.backward(), so patching the function counts both spellings.
+    original_backward = torch.autograd.backward
+    original_grad = torch.autograd.grad
+    original_zero_grad = torch.optim.Optimizer.zero_grad
+
+    def backward(*args: Any, **kwargs: Any) -> Any:
+        events.backward += 1
+        events.log("B")
+        return original_backward(*args, **kwargs)
+
+    def grad(*args: Any, **kwargs: Any) -> Any:
+        events.autograd_grad += 1
+        return original_grad(*args, **kwargs)
+
+    def zero_grad(self: Any, *args: Any, **kwargs: Any) -> Any:
+        events.zero_grad += 1
+        events.log("Z")
+        return original_zero_grad(self, *args, **kwargs)
+
+    def step_hook(optimizer: Any, args: Any, kwargs: Any) -> None:
+        events.step += 1
+        events.log("S")
+
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    handle = register_optimizer_step_pre_hook(step_hook)
+    torch.autograd.backward = backward
+    torch.autograd.grad = grad
+    torch.optim.Optimizer.zero_grad = zero_grad
+    try:
+        yield
+    finally:
+        handle.remove()
+        torch.autograd.backward = original_backward
+        torch.autograd.grad = original_grad
+        torch.optim.Optimizer.zero_grad = original_zero_grad
