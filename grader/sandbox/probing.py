@@ -155,6 +155,18 @@ class Context:
             )
         return data.tolist()
 
+    def train(self, name: str, *args: Any, columns: Sequence[str], n_iters: int,
+              substitutes: dict[str, Callable[..., Any]] | None = None, watch: bool = False,
+              **kwargs: Any) -> dict[str, Any]:
+        """Call a training function (`n_iters` passed by keyword) and return its history, column by column.
+
+        `substitutes` swaps reference helpers in while it runs; `watch` adds the autograd/optimizer events.
+        """
+        with self.substitute(**(substitutes or {})), self.watch() as events:
+            value = self.call(name, *args, n_iters=n_iters, **kwargs)
+        fields: dict[str, Any] = self.history(value, n_iters, columns, f"{name}(...)")
+        return {**fields, **events.as_fields()} if watch else fields
+
     def history(self, value: Any, n_iters: int, columns: Sequence[str], what: str) -> dict[str, list[float]]:
         """A list with one entry per epoch; each entry a number or a tuple with one item per column."""
         if not isinstance(value, (list, tuple)):
@@ -176,6 +188,24 @@ class Context:
             for column, item in zip(columns, items):
                 out[column].append(self.number(item, f"{what}: {column} at epoch {epoch}"))
         return out
+
+
+# ---- reference helpers a probe swaps in for the student's (NumPy arrays and tensors alike)
+def reference_forward(w: Any, x: Any) -> Any:
+    """f(x) = w * x, written as the solutions write it so substituted runs reproduce the references."""
+    return w * x
+
+
+def reference_mse(y: Any, y_pred: Any) -> Any:
+    """Mean squared error, as the solutions write it."""
+    return ((y_pred - y) ** 2).mean()
+
+
+def reference_mse_gradient(x: Any, y: Any, y_pred: Any) -> Any:
+    """dMSE/dw = mean(2 * x * (y_pred - y)) for NumPy arrays, as solutions/ex01.py writes it."""
+    import numpy as np
+
+    return np.mean(2 * x * (y_pred - y))
 
 
 def _describe(value: Any) -> str:
