@@ -135,7 +135,7 @@ def _emit(report: Any, output_format: str, report_path: Path | None, plot_path: 
     if output_format == "json":
         click.echo(to_json(report))
     else:
-        click.echo(human.render(report, hint_count=len(exercises.load(report.exercise).hints())), nl=False)
+        click.echo(human.render(report, hint_count=len(hints.load(report.exercise))), nl=False)
     for note in filter(None, notes):
         click.echo(note, err=True)
 
@@ -165,13 +165,14 @@ def _optional_output(what: str, write: Any) -> str | None:
 @click.option("--all", "show_all", is_flag=True, help="Show every hint.")
 @click.option("--reset", is_flag=True, help="Start again from the first hint.")
 @click.option("--statement", is_flag=True, help="Show the exercise statement instead.")
-def hint(exercise: str, show_all: bool, reset: bool, statement: bool) -> None:
+@click.option("--number", "-n", type=click.IntRange(1), help="Show hint N (the one a diagnosis points to).")
+def hint(exercise: str, show_all: bool, reset: bool, statement: bool, number: int | None) -> None:
     from grader import hints
 
     if statement:
         click.echo(exercises.load(exercise).statement)
         return
-    click.echo(hints.next_hint_text(exercise, show_all=show_all, reset=reset))
+    click.echo(hints.next_hint_text(exercise, show_all=show_all, reset=reset, number=number))
 
 
 @main.command(help="Print the report's JSON Schema.")

@@ -1,14 +1,54 @@
-"""Hints: the next one for an exercise (remembering where the student is), and which hint fits a diagnosis."""
+"""Hints: the next one for an exercise (remembering where the student is), and which hint fits a diagnosis.
+
+An exercise's hints.md holds three or more hints separated by `---` lines, from a nudge to nearly the
+answer. A hint may start with `<!-- helps: code, code -->` naming the diagnosis codes it helps with; the
+tag is for the grader and is never shown. Progress lives in a small JSON state file; a corrupt, missing
+or unwritable one never stops a hint from being shown.
+"""
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import replace
+import re
+import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from grader import exercises
 from grader.report import Report
+
+TAG = re.compile(r"<!--\s*helps:\s*(?P<codes>[^>]*?)\s*-->\s*", re.IGNORECASE)
+SEPARATOR = re.compile(r"^---\s*$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Hint:
+    number: int  # 1-based, as the student sees it
+    text: str  # what is shown: the tag removed
+    helps: tuple[str, ...]  # diagnosis codes this hint helps with
+
+
+def parse(markdown: str) -> list[Hint]:
+    """The hints in a hints.md text, tags stripped from the text and kept in `helps`."""
+    hints = []
+    for part in SEPARATOR.split(markdown):
+        codes: list[str] = []
+        for match in TAG.finditer(part):
+            codes += [c.strip() for c in match.group("codes").split(",") if c.strip()]
+        text = TAG.sub("", part).strip()
+        if text:
+            hints.append(Hint(len(hints) + 1, text, tuple(codes)))
+    return hints
+
+
+def load(exercise_id: str) -> list[Hint]:
+    """The exercise's hints, in order (empty when it has none)."""
+    path = exercises.course_root() / exercise_id / "hints.md"
+    try:
+        return parse(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError):
+        return []
 
 
 def state_file() -> Path:
@@ -16,43 +56,85 @@ def state_file() -> Path:
     return Path(os.environ.get("GRADER_STATE", ".grade-hints.json"))
 
 
-def _load_state() -> dict[str, int]:
+def load_state() -> dict[str, int]:
+    """How many hints each exercise has shown; anything unreadable counts as nothing shown."""
     try:
         data = json.loads(state_file().read_text("utf-8"))
-        return {k: int(v) for k, v in data.items()} if isinstance(data, dict) else {}
     except (OSError, ValueError):
         return {}
+    if not isinstance(data, dict):
+        return {}
+    state = {}
+    for key, value in data.items():
+        if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+            state[str(key)] = value
+    return state
 
 
-def next_hint_text(exercise_id: str, show_all: bool = False, reset: bool = False) -> str:
-    hints = exercises.load(exercise_id).hints()
+def save_state(state: dict[str, int]) -> bool:
+    """Write the progress atomically (an interrupted write never leaves a corrupt file); False if it failed."""
+    path = state_file()
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=".grade-hints.", dir=path.parent if str(path.parent) else ".")
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(state, handle, indent=1, sort_keys=True)
+        os.replace(temporary, path)
+        return True
+    except OSError:
+        try:
+            os.unlink(temporary)
+        except OSError:
+            pass
+        return False
+
+
+def _format(hint: Hint, total: int) -> str:
+    return f"Hint {hint.number}/{total}:\n{hint.text}"
+
+
+def next_hint_text(exercise_id: str, show_all: bool = False, reset: bool = False,
+                   number: int | None = None) -> str:
+    """What `grade hint EX` prints: the next hint (or hint `number`, or all of them), advancing progress."""
+    hints = load(exercise_id)
     if not hints:
         return f"No hints for {exercise_id}."
+    state = load_state()
+    if reset:
+        state.pop(exercise_id, None)
     if show_all:
-        return "\n\n".join(f"Hint {i}/{len(hints)}:\n{text}" for i, text in enumerate(hints, 1))
-    state = _load_state()
-    shown = 0 if reset else state.get(exercise_id, 0)
-    index = min(shown, len(hints) - 1)
-    state[exercise_id] = index + 1
-    try:
-        state_file().write_text(json.dumps(state, indent=1), "utf-8")
-    except OSError:
-        pass
-    more = "" if index + 1 < len(hints) else " (that was the last one; `--all` shows them all)"
-    return f"Hint {index + 1}/{len(hints)}{more}:\n{hints[index]}"
+        if reset:
+            save_state(state)
+        return "\n\n".join(_format(h, len(hints)) for h in hints)
+    if number is not None:
+        if not 1 <= number <= len(hints):
+            return f"{exercise_id} has hints 1 to {len(hints)}; there is no hint {number}."
+        index = number - 1
+    else:
+        index = min(state.get(exercise_id, 0), len(hints) - 1)
+    state[exercise_id] = max(state.get(exercise_id, 0), index + 1)
+    text = _format(hints[index], len(hints))
+    if index + 1 == len(hints):
+        text += "\n\n(That was the last hint; `--all` shows them all, `--reset` starts again.)"
+    if not save_state(state):
+        text += f"\n\n(note: could not save your progress to {state_file()}; the next hint may repeat this one.)"
+    return text
 
 
 def hint_for(exercise_id: str, diagnosis: str) -> int | None:
-    """The 1-based index of the first hint that names the diagnosis code or its key words."""
-    keywords = {diagnosis, diagnosis.replace("-", " ")}
-    for index, text in enumerate(exercises.load(exercise_id).hints(), 1):
-        lowered = text.lower()
-        if any(k in lowered for k in keywords):
-            return index
-    return None
+    """The number of the first hint tagged with the diagnosis code (or, untagged, naming it in words)."""
+    hints = load(exercise_id)
+    tagged = next((h.number for h in hints if diagnosis in h.helps), None)
+    if tagged is not None:
+        return tagged
+    words = diagnosis.replace("-", " ")
+    return next((h.number for h in hints if not h.helps and words in h.text.lower()), None)
 
 
 def annotate(report: Report) -> Report:
+    """The report with each diagnosed check pointing at the hint that helps (CheckResult.hint)."""
     checks = tuple(
         replace(c, hint=hint_for(report.exercise, c.diagnosis)) if c.diagnosis and c.hint is None else c
         for c in report.checks
