@@ -34,7 +34,8 @@ def render(report: Report, hint_count: int = 0) -> str:
             for paragraph in check.message.split("\n"):
                 lines += textwrap.wrap(paragraph, WIDTH, initial_indent=" " * 19, subsequent_indent=" " * 19)
             if check.diagnosis:
-                hint = f"; hint {check.hint} helps: `grade hint {report.exercise} -n {check.hint}`" if check.hint else ""
+                command = f"`grade hint {report.exercise} -n {check.hint}`"
+                hint = f"; hint {check.hint} helps: {command}" if check.hint else ""
                 lines.append(" " * 19 + f"diagnosis: {check.diagnosis}{hint}")
     lines += ["", f"Score: {_points(report.score)}/{_points(report.max_score)}"
               f"   (device: {', '.join(report.devices) or '-'}; sandbox: {report.sandbox.get('tier', '?')})"]
