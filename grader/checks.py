@@ -148,11 +148,13 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | No
         verdict = compare_trajectory(check, fields, expected, tol, reveal)
     else:
         verdict = compare_value(check, fields, expected, tol, reveal)
+    # Plotting data for visible checks only, passed or not: hidden references must never leave the grader.
+    trajectory = _trajectory(check, fields, expected) if reveal else None
     if verdict.passed:
-        return replace(base, status=Status.PASSED, score=check.points, message=verdict.message)
+        return replace(base, status=Status.PASSED, score=check.points, message=verdict.message,
+                       trajectory=trajectory)
     result = replace(base, status=Status.FAILED, message=verdict.message,
-                     first_divergent_epoch=verdict.first_divergent_epoch,
-                     trajectory=_trajectory(check, fields, expected) if reveal else None)
+                     first_divergent_epoch=verdict.first_divergent_epoch, trajectory=trajectory)
     found = diagnose.from_behaviour(exercise, check, fields, expected, code)
     return diagnose.attach(result, found)
 
