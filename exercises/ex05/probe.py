@@ -1,0 +1,49 @@
+"""ex05 probes (run in the sandboxed child): build the student's model seeded on the CPU, then use it."""
+
+from grader.sandbox.probing import Context, ProbeFailure
+
+
+def build_model(ctx: Context, input_dim: int, output_dim: int, seed: int):
+    """The grader builds the model: seeded on the CPU (the same weights everywhere), then moved."""
+    import torch
+
+    torch.manual_seed(seed)
+    model = ctx.call("LinearRegression", input_dim, output_dim)
+    if not isinstance(model, torch.nn.Module):
+        raise ProbeFailure("type", "LinearRegression(...) should build an nn.Module; did you subclass nn.Module?")
+    return model.to(ctx.device)
+
+
+def linear_layer(model):
+    """The model's single nn.Linear (the exercise asks for exactly one)."""
+    import torch
+
+    layers = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
+    if len(layers) != 1:
+        raise ProbeFailure("shape", f"LinearRegression should hold exactly one nn.Linear; it holds {len(layers)}.")
+    return layers[0]
+
+
+def structure(ctx: Context, input_dim, output_dim):
+    model = build_model(ctx, input_dim, output_dim, seed=0)
+    layer = linear_layer(model)
+    return {"in_features": layer.in_features, "out_features": layer.out_features,
+            "parameters": sum(p.numel() for p in model.parameters())}
+
+
+def model_forward(ctx: Context, input_dim, output_dim, seed, x):
+    model = build_model(ctx, input_dim, output_dim, seed)
+    out = model(ctx.tensor(x))
+    return {"value": ctx.vector(out, (len(x), output_dim), "model(x)")}
+
+
+def train(ctx: Context, input_dim, output_dim, seed, x, y, learning_rate, n_iters):
+    model = build_model(ctx, input_dim, output_dim, seed)
+    fields = ctx.train("train", model, ctx.tensor(x), ctx.tensor(y), learning_rate=learning_rate,
+                       n_iters=n_iters, columns=("loss",), watch=True)
+    layer = linear_layer(model)
+    weight = ctx.vector(layer.weight, (output_dim, input_dim), "the trained layer's weight")
+    bias = ctx.vector(layer.bias, (output_dim,), "the trained layer's bias") if layer.bias is not None else None
+    if bias is None:
+        raise ProbeFailure("shape", "the nn.Linear has no bias; create it with the default bias=True.")
+    return {**fields, "weight": weight, "bias": bias}
