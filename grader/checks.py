@@ -15,6 +15,8 @@ from grader import diagnose
 from grader.exercises import CheckSpec, Exercise
 from grader.report import CheckResult, Status
 
+MALFORMED_RESULT = "the grader received a result it cannot read as numbers; no points for this check."
+
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -137,17 +139,23 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | No
         status = Status.TIMEOUT if timed_out else Status.ERROR
         return replace(base, status=status, message=run_problem or "the grader received no result.")
     if not observed.get("ok"):
-        return _from_error(exercise, check, base, observed.get("error") or {})
+        error = observed.get("error")
+        return _from_error(exercise, check, base, error if isinstance(error, dict) else {})
     fields, expected = observed.get("fields") or {}, reference["fields"]
     reveal = check.visibility == "visible"
     tol = tolerance_for(exercise, check)
     code = None
-    if check.compare == "process":
-        verdict, code = compare_process(check, fields)
-    elif check.compare == "trajectory":
-        verdict = compare_trajectory(check, fields, expected, tol, reveal)
-    else:
-        verdict = compare_value(check, fields, expected, tol, reveal)
+    try:  # the numbers are untrusted: a forged or garbled result must fail the check, not the grader
+        if not isinstance(fields, dict):
+            raise TypeError("fields is not a mapping")
+        if check.compare == "process":
+            verdict, code = compare_process(check, fields)
+        elif check.compare == "trajectory":
+            verdict = compare_trajectory(check, fields, expected, tol, reveal)
+        else:
+            verdict = compare_value(check, fields, expected, tol, reveal)
+    except (TypeError, ValueError):
+        return replace(base, message=MALFORMED_RESULT)
     # Plotting data for visible checks only, passed or not: hidden references must never leave the grader.
     trajectory = _trajectory(check, fields, expected) if reveal else None
     if verdict.passed:
@@ -155,7 +163,10 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | No
                        trajectory=trajectory)
     result = replace(base, status=Status.FAILED, message=verdict.message,
                      first_divergent_epoch=verdict.first_divergent_epoch, trajectory=trajectory)
-    found = diagnose.from_behaviour(exercise, check, fields, expected, code)
+    try:
+        found = diagnose.from_behaviour(exercise, check, fields, expected, code)
+    except (TypeError, ValueError):  # garbled extra fields: no diagnosis rather than no report
+        found = None
     return diagnose.attach(result, found)
 
 
@@ -164,9 +175,18 @@ def _trajectory(check: CheckSpec, observed: dict[str, Any], expected: dict[str, 
         return None
     return {
         "fields": list(check.fields),
-        "expected": {f: expected[f] for f in check.fields},
-        "observed": {f: observed.get(f) for f in check.fields},
+        "expected": {f: _json_safe(expected[f]) for f in check.fields},
+        "observed": {f: _json_safe(observed.get(f)) for f in check.fields},
     }
+
+
+def _json_safe(values: Any) -> Any:
+    """NaN and infinity become null: strict JSON (and so every LMS) has no spelling for them."""
+    if isinstance(values, list):
+        return [_json_safe(v) for v in values]
+    if isinstance(values, float) and not np.isfinite(values):
+        return None
+    return values
 
 
 def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: dict[str, Any]) -> CheckResult:

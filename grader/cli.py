@@ -34,8 +34,21 @@ class ExerciseType(click.ParamType):
 EXERCISE = ExerciseType()
 
 
+class OneLineUsageError(click.UsageError):
+    """A usage error shown as the contract wants it: one line on stderr, exit status 2."""
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
 class GradeGroup(click.Group):
     """`grade ex03 file.py` runs the hidden `check` command: an exercise id is a command name too."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except click.UsageError as exc:  # bad argument, unknown exercise, missing file, absent cuda
+            raise OneLineUsageError(exc.format_message()) from None
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         if args and args[0] not in self.commands and exercises.EXERCISE_ID.match(args[0]):

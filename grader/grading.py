@@ -132,7 +132,8 @@ def run_problem(outcome: Outcome, limits: Limits) -> str | None:
     if outcome.channel_error:
         return f"the grader rejected your results: {outcome.channel_error}."
     if load_error:
-        return "your file could not be imported: " + describe_load_error(load_error.get("error", {}))
+        error = load_error.get("error")
+        return "your file could not be imported: " + describe_load_error(error if isinstance(error, dict) else {})
     if outcome.memory_exceeded:
         return f"your code used more than {limits.memory_mib} MiB of memory and was stopped."
     if outcome.timed_out:

@@ -43,7 +43,7 @@ def read(path: Path, exercise_id: str) -> Loaded:
     data = path.read_bytes()[: MAX_SUBMISSION_BYTES + 1]
     kind = "ipynb" if path.suffix == ".ipynb" else "py"
     submission = Submission(path=str(path), sha256=hashlib.sha256(data).hexdigest(), kind=kind, size=len(data))
-    problem = _text_problem(data)
+    problem = _text_problem(data, exercise_id)
     if problem:
         return Loaded(submission, (), problem)
     text = data.removeprefix(BOM).decode("utf-8")
@@ -56,11 +56,11 @@ def read(path: Path, exercise_id: str) -> Loaded:
     return Loaded(submission, cells, problem)
 
 
-def _text_problem(data: bytes) -> str | None:
+def _text_problem(data: bytes, exercise_id: str) -> str | None:
     if len(data) > MAX_SUBMISSION_BYTES:
         return f"the file is larger than {MAX_SUBMISSION_BYTES // 1024} KiB; submit only your source code."
     if not data.removeprefix(BOM).strip():
-        return "the file is empty. Start from the stub: `grade init <exercise>`."
+        return f"the file is empty. Start from the stub: `grade init {exercise_id}`."
     if b"\x00" in data:
         return "the file is binary, not Python source. Did you submit the right file?"
     try:
