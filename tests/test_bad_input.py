@@ -38,14 +38,14 @@ def replace_once(text: str, old: str, new: str) -> str:
 
 def without_function(text: str, name: str) -> str:
     """The source with `def name(...)` and its body removed (up to the next top-level statement)."""
-    pattern = re.compile(rf"^def {name}\(.*?(?=^\S)", re.M | re.S)
+    pattern = re.compile(rf"^def {name}\(.*?(?=^\S)", re.MULTILINE | re.DOTALL)
     assert pattern.search(text), f"no top-level def {name} in the solution"
     return pattern.sub("", text, count=1)
 
 
 def in_train(text: str, statement: str) -> str:
     """Insert `statement` as the first line of train's body (after its docstring, if any)."""
-    match = re.search(r"^def train\(.*?\):\n(    \"\"\".*?\"\"\"\n)?", text, re.M | re.S)
+    match = re.search(r"^def train\(.*?\):\n(    \"\"\".*?\"\"\"\n)?", text, re.MULTILINE | re.DOTALL)
     assert match, "no def train in the solution"
     return text[: match.end()] + f"    {statement}\n" + text[match.end():]
 
