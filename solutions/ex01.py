@@ -35,6 +35,8 @@ def train(x, y, w=0.0, learning_rate=0.01, n_iters=20):
         y_pred = forward(w, x)
         l = loss(y, y_pred)
         dw = gradient(x, y, y_pred)
-        w = w - learning_rate * dw
+        # w stays a Python float (float64), as in the notebooks (NumPy 1 promoted it so); under NumPy 2
+        # `learning_rate * dw` would be float32 and the printed losses would drift in the 7th digit.
+        w = w - learning_rate * float(dw)
         history.append((float(w), float(l)))
     return history
