@@ -1,0 +1,561 @@
+"""Grading a whole class: discovery, warm parallel workers, resume, atomic reports, gradebook and summary.
+
+The data flows one way, as in single mode:
+DIR/<student>/<EX>.py|.ipynb → skip those whose report on disk is current (same file sha256, grader
+version and references digest) → grade the rest on N slots, each owning its own pre-warmed `Zygote`
+(the worker only runs probes and never sees reference data; this process compares, through
+`grading.grade(..., worker=...)`, exactly as single mode does) → each report written atomically as soon
+as it is ready → the gradebook and summary are rebuilt from the reports on disk, one student at a time.
+
+Nothing is lost: a submission that crashes, hangs or attacks its worker gets a report (the worker is
+restarted if it died); a file that cannot even be read gets a `.problem.json` beside where its report
+would be, and a status in the gradebook. An interrupt stops the workers, kills what they were running
+and keeps every finished report; the next run grades only what is left.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue
+import signal
+import statistics
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from grader import __version__, exercises, grading, hints
+from grader.formats import gradebook
+from grader.report import to_json
+from grader.sandbox.runner import SandboxFailure, Zygote
+from grader.submission import MAX_SUBMISSION_BYTES, SubmissionNotFound
+
+SUBMISSION_SUFFIXES = (".py", ".ipynb")
+PROBLEM_SUFFIX = ".problem.json"
+TOP_COUNT = 5  # how many failed checks and diagnoses the summary lists
+STOP_GRACE_S = 3.0  # how long an interrupted worker gets to kill its job's process tree
+
+
+class BatchError(ValueError):
+    """The batch as a whole cannot run (no such directory, nothing to grade): a usage error."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, delivered as an interrupt so that the batch stops the same way as on Ctrl-C."""
+
+
+@dataclass(frozen=True)
+class Task:
+    """One student's file for one exercise (path None: the student has no file for it)."""
+
+    student: str
+    exercise: str
+    path: Path | None
+
+    def report_path(self, out: Path) -> Path:
+        return out / self.student / f"{self.exercise}.json"
+
+    def problem_path(self, out: Path) -> Path:
+        return out / self.student / f"{self.exercise}{PROBLEM_SUFFIX}"
+
+
+@dataclass(frozen=True)
+class Done:
+    """What became of one task in this run: given to the progress callback, never kept."""
+
+    task: Task
+    state: str  # "graded" | "problem"
+    score: float | None = None
+    max_score: float | None = None
+    status: str | None = None
+
+
+@dataclass(frozen=True)
+class Options:
+    jobs: int = max(1, os.cpu_count() or 1)
+    device: str = "auto"
+    limits: grading.Limits = field(default_factory=grading.Limits)
+    force: bool = False
+
+
+@dataclass(frozen=True)
+class BatchResult:
+    submissions: int  # files found (missing ones not counted)
+    graded: int
+    skipped: int  # unchanged since their report was written
+    problems: int  # could not be graded at all this run (unreadable file, grader failure)
+    interrupted_by: str | None  # "SIGINT" | "SIGTERM" when the batch was stopped before the end
+    elapsed_s: float
+    summary: dict[str, Any]
+    files: list[Path]
+
+
+# ---- discovery and resume
+
+def discover(directory: Path, exercise_ids: Sequence[str] | None = None) -> list[Task]:
+    """Every (student, exercise) pair: students are DIR's sub-folders; exercises are the ones asked for,
+    or every exercise at least one student submitted. Ordered by exercise so workers stay on one framework."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise BatchError(f"no such directory: {directory}")
+    students = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    wanted = list(exercise_ids) if exercise_ids else exercises.exercise_ids()
+    found = {(s.name, e): submission_file(s, e) for s in students for e in wanted}
+    if not exercise_ids:
+        wanted = [e for e in wanted if any(found[(s.name, e)] for s in students)]
+    return [Task(s.name, e, found[(s.name, e)]) for e in wanted for s in students]
+
+
+def submission_file(folder: Path, exercise_id: str) -> Path | None:
+    """`EX.py`, else `EX.ipynb`, as in single mode (a broken link still counts, and fails as unreadable)."""
+    for suffix in SUBMISSION_SUFFIXES:
+        candidate = folder / f"{exercise_id}{suffix}"
+        if candidate.is_symlink() or candidate.exists():
+            return candidate
+    return None
+
+
+def file_sha256(path: Path) -> str:
+    """The digest single mode records (submission.read hashes the first MAX+1 bytes)."""
+    with path.open("rb") as handle:
+        return hashlib.sha256(handle.read(MAX_SUBMISSION_BYTES + 1)).hexdigest()
+
+
+def is_current(task: Task, out: Path, references_digest: str) -> bool:
+    """True when the report on disk was made from this very file, by this grader, with these references."""
+    if task.path is None or task.path.is_symlink():
+        return False
+    try:
+        data = json.loads(task.report_path(out).read_text("utf-8"))
+        sha = file_sha256(task.path)
+    except (OSError, ValueError):
+        return False
+    return (
+        isinstance(data, dict)
+        and data.get("grader_version") == __version__
+        and data.get("references_sha256") == references_digest
+        and isinstance(data.get("submission"), dict)
+        and data["submission"].get("sha256") == sha
+        and (data.get("sandbox") or {}).get("tier") != "failed"  # the grader's fault: try again
+    )
+
+
+def unreadable(path: Path) -> str | None:
+    """Why a submission path cannot be graded at all, before any worker is involved (None: it can).
+
+    A link is refused, not followed: it could point at files the student must not see (the hidden
+    references, say), and a syntax error's message would quote them back.
+    """
+    if path.is_symlink():
+        return "a symbolic link, not a file; submit the file itself."
+    if not path.is_file():
+        return "not a regular file."
+    if not os.access(path, os.R_OK):
+        return "the grader may not read it (permissions)."
+    return None
+
+
+def record_problem(out: Path, task: Task, status: str, message: str) -> Done:
+    """A file that could not be graded at all: remembered beside its report's place, for the gradebook."""
+    record = {"student": task.student, "exercise": task.exercise, "path": str(task.path),
+              "status": status, "message": message, "grader_version": __version__}
+    write_atomic(task.problem_path(out), json.dumps(record, indent=2))
+    task.report_path(out).unlink(missing_ok=True)  # an older report no longer matches the file
+    return Done(task, "problem", status=status)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write beside the target and rename over it: a reader (or a resumed batch) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    try:
+        temporary.write_text(text, "utf-8")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+# ---- grading on warm workers
+
+class Slot:
+    """One job slot: its own warm workers (one per framework), used by one thread, restarted if they die."""
+
+    def __init__(self, out: Path, options: Options, stop: threading.Event):
+        self.out = out
+        self.options = options
+        self.stop = stop
+        self._workers: dict[tuple[str, bool], Zygote] = {}
+        self._lock = threading.Lock()
+
+    def worker(self, exercise_id: str) -> Zygote:
+        key = (exercises.framework_of(exercise_id), self.options.device != "cpu")
+        with self._lock:
+            if self.stop.is_set():
+                raise SandboxFailure("the batch is stopping")
+            current = self._workers.get(key)
+            if current is None or not current.alive:
+                if current is not None:
+                    current.close()
+                current = self._workers[key] = Zygote(*key)
+            return current
+
+    def grade(self, task: Task) -> Done | None:
+        """Grade one task and write its report; None when the batch was stopped before it finished."""
+        assert task.path is not None
+        try:
+            report = self._grade_with_retry(task)
+        except (SubmissionNotFound, OSError) as exc:
+            return self._problem(task, "unreadable", str(exc))
+        except SandboxFailure as exc:
+            if self.stop.is_set():
+                return None
+            return self._problem(task, "grader-failure", str(exc))
+        except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch
+            return self._problem(task, "grader-failure", f"{type(exc).__name__}: {exc}")
+        if self.stop.is_set() and report.sandbox.get("tier") == "failed":
+            return None  # its worker was stopped under it: not a result
+        report = hints.annotate(report)
+        write_atomic(task.report_path(self.out), to_json(report))
+        task.problem_path(self.out).unlink(missing_ok=True)
+        data = {"error": report.error, "sandbox": report.sandbox,
+                "checks": [{"status": c.status.value} for c in report.checks]}
+        return Done(task, "graded", report.score, report.max_score, report_status(data))
+
+    def _grade_with_retry(self, task: Task) -> Any:
+        # A worker that died between jobs (or never started) fails before the submission runs: one retry.
+        for attempt in (1, 2):
+            worker = self.worker(task.exercise)
+            try:
+                return grading.grade(task.exercise, task.path, device=self.options.device,
+                                     limits=self.options.limits, worker=worker)
+            except SandboxFailure:
+                worker.kill()
+                if attempt == 2 or self.stop.is_set():
+                    raise
+        raise AssertionError("unreachable")
+
+    def _problem(self, task: Task, status: str, message: str) -> Done:
+        return record_problem(self.out, task, status, message)
+
+    def prewarm(self, exercise_id: str) -> None:
+        try:
+            self.worker(exercise_id)
+        except SandboxFailure:
+            pass
+
+    def terminate(self) -> None:
+        """From another thread: ask each worker to kill its job's process tree and exit."""
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            try:
+                os.kill(worker.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def close(self, stopping: bool = False) -> None:
+        with self._lock:
+            workers = list(self._workers.values())
+            self._workers.clear()
+        for worker in workers:
+            if stopping:
+                try:
+                    worker.process.wait(timeout=STOP_GRACE_S)
+                except Exception:  # noqa: BLE001 - still there: no more grace
+                    worker.kill()
+            worker.close()
+
+
+def _serve(slot: Slot, tasks: queue.SimpleQueue, results: queue.SimpleQueue) -> None:
+    try:
+        while not slot.stop.is_set():
+            try:
+                task = tasks.get_nowait()
+            except queue.Empty:
+                return
+            done = slot.grade(task)
+            if done is not None:
+                results.put(done)
+    finally:
+        results.put(None)  # this slot is finished
+
+
+def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, options: Options | None = None,
+        on_start: Callable[[int, int], None] | None = None,
+        on_done: Callable[[Done], None] | None = None) -> BatchResult:
+    """Grade DIR into OUT. `on_start(to_grade, skipped)` then `on_done(done)` for each graded file.
+
+    Raises BatchError for usage errors and grading.DeviceUnavailable when --device cuda has no CUDA.
+    A KeyboardInterrupt (or `Interrupted`) stops the batch; the result says so, and every report
+    finished before it is kept.
+    """
+    started = time.monotonic()
+    options = options or Options()
+    out = Path(out)
+    tasks = discover(Path(directory), exercise_ids)
+    if not tasks:
+        raise BatchError(f"no student folders with submissions in {directory}")
+    out.mkdir(parents=True, exist_ok=True)
+    digests = {e: exercises.load(e).references_digest() for e in dict.fromkeys(t.exercise for t in tasks)}
+    present = [t for t in tasks if t.path is not None]
+    todo = [t for t in present if options.force or not is_current(t, out, digests[t.exercise])]
+    if on_start:
+        on_start(len(todo), len(present) - len(todo))
+    graded = problems = 0
+    gradable = []
+    for task in todo:
+        why = unreadable(task.path)
+        if why is None:
+            gradable.append(task)
+            continue
+        problems += 1
+        done = record_problem(out, task, "unreadable", why)
+        if on_done:
+            on_done(done)
+    interrupted_by = None
+    stream = _grade_all(gradable, out, options)
+    try:
+        for done in stream:
+            graded += done.state == "graded"
+            problems += done.state == "problem"
+            if on_done:
+                on_done(done)
+    except Interrupted:
+        interrupted_by = "SIGTERM"
+    except KeyboardInterrupt:
+        interrupted_by = "SIGINT"
+    finally:
+        stream.close()  # stops the slots and kills what they run, whatever ended the loop
+    elapsed = time.monotonic() - started
+    files, summary = rebuild(out, tasks)
+    summary["last_run"] = {"submissions": len(present), "graded": graded, "skipped": len(present) - len(todo),
+                           "problems": problems, "interrupted": interrupted_by, "elapsed_s": round(elapsed, 3),
+                           "jobs": options.jobs}
+    summary_path = out / "summary.json"
+    write_atomic(summary_path, json.dumps(summary, indent=2))
+    return BatchResult(len(present), graded, len(present) - len(todo), problems, interrupted_by, elapsed, summary,
+                       [*files, summary_path])
+
+
+def _grade_all(todo: list[Task], out: Path, options: Options) -> Iterator[Done]:
+    """Yield each Done as it arrives; on interrupt, stop every slot and kill what they were running."""
+    if not todo:
+        return
+    stop = threading.Event()
+    tasks: queue.SimpleQueue = queue.SimpleQueue()
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    for task in todo:
+        tasks.put(task)
+    slots = [Slot(out, options, stop) for _ in range(max(1, min(options.jobs, len(todo))))]
+    if options.device == "cuda":
+        _require_cuda(slots[0], todo[0].exercise)
+    threads = []
+    stopping = False
+    try:
+        for slot in slots:
+            slot.prewarm(todo[0].exercise)  # every slot's torch import starts now, side by side
+        for slot in slots:
+            thread = threading.Thread(target=_serve, args=(slot, tasks, results), daemon=True)
+            thread.start()
+            threads.append(thread)
+        running = len(threads)
+        while running:
+            try:
+                done = results.get(timeout=0.2)
+            except queue.Empty:
+                continue
+            if done is None:
+                running -= 1
+            else:
+                yield done
+    except BaseException:
+        stopping = True
+        stop.set()
+        for slot in slots:
+            slot.terminate()
+        raise
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=STOP_GRACE_S + 5)
+        for slot in slots:
+            slot.close(stopping)
+
+
+def _require_cuda(slot: Slot, exercise_id: str) -> None:
+    info = slot.worker(exercise_id).info()
+    if not info.get("cuda"):
+        raise grading.DeviceUnavailable("--device cuda was asked for, but CUDA is not available on this machine.")
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While inside, SIGTERM raises `Interrupted` in the main thread, so it stops a batch like Ctrl-C."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+# ---- gradebook and summary, rebuilt from the reports on disk
+
+def report_status(data: dict[str, Any]) -> str | None:
+    """Why a report did not grade cleanly, as one word for the gradebook (None: it did, whatever the score)."""
+    error = data.get("error")
+    if not error:
+        return None
+    tier = (data.get("sandbox") or {}).get("tier")
+    if tier == "failed":
+        return "grader-failure"
+    if tier == "not-run":
+        return "syntax-error" if str(error).startswith("SyntaxError") else "unreadable"
+    if any(c.get("status") == "timeout" for c in data.get("checks", [])):
+        return "timeout"
+    text = str(error)
+    if "memory" in text:
+        return "memory-limit"
+    if "could not be imported" in text:
+        return "import-error"
+    if "rejected your results" in text:
+        return "rejected-results"
+    return "crashed"
+
+
+class Summary:
+    """What the class got wrong, accumulated one report at a time (counters only: flat in class size)."""
+
+    def __init__(self) -> None:
+        self.scores: dict[str, Counter[float]] = {}
+        self.max_scores: dict[str, float] = {}
+        self.failed_checks: Counter[tuple[str, str]] = Counter()
+        self.diagnoses: Counter[tuple[str, str]] = Counter()
+        self.statuses: Counter[str] = Counter()
+        self.students = 0
+
+    def add_report(self, exercise_id: str, data: dict[str, Any]) -> None:
+        self.scores.setdefault(exercise_id, Counter())[float(data.get("score", 0.0))] += 1
+        self.max_scores[exercise_id] = float(data.get("max_score", 0.0))
+        for check in data.get("checks", []):
+            if check.get("status") != "passed":
+                self.failed_checks[(exercise_id, str(check.get("name")))] += 1
+            if check.get("diagnosis"):
+                self.diagnoses[(exercise_id, str(check["diagnosis"]))] += 1
+
+    def add_status(self, status: str | None) -> None:
+        if status:
+            self.statuses[status] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "grader_version": __version__,
+            "students": self.students,
+            "exercises": {e: _distribution(c, self.max_scores.get(e, 0.0)) for e, c in sorted(self.scores.items())},
+            "failed_checks": [{"exercise": e, "check": n, "count": k}
+                              for (e, n), k in self.failed_checks.most_common()],
+            "diagnoses": [{"exercise": e, "diagnosis": d, "count": k} for (e, d), k in self.diagnoses.most_common()],
+            "statuses": dict(self.statuses.most_common()),
+        }
+
+
+def _distribution(scores: Counter[float], max_score: float) -> dict[str, Any]:
+    values = sorted(scores.elements())  # a few thousand floats at most; bounded by the class size
+    bands = Counter()
+    for value in values:
+        share = value / max_score if max_score else 0.0
+        bands["0" if value == 0 else "100%" if share >= 1 else "50-99%" if share >= 0.5 else "1-49%"] += 1
+    return {
+        "graded": len(values),
+        "max_score": max_score,
+        "mean": round(statistics.fmean(values), 3) if values else None,
+        "median": statistics.median(values) if values else None,
+        "full_marks": bands["100%"],
+        "bands": {band: bands[band] for band in ("0", "1-49%", "50-99%", "100%")},
+        "scores": {gradebook.number(v): k for v, k in sorted(scores.items())},
+    }
+
+
+def rebuild(out: Path, tasks: Sequence[Task] = ()) -> tuple[list[Path], dict[str, Any]]:
+    """Write the gradebook (and LMS CSVs) from the reports under OUT; returns the files and the summary.
+
+    Students are the union of this run's folders and OUT's; exercises, those of this run's tasks and of
+    any report on disk (so separate `--exercise` runs into one OUT add up).
+    """
+    submitted = {(t.student, t.exercise) for t in tasks if t.path is not None}
+    students = {t.student for t in tasks}
+    exercise_ids = {t.exercise for t in tasks}
+    known = set(exercises.exercise_ids())
+    for folder in out.iterdir():
+        if folder.is_dir() and not folder.name.startswith("."):
+            students.add(folder.name)
+            exercise_ids |= {p.name.split(".")[0] for p in folder.glob("ex*.json")} & known
+    ordered = sorted(exercise_ids)
+    loaded = [exercises.load(e) for e in ordered]
+    titles = {e.id: e.title for e in loaded}
+    max_scores = {e.id: float(sum(c.points for c in e.checks)) for e in loaded}
+    summary = Summary()
+
+    def rows() -> Iterator[gradebook.Row]:
+        for student in sorted(students):
+            summary.students += 1
+            cells = {e: _cell(out, student, e, (student, e) in submitted, summary) for e in ordered}
+            yield gradebook.Row(student, cells)
+
+    files = gradebook.write_all(out, ordered, titles, max_scores, rows())
+    return files, summary.as_dict()
+
+
+def _cell(out: Path, student: str, exercise_id: str, submitted: bool, summary: Summary) -> gradebook.Cell:
+    folder = out / student
+    try:
+        data = json.loads((folder / f"{exercise_id}.json").read_text("utf-8"))
+        score, max_score = float(data["score"]), float(data["max_score"])
+    except (OSError, ValueError, KeyError, TypeError):
+        data = None
+    if data is not None:
+        summary.add_report(exercise_id, data)
+        status = report_status(data)
+        summary.add_status(status)
+        return gradebook.Cell(score, max_score, status)
+    try:
+        status = str(json.loads((folder / f"{exercise_id}{PROBLEM_SUFFIX}").read_text("utf-8"))["status"])
+    except (OSError, ValueError, KeyError, TypeError):
+        status = "not-graded" if submitted else "missing"
+    summary.add_status(status)
+    return gradebook.Cell(None, None, status)
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """The short text the instructor reads after a batch."""
+    run = summary.get("last_run", {})
+    lines = []
+    if run:
+        rate = run["graded"] / run["elapsed_s"] if run["elapsed_s"] else 0.0
+        state = f"INTERRUPTED ({run['interrupted']}), finished reports kept: " if run["interrupted"] else ""
+        lines.append(f"{state}{run['submissions']} submissions from {summary['students']} students: "
+                     f"{run['graded']} graded, {run['skipped']} unchanged (skipped), {run['problems']} unreadable "
+                     f"in {run['elapsed_s']:.1f} s ({rate:.1f}/s).")
+    for exercise_id, dist in summary["exercises"].items():
+        bands = "  ".join(f"{band}: {count}" for band, count in dist["bands"].items())
+        lines.append(f"{exercise_id}: {dist['graded']} reports, mean {dist['mean']:g}/{dist['max_score']:g}, "
+                     f"median {dist['median']:g}   {bands}")
+    if summary["failed_checks"]:
+        lines.append("Checks failed most:")
+        lines += [f"  {f['count']:4d}  {f['exercise']}  {f['check']}" for f in summary["failed_checks"][:TOP_COUNT]]
+    if summary["diagnoses"]:
+        lines.append("Most frequent diagnoses:")
+        lines += [f"  {d['count']:4d}  {d['exercise']}  {d['diagnosis']}" for d in summary["diagnoses"][:TOP_COUNT]]
+    if summary["statuses"]:
+        statuses = ", ".join(f"{status} ×{count}" for status, count in summary["statuses"].items())
+        lines.append(f"Not graded cleanly: {statuses} (see the status column of gradebook.csv).")
+    return "\n".join(lines) + "\n"
