@@ -257,6 +257,8 @@ def main() -> None:
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_DUMPABLE, 0)  # a same-user child cannot read our memory through /proc
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    # SIGTERM from the parent (a batch being stopped) unwinds through `finally`, which kills the job's tree.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     config = json.loads(sys.stdin.readline())
     info: dict[str, Any] = {"event": "ready", "pid": os.getpid(), "torch": None, "cuda": False}
     if config.get("framework") == "torch" or config.get("want_cuda"):
