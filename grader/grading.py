@@ -89,6 +89,9 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         if own_worker:
             worker.close()
     results = _results(exercise, selected, devices, outcome, problem)
+    skipped_cells = notebook_cell_problems(outcome)
+    if skipped_cells and not all(r.passed for r in results):  # why a function may be missing or stale
+        problem = f"{problem} {skipped_cells}" if problem else skipped_cells
     return Report(
         exercise=exercise.id,
         title=exercise.title,
@@ -146,6 +149,29 @@ def run_problem(outcome: Outcome, limits: Limits) -> str | None:
         return f"your code crashed the grading process (signal {outcome.signal} {name}).".replace(" )", ")")
     return (f"your code ended the grading process early (exit status {outcome.exit_code}). "
             "Did you call sys.exit(), exit() or os._exit()?")
+
+
+def notebook_cell_problems(outcome: Outcome | None) -> str | None:
+    """The notebook cells that raised and were skipped (the others still ran), in words for the student."""
+    errors = [m.get("error") for m in (outcome.messages if outcome else ())
+              if m["type"] == "load_error" and m.get("continued")]
+    described = [describe_cell_error(e) for e in errors if isinstance(e, dict)]
+    if not described:
+        return None
+    more = f"; and {len(described) - 3} more" if len(described) > 3 else ""
+    return "Some cells of your notebook raised an error, and the code after the error in each was not run: " + \
+        "; ".join(described[:3]) + more + "."
+
+
+def describe_cell_error(error: dict[str, Any]) -> str:
+    lines = str(error.get("message", "")).strip().splitlines() or ["an error"]
+    where, cell = error.get("where"), str(error.get("cell") or "")
+    text = lines[-1] + (f" (at {where})" if where else "")
+    if cell and not str(where or "").startswith(cell + ","):  # raised in a function another cell defined
+        text = f"{cell} stopped: {text}"
+    if error.get("type") == "EOFError":
+        text += " — input() cannot read anything while grading; give the value directly instead"
+    return text
 
 
 def describe_load_error(error: dict[str, Any]) -> str:

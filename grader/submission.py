@@ -7,7 +7,8 @@ Problems a student can fix (empty, binary, not UTF-8, syntax error, broken noteb
 from __future__ import annotations
 
 import hashlib
-import json
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,7 +52,7 @@ def read(path: Path, exercise_id: str) -> Loaded:
         cells, problem = notebook_cells(text)
     else:
         cells = (Cell(f"{exercise_id}.py", text),)
-    if problem is None:
+    if problem is None and kind == "py":  # a notebook's broken cell is skipped and reported, as Jupyter would
         problem = syntax_problem(cells)
     return Loaded(submission, cells, problem)
 
@@ -86,38 +87,101 @@ def syntax_problem(cells: tuple[Cell, ...]) -> str | None:
 
 
 def notebook_cells(text: str) -> tuple[tuple[Cell, ...], str | None]:
-    """The code cells of a notebook, in order, with IPython-only lines turned into comments."""
+    """The code cells of a notebook, in order, as Python: IPython-only syntax is neutralised.
+
+    Each cell is labelled "cell N", N counting every cell from the top (markdown too), as a student
+    scrolling the notebook counts them; tracebacks and messages then say "cell 4, line 3".
+    """
     import nbformat
 
     try:
-        notebook = nbformat.reads(text, as_version=4)
-    except (json.JSONDecodeError, nbformat.reader.NotJSONError, ValueError, KeyError, TypeError) as exc:
+        with warnings.catch_warnings():  # e.g. "missing cell id" from older Jupyter versions: not the student's concern
+            warnings.simplefilter("ignore")
+            notebook = nbformat.reads(text, as_version=4)
+    except Exception as exc:  # noqa: BLE001 - nbformat raises many types for a broken file; all mean "unreadable"
         return (), f"the notebook cannot be read ({str(exc)[:200]}). Is it a valid .ipynb file?"
+    raw_cells = notebook.get("cells", []) if isinstance(notebook, dict) else []
     cells = []
-    for index, cell in enumerate(notebook.get("cells", []), 1):
-        if cell.get("cell_type") != "code":
+    for index, cell in enumerate(raw_cells, 1):
+        if not isinstance(cell, dict) or cell.get("cell_type") != "code":
             continue
-        cells.append(Cell(f"cell {index}", strip_magics(str(cell.get("source", "")))))
+        source = cell.get("source", "")
+        if isinstance(source, list):  # nbformat normally joins these; be lenient with hand-made files
+            source = "".join(map(str, source))
+        cells.append(Cell(f"cell {index}", strip_magics(str(source))))
     if not cells:
         return (), "the notebook has no code cells."
     return tuple(cells), None
 
 
-def strip_magics(source: str) -> str:
-    """Comment out IPython magics and shell escapes (`%matplotlib inline`, `!pip install ...`).
+# Cell magics whose body is Python that IPython runs (once, or timed): the body runs, the magic line goes.
+PYTHON_BODY_CELL_MAGICS = {"time", "timeit", "capture", "prun", "debug"}
+# `%time stmt` runs stmt; other line magics (`%matplotlib inline`, `%timeit f()`, `%load_ext ...`) are dropped.
+PYTHON_LINE_MAGICS = {"time"}
+SHELL_OR_MAGIC_LINE = re.compile(r"^(?P<indent>\s*)(?P<magic>[%!].*)$")
+ASSIGNED_FROM_SHELL = re.compile(r"^(?P<indent>\s*)(?P<target>[A-Za-z_][\w.]*(\s*,\s*[A-Za-z_][\w.]*)*)\s*=\s*[%!]")
+HELP_LINE = re.compile(r"^\s*(\?{1,2}[\w.]+|[\w.]+\?{1,2})\s*$")
+IPYTHON_CALL = re.compile(r"^\s*get_ipython\(\)")
 
-    Lines keep their numbers, so an error message's line still points at the student's cell line.
-    A `%%` cell magic comments out the whole cell: its body is not Python.
+
+def strip_magics(source: str) -> str:
+    """A cell's source as plain Python: IPython magics, shell escapes and `?` help lines neutralised.
+
+    A cell that is already valid Python without `get_ipython()` calls is returned unchanged (so a string
+    that happens to hold a `%` line is safe). Otherwise each IPython line becomes a comment (`pass  # ...` inside a block), keeping every
+    line's number, so an error message's line still points at the student's line. `%%time` and friends
+    keep their Python body; other cell magics (`%%bash`, `%%html`, `%%writefile`) are not Python and are
+    commented out whole.
     """
     lines = source.split("\n")
-    if lines and lines[0].lstrip().startswith("%%"):
-        return "\n".join("# " + line for line in lines)
-    out = []
+    if _compiles(source) and not any(IPYTHON_CALL.match(line) for line in lines):
+        return source
+    first = lines[0].strip() if lines else ""
+    if first.startswith("%%"):
+        name = first[2:].split(maxsplit=1)[0] if first[2:].strip() else ""
+        if name not in PYTHON_BODY_CELL_MAGICS:
+            return "\n".join("# " + line for line in lines)
+        lines[0] = "# " + lines[0]
+    out: list[str] = []
+    continued = False  # a shell or magic line ending in a backslash swallows the next line too
     for line in lines:
-        stripped = line.lstrip()
-        if stripped.startswith(("%", "!")):
-            indent = line[: len(line) - len(stripped)]
-            out.append(f"{indent}pass  # {stripped}" if indent else f"# {stripped}")
-        else:
-            out.append(line)
+        if continued:
+            out.append("# " + line)
+            continued = line.rstrip().endswith("\\")
+            continue
+        replacement = _python_line(line)
+        if replacement != line:
+            continued = line.rstrip().endswith("\\")
+        out.append(replacement)
     return "\n".join(out)
+
+
+def _python_line(line: str) -> str:
+    """One physical line with IPython syntax replaced by Python of the same meaning, or by a comment."""
+    assigned = ASSIGNED_FROM_SHELL.match(line)
+    if assigned:  # `files = !ls`, `t = %timeit -o f()`: the name exists afterwards, with no value
+        return f"{assigned['indent']}{assigned['target']} = None  # {line.strip()}"
+    if HELP_LINE.match(line) or IPYTHON_CALL.match(line):
+        return _comment(line)
+    magic = SHELL_OR_MAGIC_LINE.match(line)
+    if not magic or magic["magic"].startswith("%%"):
+        return _comment(line) if magic else line
+    text = magic["magic"]
+    name, _, rest = text[1:].partition(" ")
+    if text.startswith("%") and name in PYTHON_LINE_MAGICS and rest.strip() and _compiles(rest.strip()):
+        return f"{magic['indent']}{rest.strip()}"
+    return _comment(line)
+
+
+def _comment(line: str) -> str:
+    stripped = line.lstrip()
+    indent = line[: len(line) - len(stripped)]
+    return f"{indent}pass  # {stripped}" if indent else f"# {stripped}"
+
+
+def _compiles(source: str) -> bool:
+    try:
+        compile(source, "<cell>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError):
+        return False
+    return True

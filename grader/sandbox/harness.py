@@ -69,13 +69,12 @@ def load_submission(job: dict[str, Any]) -> tuple[types.ModuleType, set[str], li
     for cell in job["cells"]:
         source = cell["source"]
         linecache.cache[cell["label"]] = (len(source), None, source.splitlines(True), cell["label"])
-        code = compile(source, cell["label"], "exec", dont_inherit=True)
-        try:
-            exec(code, module.__dict__)
+        try:  # compiled inside: a notebook's cell with a syntax error is skipped and reported like any other
+            exec(compile(source, cell["label"], "exec", dont_inherit=True), module.__dict__)
         except BaseException as exc:  # noqa: BLE001 - a student's SystemExit is data too
             if not job.get("forgiving_cells"):
                 raise
-            cell_errors.append(describe_exception(exc, labels))
+            cell_errors.append({**describe_exception(exc, labels), "cell": cell["label"]})
     return module, labels, cell_errors
 
 
