@@ -127,8 +127,9 @@ def compare_process(check: CheckSpec, observed: dict[str, Any]) -> tuple[Verdict
 
 def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | None,
              reference: dict[str, Any] | None, device: str, run_problem: str | None,
-             timed_out: bool) -> CheckResult:
-    """One check on one device."""
+             timed_out: bool, peers: tuple[diagnose.Peer, ...] = ()) -> CheckResult:
+    """One check on one device. `peers` (the other checks' answers and references on the same device) are
+    evidence for diagnoses only: a function that returned another check's answer ignores its arguments."""
     base = CheckResult(
         name=check.name, status=Status.ERROR, score=0.0, max_score=check.points, message="",
         visibility=check.visibility, device=device,
@@ -140,7 +141,7 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | No
         return replace(base, status=status, message=run_problem or "the grader received no result.")
     if not observed.get("ok"):
         error = observed.get("error")
-        return _from_error(exercise, check, base, error if isinstance(error, dict) else {})
+        return _from_error(exercise, check, base, error if isinstance(error, dict) else {}, peers)
     fields, expected = observed.get("fields") or {}, reference["fields"]
     reveal = check.visibility == "visible"
     tol = tolerance_for(exercise, check)
@@ -164,7 +165,7 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | No
     result = replace(base, status=Status.FAILED, message=verdict.message,
                      first_divergent_epoch=verdict.first_divergent_epoch, trajectory=trajectory)
     try:
-        found = diagnose.from_behaviour(exercise, check, fields, expected, code)
+        found = diagnose.from_behaviour(exercise, check, fields, expected, code, peers)
     except (TypeError, ValueError):  # garbled extra fields: no diagnosis rather than no report
         found = None
     return diagnose.attach(result, found)
@@ -189,7 +190,8 @@ def _json_safe(values: Any) -> Any:
     return values
 
 
-def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: dict[str, Any]) -> CheckResult:
+def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: dict[str, Any],
+                peers: tuple[diagnose.Peer, ...] = ()) -> CheckResult:
     kind = error.get("kind", "exception")
     message = str(error.get("message", "")).strip()
     if kind in ("type", "shape"):
@@ -202,4 +204,4 @@ def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: 
         if kind == "exception":
             text = "your code raised " + text
         result = replace(base, status=Status.ERROR, message=text)
-    return diagnose.attach(result, diagnose.from_error(exercise, check, error))
+    return diagnose.attach(result, diagnose.from_error(exercise, check, error, peers))

@@ -1,18 +1,23 @@
 """Turning a failed comparison into a named mistake (CONTRACT.md's diagnosis codes) and an explanation.
 
-Every detector looks at behaviour only: the numbers a submission returned, the counts of backward() and
-step() calls, the warnings it raised, or the exception it threw. A detector returns a Diagnosis or None;
-the first one that fires wins, so the order of DETECTORS is from the most specific evidence to the least.
+Every detector looks at behaviour only: the numbers a submission returned (compared with float64
+simulations of each cataloged mistake, see mistakes.py), the same function's answers for the other
+checks' arguments, the counts and order of backward() / step() / zero_grad() calls, the warnings it raised,
+or the exception it threw. A detector returns a Diagnosis or None; the first one that fires wins, so the
+order of DETECTORS is from the most specific evidence to the least. A correct submission never reaches
+this module: diagnoses are only asked for checks that failed.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
+from grader import mistakes
 from grader.exercises import CheckSpec, Exercise
 from grader.report import CheckResult
 
@@ -23,24 +28,49 @@ class Diagnosis:
     explanation: str
 
 
+@dataclass(frozen=True)
+class Peer:
+    """Another check of the same submission on the same device: its arguments, answer and reference."""
+
+    check: CheckSpec
+    observed: dict[str, Any] | None  # the fields, when the probe ran without an error
+    reference: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    exercise: Exercise
+    check: CheckSpec
+    observed: dict[str, Any]
+    expected: dict[str, Any]
+    peers: tuple[Peer, ...] = field(default=())
+
+    def same_probe_peers(self) -> list[Peer]:
+        """Checks that call the same probe with different arguments."""
+        return [p for p in self.peers if p.check.probe == self.check.probe and p.check.args != self.check.args]
+
+
 EXPLANATIONS = {
     "gradient-not-averaged": (
         "Your gradient is N times too large: it sums over the samples instead of averaging. "
         "`np.dot(2*x, y_pred - y)` already adds up the N products, so the `.mean()` after it averages a "
-        "single number and changes nothing. Use `np.mean(2*x*(y_pred - y))`. This is the notebooks' own bug: "
-        "autograd is not 'less exact', it computes the true MSE gradient, and this one is N times too big."
+        "single number and changes nothing; use `np.mean(2*x*(y_pred - y))`. This is the notebooks' own bug, "
+        "and it is why they concluded that autograd is 'not as exact': it is the other way round. Autograd "
+        "computes the true MSE gradient and agrees with the corrected hand-written one to float precision."
     ),
     "gradient-missing-factor-2": (
         "Your gradient is half the true one. The derivative of (w*x - y)**2 is 2*x*(w*x - y): "
-        "the factor 2 from the square is missing."
+        "the factor 2 from the square is missing (or the loss was halved)."
     ),
     "gradient-sign": (
-        "Your update climbs the gradient instead of descending it. Gradient descent subtracts: "
-        "w = w - learning_rate * gradient (and the gradient is of (y_pred - y), not (y - y_pred))."
+        "The sign is flipped, so training climbs the loss instead of descending it. The gradient is that of "
+        "(y_pred - y)**2, i.e. 2*x*(y_pred - y), not 2*x*(y - y_pred), and gradient descent subtracts it: "
+        "w = w - learning_rate * gradient."
     ),
     "grad-not-zeroed": (
-        "Your gradients accumulate across epochs: PyTorch adds each backward() into .grad. "
-        "Reset it every epoch with w.grad.zero_() (or optimizer.zero_grad())."
+        "Your gradients accumulate across epochs: PyTorch adds each backward() into .grad, so every step "
+        "uses the sum of all gradients so far. Reset it every epoch with w.grad.zero_() "
+        "(or optimizer.zero_grad())."
     ),
     "loss-after-update": (
         "Your history is one epoch off: the loss is recorded after the update instead of before it. "
@@ -52,11 +82,13 @@ EXPLANATIONS = {
     ),
     "shape-broadcast": (
         "Your prediction and target have different shapes, e.g. (n, 1) against (n,): subtracting them "
-        "broadcasts to an (n, n) matrix and the MSE averages the wrong numbers. Make the shapes equal."
+        "broadcasts to an (n, n) matrix and the MSE averages the wrong numbers. Make the shapes equal "
+        "(e.g. `y_pred.view(-1)` or `y.view(-1, 1)`)."
     ),
     "ignores-arguments": (
-        "Your function gives the same answer when its arguments change: it uses global variables or "
-        "constants instead of its parameters. Use only the arguments passed in."
+        "Your function gives the answer for other arguments than the ones passed in: it uses global "
+        "variables (the notebook's X, Y, learning_rate) or constants instead of its parameters. "
+        "Use only the arguments passed in."
     ),
     "no-autograd": (
         "The gradient was not computed by autograd. This exercise is about backpropagation: create w with "
@@ -68,14 +100,23 @@ EXPLANATIONS = {
     ),
     "device-mismatch": (
         "Some of your tensors are on the CPU while the inputs are on the GPU. Create new tensors with "
-        "device=x.device (or move them with .to(x.device))."
+        "device=x.device (or move them with .to(x.device)), and do not go through NumPy or .tolist()."
     ),
     "not-implemented": (
         "This function still raises NotImplementedError from the stub. Replace the `raise` with your code."
     ),
 }
 
-Detector = Callable[[Exercise, CheckSpec, dict[str, Any], dict[str, Any]], str | None]
+# Where autograd computes the gradient, a gradient N times too large comes from a summed loss, not np.dot.
+TORCH_EXPLANATIONS = {
+    "gradient-not-averaged": (
+        "Your gradient is N times too large: the loss sums over the samples instead of averaging "
+        "(`.sum()` instead of `.mean()`, `reduction='sum'`, or the notebooks' `np.dot(...).mean()` gradient). "
+        "The MSE is a mean, and autograd's gradient of it is exact."
+    ),
+}
+
+Detector = Callable[[Evidence], Diagnosis | None]
 DETECTORS: list[Detector] = []
 
 
@@ -84,30 +125,92 @@ def detector(function: Detector) -> Detector:
     return function
 
 
-def make(code: str, detail: str = "") -> Diagnosis:
-    return Diagnosis(code, (detail + " " if detail else "") + EXPLANATIONS[code])
+def make(code: str, detail: str = "", framework: str = "numpy") -> Diagnosis:
+    text = TORCH_EXPLANATIONS.get(code, EXPLANATIONS[code]) if framework == "torch" else EXPLANATIONS[code]
+    return Diagnosis(code, (detail.strip() + " " if detail else "") + text)
 
 
 def from_behaviour(exercise: Exercise, check: CheckSpec, observed: dict[str, Any],
-                   expected: dict[str, Any], process_code: str | None = None) -> Diagnosis | None:
+                   expected: dict[str, Any], process_code: str | None = None,
+                   peers: tuple[Peer, ...] = ()) -> Diagnosis | None:
+    """The mistake behind a check that ran but did not match, or None when no evidence names one."""
     if process_code:
-        return make(process_code)
+        return make(process_code, framework=exercise.framework)
+    evidence = Evidence(exercise, check, observed, expected, peers)
     for detect in DETECTORS:
-        code = detect(exercise, check, observed, expected)
-        if code:
-            return make(code)
+        try:
+            found = detect(evidence)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError):
+            continue  # the fields are untrusted: malformed evidence names no mistake
+        if found:
+            return found
     return None
 
 
-def from_error(exercise: Exercise, check: CheckSpec, error: dict[str, Any]) -> Diagnosis | None:
+def from_error(exercise: Exercise, check: CheckSpec, error: dict[str, Any],
+               peers: tuple[Peer, ...] = ()) -> Diagnosis | None:
+    """The mistake behind a check whose probe raised (the student's exception or a wrong type/shape)."""
     kind, text = error.get("kind"), str(error.get("message", ""))
     if kind == "not-implemented":
         return make("not-implemented")
-    if "Expected all tensors to be on the same device" in text or "is on the wrong device" in text:
+    if is_device_error(text):
         return make("device-mismatch")
     if kind == "shape" and "(n, 1)" in text:
         return make("shape-broadcast")
+    if kind == "shape" and sized_for_other_arguments(check, text, peers):
+        return make("ignores-arguments", "Your answer has the size that another check's arguments give.")
+    if kind == "exception" and mixes_other_arguments(check, text, peers):
+        return make("ignores-arguments", "Your code combined the arguments with arrays of another size, "
+                    "the size of the notebook's data.")
     return None
+
+
+DEVICE_ERRORS = (
+    "Expected all tensors to be on the same device",
+    "is on the wrong device",
+    "can't convert cuda",
+    "Expected object of device type",
+    "must be on the same device",
+    "not at the same device",
+)
+
+
+def is_device_error(text: str) -> bool:
+    """PyTorch's messages for tensors on different devices (or a CUDA tensor sent through NumPy)."""
+    return any(marker.lower() in text.lower() for marker in DEVICE_ERRORS)
+
+
+def sized_for_other_arguments(check: CheckSpec, text: str, peers: tuple[Peer, ...]) -> bool:
+    """A vector or history whose length fits another check's arguments but not this one's."""
+    match = re.search(r"returned (\d+) entries for n_iters=(\d+)", text)
+    if match:
+        got = int(match.group(1))
+        return any(p.check.args.get("n_iters") == got for p in peers if p.check.probe == check.probe)
+    match = re.search(r"has shape \((\d+),\), expected \((\d+),\)", text)
+    if match:
+        got = int(match.group(1))
+        return any(_lengths(p.check.args) & {got} for p in peers if p.check.probe == check.probe) and \
+            got not in _lengths(check.args)
+    return False
+
+
+# NumPy's "could not be broadcast together with shapes (6,) (4,)" and PyTorch's "The size of tensor a (6) must
+# match the size of tensor b (4)": the sizes are the 1-D ones in parentheses.
+SIZES_IN_ERROR = re.compile(r"\((\d+),?\)")
+
+
+def mixes_other_arguments(check: CheckSpec, text: str, peers: tuple[Peer, ...]) -> bool:
+    """A size mismatch between this check's data and a size only other checks' data have (globals)."""
+    if "broadcast" not in text and "must match" not in text:
+        return False
+    sizes = {int(size) for size in SIZES_IN_ERROR.findall(text)}
+    own = _lengths(check.args)
+    others = set().union(*(_lengths(p.check.args) for p in peers)) if peers else set()
+    return bool(sizes & own) and bool((sizes - own) & others)
+
+
+def _lengths(args: dict[str, Any]) -> set[int]:
+    return {len(v) for v in args.values() if isinstance(v, list)}
 
 
 def attach(result: CheckResult, found: Diagnosis | None) -> CheckResult:
@@ -131,26 +234,166 @@ def ratio(observed: Any, expected: Any) -> float | None:
     return None
 
 
+# ---- detectors, most specific evidence first
+
+
 @detector
-def gradient_factor(exercise: Exercise, check: CheckSpec, observed: dict[str, Any],
-                    expected: dict[str, Any]) -> str | None:
-    """A gradient that is a fixed multiple of the true one: N (summed), 1/2 (no factor 2), -1 (sign)."""
-    if check.probe != "gradient" or "value" not in observed:
-        return None
-    factor = ratio(observed["value"], expected["value"])
-    if factor is None:
-        return None
-    n = len(check.args.get("x", [])) or 1
-    if n > 1 and abs(factor - n) < 1e-3 * n:
-        return "gradient-not-averaged"
-    if abs(factor - 0.5) < 1e-3:
-        return "gradient-missing-factor-2"
-    if abs(factor + 1) < 1e-3:
-        return "gradient-sign"
+def broadcast_warning(evidence: Evidence) -> Diagnosis | None:
+    """PyTorch's MSELoss warns when the target size differs from the input size."""
+    if evidence.observed.get("broadcast_warning"):
+        return make("shape-broadcast", "PyTorch warned that the target size differs from the input size.")
     return None
 
 
 @detector
-def broadcast_warning(exercise: Exercise, check: CheckSpec, observed: dict[str, Any],
-                      expected: dict[str, Any]) -> str | None:
-    return "shape-broadcast" if observed.get("broadcast_warning") else None
+def step_order(evidence: Evidence) -> Diagnosis | None:
+    """optimizer.step() seen before the first backward(): the step cannot use this epoch's gradient."""
+    order = str(evidence.observed.get("event_order") or "")
+    if "S" in order and "B" in order and order.index("S") < order.index("B"):
+        return make("step-before-backward", "Your first optimizer.step() came before any backward().",
+                    evidence.exercise.framework)
+    return None
+
+
+@detector
+def gradient_factor(evidence: Evidence) -> Diagnosis | None:
+    """A gradient that is a fixed multiple of the true one: N (summed), 1/2 (no factor 2), -1 (sign)."""
+    if evidence.check.probe != "gradient" or "value" not in evidence.observed:
+        return None
+    factor = ratio(evidence.observed["value"], evidence.expected.get("value"))
+    if factor is None:
+        return None
+    n = len(evidence.check.args.get("x", [])) or 1
+    detail = f"Your gradient is {factor:.6g} times the true one"
+    if n > 1 and abs(factor - n) < 1e-3 * n:
+        return make("gradient-not-averaged", f"{detail}, and there are N = {n} samples.")
+    if abs(factor - 0.5) < 1e-3:
+        return make("gradient-missing-factor-2")
+    if abs(factor + 1) < 1e-3:
+        return make("gradient-sign", "Your gradient is the true one with its sign flipped.")
+    return None
+
+
+@detector
+def summed_loss(evidence: Evidence) -> Diagnosis | None:
+    """A loss N times the MSE: summed over the samples, so its gradient is N times too large as well."""
+    if evidence.check.probe != "loss" or "value" not in evidence.observed:
+        return None
+    factor = ratio(evidence.observed["value"], evidence.expected.get("value"))
+    n = len(evidence.check.args.get("y", [])) or 1
+    if factor is not None and n > 1 and abs(factor - n) < 1e-3 * n:
+        return make("gradient-not-averaged", f"Your loss is {factor:.6g} times the MSE, and there are N = {n} "
+                    "samples: it sums the squared errors instead of averaging them.", evidence.exercise.framework)
+    return None
+
+
+@detector
+def broadcast_loss_value(evidence: Evidence) -> Diagnosis | None:
+    """A loss equal to the mean over all (n, n) pairs (y_pred_i - y_j)**2: a column against a row."""
+    args = evidence.check.args
+    if evidence.check.probe != "loss" or not {"y", "y_pred"} <= args.keys() or "value" not in evidence.observed:
+        return None
+    y, y_pred = np.asarray(args["y"], float).reshape(-1), np.asarray(args["y_pred"], float).reshape(-1)
+    broadcast = float(np.mean((y_pred[:, None] - y[None, :]) ** 2))
+    if mistakes.deviation([evidence.observed["value"]], [broadcast]) <= mistakes.MATCH:
+        return make("shape-broadcast", f"Your loss is {broadcast:.6g}, the mean over all {y.size}×{y.size} "
+                    "pairs of predictions and targets.")
+    return None
+
+
+def problem_for(check: CheckSpec, observed: dict[str, Any]) -> mistakes.Problem | None:
+    """The training run a trajectory check asked for, when it is one of the course's linear models."""
+    args = check.args
+    if not {"x", "y", "learning_rate", "n_iters"} <= args.keys():
+        return None
+    try:
+        if "w" in args:
+            return mistakes.Problem.scalar(args["x"], args["y"], args["w"], args["learning_rate"],
+                                           args["n_iters"])
+        if "initial_weight" in observed and "initial_bias" in observed:
+            return mistakes.Problem.linear(args["x"], args["y"], observed["initial_weight"],
+                                           observed["initial_bias"], args["learning_rate"], args["n_iters"])
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+@detector
+def simulated_mistake(evidence: Evidence) -> Diagnosis | None:
+    """The cataloged mistake whose float64 simulation the student's history follows epoch by epoch."""
+    if evidence.check.compare != "trajectory":
+        return None
+    problem = problem_for(evidence.check, evidence.observed)
+    if problem is None or a_peer_passed(evidence):
+        return None  # a loop mistake would show in every run: one that matches rules them all out
+    match = mistakes.best_match(problem, evidence.observed, evidence.check.fields)
+    if match is None:
+        return None
+    code, mistake, _ = match
+    if mistake.frozen and "S" not in str(evidence.observed.get("event_order") or ""):
+        return None  # parameters that never move name step-before-backward only when steps were taken
+    what = " and ".join(f for f in evidence.check.fields)
+    detail = f"Your {what} follow, epoch by epoch, what this mistake produces."
+    if mistake.frozen:
+        detail = "Your parameters never move: every step found the gradient zeroed or missing."
+    return make(code, detail, evidence.exercise.framework)
+
+
+def a_peer_passed(evidence: Evidence) -> bool:
+    """Whether the same function matched the reference for another check's arguments."""
+    fields = evidence.check.fields
+    return any(p.observed is not None and p.reference is not None and _close(p.observed, p.reference, fields)
+               for p in evidence.same_probe_peers())
+
+
+@detector
+def ignored_argument(evidence: Evidence) -> Diagnosis | None:
+    """Training that follows the correct run for another check's data, learning rate or start instead."""
+    if evidence.check.compare != "trajectory":
+        return None
+    problem = problem_for(evidence.check, evidence.observed)
+    if problem is None or problem.params[0].ndim != 0:
+        return None
+    fields = evidence.check.fields
+    for peer in evidence.same_probe_peers():
+        for names in (("x", "y"), ("learning_rate",), ("w",)):
+            other = peer.check.args
+            if any(n not in other for n in names) or all(other[n] == evidence.check.args[n] for n in names):
+                continue
+            swapped = mistakes.Problem.scalar(
+                *(other[n] if n in names else evidence.check.args[n] for n in ("x", "y", "w", "learning_rate")),
+                problem.n_iters)
+            if mistakes.fields_deviation(evidence.observed, mistakes.simulate(swapped), fields) <= mistakes.MATCH:
+                return make("ignores-arguments", f"Your history is the correct one for {', '.join(names)} = "
+                            f"{_short(other, names)} (another check's arguments), not for the ones passed in.")
+    return None
+
+
+def _short(args: dict[str, Any], names: tuple[str, ...]) -> str:
+    values = [args[n] for n in names]
+    text = ", ".join(str(v) if not isinstance(v, list) else f"[{', '.join(f'{x:g}' for x in v[:4])}"
+                     + (", ...]" if len(v) > 4 else "]") for v in values)
+    return text
+
+
+@detector
+def same_answer_for_other_arguments(evidence: Evidence) -> Diagnosis | None:
+    """The same answer as for another check's (different) arguments, where the right answers differ."""
+    fields = evidence.check.fields or ("value",)
+    for peer in evidence.same_probe_peers():
+        if peer.reference is None or _close(peer.reference, evidence.expected, fields):
+            continue  # the right answers coincide: no evidence either way
+        for answer in (peer.observed, peer.reference):
+            if answer is not None and _close(evidence.observed, answer, fields):
+                return make("ignores-arguments", "Your answer is the same as for another check's arguments.")
+    return None
+
+
+def _close(a: dict[str, Any], b: dict[str, Any], fields: tuple[str, ...]) -> bool:
+    for name in fields:
+        if name not in a or name not in b:
+            return False
+        got, want = np.asarray(a[name], float), np.asarray(b[name], float)
+        if got.shape != want.shape or mistakes.deviation(got, want) > mistakes.MATCH:
+            return False
+    return True

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from grader import __version__, checks, exercises
+from grader import __version__, checks, diagnose, exercises
 from grader.report import CheckResult, Report, Status
 from grader.sandbox.runner import Outcome, SandboxFailure, Zygote
 from grader.submission import Loaded, read
@@ -195,15 +195,24 @@ def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: l
         if message["type"] == "result":
             received.setdefault((str(message.get("key")), str(message.get("device"))), message)
     timed_out = bool(outcome and outcome.timed_out)
+    peers = {device: tuple(diagnose.Peer(c, _fields(received.get((c.key, device))),
+                                         (references.get(c.key) or {}).get("fields")) for c in selected)
+             for device in devices}
     results = []
     for check in selected:
         per_device = [
             checks.evaluate(exercise, check, received.get((check.key, device)), references.get(check.key),
-                            device, problem, timed_out)
+                            device, problem, timed_out, peers[device])
             for device in devices
         ]
         results.append(_combine(per_device, devices))
     return tuple(results)
+
+
+def _fields(message: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A result's fields when its probe ran without an error: evidence for the other checks' diagnoses."""
+    fields = message.get("fields") if message and message.get("ok") else None
+    return fields if isinstance(fields, dict) else None
 
 
 def _combine(per_device: list[CheckResult], devices: list[str]) -> CheckResult:

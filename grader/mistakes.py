@@ -1,0 +1,183 @@
+"""Simulations of the cataloged training mistakes, in NumPy float64, for the course's linear models.
+
+A `Problem` is one training run: data, initial parameters, learning rate, epochs. `simulate` replays it the
+way a student's loop would with one mistake switched on (gradient scaled by N, ½ or −1, gradients that
+accumulate, the step taken before backward, parameters that never move, the broadcast (n, n) MSE), and
+`deviation` measures how far an observed per-epoch sequence is from a simulated one. diagnose.py names the
+mistake whose simulation a student's trajectory follows; benchmarks/tolerances.py measures the margins.
+
+The models: f(x) = w·x with x of shape (n,) (ex01, ex03, ex04), and nn.Linear's x @ W.T + b with x of shape
+(n, d) (ex05). The loss is the mean squared error over all elements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+# A sequence "follows" a simulation when every epoch is within this relative deviation (see `deviation`).
+# Loose on purpose: float32 rounding of a correct run stays below 1e-4 (benchmarks/tolerances.py), while the
+# cataloged mistakes differ from each other and from the reference by more than 10 % within a few epochs.
+MATCH = 1e-2
+# Epochs whose simulated value is this close to zero, relative to the sequence's scale, are compared absolutely.
+FLOOR = 1e-3
+# Beyond this magnitude a diverging float32 run overflows; the comparison stops there.
+HUGE = 1e30
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """One way of getting the loop wrong; all off is the correct loop."""
+
+    scale: float = 1.0  # the step uses scale × gradient (N: summed, ½: factor 2 missing, −1: sign)
+    accumulate: bool = False  # .grad is never zeroed, so each step uses the sum of all gradients so far
+    delay: bool = False  # step() before backward(): each step uses the previous epoch's gradient
+    frozen: bool = False  # the parameters never move
+    broadcast: bool = False  # prediction (n, 1) against target (n,): MSE over the (n, n) differences
+    broadcast_loss_only: bool = False  # the same in the recorded loss, with a hand-written correct gradient
+    loss_after: bool = False  # the loss recorded is the one after the update
+    loss_scale: float = 1.0  # the recorded loss is this multiple of the MSE (a summed loss: N)
+
+
+@dataclass(frozen=True)
+class Problem:
+    x: np.ndarray  # (n,) for w·x, (n, d) for nn.Linear
+    y: np.ndarray  # (n,) or (n, o)
+    params: tuple[np.ndarray, ...]  # (w,) or (W, b)
+    learning_rate: float
+    n_iters: int
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.y.size)
+
+    @classmethod
+    def scalar(cls, x: Any, y: Any, w: float, learning_rate: float, n_iters: int) -> Problem:
+        return cls(np.asarray(x, float), np.asarray(y, float), (np.asarray(float(w)),), float(learning_rate),
+                   int(n_iters))
+
+    @classmethod
+    def linear(cls, x: Any, y: Any, weight: Any, bias: Any, learning_rate: float, n_iters: int) -> Problem:
+        x, y = np.asarray(x, float), np.asarray(y, float)
+        if y.ndim == 1:
+            y = y[:, None]
+        return cls(x, y, (np.asarray(weight, float), np.asarray(bias, float)), float(learning_rate), int(n_iters))
+
+    def with_args(self, **changes: Any) -> Problem:
+        return replace(self, **changes)
+
+
+@dataclass(frozen=True)
+class Trajectory:
+    loss: np.ndarray  # per epoch, as the student's history records it
+    w: np.ndarray | None  # per epoch, after the update (scalar model only)
+
+
+def predict(problem: Problem, params: tuple[np.ndarray, ...]) -> np.ndarray:
+    if len(params) == 1:
+        return params[0] * problem.x
+    weight, bias = params
+    return problem.x @ weight.T + bias
+
+
+def loss_and_gradients(problem: Problem, params: tuple[np.ndarray, ...],
+                       broadcast: bool = False) -> tuple[float, tuple[np.ndarray, ...]]:
+    prediction = predict(problem, params)
+    if broadcast:  # mean over i, j of (p_i - y_j)^2: its derivative in p_i is 2 (p_i - mean(y)) / n
+        flat_p, flat_y = prediction.reshape(-1), problem.y.reshape(-1)
+        loss = float(np.mean((flat_p[:, None] - flat_y[None, :]) ** 2))
+        d_prediction = (2.0 * (prediction - flat_y.mean()) / flat_p.size).reshape(prediction.shape)
+    else:
+        residual = prediction - problem.y
+        loss = float(np.mean(residual**2))
+        d_prediction = 2.0 * residual / residual.size
+    if len(params) == 1:
+        return loss, (np.asarray(np.sum(d_prediction * problem.x)),)
+    return loss, (d_prediction.T @ problem.x, d_prediction.sum(axis=0))
+
+
+def simulate(problem: Problem, mistake: Mistake = Mistake()) -> Trajectory:
+    """The history a loop with `mistake` would return, in float64."""
+    params = tuple(p.copy() for p in problem.params)
+    buffer = tuple(np.zeros_like(p) for p in params)  # what .grad holds
+    losses, ws = [], []
+    with np.errstate(all="ignore"):
+        for _ in range(problem.n_iters):
+            loss, grads = loss_and_gradients(problem, params, mistake.broadcast)
+            if mistake.broadcast_loss_only:
+                loss = loss_and_gradients(problem, params, broadcast=True)[0]
+            kept = buffer if mistake.accumulate else tuple(np.zeros_like(b) for b in buffer)
+            if mistake.delay:  # the step sees what backward left in .grad last epoch
+                step, buffer = buffer, tuple(k + g for k, g in zip(kept, grads))
+            else:
+                buffer = tuple(k + g for k, g in zip(kept, grads))
+                step = buffer
+            if not mistake.frozen:
+                params = tuple(p - problem.learning_rate * mistake.scale * s for p, s in zip(params, step))
+            after = loss_and_gradients(problem, params, mistake.broadcast)[0] if mistake.loss_after else loss
+            losses.append(after * mistake.loss_scale)
+            if len(params) == 1:
+                ws.append(float(params[0]))
+    return Trajectory(np.asarray(losses), np.asarray(ws) if ws else None)
+
+
+def deviation(observed: Any, simulated: Any) -> float:
+    """The largest per-epoch |observed − simulated| / (|simulated| + FLOOR × scale), over the epochs before
+    the simulation overflows; inf when the observation is not finite there or the lengths differ."""
+    got, want = np.asarray(observed, float).reshape(-1), np.asarray(simulated, float).reshape(-1)
+    if got.shape != want.shape or want.size == 0:
+        return float("inf")
+    usable = np.isfinite(want) & (np.abs(want) < HUGE)
+    stop = int(np.argmin(usable)) if not usable.all() else want.size
+    if stop == 0:
+        return float("inf")
+    got, want = got[:stop], want[:stop]
+    if not np.all(np.isfinite(got)):
+        return float("inf")
+    scale = max(1.0, float(np.abs(want[0])), float(np.median(np.abs(want))))
+    return float(np.max(np.abs(got - want) / (np.abs(want) + FLOOR * scale)))
+
+
+def fields_deviation(observed: dict[str, Any], trajectory: Trajectory, fields: tuple[str, ...]) -> float:
+    """The worst deviation over the compared fields ("loss", "w") that the simulation has."""
+    worst = 0.0
+    for name in fields:
+        simulated = trajectory.loss if name == "loss" else trajectory.w if name == "w" else None
+        if simulated is None or name not in observed:
+            continue
+        worst = max(worst, deviation(observed[name], simulated))
+    return worst
+
+
+def catalog(n_samples: int) -> list[tuple[str, Mistake]]:
+    """The cataloged mistakes, each under its diagnosis code, for a problem with n_samples targets."""
+    entries = [
+        ("gradient-not-averaged", Mistake(scale=float(n_samples))),
+        ("gradient-not-averaged", Mistake(scale=float(n_samples), loss_scale=float(n_samples))),
+        ("gradient-missing-factor-2", Mistake(scale=0.5)),
+        ("gradient-missing-factor-2", Mistake(scale=0.5, loss_scale=0.5)),
+        ("gradient-sign", Mistake(scale=-1.0)),
+        ("grad-not-zeroed", Mistake(accumulate=True)),
+        ("step-before-backward", Mistake(delay=True)),
+        ("step-before-backward", Mistake(delay=True, accumulate=True)),
+        ("step-before-backward", Mistake(frozen=True)),  # step() always finds .grad zeroed or None
+        ("loss-after-update", Mistake(loss_after=True)),
+        ("shape-broadcast", Mistake(broadcast=True)),
+        ("shape-broadcast", Mistake(broadcast_loss_only=True)),
+    ]
+    return [(code, m) for code, m in entries if not (n_samples == 1 and m.scale == 1.0 and m.loss_scale != 1.0)]
+
+
+def best_match(problem: Problem, observed: dict[str, Any],
+               fields: tuple[str, ...]) -> tuple[str, Mistake, float] | None:
+    """The cataloged mistake whose simulation the observed history follows most closely, if any is within
+    MATCH; None when none is (or when the correct loop fits at least as well)."""
+    correct = fields_deviation(observed, simulate(problem), fields)
+    best: tuple[str, Mistake, float] | None = None
+    for code, mistake in catalog(problem.n_samples):
+        score = fields_deviation(observed, simulate(problem, mistake), fields)
+        if score <= MATCH and score < correct and (best is None or score < best[2]):
+            best = (code, mistake, score)
+    return best
