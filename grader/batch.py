@@ -429,6 +429,8 @@ def report_status(data: dict[str, Any]) -> str | None:
         return "import-error"
     if "rejected your results" in text:
         return "rejected-results"
+    if text.startswith("Some cells of your notebook raised"):
+        return "notebook-cell-errors"  # graded, but some cells did not run
     return "crashed"
 
 

@@ -251,6 +251,36 @@ def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int |
         sys.exit(143 if result.interrupted_by == "SIGTERM" else 130)
 
 
+@main.command(help="(in Gradescope's container) Grade /autograder/submission into /autograder/results/results.json.")
+@click.argument("exercise", type=EXERCISE, required=False)
+@click.option("--submission", "submission_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/autograder/submission"), show_default=True)
+@click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("/autograder/results/results.json"), show_default=True)
+@click.option("--timeout", type=click.FloatRange(0.5), default=DEFAULT_TIMEOUT_S, show_default=True)
+def gradescope(exercise: str | None, submission_dir: Path, results_path: Path, timeout: float) -> None:
+    from grader import grading, lms
+
+    data = lms.run_gradescope(exercise, submission_dir, results_path, grading.Limits(timeout))
+    click.echo(f"score {data['score']:g}; results written to {results_path}")
+
+
+@main.command(help="(in PrairieLearn's external grader) Grade /grade/student into /grade/results/results.json.")
+@click.argument("exercise", type=EXERCISE, required=False)
+@click.option("--submission", "submission_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("/grade/student"), show_default=True)
+@click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=Path("/grade/results/results.json"), show_default=True)
+@click.option("--timeout", type=click.FloatRange(0.5), default=DEFAULT_TIMEOUT_S, show_default=True)
+@click.option("--reveal-hidden", is_flag=True, help="Show hidden checks' messages too.")
+def prairielearn(exercise: str | None, submission_dir: Path, results_path: Path, timeout: float,
+                 reveal_hidden: bool) -> None:
+    from grader import grading, lms
+
+    data = lms.run_prairielearn(exercise, submission_dir, results_path, grading.Limits(timeout), reveal_hidden)
+    click.echo(f"score {data['score']:g}; results written to {results_path}")
+
+
 def _require_namespace_tier() -> None:
     try:
         from grader.sandbox import doctor

@@ -1,0 +1,91 @@
+"""Autograder entry points for learning-management systems: find the submission, grade it, write results.
+
+Gradescope runs `/autograder/run_autograder` in its container with the student's files in
+`/autograder/submission/` and reads `/autograder/results/results.json`. Ours is two lines:
+
+    #!/usr/bin/env bash
+    grade gradescope ex03        # or: grade gradescope (the exercise is found from the file name)
+
+PrairieLearn's external grader mounts the files in `/grade/student/` and reads
+`/grade/results/results.json`: its entry point is `grade prairielearn ex03`. Both paths are options
+(tests run them in temporary folders). The course with its hidden checks must be in the image:
+`pip install` the grader and point `GRADER_COURSE` at the course's `exercises/` folder.
+
+Results are always written, whatever happens (a missing file is a zero with its reason), because an
+LMS shows "the autograder failed" to the student when there is no results file at all.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from grader import exercises, grading, hints
+from grader.batch import write_atomic
+from grader.formats import gradescope, prairielearn
+from grader.submission import SubmissionNotFound
+
+GRADESCOPE_SUBMISSION = Path("/autograder/submission")
+GRADESCOPE_RESULTS = Path("/autograder/results/results.json")
+PRAIRIELEARN_SUBMISSION = Path("/grade/student")
+PRAIRIELEARN_RESULTS = Path("/grade/results/results.json")
+SUFFIXES = (".py", ".ipynb")
+
+
+class NoSubmission(LookupError):
+    """Nothing gradable in the submission folder; the message is for the student."""
+
+
+def find_submission(folder: Path, exercise_id: str | None = None) -> tuple[str, Path]:
+    """(exercise, file): `EX.py` or `EX.ipynb` in the folder or below it (uploads are sometimes nested).
+
+    Without an exercise id, the folder must hold exactly one exercise's file.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NoSubmission(f"no submission folder at {folder}.")
+    wanted = [exercise_id] if exercise_id else exercises.exercise_ids()
+    found: dict[str, Path] = {}
+    # The shallowest file wins, and .py before .ipynb at the same depth, as in single mode.
+    for candidate in sorted(folder.rglob("*"), key=lambda p: (len(p.parts), p.suffix != ".py", str(p))):
+        if candidate.stem in wanted and candidate.suffix in SUFFIXES and candidate.is_file() \
+                and not candidate.is_symlink():
+            found.setdefault(candidate.stem, candidate)
+    if not found:
+        names = " or ".join(f"{e}.py / {e}.ipynb" for e in wanted[:1]) if exercise_id else "an exNN.py file"
+        raise NoSubmission(f"no submission found: please upload {names}.")
+    if len(found) > 1:
+        raise NoSubmission(f"the upload holds files for several exercises ({', '.join(sorted(found))}); "
+                           "upload one exercise per assignment.")
+    return next(iter(found.items()))
+
+
+def _grade(submission_dir: Path, exercise_id: str | None, limits: grading.Limits | None) -> Any:
+    exercise, path = find_submission(submission_dir, exercise_id)
+    return hints.annotate(grading.grade(exercise, path, device="auto", limits=limits))
+
+
+def run_gradescope(exercise_id: str | None = None, submission_dir: Path = GRADESCOPE_SUBMISSION,
+                   results_path: Path = GRADESCOPE_RESULTS, limits: grading.Limits | None = None) -> dict[str, Any]:
+    """Grade the Gradescope submission and write results.json; returns what was written."""
+    started = time.monotonic()
+    try:
+        data = gradescope.results(_grade(submission_dir, exercise_id, limits))
+    except (NoSubmission, SubmissionNotFound) as exc:
+        data = gradescope.failure(str(exc), time.monotonic() - started)
+    write_atomic(Path(results_path), json.dumps(data, indent=2))
+    return data
+
+
+def run_prairielearn(exercise_id: str | None = None, submission_dir: Path = PRAIRIELEARN_SUBMISSION,
+                     results_path: Path = PRAIRIELEARN_RESULTS, limits: grading.Limits | None = None,
+                     reveal_hidden: bool = False) -> dict[str, Any]:
+    """Grade the PrairieLearn submission and write results.json; returns what was written."""
+    try:
+        data = prairielearn.results(_grade(submission_dir, exercise_id, limits), reveal_hidden)
+    except (NoSubmission, SubmissionNotFound) as exc:
+        data = prairielearn.failure(str(exc))
+    write_atomic(Path(results_path), json.dumps(data, indent=2))
+    return data
