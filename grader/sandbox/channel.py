@@ -98,4 +98,27 @@ def decode(data: bytes) -> list[dict[str, Any]]:
         if not isinstance(raw, dict) or raw.get("type") not in MESSAGE_TYPES:
             raise ChannelError(f"message {number} has no known type")
         messages.append(_check_value(raw, f"message {number}"))
+    _check_sequence(messages)
     return messages
+
+
+def _check_sequence(messages: list[dict[str, Any]]) -> None:
+    """The harness says hello once, first; sends each (key, device) result once; says done once, last.
+
+    Anything else means student code wrote into the pipe itself: a forged line that arrives before the
+    genuine one would otherwise win.
+    """
+    if messages and messages[0]["type"] != "hello":
+        raise ChannelError("the first message is not the worker's hello")
+    seen: set[tuple[str, str]] = set()
+    for number, message in enumerate(messages, 1):
+        kind = message["type"]
+        if kind == "hello" and number > 1:
+            raise ChannelError(f"message {number} is a second hello")
+        if kind == "done" and number < len(messages):
+            raise ChannelError(f"message {number} says done, but more messages follow")
+        if kind == "result":
+            slot = (str(message.get("key")), str(message.get("device")))
+            if slot in seen:
+                raise ChannelError(f"message {number} repeats the result for {slot[0]} on {slot[1]}")
+            seen.add(slot)
