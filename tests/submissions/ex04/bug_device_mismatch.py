@@ -1,0 +1,21 @@
+"""Bug: w created as a 1-element CPU tensor, so w * x fails when x is on the GPU."""
+import torch
+import torch.nn as nn
+
+
+def forward(w, x):
+    return w * x
+
+
+def train(x, y, w=0.0, learning_rate=0.01, n_iters=100):
+    w = torch.tensor([w], requires_grad=True)
+    loss = nn.MSELoss()
+    optimizer = torch.optim.SGD([w], lr=learning_rate)
+    history = []
+    for _ in range(n_iters):
+        l = loss(forward(w, x), y)
+        l.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        history.append((w.item(), l.item()))
+    return history

@@ -1,0 +1,22 @@
+"""Correct: optimizer.zero_grad() at the start of the epoch, before backward and step."""
+import torch
+import torch.nn as nn
+
+
+def forward(w, x):
+    return w * x
+
+
+def train(x, y, w=0.0, learning_rate=0.01, n_iters=100):
+    w = torch.tensor(w, dtype=torch.float32, device=x.device, requires_grad=True)
+    loss = nn.MSELoss()
+    optimizer = torch.optim.SGD([w], lr=learning_rate)
+    history = []
+    for epoch in range(n_iters):
+        optimizer.zero_grad()
+        y_pred = forward(w, x)
+        l = loss(y, y_pred)  # arguments swapped: the MSE is symmetric
+        l.backward()
+        optimizer.step()
+        history.append((w.item(), l.item()))
+    return history
