@@ -169,7 +169,8 @@ def _optional_output(what: str, write: Any) -> str | None:
     try:
         write()
     except ModuleNotFoundError as exc:
-        return f"note: {what} not written: {exc.name} is not installed (pip install 'dl-grader[plot]')."
+        missing = (exc.name or "a module").split(".")[0]  # matplotlib.figure → matplotlib, the package to install
+        return f"note: {what} not written: {missing} is not installed (pip install 'dl-grader[plot]')."
     return None
 
 
