@@ -138,7 +138,8 @@ def _scale(ax: Any, field: str, expected: list[float], observed: list[float]) ->
         return
     reference = [abs(v) for v in expected if math.isfinite(v)]
     if finite and reference and max(finite) > 1e3 * max(1.0, max(reference)):
-        ax.set_yscale("symlog", linthresh=max(1.0, max(reference)))
+        ax.set_yscale("symlog", linthresh=max(1.0, max(reference)), linscale=3)  # room for the reference
+        ax.set_ylabel(f"{ROW_LABELS.get(field, field)} (symmetric log)", fontsize=9)
 
 
 def _wrap(text: str, width: int = 46) -> str:
