@@ -1,13 +1,30 @@
-"""Closing the doors in a forked child before student code runs: limits, environment, filesystem view.
+"""Closing the doors in a forked child before student code runs: tiers, limits, namespaces, filesystem view.
 
-`prepare()` runs once in the zygote; `enter()` runs in each forked child and returns the tier it reached,
-which every report records.
+`prepare()` runs once in the zygote: it finds the strongest tier this machine offers by actually trying
+it in a throw-away child, and creates the zygote's cgroups where they are delegated. `enter()` runs in
+each forked child and returns what it achieved (the tier and the defences), which every report records.
+
+Tiers, weakest to strongest:
+- "none": not Linux; a fresh working directory, a scrubbed environment and whatever rlimits exist.
+- "process": rlimits, a scrubbed environment, the process tree killed by the zygote, and, when the
+  grader runs as root, an unprivileged uid (nobody). The filesystem and the network stay visible.
+- "namespaces": the student runs as PID 1 of new PID, mount, network, IPC and UTS namespaces (plus a user
+  namespace when the grader is not root), in a private filesystem view (an empty tmpfs root with the
+  system and Python bound read-only, a fresh /tmp, a minimal /dev, its own /proc), with no capabilities,
+  no_new_privs, and an unprivileged uid when the grader runs as root.
 """
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 import resource
+import shutil
+import signal
+import sys
+import tempfile
+import time
 from typing import Any
 
 SAFE_ENV = {
@@ -23,6 +40,34 @@ SAFE_ENV = {
 PASSED_THROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "CUDA_VISIBLE_DEVICES")
 OPEN_FILES = 256
 FILE_SIZE_BYTES = 8 * 1024 * 1024
+PROCESSES = 128  # per submission: threads count too (pids cgroup, else RLIMIT_NPROC)
+TMPFS_BYTES = 64 * 1024 * 1024  # the sandbox's writable /tmp (also charged to the memory cgroup)
+SANDBOX_UID = SANDBOX_GID = 65534  # nobody: the student's uid when the grader runs as root
+SANDBOX_HOME = "/tmp/submission"  # the working directory inside the namespaces tier
+TIERS = ("none", "process", "namespaces")  # weakest first
+
+# Linux constants (include/uapi/linux/sched.h, mount.h, prctl.h).
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC = 0x00020000, 0x04000000, 0x08000000
+CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET = 0x10000000, 0x20000000, 0x40000000
+MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
+MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
+MS_NOATIME, MS_NODIRATIME, MS_RELATIME = 1024, 2048, 1 << 21
+MNT_DETACH = 2
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 4, 24, 38
+SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "ppc64le": 203, "s390x": 217}
+# statvfs flags that the kernel locks on a bind mount: a read-only remount must repeat them.
+LOCKED_FLAGS = ((os.ST_NOSUID, MS_NOSUID), (os.ST_NODEV, MS_NODEV), (os.ST_NOEXEC, MS_NOEXEC),
+                (os.ST_NOATIME, MS_NOATIME), (os.ST_NODIRATIME, MS_NODIRATIME),
+                (os.ST_RELATIME, MS_RELATIME)) if hasattr(os, "ST_NOSUID") else ()
+SYSTEM_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+DEVICES = ("null", "zero", "full", "random", "urandom")
+
+_libc: Any = None
+PLAN: dict[str, Any] = {"tier": "process", "requested": "auto", "notes": []}
+
+
+class IsolationError(OSError):
+    """A step of building the sandbox failed; the job must not run at a weaker tier than promised."""
 
 
 def scrubbed_environment(home: str) -> dict[str, str]:
@@ -31,27 +76,419 @@ def scrubbed_environment(home: str) -> dict[str, str]:
     return env
 
 
-def prepare() -> None:
-    """Once per zygote, before any job."""
+# ------------------------------------------------------------------ syscalls through ctypes
 
 
-def apply_rlimits(limits: dict[str, Any]) -> None:
+def libc() -> Any:
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    return _libc
+
+
+def _check(result: int, what: str) -> int:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise IsolationError(err, f"{what}: {os.strerror(err)}")
+    return result
+
+
+def prctl(option: int, value: int) -> None:
+    _check(libc().prctl(option, ctypes.c_ulong(value), 0, 0, 0), f"prctl({option})")
+
+
+def unshare(flags: int) -> None:
+    _check(libc().unshare(flags), "unshare")
+
+
+def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
+    encode = (lambda s: s.encode() if s is not None else None)
+    result = libc().mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data))
+    _check(result, f"mount {source} on {target}")
+
+
+def pivot_root(new_root: str) -> None:
+    number = SYS_PIVOT_ROOT.get(platform.machine())
+    if number is None:
+        raise IsolationError(0, f"pivot_root: unknown syscall number on {platform.machine()}")
+    os.chdir(new_root)
+    _check(libc().syscall(number, b".", b"."), "pivot_root")
+    _check(libc().umount2(b".", MNT_DETACH), "umount old root")
+    os.chdir("/")
+
+
+def drop_bounding_set() -> None:
+    """No capability can ever come back, not even through exec (needs CAP_SETPCAP: call before dropping)."""
+    for cap in range(64):
+        if libc().prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            break  # past the last capability this kernel knows
+
+
+def drop_capabilities() -> None:
+    """Empty the effective, permitted and inheritable sets (capset, version 3)."""
+    header = (ctypes.c_uint32 * 2)(0x20080522, 0)
+    data = (ctypes.c_uint32 * 6)()
+    _check(libc().capset(header, data), "capset")
+
+
+# ------------------------------------------------------------------ what this machine offers
+
+
+def _cgroup_v1_dir(controller: str) -> str | None:
+    """This process's own cgroup v1 directory for `controller`, if we may create children in it."""
+    try:
+        with open("/proc/self/cgroup", encoding="ascii") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return None
+    for line in lines:
+        _, controllers, path = line.split(":", 2)
+        if controller in controllers.split(","):
+            directory = os.path.join("/sys/fs/cgroup", controller) + path
+            if os.path.isdir(directory) and os.access(directory, os.W_OK):
+                return directory
+    return None
+
+
+def _make_cgroups() -> dict[str, str]:
+    """One cgroup per controller for this zygote (jobs get sub-cgroups); empty where not delegated."""
+    made = {}
+    for controller, probe_file in (("memory", "memory.limit_in_bytes"), ("pids", "pids.max")):
+        parent = _cgroup_v1_dir(controller)
+        if parent is None:
+            continue
+        _remove_stale_cgroups(parent)
+        directory = os.path.join(parent, f"grader-{os.getpid()}")
+        try:
+            os.makedirs(directory, exist_ok=True)
+            if os.path.exists(os.path.join(directory, probe_file)):
+                made[controller] = directory
+            else:
+                os.rmdir(directory)
+        except OSError:
+            continue
+    return made
+
+
+def _remove_stale_cgroups(parent: str) -> None:
+    """Cgroups left by zygotes that were killed before they could clean up."""
+    try:
+        names = [n for n in os.listdir(parent) if n.startswith("grader-") and n[7:].isdigit()]
+    except OSError:
+        return
+    for name in names:
+        if not os.path.exists(f"/proc/{name[7:]}"):
+            remove_cgroup(os.path.join(parent, name))
+
+
+def remove_cgroup(directory: str) -> None:
+    for sub in sorted((e.path for e in os.scandir(directory) if e.is_dir()), reverse=True) \
+            if os.path.isdir(directory) else []:
+        remove_cgroup(sub)
+    try:
+        os.rmdir(directory)
+    except OSError:
+        pass
+
+
+def job_cgroups(job_id: str, limits: dict[str, Any]) -> dict[str, str]:
+    """Create this job's cgroups with its limits (in the zygote, before forking)."""
+    made = {}
+    for controller, base in PLAN.get("cgroups", {}).items():
+        directory = os.path.join(base, f"job-{job_id}")
+        try:
+            os.mkdir(directory)
+            if controller == "memory":
+                limit = str(int(limits["memory_mib"]) * 1024 * 1024)
+                _write(os.path.join(directory, "memory.limit_in_bytes"), limit)
+                swap = os.path.join(directory, "memory.memsw.limit_in_bytes")
+                if os.path.exists(swap):
+                    _write(swap, limit)  # no swapping our way past the limit
+            else:
+                _write(os.path.join(directory, "pids.max"), str(int(limits.get("processes", PROCESSES))))
+            made[controller] = directory
+        except OSError:
+            remove_cgroup(directory)
+    return made
+
+
+def cgroup_pids(cgroups: dict[str, str]) -> list[int]:
+    for directory in cgroups.values():
+        try:
+            with open(os.path.join(directory, "cgroup.procs"), encoding="ascii") as handle:
+                return [int(line) for line in handle if line.strip()]
+        except OSError:
+            continue
+    return []
+
+
+def cgroup_memory(cgroups: dict[str, str]) -> tuple[float, bool]:
+    """(peak MiB, whether the kernel had to kill for memory) for a job's memory cgroup."""
+    directory = cgroups.get("memory")
+    if directory is None:
+        return 0.0, False
+    try:
+        with open(os.path.join(directory, "memory.max_usage_in_bytes"), encoding="ascii") as handle:
+            peak = int(handle.read()) / (1024 * 1024)
+        with open(os.path.join(directory, "memory.oom_control"), encoding="ascii") as handle:
+            fields = dict(line.split() for line in handle if line.strip())
+        with open(os.path.join(directory, "memory.failcnt"), encoding="ascii") as handle:
+            failcnt = int(handle.read())
+    except (OSError, ValueError):
+        return 0.0, False
+    return peak, int(fields.get("oom_kill", "0")) > 0 or (failcnt > 0 and "oom_kill" not in fields)
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w", encoding="ascii") as handle:
+        handle.write(text)
+
+
+def prepare(requested: str = "auto") -> dict[str, Any]:
+    """Once per zygote, before any job: decide the tier by trying it, and set up cgroups."""
+    PLAN.clear()
+    PLAN.update({"requested": requested, "root": hasattr(os, "geteuid") and os.geteuid() == 0,
+                 "bubblewrap": shutil.which("bwrap"), "notes": []})
+    if not sys.platform.startswith("linux"):
+        PLAN["tier"] = "none"
+        PLAN["notes"].append(f"no sandbox on {platform.system()}: only rlimits, a fresh directory and a "
+                             "scrubbed environment; do not grade untrusted work here")
+        return dict(PLAN)
+    PLAN["cgroups"] = _make_cgroups() if requested != "none" else {}
+    if requested in ("auto", "namespaces", "userns"):
+        PLAN["userns"] = requested == "userns" or not PLAN["root"]
+        failure = _try_namespaces()
+        if failure is None:
+            PLAN["tier"] = "namespaces"
+        else:
+            PLAN["notes"].append(f"namespaces unavailable: {failure}")
+            if requested == "auto" and PLAN["userns"] is False:
+                PLAN["userns"] = True
+                if _try_namespaces() is None:
+                    PLAN["tier"] = "namespaces"
+    if "tier" not in PLAN:
+        PLAN["tier"] = "process" if requested != "none" else "none"
+    if PLAN["tier"] != "namespaces":
+        PLAN["userns"] = False
+    return dict(PLAN)
+
+
+def _try_namespaces() -> str | None:
+    """Build the whole namespaces sandbox in a throw-away child; None when it worked, else why not."""
+    scratch = tempfile.mkdtemp(prefix="grader-probe-")
+    os.chmod(scratch, 0o755)
+    report_read, report_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(report_read)
+            os.setsid()
+            enter_namespaces(scratch, {"timeout": 5, "memory_mib": 512}, nproc=False, keep_fds=(report_write,))
+            code = 0 if os.path.isdir(sys.base_prefix) and os.path.isdir(SANDBOX_HOME) else 3
+        except BaseException as exc:  # noqa: BLE001 - report every failure, never escape the fork
+            os.write(report_write, str(exc).encode()[:500])
+        finally:
+            os._exit(code)
+    os.close(report_write)
+    deadline = time.monotonic() + 10
+    status = None
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        time.sleep(0.005)
+    else:
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        status = None
+    message = os.read(report_read, 600).decode("utf-8", "replace")
+    os.close(report_read)
+    shutil.rmtree(scratch, ignore_errors=True)
+    if status is not None and os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0:
+        return None
+    return message or f"the trial sandbox exited with status {status}"
+
+
+# ------------------------------------------------------------------ in each child
+
+
+def apply_rlimits(limits: dict[str, Any], processes: bool) -> None:
     cpu = int(limits["timeout"]) + 2
-    for name, value in (
-        (resource.RLIMIT_CORE, 0),
-        (resource.RLIMIT_CPU, cpu),
-        (resource.RLIMIT_FSIZE, FILE_SIZE_BYTES),
-        (resource.RLIMIT_NOFILE, OPEN_FILES),
-    ):
-        soft, hard = resource.getrlimit(name)
+    wanted = [(resource.RLIMIT_CORE, 0), (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_FSIZE, FILE_SIZE_BYTES),
+              (resource.RLIMIT_NOFILE, OPEN_FILES)]
+    if processes and hasattr(resource, "RLIMIT_NPROC"):
+        wanted.append((resource.RLIMIT_NPROC, int(limits.get("processes", PROCESSES))))
+    for name, value in wanted:
+        _soft, hard = resource.getrlimit(name)
         cap = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(name, (cap, cap))
 
 
+def _join_cgroups(cgroups: dict[str, str]) -> None:
+    for directory in cgroups.values():
+        _write(os.path.join(directory, "cgroup.procs"), str(os.getpid()))
+
+
+def _bind_read_only(source: str, new_root: str) -> None:
+    target = new_root + source
+    if os.path.islink(source):
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if not os.path.lexists(target):
+            os.symlink(os.readlink(source), target)
+        return
+    if not os.path.isdir(source):
+        return
+    os.makedirs(target, exist_ok=True)
+    mount(source, target, None, MS_BIND)
+    locked = os.statvfs(source).f_flag
+    extra = sum(ms for st, ms in LOCKED_FLAGS if locked & st)
+    mount(None, target, None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | extra)
+
+
+def python_paths() -> list[str]:
+    """Where the running Python and its packages live, minus anything that would expose the course repo."""
+    grader_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    candidates = {sys.base_prefix, sys.prefix, sys.exec_prefix, sys.base_exec_prefix}
+    candidates.update(p for p in sys.path if p and os.path.isdir(p))
+    keep = []
+    for path in sorted(os.path.realpath(p) for p in candidates):
+        if path in ("/", grader_root) or grader_root.startswith(path + os.sep):
+            continue  # binding it would show the course repository (solutions, hidden references)
+        if any(path == k or path.startswith(k + os.sep) for k in keep):
+            continue
+        if any(path == s or path.startswith(s + os.sep) for s in SYSTEM_PATHS):
+            continue
+        keep.append(path)
+    return keep
+
+
+def _build_root(new_root: str) -> None:
+    """An empty tmpfs with the system and Python read-only, a fresh /tmp, a minimal /dev and /proc."""
+    mount("sandbox-root", new_root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,mode=0755")
+    for path in SYSTEM_PATHS:
+        if os.path.lexists(path):
+            _bind_read_only(path, new_root)
+    for path in python_paths():
+        _bind_read_only(path, new_root)
+    os.makedirs(new_root + "/tmp")
+    mount("sandbox-tmp", new_root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+          f"size={TMPFS_BYTES},nr_inodes=4096,mode=1777")
+    os.makedirs(new_root + "/dev")
+    mount("sandbox-dev", new_root + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
+    for name in DEVICES:
+        target = f"{new_root}/dev/{name}"
+        open(target, "w").close()  # a mount point for the bind
+        mount(f"/dev/{name}", target, None, MS_BIND)
+    for name, link in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                       ("stderr", "/proc/self/fd/2")):
+        os.symlink(link, f"{new_root}/dev/{name}")
+    os.makedirs(new_root + "/dev/shm")
+    mount("sandbox-shm", new_root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
+    os.makedirs(new_root + "/proc")
+    mount("proc", new_root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+
+
+def enter_namespaces(host_dir: str, limits: dict[str, Any], nproc: bool, keep_fds: tuple[int, ...] = ()) -> None:
+    """Split into an intermediate (waits, relays the exit status) and the student's PID 1, which returns.
+
+    `host_dir` is an empty directory that becomes the new root (a tmpfs over it, seen only inside).
+    """
+    userns = bool(PLAN.get("userns"))
+    uid, gid = os.getuid(), os.getgid()
+    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    unshare(flags | (CLONE_NEWUSER if userns else 0))
+    if userns:
+        # Only our own uid can be mapped without help from outside: inside root = us, without powers later.
+        _write("/proc/self/setgroups", "deny")
+        _write("/proc/self/uid_map", f"0 {uid} 1")
+        _write("/proc/self/gid_map", f"0 {gid} 1")
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote dies: so do we
+    pid = os.fork()
+    if pid != 0:
+        _relay(pid, keep_fds)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the intermediate dies: so does PID 1, and its namespace
+    os.setsid()  # kill(0, ...) from the student reaches its own group only
+    mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount propagates back to the host
+    _build_root(host_dir)
+    pivot_root(host_dir)
+    mount(None, "/", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
+    libc().sethostname(b"sandbox", 7)
+    os.makedirs(SANDBOX_HOME, mode=0o700)
+    drop_bounding_set()
+    if not userns:
+        os.chown(SANDBOX_HOME, SANDBOX_UID, SANDBOX_GID)
+        os.setgroups([])
+        os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
+        os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)  # from root to nobody: every capability goes
+        prctl(PR_SET_DUMPABLE, 1)  # the uid change made /proc/self root-owned; the student's own is harmless
+    drop_capabilities()
+    prctl(PR_SET_NO_NEW_PRIVS, 1)
+    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a uid change clears it
+    apply_rlimits(limits, processes=nproc)
+    os.chdir(SANDBOX_HOME)
+
+
+def _relay(pid: int, keep_fds: tuple[int, ...]) -> None:
+    """The intermediate: hold nothing open, wait for PID 1, and end the same way it did."""
+    os.closerange(0, min(keep_fds, default=1 << 16))
+    for fd in keep_fds:
+        os.closerange(fd + 1, 1 << 16)
+    status = 0
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:
+            continue
+        except ChildProcessError:
+            os._exit(70)
+    if os.WIFEXITED(status):
+        os._exit(os.WEXITSTATUS(status))
+    sig = os.WTERMSIG(status)
+    signal.signal(sig, signal.SIG_DFL)
+    os.kill(os.getpid(), sig)
+    os._exit(128 + sig)
+
+
+def _drop_to_nobody() -> bool:
+    """Process tier as root: become nobody, so the student cannot signal the grader or read root's files."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+        return False
+    os.setgroups([])
+    os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
+    os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+    return True
+
+
 def enter(job: dict[str, Any], workdir: str) -> dict[str, Any]:
-    """Isolate this (forked, single-threaded) child. Returns what was achieved."""
-    os.chdir(workdir)
+    """Isolate this (forked, single-threaded) child. Returns what was achieved, for the report."""
+    limits = job["limits"]
+    tier = PLAN.get("tier", "process")
+    cgroups = job.get("cgroups") or {}
+    _join_cgroups(cgroups)
+    if hasattr(signal, "SIGXFSZ"):
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the file limit fails instead of killing
+    defences = ["rlimits", "scrubbed-env", "process-tree-kill", "output-cap", "channel-validation"]
+    if tier == "namespaces":
+        enter_namespaces(workdir, limits, nproc="pids" not in cgroups)
+        home = SANDBOX_HOME
+        defences += ["pid-namespace", "mount-namespace", "private-filesystem", "network-namespace",
+                     "ipc-namespace", "no-capabilities", "no-new-privs"]
+        defences.append("user-namespace" if PLAN.get("userns") else "unprivileged-uid")
+    else:
+        os.chdir(workdir)
+        home = workdir
+        if tier == "process" and _drop_to_nobody():
+            defences.append("unprivileged-uid")
+            prctl(PR_SET_NO_NEW_PRIVS, 1)
+            defences.append("no-new-privs")
+        apply_rlimits(limits, processes=tier == "process" and "pids" not in cgroups)
     os.environ.clear()
-    os.environ.update(scrubbed_environment(workdir))
-    apply_rlimits(job["limits"])
-    return {"tier": "process", "defences": ["rlimits", "scrubbed-env", "fresh-workdir", "process-tree-kill"]}
+    os.environ.update(scrubbed_environment(home))
+    if tier == "namespaces":
+        os.environ["TMPDIR"] = "/tmp"
+    defences += [f"{c}-cgroup" for c in sorted(cgroups)]
+    return {"tier": tier, "uid": os.getuid(), "defences": defences,
+            "memory": "cgroup" if "memory" in cgroups else "rss-watchdog",
+            "processes": "pids-cgroup" if "pids" in cgroups else "rlimit-nproc"}

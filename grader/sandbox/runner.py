@@ -17,13 +17,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 from grader.sandbox.channel import ChannelError, decode
 from grader.sandbox.isolation import scrubbed_environment
 
 START_TIMEOUT_S = 120.0  # a cold torch import on a loaded machine can take tens of seconds
-BACKSTOP_S = 15.0  # beyond the job's own timeout, before the parent gives up on the zygote itself
+BACKSTOP_S = 15.0
+SANDBOX_CHOICES = ("auto", "namespaces", "userns", "process", "none")  # beyond the job's own timeout, before the parent gives up on the zygote itself
 
 
 class SandboxFailure(RuntimeError):
@@ -52,9 +53,14 @@ _job_ids = itertools.count(1)
 class Zygote:
     """One pre-warmed worker process. Not thread-safe: one job at a time."""
 
-    def __init__(self, framework: str, want_cuda: bool = False):
+    def __init__(self, framework: str, want_cuda: bool = False, sandbox: str = "auto"):
+        """`sandbox`: "auto" picks the strongest tier that works here; "namespaces", "userns" (namespaces
+        through a user namespace, as a non-root grader gets them), "process" and "none" ask for one."""
+        if sandbox not in SANDBOX_CHOICES:
+            raise ValueError(f"unknown sandbox tier {sandbox!r}")
         self.framework = framework
         self.want_cuda = want_cuda
+        self.sandbox = sandbox
         env = scrubbed_environment(os.environ.get("TMPDIR", "/tmp"))
         env["TMPDIR"] = os.environ.get("TMPDIR", "/tmp")
         self.process = subprocess.Popen(
@@ -69,7 +75,7 @@ class Zygote:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.process.stdout, selectors.EVENT_READ)
         self._buffer = b""
-        self._send({"framework": framework, "want_cuda": want_cuda})
+        self._send({"framework": framework, "want_cuda": want_cuda, "sandbox": sandbox})
         self._info: dict[str, Any] | None = None
 
     # ---- lifecycle
@@ -97,6 +103,11 @@ class Zygote:
         except (ProcessLookupError, PermissionError):
             pass
         self.process.wait()
+
+    @property
+    def tier(self) -> str:
+        """The tier every job of this worker runs at (decided by trying it when the worker started)."""
+        return str(self.info().get("sandbox", {}).get("tier", "unknown"))
 
     @property
     def alive(self) -> bool:
@@ -135,7 +146,7 @@ class Zygote:
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line
 
-    def __enter__(self) -> Zygote:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

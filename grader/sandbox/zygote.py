@@ -25,8 +25,9 @@ from grader.sandbox import isolation
 OUTPUT_CAP_BYTES = 64 * 1024  # what we keep of a submission's prints
 OUTPUT_FILE_LIMIT = 8 * 1024 * 1024  # RLIMIT_FSIZE: past this, the submission's writes fail
 CHANNEL_CAP_BYTES = 8 * 1024 * 1024 + 1  # one byte over the parent's limit, so it can say "too much"
-POLL_S = 0.02
-RSS_EVERY_S = 0.05
+POLL_S = 0.02  # only where there is no pidfd to wake us when the child exits
+RSS_EVERY_S = 0.05  # only where no memory cgroup enforces the limit
+LEFTOVER_GRACE_S = 0.2
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_DUMPABLE = 4
 
@@ -39,7 +40,42 @@ def _prctl(option: int, value: int) -> None:
 
 
 def descendants(root: int) -> list[int]:
-    """Every live process below `root`, read from /proc (children before grandchildren)."""
+    """Every live process below `root` (children before grandchildren).
+
+    Follows /proc/<pid>/task/<tid>/children, which costs one read per process in the tree instead of a scan
+    of the whole machine; falls back to the full /proc scan where the kernel lacks those files.
+    """
+    if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"):
+        return _descendants_by_scan(root)
+    found: list[int] = []
+    frontier = [root]
+    seen = {root}
+    while frontier:
+        parent = frontier.pop()
+        for child in _children(parent):
+            if child not in seen:
+                seen.add(child)
+                found.append(child)
+                frontier.append(child)
+    return found
+
+
+def _children(pid: int) -> list[int]:
+    children: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return children
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as handle:
+                children.extend(int(x) for x in handle.read().split())
+        except (OSError, ValueError):
+            continue
+    return children
+
+
+def _descendants_by_scan(root: int) -> list[int]:
     parents: dict[int, int] = {}
     for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
         if not name.isdigit():
@@ -74,23 +110,31 @@ def rss_mib(pids: list[int]) -> float:
     return total_kib / 1024
 
 
-def kill_tree(grace_s: float = 0.2) -> None:
+def kill_tree(grace_s: float = 0.2, cgroups: dict[str, str] | None = None) -> None:
     """SIGTERM every descendant, then SIGKILL whatever is left, until nothing is left.
 
-    As a child subreaper we inherit orphans, so a grandchild that called setsid() is still ours.
-    Stopping before killing keeps a fork bomb from outrunning the scan.
+    As a child subreaper we inherit orphans, so a grandchild that called setsid() is still ours; a job's
+    cgroups list its processes too, wherever they went. Stopping before killing keeps a fork bomb from
+    outrunning the scan.
     """
     me = os.getpid()
-    pids = descendants(me)
+
+    def alive() -> list[int]:
+        return sorted(set(descendants(me)) | set(isolation.cgroup_pids(cgroups or {})) - {me})
+
+    pids = alive()
+    if not pids:
+        _reap()
+        return
     for pid in pids:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while pids and time.monotonic() < deadline:
         _reap()
         time.sleep(0.01)
-        pids = descendants(me)
+        pids = alive()
     for _ in range(200):
-        pids = descendants(me)
+        pids = alive()
         if not pids:
             break
         for pid in pids:
@@ -148,7 +192,7 @@ def _child(job: dict[str, Any], result_fd: int, output_fd: int, workdir: str) ->
         try:
             sys.stdout.flush()
             sys.stderr.flush()
-        except BaseException:  # noqa: BLE001
+        except BaseException:  # noqa: BLE001, S110 - the fork must end here whatever happens
             pass
         os._exit(code)
 
@@ -162,61 +206,28 @@ def run_job(job: dict[str, Any], scratch: str) -> dict[str, Any]:
     output_fd = os.open(output_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     read_fd, write_fd = os.pipe()
     limits = job["limits"]
+    cgroups = isolation.job_cgroups(job["job_id"], limits)
     pid = os.fork()
     if pid == 0:
         os.close(read_fd)
-        _child(job, write_fd, output_fd, workdir)
+        _child({**job, "cgroups": cgroups}, write_fd, output_fd, workdir)
     os.close(write_fd)
     os.close(output_fd)
-    chunks: list[bytes] = []
-    received = 0
-    timed_out = memory_exceeded = overflow = False
-    peak_rss = 0.0
-    status: int | None = None
-    next_rss = 0.0
-    deadline = started + limits["timeout"]
-    channel_open = True
-    while True:
-        now = time.monotonic()
-        if status is None:
-            done, status_raw = os.waitpid(pid, os.WNOHANG)
-            if done:
-                status = status_raw
-        if status is not None and not channel_open:
-            break
-        if status is not None and now > deadline:
-            break  # the child is gone; a leftover process is holding the pipe open
-        if now > deadline:
-            timed_out = True
-            break
-        if now >= next_rss:
-            next_rss = now + RSS_EVERY_S
-            used = rss_mib([pid, *descendants(pid)])
-            peak_rss = max(peak_rss, used)
-            if used > limits["memory_mib"]:
-                memory_exceeded = True
-                break
-        if channel_open:
-            ready, _, _ = select.select([read_fd], [], [], POLL_S)
-            if ready:
-                chunk = os.read(read_fd, 65536)
-                if not chunk:
-                    channel_open = False
-                else:
-                    received += len(chunk)
-                    if received > CHANNEL_CAP_BYTES:
-                        overflow = True
-                        break
-                    chunks.append(chunk)
-        else:
-            time.sleep(POLL_S)
-    kill_tree()
+    watch = _watch(pid, read_fd, started + limits["timeout"], limits["memory_mib"], "memory" not in cgroups)
+    kill_tree(cgroups=cgroups)
+    status = watch["status"]
     if status is None:
         try:
             _, status = os.waitpid(pid, 0)
         except ChildProcessError:
             status = None
+    chunks = watch["chunks"]
+    if not watch["overflow"]:
+        chunks.extend(_drain(read_fd, CHANNEL_CAP_BYTES - watch["received"]))
     os.close(read_fd)
+    peak_rss, killed_for_memory = isolation.cgroup_memory(cgroups)
+    for directory in cgroups.values():
+        isolation.remove_cgroup(directory)
     output = _read_capped(output_path)
     shutil.rmtree(workdir, ignore_errors=True)
     return {
@@ -224,14 +235,95 @@ def run_job(job: dict[str, Any], scratch: str) -> dict[str, Any]:
         "job_id": job["job_id"],
         "exit_code": os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
-        "timed_out": timed_out,
-        "memory_exceeded": memory_exceeded,
-        "overflow": overflow,
-        "peak_rss_mib": round(peak_rss, 1),
+        "timed_out": watch["timed_out"],
+        "memory_exceeded": watch["memory_exceeded"] or killed_for_memory,
+        "overflow": watch["overflow"],
+        "peak_rss_mib": round(max(peak_rss, watch["peak_rss"]), 1),
         "channel": base64.b64encode(b"".join(chunks)).decode("ascii"),
         "output": output,
         "duration_s": round(time.monotonic() - started, 4),
     }
+
+
+def _watch(pid: int, read_fd: int, deadline: float, memory_mib: float, watch_rss: bool) -> dict[str, Any]:
+    """Sleep in select() until the channel speaks, the child exits, the deadline or an RSS check is due.
+
+    The child's exit wakes us through a pidfd (no polling); the RSS watchdog ticks only where no memory
+    cgroup enforces the limit. Once the child has exited, leftovers get LEFTOVER_GRACE_S to close the
+    channel before they are killed, instead of holding the job open until the deadline.
+    """
+    state: dict[str, Any] = {"status": None, "chunks": [], "received": 0, "timed_out": False,
+                             "memory_exceeded": False, "overflow": False, "peak_rss": 0.0}
+    pidfd = _pidfd(pid)
+    channel_open = True
+    next_rss = time.monotonic()
+    exited_at = None
+    while True:
+        now = time.monotonic()
+        if state["status"] is None:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                state["status"], exited_at = status, now
+        if state["status"] is not None and not channel_open:
+            break
+        if exited_at is not None and now > min(deadline, exited_at + LEFTOVER_GRACE_S):
+            break  # the child is gone; a leftover process is holding the channel open
+        if now > deadline:
+            state["timed_out"] = True
+            break
+        if watch_rss and now >= next_rss:
+            next_rss = now + RSS_EVERY_S
+            used = rss_mib(descendants(pid) or [pid])
+            state["peak_rss"] = max(state["peak_rss"], used)
+            if used > memory_mib:
+                state["memory_exceeded"] = True
+                break
+        wake = deadline if exited_at is None else min(deadline, exited_at + LEFTOVER_GRACE_S)
+        if watch_rss:
+            wake = min(wake, next_rss)
+        waiting = [read_fd] if channel_open else []
+        if state["status"] is None:
+            if pidfd is None:
+                wake = min(wake, now + POLL_S)
+            else:
+                waiting.append(pidfd)
+        ready, _, _ = select.select(waiting, [], [], max(0.0, wake - now))
+        if read_fd in ready:
+            chunk = os.read(read_fd, 65536)
+            if not chunk:
+                channel_open = False
+                continue
+            state["received"] += len(chunk)
+            if state["received"] > CHANNEL_CAP_BYTES:
+                state["overflow"] = True
+                break
+            state["chunks"].append(chunk)
+    if pidfd is not None:
+        os.close(pidfd)
+    return state
+
+
+def _pidfd(pid: int) -> int | None:
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):  # before Linux 5.3, or not Linux
+        return None
+
+
+def _drain(read_fd: int, budget: int) -> list[bytes]:
+    """What is left in the channel once every writer is dead (non-blocking; capped)."""
+    os.set_blocking(read_fd, False)
+    chunks = []
+    while budget > 0:
+        try:
+            chunk = os.read(read_fd, min(65536, budget))
+        except (BlockingIOError, OSError):
+            break
+        if not chunk:
+            break
+        chunks.append(chunk)
+        budget -= len(chunk)
+    return chunks
 
 
 def _read_capped(path: str) -> str:
@@ -270,7 +362,9 @@ def main() -> None:
             info["cuda"] = bool(torch.cuda.is_available())
     else:
         import numpy  # noqa: F401 - warm it for the NumPy exercises
-    isolation.prepare()
+    import grader.sandbox.harness  # noqa: F401 - loaded now: the child's filesystem view has no repo
+
+    info["sandbox"] = isolation.prepare(str(config.get("sandbox", "auto")))
     scratch = tempfile.mkdtemp(prefix="grader-zygote-")
     os.chmod(scratch, 0o711)
     _emit(info)
@@ -282,6 +376,8 @@ def main() -> None:
     finally:
         kill_tree()
         shutil.rmtree(scratch, ignore_errors=True)
+        for directory in info["sandbox"].get("cgroups", {}).values():
+            isolation.remove_cgroup(directory)
 
 
 if __name__ == "__main__":
