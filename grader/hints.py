@@ -75,7 +75,8 @@ def save_state(state: dict[str, int]) -> bool:
     """Write the progress atomically (an interrupted write never leaves a corrupt file); False if it failed."""
     path = state_file()
     try:
-        fd, temporary = tempfile.mkstemp(prefix=".grade-hints.", dir=path.parent if str(path.parent) else ".")
+        path.parent.mkdir(parents=True, exist_ok=True)  # e.g. GRADER_STATE=~/.cache/grade/hints.json
+        fd, temporary = tempfile.mkstemp(prefix=".grade-hints.", dir=path.parent)
     except OSError:
         return False
     try:
