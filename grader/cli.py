@@ -44,9 +44,20 @@ class OneLineUsageError(click.UsageError):
 class GradeGroup(click.Group):
     """`grade ex03 file.py` runs the hidden `check` command: an exercise id is a command name too."""
 
+    def make_context(self, info_name: str | None, args: list[str], parent: click.Context | None = None,
+                     **extra: Any) -> click.Context:
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.NoArgsIsHelpError:
+            raise  # bare `grade`: the help text, not an error line
+        except click.UsageError as exc:  # `grade --bogus`
+            raise OneLineUsageError(exc.format_message()) from None
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except click.exceptions.NoArgsIsHelpError:
+            raise
         except click.UsageError as exc:  # bad argument, unknown exercise, missing file, absent cuda
             raise OneLineUsageError(exc.format_message()) from None
 

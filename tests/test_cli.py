@@ -102,6 +102,13 @@ def test_bad_option_is_a_usage_error(cli, option: tuple[str, str]) -> None:
     assert option[0] in one_line_error(result)
 
 
+@pytest.mark.parametrize("args", [("--bogus",), ("validate",), ("init",), ("ex03", SOLUTION, "extra")])
+def test_malformed_command_line_is_a_one_line_usage_error(cli, args: tuple[str, ...]) -> None:
+    result = cli(*args)
+    assert result.exit_code == 2
+    one_line_error(result)
+
+
 @pytest.mark.skipif(cuda_available(), reason="CUDA is available here, so --device cuda is not an error")
 def test_absent_cuda_is_a_usage_error(cli) -> None:
     result = cli("ex03", SOLUTION, "--device", "cuda")
