@@ -339,6 +339,17 @@ class _BatchProgress:
             self.bar.__exit__(None, None, None)
 
 
+@main.command(help="Show the sandbox tier this machine reaches and what each defence relies on.")
+@click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
+@click.option("--sandbox", type=click.Choice(["auto", "namespaces", "userns", "process", "none"]), default="auto",
+              show_default=True, help="Examine this tier instead of the strongest available.")
+def doctor(as_json: bool, sandbox: str) -> None:
+    from grader.sandbox import doctor as sandbox_doctor
+
+    found = sandbox_doctor.examine(sandbox)
+    click.echo(json.dumps(found, indent=2) if as_json else sandbox_doctor.render(found), nl=as_json)
+
+
 @main.command(help="(instructors) Record reference data from solutions/ for EX, or for all exercises.")
 @click.argument("exercise_ids", nargs=-1, type=EXERCISE)
 def record(exercise_ids: tuple[str, ...]) -> None:

@@ -270,7 +270,26 @@ def prepare(requested: str = "auto") -> dict[str, Any]:
         PLAN["tier"] = "process" if requested != "none" else "none"
     if PLAN["tier"] != "namespaces":
         PLAN["userns"] = False
+    PLAN["drop_to_nobody"] = PLAN["tier"] == "process" and PLAN["root"]
+    hidden = [p for p in python_paths() if not _world_readable(p)]
+    if PLAN["drop_to_nobody"] and hidden:
+        PLAN["drop_to_nobody"] = False
+        PLAN["notes"].append(f"Python lives where uid nobody cannot read it ({hidden[0]}): at the process "
+                             "tier the student keeps the grader's root uid")
     return dict(PLAN)
+
+
+def _world_readable(path: str) -> bool:
+    """Whether every directory down to `path` lets others in (what uid nobody needs to import from it)."""
+    current = "/"
+    for part in path.strip("/").split("/"):
+        current = os.path.join(current, part)
+        try:
+            if not os.stat(current).st_mode & 0o001:
+                return False
+        except OSError:
+            return False
+    return True
 
 
 def _try_namespaces() -> str | None:
@@ -453,7 +472,7 @@ def _relay(pid: int, keep_fds: tuple[int, ...]) -> None:
 
 def _drop_to_nobody() -> bool:
     """Process tier as root: become nobody, so the student cannot signal the grader or read root's files."""
-    if not (hasattr(os, "geteuid") and os.geteuid() == 0):
+    if not PLAN.get("drop_to_nobody"):
         return False
     os.setgroups([])
     os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
@@ -479,8 +498,13 @@ def enter(job: dict[str, Any], workdir: str) -> dict[str, Any]:
     else:
         os.chdir(workdir)
         home = workdir
-        if tier == "process" and _drop_to_nobody():
-            defences.append("unprivileged-uid")
+        if tier == "process":
+            if _drop_to_nobody():
+                defences.append("unprivileged-uid")
+            elif PLAN.get("root"):
+                drop_bounding_set()
+                drop_capabilities()  # still uid 0, but without root's powers over others' files and processes
+                defences.append("no-capabilities")
             prctl(PR_SET_NO_NEW_PRIVS, 1)
             defences.append("no-new-privs")
         apply_rlimits(limits, processes=tier == "process" and "pids" not in cgroups)

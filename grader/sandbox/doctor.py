@@ -1,0 +1,186 @@
+"""`grade doctor`: which sandbox tier this machine reaches, what each defence relies on, checked from inside.
+
+The tier is the one a worker decided by building the sandbox in a throw-away child when it started. The
+doctor then runs a self-test through the very same path a submission takes (a job in a forked child) and
+tries the doors from inside: the network, the course repository, a file outside, the grader's process,
+the grader's environment. It reports what it observed, not what it hopes.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from grader.sandbox.isolation import TIERS
+from grader.sandbox.runner import Zygote
+
+CANARY_NAME = "GRADER_DOCTOR_CANARY"
+
+SELF_TEST = '''
+import errno, os, resource, socket
+
+
+def selftest(ctx, port, repo, outside, grader_pid, canary_name):
+    found = {"pid": os.getpid(), "uid": os.getuid()}
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=2).close()
+        found["network"] = "reached the grader's listener"
+    except OSError as exc:
+        found["network"] = "blocked (" + (errno.errorcode.get(exc.errno or 0) or type(exc).__name__) + ")"
+    found["repo_visible"] = os.path.exists(repo)
+    try:
+        with open(os.path.join(outside, "written-from-the-sandbox"), "w") as handle:
+            handle.write("x")
+        found["wrote_outside"] = "no error"
+    except OSError as exc:
+        found["wrote_outside"] = type(exc).__name__
+    try:
+        os.kill(grader_pid, 0)
+        found["signal_grader"] = "allowed"
+    except OSError as exc:
+        found["signal_grader"] = type(exc).__name__
+    found["canary_visible"] = canary_name in os.environ
+    found["env_names"] = ",".join(sorted(os.environ))
+    with open("/proc/self/status") as handle:
+        found["cap_eff"] = next((l.split()[1] for l in handle if l.startswith("CapEff")), "?")
+    found["visible_processes"] = len([n for n in os.listdir("/proc") if n.isdigit()])
+    for name in ("CPU", "FSIZE", "NOFILE", "CORE", "NPROC"):
+        found["rlimit_" + name.lower()] = str(resource.getrlimit(getattr(resource, "RLIMIT_" + name))[1])
+    import fractions  # a lazy import: the standard library is visible inside
+    found["stdlib_importable"] = fractions.Fraction(1, 2) == 0.5
+    return found
+'''
+
+
+class SandboxTooWeak(RuntimeError):
+    """This machine cannot reach the tier a caller requires (e.g. `grade batch --require-sandbox`)."""
+
+
+def tier_at_least(tier: str, wanted: str) -> bool:
+    return tier in TIERS and TIERS.index(tier) >= TIERS.index(wanted)
+
+
+def require_namespace_tier(worker: Zygote | None = None) -> dict[str, Any]:
+    """The sandbox plan, or SandboxTooWeak when jobs would run below the namespaces tier.
+
+    Pass the worker that will grade, so the answer is about it; without one, a NumPy worker (no torch
+    import) is started just to ask.
+    """
+    own = worker is None
+    worker = worker or Zygote("numpy")
+    try:
+        plan = dict(worker.info().get("sandbox", {}))
+    finally:
+        if own:
+            worker.close()
+    tier = str(plan.get("tier", "unknown"))
+    if not tier_at_least(tier, "namespaces"):
+        why = "; ".join(plan.get("notes", [])) or "no namespaces on this platform"
+        raise SandboxTooWeak(f"the sandbox here only reaches the {tier!r} tier, below 'namespaces' ({why}). "
+                             "Grade on Linux with user namespaces enabled, or run as root.")
+    return plan
+
+
+def examine(sandbox: str = "auto") -> dict[str, Any]:
+    """Start a worker, read its plan, and run the self-test inside its sandbox."""
+    repo = Path(__file__).resolve().parents[2]
+    with tempfile.TemporaryDirectory(prefix="grader-doctor-") as outside, \
+            socket.create_server(("127.0.0.1", 0)) as listener:
+        os.chmod(outside, 0o777)  # so that only the sandbox, not file permissions, can stop the write
+        os.environ[CANARY_NAME] = "visible"
+        try:
+            with Zygote("numpy", sandbox=sandbox) as worker:
+                plan = dict(worker.info().get("sandbox", {}))
+                outcome = worker.run(_job(listener.getsockname()[1], repo, outside))
+        finally:
+            os.environ.pop(CANARY_NAME, None)
+        wrote = os.path.exists(os.path.join(outside, "written-from-the-sandbox"))
+    hello = next((m for m in outcome.messages if m.get("type") == "hello"), {})
+    result = next((m for m in outcome.messages if m.get("type") == "result"), {})
+    inside = dict(result.get("fields", {})) if result.get("ok") else {"error": result.get("error", "no result")}
+    inside["file_appeared_outside"] = wrote
+    return {"plan": plan, "job": hello.get("tier", {}), "inside": inside,
+            "defences": defences(plan, inside, repo)}
+
+
+def _job(port: int, repo: Path, outside: str) -> dict[str, Any]:
+    args = {"port": port, "repo": str(repo / "solutions"), "outside": outside, "grader_pid": os.getpid(),
+            "canary_name": CANARY_NAME}
+    return {"exercise": "doctor", "module_name": "doctor_submission", "probe_source": SELF_TEST,
+            "cells": [{"label": "doctor_submission.py", "source": ""}], "forgiving_cells": False,
+            "invocations": [{"key": "selftest", "probe": "selftest", "args": args}], "devices": ["cpu"],
+            "limits": {"timeout": 20.0, "memory_mib": 1024}}
+
+
+def defences(plan: dict[str, Any], inside: dict[str, Any], repo: Path) -> list[tuple[str, str, str]]:
+    """(defence, what it relies on here, what the self-test saw) for each defence of the threat model."""
+    tier = plan.get("tier")
+    cgroups = plan.get("cgroups", {})
+    namespaces = tier == "namespaces"
+    uid_note = ("a user namespace: the student keeps the grader's uid, without capabilities"
+                if plan.get("userns") else f"uid nobody ({_int(inside.get('uid'))})")
+    return [
+        ("wall-clock timeout", "the worker's deadline (select on the channel and a pidfd), then SIGTERM and "
+         "SIGKILL to every process: subreaper children" + (", cgroup.procs" if cgroups else "")
+         + (", and the PID namespace dies with its PID 1" if namespaces else ""), "on"),
+        ("memory limit", "memory cgroup v1 (kernel OOM kill)" if "memory" in cgroups
+         else "RSS watchdog every 50 ms (counts the shared, already-imported libraries too)", "on"),
+        ("fork bomb", "pids cgroup (pids.max per submission)" if "pids" in cgroups
+         else "RLIMIT_NPROC" + (" counted inside the user namespace" if plan.get("userns") else ""), "on"),
+        ("rlimits", "CPU {cpu}, file size {fsize}, open files {nofile}, core {core}".format(
+            cpu=inside.get("rlimit_cpu"), fsize=inside.get("rlimit_fsize"), nofile=inside.get("rlimit_nofile"),
+            core=inside.get("rlimit_core")), "on"),
+        ("no network", "network namespace (no interfaces up)" if namespaces else "NOT DEFENDED at this tier",
+         str(inside.get("network"))),
+        ("private filesystem", "mount namespace: tmpfs root, system and Python read-only, fresh /tmp"
+         if namespaces else ("file permissions only (uid nobody)" if plan.get("drop_to_nobody") else "NOT DEFENDED"),
+         "course repository " + ("VISIBLE" if inside.get("repo_visible") else "hidden")
+         + "; writing outside " + ("SUCCEEDED" if inside.get("file_appeared_outside") else "failed")),
+        ("no signalling the grader", ("PID namespace (the grader has no pid inside) and " if namespaces else "")
+         + (uid_note if namespaces or plan.get("drop_to_nobody") else "NOT DEFENDED (same uid)"),
+         "kill(grader) → " + str(inside.get("signal_grader"))),
+        ("scrubbed environment", "the worker starts with a fixed environment; the child clears it again",
+         "grader's canary " + ("VISIBLE" if inside.get("canary_visible") else "not visible")),
+        ("privileges", ("no capabilities, no_new_privs, " + uid_note) if namespaces
+         else ("uid nobody, no_new_privs" if plan.get("drop_to_nobody") else
+               "uid 0 without capabilities, no_new_privs" if plan.get("root") else "the grader's own uid"),
+         f"CapEff {inside.get('cap_eff')}"),
+        ("output and results", ("stdout/stderr to a file capped by RLIMIT_FSIZE, 64 KiB kept; the channel "
+                                "capped in size and count, only finite numbers, no pickle"), "on"),
+    ]
+
+
+def _int(value: Any) -> str:
+    return str(int(value)) if isinstance(value, (int, float)) else str(value)
+
+
+def render(found: dict[str, Any]) -> str:
+    plan = found["plan"]
+    tier = plan.get("tier", "unknown")
+    lines = [f"Sandbox tier: {tier}" + ("" if tier == "namespaces" else "  (WARNING: below 'namespaces'; "
+                                          "do not grade untrusted work here)")]
+    if plan.get("notes"):
+        lines += [f"  note: {note}" for note in plan["notes"]]
+    lines.append("  running as " + ("root" if plan.get("root") else "an unprivileged user")
+                 + ("; user namespace" if plan.get("userns") else "")
+                 + "; bubblewrap " + (f"found at {plan['bubblewrap']} (not needed: the same kernel namespaces "
+                                      "are entered directly, keeping the pre-warmed worker)"
+                                      if plan.get("bubblewrap") else "not installed (not needed)"))
+    lines.append("")
+    width = max(len(name) for name, _, _ in found["defences"])
+    for name, relies_on, seen in found["defences"]:
+        lines.append(f"{name.ljust(width)}  {relies_on}")
+        if seen != "on":
+            lines.append(f"{'':{width}}  seen from inside: {seen}")
+    inside = found["inside"]
+    lines.append("")
+    if "error" in inside:
+        lines.append(f"The self-test failed inside the sandbox: {inside['error']}")
+    else:
+        lines.append(f"Inside the sandbox: pid {_int(inside.get('pid'))}, uid {_int(inside.get('uid'))}, "
+                     f"{_int(inside.get('visible_processes'))} visible process(es), "
+                     f"environment: {inside.get('env_names')}")
+    return "\n".join(lines) + "\n"
