@@ -194,19 +194,25 @@ def sized_for_other_arguments(check: CheckSpec, text: str, peers: tuple[Peer, ..
     return False
 
 
-# NumPy's "could not be broadcast together with shapes (6,) (4,)" and PyTorch's "The size of tensor a (6) must
-# match the size of tensor b (4)": the sizes are the 1-D ones in parentheses.
-SIZES_IN_ERROR = re.compile(r"\((\d+),?\)")
+# NumPy's "could not be broadcast together with shapes (6,) (4,)", PyTorch's "The size of tensor a (6) must
+# match the size of tensor b (4)" and "mat1 and mat2 shapes cannot be multiplied (4x1 and 3x2)".
+SHAPE_MISMATCH = ("could not be broadcast", "must match the size", "cannot be multiplied")
+SIZES_IN_ERROR = re.compile(r"\(([\d, x]+(?: and [\dx]+)?)\)")
 
 
 def mixes_other_arguments(check: CheckSpec, text: str, peers: tuple[Peer, ...]) -> bool:
-    """A size mismatch between this check's data and a size only other checks' data have (globals)."""
-    if "broadcast" not in text and "must match" not in text:
+    """A size mismatch between this check's data and sizes only other checks' data have (globals)."""
+    if not any(marker in text for marker in SHAPE_MISMATCH):
         return False
-    sizes = {int(size) for size in SIZES_IN_ERROR.findall(text)}
-    own = _lengths(check.args)
-    others = set().union(*(_lengths(p.check.args) for p in peers)) if peers else set()
+    sizes = {int(n) for group in SIZES_IN_ERROR.findall(text) for n in re.findall(r"\d+", group)}
+    own = _sizes(check.args)
+    others = set().union(*(_sizes(p.check.args) for p in peers)) if peers else set()
     return bool(sizes & own) and bool((sizes - own) & others)
+
+
+def _sizes(args: dict[str, Any]) -> set[int]:
+    """Every dimension of the check's array arguments."""
+    return {int(n) for v in args.values() if isinstance(v, list) for n in np.shape(v)}
 
 
 def _lengths(args: dict[str, Any]) -> set[int]:
@@ -321,22 +327,26 @@ def problem_for(check: CheckSpec, observed: dict[str, Any]) -> mistakes.Problem 
 @detector
 def simulated_mistake(evidence: Evidence) -> Diagnosis | None:
     """The cataloged mistake whose float64 simulation the student's history follows epoch by epoch."""
-    if evidence.check.compare != "trajectory":
-        return None
     problem = problem_for(evidence.check, evidence.observed)
-    if problem is None or a_peer_passed(evidence):
+    fields = history_fields(evidence)
+    if problem is None or not fields or a_peer_passed(evidence):
         return None  # a loop mistake would show in every run: one that matches rules them all out
-    match = mistakes.best_match(problem, evidence.observed, evidence.check.fields)
+    match = mistakes.best_match(problem, evidence.observed, fields)
     if match is None:
         return None
     code, mistake, _ = match
     if mistake.frozen and "S" not in str(evidence.observed.get("event_order") or ""):
         return None  # parameters that never move name step-before-backward only when steps were taken
-    what = " and ".join(f for f in evidence.check.fields)
+    what = " and ".join(fields)
     detail = f"Your {what} follow, epoch by epoch, what this mistake produces."
     if mistake.frozen:
         detail = "Your parameters never move: every step found the gradient zeroed or missing."
     return make(code, detail, evidence.exercise.framework)
+
+
+def history_fields(evidence: Evidence) -> tuple[str, ...]:
+    """The per-epoch quantities a training probe returned (for a check on the trained parameters too)."""
+    return tuple(name for name in ("loss", "w") if isinstance(evidence.observed.get(name), list))
 
 
 def a_peer_passed(evidence: Evidence) -> bool:
@@ -349,31 +359,48 @@ def a_peer_passed(evidence: Evidence) -> bool:
 @detector
 def ignored_argument(evidence: Evidence) -> Diagnosis | None:
     """Training that follows the correct run for another check's data, learning rate or start instead."""
-    if evidence.check.compare != "trajectory":
-        return None
     problem = problem_for(evidence.check, evidence.observed)
-    if problem is None or problem.params[0].ndim != 0:
+    fields = history_fields(evidence)
+    if problem is None or not fields:
         return None
-    fields = evidence.check.fields
     for peer in evidence.same_probe_peers():
         for names in (("x", "y"), ("learning_rate",), ("w",)):
             other = peer.check.args
             if any(n not in other for n in names) or all(other[n] == evidence.check.args[n] for n in names):
                 continue
-            swapped = mistakes.Problem.scalar(
-                *(other[n] if n in names else evidence.check.args[n] for n in ("x", "y", "w", "learning_rate")),
-                problem.n_iters)
+            swapped = swap(problem, {n: other[n] for n in names})
+            if swapped is None:
+                continue
             if mistakes.fields_deviation(evidence.observed, mistakes.simulate(swapped), fields) <= mistakes.MATCH:
                 return make("ignores-arguments", f"Your history is the correct one for {', '.join(names)} = "
                             f"{_short(other, names)} (another check's arguments), not for the ones passed in.")
     return None
 
 
+def swap(problem: mistakes.Problem, values: dict[str, Any]) -> mistakes.Problem | None:
+    """The same run with some arguments taken from another check (None when the shapes cannot fit)."""
+    changes: dict[str, Any] = {}
+    if "learning_rate" in values:
+        changes["learning_rate"] = float(values["learning_rate"])
+    if "w" in values:
+        changes["params"] = (np.asarray(float(values["w"])),)
+    if "x" in values:
+        x, y = np.asarray(values["x"], float), np.asarray(values["y"], float)
+        if x.shape[1:] != problem.x.shape[1:] or (y.ndim > 1 and y.shape[1:] != problem.y.shape[1:]):
+            return None
+        changes["x"], changes["y"] = x, (y[:, None] if problem.y.ndim == 2 and y.ndim == 1 else y)
+    return problem.with_args(**changes)
+
+
 def _short(args: dict[str, Any], names: tuple[str, ...]) -> str:
-    values = [args[n] for n in names]
-    text = ", ".join(str(v) if not isinstance(v, list) else f"[{', '.join(f'{x:g}' for x in v[:4])}"
-                     + (", ...]" if len(v) > 4 else "]") for v in values)
-    return text
+    texts = []
+    for name in names:
+        flat = np.asarray(args[name], float).reshape(-1)
+        if np.ndim(args[name]) == 0:
+            texts.append(f"{float(flat[0]):g}")
+        else:
+            texts.append("[" + ", ".join(f"{v:g}" for v in flat[:4]) + (", ...]" if flat.size > 4 else "]"))
+    return ", ".join(texts)
 
 
 @detector

@@ -39,11 +39,24 @@ def model_forward(ctx: Context, input_dim, output_dim, seed, x):
 
 def train(ctx: Context, input_dim, output_dim, seed, x, y, learning_rate, n_iters):
     model = build_model(ctx, input_dim, output_dim, seed)
+    start = initial_parameters(ctx, model, input_dim, output_dim)
     fields = ctx.train("train", model, ctx.tensor(x), ctx.tensor(y), learning_rate=learning_rate,
                        n_iters=n_iters, columns=("loss",), watch=True)
+    fields = {**fields, **start}
     layer = linear_layer(model)
     weight = ctx.vector(layer.weight, (output_dim, input_dim), "the trained layer's weight")
     bias = ctx.vector(layer.bias, (output_dim,), "the trained layer's bias") if layer.bias is not None else None
     if bias is None:
         raise ProbeFailure("shape", "the nn.Linear has no bias; create it with the default bias=True.")
     return {**fields, "weight": weight, "bias": bias}
+
+def initial_parameters(ctx: Context, model, input_dim, output_dim) -> dict:
+    """The layer's weight and bias before training: diagnose.py replays the cataloged mistakes from them."""
+    try:
+        layer = linear_layer(model)
+        if layer.bias is None:
+            return {}
+        return {"initial_weight": ctx.vector(layer.weight, (output_dim, input_dim), "the layer's weight"),
+                "initial_bias": ctx.vector(layer.bias, (output_dim,), "the layer's bias")}
+    except ProbeFailure:
+        return {}

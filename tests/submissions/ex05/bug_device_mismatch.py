@@ -1,0 +1,26 @@
+"""Bug: rebuilds the targets from a Python list, on the CPU, while the model and x are on the GPU."""
+import torch
+import torch.nn as nn
+
+
+class LinearRegression(nn.Module):
+    def __init__(self, input_dim, output_dim):
+        super().__init__()
+        self.linear = nn.Linear(input_dim, output_dim)
+
+    def forward(self, x):
+        return self.linear(x)
+
+
+def train(model, x, y, learning_rate=0.01, n_iters=100):
+    targets = torch.tensor(y.tolist())
+    criterion = nn.MSELoss()
+    optimizer = torch.optim.SGD(model.parameters(), lr=learning_rate)
+    losses = []
+    for _ in range(n_iters):
+        loss = criterion(model(x), targets)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    return losses
