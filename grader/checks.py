@@ -190,6 +190,12 @@ def _json_safe(values: Any) -> Any:
     return values
 
 
+EXCEPTION_ADVICE = {
+    "SystemExit": ". A graded function must return its result: remove the sys.exit() or exit() call.",
+    "EOFError": ". Grading has no keyboard: remove the input() call (input() is not available while grading).",
+}
+
+
 def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: dict[str, Any],
                 peers: tuple[diagnose.Peer, ...] = ()) -> CheckResult:
     kind = error.get("kind", "exception")
@@ -202,6 +208,6 @@ def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: 
         where = error.get("where")
         text = f"{message} (at {where})" if where else message
         if kind == "exception":
-            text = "your code raised " + text
+            text = "your code raised " + text + EXCEPTION_ADVICE.get(str(error.get("type")), "")
         result = replace(base, status=Status.ERROR, message=text)
     return diagnose.attach(result, diagnose.from_error(exercise, check, error, peers))

@@ -178,8 +178,9 @@ def describe_load_error(error: dict[str, Any]) -> str:
     kind, message, where = error.get("type"), str(error.get("message", "")), error.get("where")
     text = message + (f" (at {where})" if where else "")
     if kind == "EOFError":
-        text += (" Your file calls input() while it is being imported, and grading has no keyboard: "
-                 "remove the input() call or put it under `if __name__ == '__main__':`.")
+        text += (" Your file calls input() while it is being imported, and input() is not available while "
+                 "grading (there is no keyboard): remove the input() call or put it under "
+                 "`if __name__ == '__main__':`.")
     elif kind == "SystemExit":
         text += " Your file calls sys.exit() or exit() while it is being imported."
     elif kind == "ModuleNotFoundError":

@@ -272,7 +272,17 @@ def test_input_at_import_does_not_hang(grade_file, write) -> None:
     assert_clean(report)
     assert report.score == 0
     assert all(c.status is Status.ERROR for c in report.checks)  # not timeout: stdin is closed, not waiting
-    assert "input()" in report.error and "line 1" in report.error, report.error
+    assert "input() is not available" in report.error and "line 1" in report.error, report.error
+
+
+def test_input_inside_train_is_an_error_for_train_only(grade_file, write) -> None:
+    report = grade_file("ex03", write("ex03", in_train(solution("ex03"), "input('continue? ')")),
+                        limits=Limits(timeout=20))
+    assert_clean(report)
+    train = checks_of(report, "train")
+    assert train and all(c.status is Status.ERROR for c in train)
+    assert all("input() is not available" in c.message for c in train), train[0].message
+    assert all(c.passed for c in checks_of(report, "forward(") + checks_of(report, "loss("))
 
 
 @pytest.mark.parametrize("exercise_id", ["ex01", "ex03"])
@@ -291,6 +301,7 @@ def test_sys_exit_inside_train_costs_train_only(grade_file, write) -> None:
     assert all(c.passed for c in checks_of(report, "forward(") + checks_of(report, "loss("))
     train = checks_of(report, "train")
     assert train and all(c.score == 0 and "SystemExit" in c.message for c in train)
+    assert all("remove the sys.exit()" in c.message for c in train), train[0].message
 
 
 def test_os_exit_inside_train_is_a_graded_zero_for_what_was_left(grade_file, write) -> None:
@@ -324,3 +335,22 @@ def test_a_worker_survives_a_crashing_submission(grade_file, write) -> None:
     grade_file("ex03", write("ex03", in_train(solution("ex03"), "import os; os._exit(0)")))
     report = grade_file("ex03", write("ex03", solution("ex03")))
     assert report.full_marks
+
+
+def test_memory_hog_is_stopped_with_a_message(grade_file, write) -> None:
+    hog = "_hoard = []\n    while True: _hoard.append(bytearray(32 * 1024 * 1024))"
+    report = grade_file("ex03", write("ex03", in_train(solution("ex03"), hog)),
+                        limits=Limits(timeout=30, memory_mib=1024))
+    assert_clean(report)
+    assert "more than 1024 MiB" in (report.error or ""), report.error
+    train = checks_of(report, "train")
+    assert train and all(c.score == 0 for c in train)
+
+
+def test_huge_output_is_capped_and_still_grades(grade_file, write) -> None:
+    noisy = in_train(solution("ex03"), "print('epoch log ' * 10000)")
+    report = grade_file("ex03", write("ex03", noisy))
+    assert validation_errors(to_dict(report)) == []
+    assert report.full_marks, [(c.name, c.message) for c in report.checks if not c.passed]
+    assert len(report.output) < 70_000
+    assert "output truncated" in report.output
