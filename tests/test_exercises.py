@@ -25,7 +25,9 @@ EXERCISE_IDS = exercises.exercise_ids()
 def grade_cli(exercise_id: str, path: Path, report: Path) -> tuple[int, str, dict[str, Any]]:
     """`grade EX FILE --report R`: (exit code, stdout, the JSON report)."""
     result = CliRunner().invoke(main, [exercise_id, str(path), "--report", str(report)])
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), (
+        f"{result.exception!r}\n{result.output}"
+    )
     return result.exit_code, result.stdout, json.loads(report.read_text("utf-8"))
 
 
