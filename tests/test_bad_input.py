@@ -266,6 +266,18 @@ def test_exception_deep_in_torch_names_the_students_frame(grade_file, write) -> 
     assert "RuntimeError" in check.message and f"line {line}" in check.message, check.message
 
 
+def test_wrong_signature_names_the_missing_parameter(grade_file, write) -> None:
+    source = replace_once(solution("ex03"), "def train(x, y, w=0.0, learning_rate=0.01, n_iters=100):",
+                          "def train(x, y, w=0.0, lr=0.01, epochs=100):")
+    source = source.replace("learning_rate * w.grad", "lr * w.grad").replace("range(n_iters)", "range(epochs)")
+    report = grade_file("ex03", write("ex03", source))
+    assert_clean(report)
+    train = checks_of(report, "train")
+    assert train and all(c.status is Status.ERROR for c in train)
+    named = re.compile(r"train\(\) got an unexpected keyword argument '(learning_rate|n_iters)'")
+    assert all(named.search(c.message) for c in train), train[0].message
+
+
 def test_input_at_import_does_not_hang(grade_file, write) -> None:
     report = grade_file("ex03", write("ex03", "name = input('Your name? ')\n" + solution("ex03")),
                         limits=Limits(timeout=20))
