@@ -51,7 +51,7 @@ def read(path: Path, exercise_id: str) -> Loaded:
     if kind == "ipynb":
         cells, problem = notebook_cells(text)
     else:
-        cells = (Cell(f"{exercise_id}.py", text),)
+        cells = (Cell(f"{exercise_id}.py", strip_ipython_calls(text)),)
     if problem is None and kind == "py":  # a notebook's broken cell is skipped and reported, as Jupyter would
         problem = syntax_problem(cells)
     return Loaded(submission, cells, problem)
@@ -127,15 +127,15 @@ IPYTHON_CALL = re.compile(r"^\s*get_ipython\(\)")
 def strip_magics(source: str) -> str:
     """A cell's source as plain Python: IPython magics, shell escapes and `?` help lines neutralised.
 
-    A cell that is already valid Python without `get_ipython()` calls is returned unchanged (so a string
-    that happens to hold a `%` line is safe). Otherwise each IPython line becomes a comment (`pass  # ...` inside a block), keeping every
-    line's number, so an error message's line still points at the student's line. `%%time` and friends
-    keep their Python body; other cell magics (`%%bash`, `%%html`, `%%writefile`) are not Python and are
-    commented out whole.
+    Every line keeps its number, so an error message's line still points at the student's line. A cell
+    that is already valid Python only loses its `get_ipython()` calls (so a string or a continued
+    expression that happens to hold a `%` line is safe). Otherwise each IPython line becomes a comment
+    (`pass  # ...` inside a block); `%%time` and friends keep their Python body, and other cell magics
+    (`%%bash`, `%%html`, `%%writefile`) are not Python and are commented out whole.
     """
     lines = source.split("\n")
-    if _compiles(source) and not any(IPYTHON_CALL.match(line) for line in lines):
-        return source
+    if _compiles(source):
+        return strip_ipython_calls(source)
     first = lines[0].strip() if lines else ""
     if first.startswith("%%"):
         name = first[2:].split(maxsplit=1)[0] if first[2:].strip() else ""
@@ -154,6 +154,16 @@ def strip_magics(source: str) -> str:
             continued = line.rstrip().endswith("\\")
         out.append(replacement)
     return "\n".join(out)
+
+
+def strip_ipython_calls(source: str) -> str:
+    """Valid Python without its `get_ipython()` lines (which exist only inside IPython), line for line.
+
+    Also applied to .py files: `jupyter nbconvert --to script` writes magics as such calls.
+    """
+    if "get_ipython" not in source:
+        return source
+    return "\n".join(_comment(line) if IPYTHON_CALL.match(line) else line for line in source.split("\n"))
 
 
 def _python_line(line: str) -> str:

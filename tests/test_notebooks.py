@@ -189,3 +189,17 @@ def test_shell_and_other_language_cells_do_not_break_grading(tmp_path, grade_fil
     cells += solution_as_cells((ROOT / "solutions" / "ex03.py").read_text("utf-8"))
     report = grade_file("ex03", write_notebook(tmp_path / "ex03.ipynb", *cells, markdown_first=None))
     assert report.full_marks, report.error
+
+
+def test_a_continued_expression_starting_a_line_with_percent_is_kept():
+    text = "y = (7\n     % 3)\nget_ipython().system('ls')"
+    assert strip_magics(text) == "y = (7\n     % 3)\n# get_ipython().system('ls')"
+
+
+def test_a_script_exported_by_nbconvert_loses_its_get_ipython_lines(tmp_path):
+    path = tmp_path / "ex03.py"
+    path.write_text("import torch\nget_ipython().run_line_magic('matplotlib', 'inline')\nx = 1\n", "utf-8")
+    loaded = read(path, "ex03")
+    assert loaded.problem is None
+    assert loaded.cells[0].source.split("\n")[1:3] == ["# get_ipython().run_line_magic('matplotlib', 'inline')",
+                                                       "x = 1"]
