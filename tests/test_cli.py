@@ -176,6 +176,19 @@ def test_crashing_submission_is_exit_1_with_a_report(cli, tmp_path: Path) -> Non
     assert "Traceback" not in result.output
 
 
+@pytest.mark.slow
+def test_short_timeout_option_stops_an_endless_loop(cli, tmp_path: Path) -> None:
+    looping = tmp_path / "ex03.py"
+    looping.write_text(SOLUTION.read_text("utf-8").replace("    history = []\n", "    while True: pass\n", 1), "utf-8")
+    result = cli("ex03", looping, "--timeout", "2", "--format", "json")
+    assert result.exit_code == 1
+    data = json.loads(result.stdout)
+    assert report.validation_errors(data) == []
+    assert "within 2 s" in data["error"]
+    train = [c for c in data["checks"] if c["name"].startswith("train")]
+    assert train and {c["status"] for c in train} == {"timeout"}
+
+
 # ---------------------------------------------------------------- schema and validate
 
 
