@@ -181,3 +181,9 @@ def test_cli_without_matplotlib_grades_and_notes_it(tmp_path, no_matplotlib):
     assert result.exit_code == 0
     assert "note: plot not written: matplotlib is not installed" in result.output  # stderr is mixed in here
     assert not png.exists() and "data:image/png" not in page.read_text("utf-8")
+
+
+def test_a_failure_without_a_diagnosis_still_points_at_the_hints():
+    failed = CheckResult("loss(y, y_pred)", Status.FAILED, 0, 1, "expected 30, got 7.5.")
+    page = html.render(sample_report(checks=(failed,)))
+    assert "Hints that help" not in page and "<code>grade hint ex03</code> shows the next hint" in page

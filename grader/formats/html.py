@@ -95,7 +95,10 @@ def _check_row(report: Report, check: CheckResult) -> str:
 def _hints_section(report: Report) -> str:
     wanted = sorted({c.hint for c in report.checks if c.hint and not c.passed})
     if not wanted:
-        return ""
+        if report.full_marks or not hints.load(report.exercise):
+            return ""
+        return (f"<h2>Hints</h2><p>Stuck? <code>grade hint {esc(report.exercise)}</code> shows the next hint, "
+                "from a nudge to nearly the answer.</p>")
     by_number = {h.number: h for h in hints.load(report.exercise)}
     blocks = []
     for number in wanted:
