@@ -38,6 +38,15 @@ def model_forward(ctx: Context, input_dim, output_dim, seed, x):
 
 
 def train(ctx: Context, input_dim, output_dim, seed, x, y, learning_rate, n_iters):
+    return _trained(ctx, input_dim, output_dim, seed, x, y, learning_rate, n_iters, strict=False)
+
+
+def trained_parameters(ctx: Context, input_dim, output_dim, seed, x, y, learning_rate, n_iters):
+    # The same run as `train`, but a model that is not one nn.Linear with a bias fails here, by name.
+    return _trained(ctx, input_dim, output_dim, seed, x, y, learning_rate, n_iters, strict=True)
+
+
+def _trained(ctx: Context, input_dim, output_dim, seed, x, y, learning_rate, n_iters, strict: bool) -> dict:
     model = build_model(ctx, input_dim, output_dim, seed)
     start = initial_parameters(ctx, model, input_dim, output_dim)
     fields = ctx.train("train", model, ctx.tensor(x), ctx.tensor(y), learning_rate=learning_rate,
@@ -45,12 +54,14 @@ def train(ctx: Context, input_dim, output_dim, seed, x, y, learning_rate, n_iter
     fields = {**fields, **start}
     try:
         layer = linear_layer(model)
+        if layer.bias is None:
+            raise ProbeFailure("shape", "the nn.Linear has no bias; create it with the default bias=True.")
     except ProbeFailure:
+        if strict:
+            raise
         return fields  # no weights to compare; the structure check says why, the losses still count
-    weight = ctx.vector(layer.weight, (output_dim, input_dim), "the trained layer's weight")
-    if layer.bias is None:
-        return fields
-    return {**fields, "weight": weight, "bias": ctx.vector(layer.bias, (output_dim,), "the trained layer's bias")}
+    return {**fields, "weight": ctx.vector(layer.weight, (output_dim, input_dim), "the trained layer's weight"),
+            "bias": ctx.vector(layer.bias, (output_dim,), "the trained layer's bias")}
 
 
 def initial_parameters(ctx: Context, model, input_dim, output_dim) -> dict:
