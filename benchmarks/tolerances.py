@@ -69,7 +69,7 @@ def simulated(check: CheckSpec, reference: dict[str, Any]) -> dict[str, dict[str
         if problem is None:
             return out
         out["float64 simulation"] = _fields(mistakes.simulate(problem), np.float64)
-        for code, mistake in mistakes.catalog(problem.n_samples):
+        for code, mistake in mistakes.catalog(problem):
             label = f"{code} {_describe(mistake)}"
             out[label] = _fields(mistakes.simulate(problem, mistake), np.float32)
     elif check.probe == "gradient" and "value" in reference:

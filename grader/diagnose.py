@@ -310,6 +310,10 @@ def broadcast_loss_value(evidence: Evidence) -> Diagnosis | None:
 def problem_for(check: CheckSpec, observed: dict[str, Any]) -> mistakes.Problem | None:
     """The training run a trajectory check asked for, when it is one of the course's linear models."""
     args = check.args
+    if isinstance(args.get("loss"), str) and {"w", "learning_rate", "n_iters"} <= args.keys():
+        objective = formula(args["loss"])
+        return None if objective is None else mistakes.Problem.of_function(
+            objective, args["w"], args["learning_rate"], args["n_iters"])
     if not {"x", "y", "learning_rate", "n_iters"} <= args.keys():
         return None
     try:
@@ -322,6 +326,24 @@ def problem_for(check: CheckSpec, observed: dict[str, Any]) -> mistakes.Problem 
     except (TypeError, ValueError):
         return None
     return None
+
+
+class _NumpyAsTorch:
+    """Just enough of `torch` for the spec's loss formulas (torch.sin, torch.cosh, ...) to run on NumPy."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+
+def formula(text: str) -> Callable[[Any], Any] | None:
+    """A check's loss formula in w (ex02) as a NumPy function. The formula comes from the exercise's spec,
+    which the instructor wrote (the same text the probe evaluates with torch), never from a student."""
+    try:
+        function = eval(f"lambda w: {text}", {"__builtins__": {}, "torch": _NumpyAsTorch()})
+        function(0.5)
+    except Exception:  # noqa: BLE001 - a formula NumPy cannot run just gets no simulation
+        return None
+    return function
 
 
 @detector
@@ -346,7 +368,7 @@ def simulated_mistake(evidence: Evidence) -> Diagnosis | None:
 
 def history_fields(evidence: Evidence) -> tuple[str, ...]:
     """The per-epoch quantities a training probe returned (for a check on the trained parameters too)."""
-    return tuple(name for name in ("loss", "w") if isinstance(evidence.observed.get(name), list))
+    return tuple(name for name in ("loss", "w", "grad") if isinstance(evidence.observed.get(name), list))
 
 
 def a_peer_passed(evidence: Evidence) -> bool:
@@ -364,7 +386,7 @@ def ignored_argument(evidence: Evidence) -> Diagnosis | None:
     if problem is None or not fields:
         return None
     for peer in evidence.same_probe_peers():
-        for names in (("x", "y"), ("learning_rate",), ("w",)):
+        for names in (("x", "y"), ("loss",), ("learning_rate",), ("w",)):
             other = peer.check.args
             if any(n not in other for n in names) or all(other[n] == evidence.check.args[n] for n in names):
                 continue
@@ -372,8 +394,10 @@ def ignored_argument(evidence: Evidence) -> Diagnosis | None:
             if swapped is None:
                 continue
             if mistakes.fields_deviation(evidence.observed, mistakes.simulate(swapped), fields) <= mistakes.MATCH:
-                return make("ignores-arguments", f"Your history is the correct one for {', '.join(names)} = "
-                            f"{_short(other, names)} (another check's arguments), not for the ones passed in.")
+                # A hidden check's arguments stay hidden: name the values only when that check is visible.
+                values = f" = {_short(other, names)}" if peer.check.visibility == "visible" else ""
+                return make("ignores-arguments", f"Your history is the correct one for {', '.join(names)}{values} "
+                            "from another check, not for the arguments passed in.")
     return None
 
 
@@ -384,6 +408,10 @@ def swap(problem: mistakes.Problem, values: dict[str, Any]) -> mistakes.Problem 
         changes["learning_rate"] = float(values["learning_rate"])
     if "w" in values:
         changes["params"] = (np.asarray(float(values["w"])),)
+    if "loss" in values:
+        changes["objective"] = formula(str(values["loss"]))
+        if changes["objective"] is None:
+            return None
     if "x" in values:
         x, y = np.asarray(values["x"], float), np.asarray(values["y"], float)
         if x.shape[1:] != problem.x.shape[1:] or (y.ndim > 1 and y.shape[1:] != problem.y.shape[1:]):
@@ -395,12 +423,25 @@ def swap(problem: mistakes.Problem, values: dict[str, Any]) -> mistakes.Problem 
 def _short(args: dict[str, Any], names: tuple[str, ...]) -> str:
     texts = []
     for name in names:
+        if isinstance(args[name], str):
+            texts.append(args[name])
+            continue
         flat = np.asarray(args[name], float).reshape(-1)
         if np.ndim(args[name]) == 0:
             texts.append(f"{float(flat[0]):g}")
         else:
             texts.append("[" + ", ".join(f"{v:g}" for v in flat[:4]) + (", ...]" if flat.size > 4 else "]"))
     return ", ".join(texts)
+
+
+@detector
+def no_backward(evidence: Evidence) -> Diagnosis | None:
+    """A training run without any backward() where the exercise requires autograd (its process check)."""
+    requires_autograd = any(p.check.compare == "process" and p.check.require == "backward" for p in evidence.peers)
+    observed = evidence.observed
+    if requires_autograd and observed.get("backward_calls") == 0 and observed.get("autograd_grad_calls") == 0:
+        return make("no-autograd", "Your training never called backward().", evidence.exercise.framework)
+    return None
 
 
 @detector

@@ -7,11 +7,12 @@ accumulate, the step taken before backward, parameters that never move, the broa
 mistake whose simulation a student's trajectory follows; benchmarks/tolerances.py measures the margins.
 
 The models: f(x) = w·x with x of shape (n,) (ex01, ex03, ex04), and nn.Linear's x @ W.T + b with x of shape
-(n, d) (ex05). The loss is the mean squared error over all elements.
+(n, d) (ex05), with the mean squared error over all elements as the loss; or any scalar loss of w alone (ex02).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -48,10 +49,16 @@ class Problem:
     params: tuple[np.ndarray, ...]  # (w,) or (W, b)
     learning_rate: float
     n_iters: int
+    objective: Callable[[Any], Any] | None = None  # ex02: the loss as a function of w alone (NumPy)
 
     @property
     def n_samples(self) -> int:
         return int(self.y.size)
+
+    @classmethod
+    def of_function(cls, objective: Callable[[Any], Any], w: float, learning_rate: float,
+                    n_iters: int) -> Problem:
+        return cls(np.zeros(0), np.zeros(0), (np.asarray(float(w)),), float(learning_rate), int(n_iters), objective)
 
     @classmethod
     def scalar(cls, x: Any, y: Any, w: float, learning_rate: float, n_iters: int) -> Problem:
@@ -73,6 +80,7 @@ class Problem:
 class Trajectory:
     loss: np.ndarray  # per epoch, as the student's history records it
     w: np.ndarray | None  # per epoch, after the update (scalar model only)
+    grad: np.ndarray | None = None  # per epoch, what w.grad holds after backward() (scalar model only)
 
 
 def predict(problem: Problem, params: tuple[np.ndarray, ...]) -> np.ndarray:
@@ -82,8 +90,21 @@ def predict(problem: Problem, params: tuple[np.ndarray, ...]) -> np.ndarray:
     return problem.x @ weight.T + bias
 
 
+def derivative(objective: Callable[[Any], Any], w: float) -> float:
+    """d objective / dw by the complex step (exact to rounding for analytic formulas), else central differences."""
+    step = 1e-30
+    try:
+        return float(np.imag(objective(np.complex128(complex(w, step))))) / step
+    except (TypeError, ValueError, OverflowError):
+        h = 1e-6 * max(1.0, abs(w))
+        return (float(objective(w + h)) - float(objective(w - h))) / (2 * h)
+
+
 def loss_and_gradients(problem: Problem, params: tuple[np.ndarray, ...],
                        broadcast: bool = False) -> tuple[float, tuple[np.ndarray, ...]]:
+    if problem.objective is not None:
+        w = np.float64(params[0])
+        return float(np.real(problem.objective(w))), (np.asarray(derivative(problem.objective, float(w))),)
     prediction = predict(problem, params)
     if broadcast:  # mean over i, j of (p_i - y_j)^2: its derivative in p_i is 2 (p_i - mean(y)) / n
         flat_p, flat_y = prediction.reshape(-1), problem.y.reshape(-1)
@@ -102,7 +123,7 @@ def simulate(problem: Problem, mistake: Mistake = Mistake()) -> Trajectory:
     """The history a loop with `mistake` would return, in float64."""
     params = tuple(p.copy() for p in problem.params)
     buffer = tuple(np.zeros_like(p) for p in params)  # what .grad holds
-    losses, ws = [], []
+    losses, ws, held = [], [], []
     with np.errstate(all="ignore"):
         for _ in range(problem.n_iters):
             loss, grads = loss_and_gradients(problem, params, mistake.broadcast)
@@ -114,13 +135,14 @@ def simulate(problem: Problem, mistake: Mistake = Mistake()) -> Trajectory:
             else:
                 buffer = tuple(k + g for k, g in zip(kept, grads))
                 step = buffer
+            held.append(float(buffer[0]) if buffer[0].ndim == 0 else float("nan"))
             if not mistake.frozen:
                 params = tuple(p - problem.learning_rate * mistake.scale * s for p, s in zip(params, step))
             after = loss_and_gradients(problem, params, mistake.broadcast)[0] if mistake.loss_after else loss
             losses.append(after * mistake.loss_scale)
             if len(params) == 1:
                 ws.append(float(params[0]))
-    return Trajectory(np.asarray(losses), np.asarray(ws) if ws else None)
+    return Trajectory(np.asarray(losses), np.asarray(ws) if ws else None, np.asarray(held) if ws else None)
 
 
 def deviation(observed: Any, simulated: Any) -> float:
@@ -144,15 +166,16 @@ def fields_deviation(observed: dict[str, Any], trajectory: Trajectory, fields: t
     """The worst deviation over the compared fields ("loss", "w") that the simulation has."""
     worst = 0.0
     for name in fields:
-        simulated = trajectory.loss if name == "loss" else trajectory.w if name == "w" else None
+        simulated = {"loss": trajectory.loss, "w": trajectory.w, "grad": trajectory.grad}.get(name)
         if simulated is None or name not in observed:
             continue
         worst = max(worst, deviation(observed[name], simulated))
     return worst
 
 
-def catalog(n_samples: int) -> list[tuple[str, Mistake]]:
-    """The cataloged mistakes, each under its diagnosis code, for a problem with n_samples targets."""
+def catalog(problem: Problem) -> list[tuple[str, Mistake]]:
+    """The cataloged mistakes that can happen in this problem, each under its diagnosis code."""
+    n_samples = problem.n_samples
     entries = [
         ("gradient-not-averaged", Mistake(scale=float(n_samples))),
         ("gradient-not-averaged", Mistake(scale=float(n_samples), loss_scale=float(n_samples))),
@@ -167,17 +190,20 @@ def catalog(n_samples: int) -> list[tuple[str, Mistake]]:
         ("shape-broadcast", Mistake(broadcast=True)),
         ("shape-broadcast", Mistake(broadcast_loss_only=True)),
     ]
-    return [(code, m) for code, m in entries if not (n_samples == 1 and m.scale == 1.0 and m.loss_scale != 1.0)]
+    if problem.objective is not None:  # no samples: nothing to sum or broadcast
+        return [(c, m) for c, m in entries if c not in ("gradient-not-averaged", "shape-broadcast")]
+    return [(c, m) for c, m in entries if c != "gradient-not-averaged" or n_samples > 1]
 
 
 def best_match(problem: Problem, observed: dict[str, Any],
                fields: tuple[str, ...]) -> tuple[str, Mistake, float] | None:
     """The cataloged mistake whose simulation the observed history follows most closely, if any is within
-    MATCH; None when none is (or when the correct loop fits at least as well)."""
+    MATCH; None when none is (or when the correct loop fits nearly as well)."""
     correct = fields_deviation(observed, simulate(problem), fields)
     best: tuple[str, Mistake, float] | None = None
-    for code, mistake in catalog(problem.n_samples):
+    for code, mistake in catalog(problem):
         score = fields_deviation(observed, simulate(problem, mistake), fields)
-        if score <= MATCH and score < correct and (best is None or score < best[2]):
+        # It must also fit far better than the correct loop: some mistakes barely change a slow run.
+        if score <= MATCH and score * 10 < correct and (best is None or score < best[2]):
             best = (code, mistake, score)
     return best
