@@ -82,6 +82,7 @@ class Options:
     device: str = "auto"
     limits: grading.Limits = field(default_factory=grading.Limits)
     force: bool = False
+    sandbox: str = "auto"  # the workers' tier: "namespaces" refuses to grade below it (--require-sandbox)
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ class Slot:
             if current is None or not current.alive:
                 if current is not None:
                     current.close()
-                current = self._workers[key] = Zygote(*key)
+                current = self._workers[key] = Zygote(*key, sandbox=self.options.sandbox)
             return current
 
     def grade(self, task: Task) -> Done | None:
@@ -228,16 +229,21 @@ class Slot:
         return Done(task, "graded", report.score, report.max_score, report_status(data))
 
     def _grade_with_retry(self, task: Task) -> Any:
-        # A worker that died between jobs (or never started) fails before the submission runs: one retry.
+        """A worker that died (before the job, or under it) is replaced and the job tried once more;
+        a submission that kills its worker every time keeps the second report, marked grader-failure."""
         for attempt in (1, 2):
             worker = self.worker(task.exercise)
             try:
-                return grading.grade(task.exercise, task.path, device=self.options.device,
-                                     limits=self.options.limits, worker=worker)
+                report = grading.grade(task.exercise, task.path, device=self.options.device,
+                                       limits=self.options.limits, worker=worker)
             except SandboxFailure:
                 worker.kill()
                 if attempt == 2 or self.stop.is_set():
                     raise
+                continue
+            if attempt == 2 or self.stop.is_set() or report.sandbox.get("tier") != "failed":
+                return report
+            worker.kill()
         raise AssertionError("unreachable")
 
     def _problem(self, task: Task, status: str, message: str) -> Done:

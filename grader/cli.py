@@ -241,14 +241,17 @@ def validate(reports: tuple[Path, ...]) -> None:
 @sandbox_options
 def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int | None, force: bool,
           require_sandbox: bool, device: str, timeout: float, memory: int) -> None:
+    import dataclasses
+
     from grader import batch as batching
     from grader import grading
 
     if require_sandbox:
         _require_namespace_tier()
-    options = batching.Options(device=device, limits=grading.Limits(timeout, memory), force=force)
+    options = batching.Options(device=device, limits=grading.Limits(timeout, memory), force=force,
+                               sandbox="namespaces" if require_sandbox else "auto")
     if jobs:
-        options = batching.Options(jobs, device, options.limits, force)
+        options = dataclasses.replace(options, jobs=jobs)
     progress = _BatchProgress()
     try:
         with batching.sigterm_as_interrupt():
