@@ -99,13 +99,16 @@ class BatchResult:
 
 # ---- discovery and resume
 
-def discover(directory: Path, exercise_ids: Sequence[str] | None = None) -> list[Task]:
-    """Every (student, exercise) pair: students are DIR's sub-folders; exercises are the ones asked for,
-    or every exercise at least one student submitted. Ordered by exercise so workers stay on one framework."""
+def discover(directory: Path, exercise_ids: Sequence[str] | None = None, out: Path | None = None) -> list[Task]:
+    """Every (student, exercise) pair: students are DIR's sub-folders (OUT excluded, when it lies inside DIR);
+    exercises are the ones asked for, or every exercise at least one student submitted. Ordered by exercise,
+    so that a worker stays on one framework."""
     directory = Path(directory)
     if not directory.is_dir():
         raise BatchError(f"no such directory: {directory}")
-    students = sorted(p for p in directory.iterdir() if p.is_dir() and not p.name.startswith("."))
+    skip = Path(out).resolve() if out is not None else None
+    students = sorted(p for p in directory.iterdir()
+                      if p.is_dir() and not p.name.startswith(".") and p.resolve() != skip)
     wanted = list(exercise_ids) if exercise_ids else exercises.exercise_ids()
     found = {(s.name, e): submission_file(s, e) for s in students for e in wanted}
     if not exercise_ids:
@@ -304,7 +307,7 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
     started = time.monotonic()
     options = options or Options()
     out = Path(out)
-    tasks = discover(Path(directory), exercise_ids)
+    tasks = discover(Path(directory), exercise_ids, out)
     if not tasks:
         raise BatchError(f"no student folders with submissions in {directory}")
     out.mkdir(parents=True, exist_ok=True)

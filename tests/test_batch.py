@@ -105,6 +105,11 @@ def test_discover_all_exercises_keeps_only_submitted_ones(tmp_path):
     assert {(t.student, t.exercise) for t in tasks if t.path is None} == {("a", "ex01"), ("b", "ex03")}
 
 
+def test_discover_skips_the_output_folder_inside_the_class(tmp_path):
+    directory = make_class(tmp_path / "class", {"a": ("ex03.py", SOLUTION), "graded": None})
+    assert [t.student for t in batch.discover(directory, ["ex03"], directory / "graded")] == ["a"]
+
+
 def test_discover_rejects_a_missing_directory(tmp_path):
     with pytest.raises(batch.BatchError):
         batch.discover(tmp_path / "nope", ["ex03"])
