@@ -275,8 +275,12 @@ def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int |
 @click.option("--timeout", type=click.FloatRange(0.5), default=DEFAULT_TIMEOUT_S, show_default=True)
 def gradescope(exercise: str | None, submission_dir: Path, results_path: Path, timeout: float) -> None:
     from grader import grading, lms
+    from grader.sandbox.runner import SandboxFailure
 
-    data = lms.run_gradescope(exercise, submission_dir, results_path, grading.Limits(timeout))
+    try:
+        data = lms.run_gradescope(exercise, submission_dir, results_path, grading.Limits(timeout))
+    except SandboxFailure as exc:
+        raise click.ClickException(f"the grader could not run: {exc}") from None
     click.echo(f"score {data['score']:g}; results written to {results_path}")
 
 

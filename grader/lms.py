@@ -25,6 +25,7 @@ from typing import Any
 from grader import exercises, grading, hints
 from grader.batch import write_atomic
 from grader.formats import gradescope, prairielearn
+from grader.sandbox.runner import SandboxFailure
 from grader.submission import SubmissionNotFound
 
 GRADESCOPE_SUBMISSION = Path("/autograder/submission")
@@ -69,7 +70,11 @@ def _grade(submission_dir: Path, exercise_id: str | None, limits: grading.Limits
 
 def run_gradescope(exercise_id: str | None = None, submission_dir: Path = GRADESCOPE_SUBMISSION,
                    results_path: Path = GRADESCOPE_RESULTS, limits: grading.Limits | None = None) -> dict[str, Any]:
-    """Grade the Gradescope submission and write results.json; returns what was written."""
+    """Grade the Gradescope submission and write results.json; returns what was written.
+
+    If the grader itself cannot run (SandboxFailure) nothing is written and the error propagates:
+    Gradescope then reports the autograder as failed, which the instructor can rerun, instead of a zero.
+    """
     started = time.monotonic()
     try:
         data = gradescope.results(_grade(submission_dir, exercise_id, limits))
@@ -82,10 +87,15 @@ def run_gradescope(exercise_id: str | None = None, submission_dir: Path = GRADES
 def run_prairielearn(exercise_id: str | None = None, submission_dir: Path = PRAIRIELEARN_SUBMISSION,
                      results_path: Path = PRAIRIELEARN_RESULTS, limits: grading.Limits | None = None,
                      reveal_hidden: bool = False) -> dict[str, Any]:
-    """Grade the PrairieLearn submission and write results.json; returns what was written."""
+    """Grade the PrairieLearn submission and write results.json; returns what was written.
+
+    Nothing to grade, or a grader that cannot run, is `gradable: false`: the attempt does not count.
+    """
     try:
         data = prairielearn.results(_grade(submission_dir, exercise_id, limits), reveal_hidden)
     except (NoSubmission, SubmissionNotFound) as exc:
         data = prairielearn.failure(str(exc))
+    except SandboxFailure as exc:
+        data = prairielearn.failure(f"the grader could not run ({exc}); this attempt does not count.")
     write_atomic(Path(results_path), json.dumps(data, indent=2))
     return data

@@ -241,3 +241,20 @@ def test_gradebook_csv_totals_and_statuses(tmp_path):
                        "status": ""}
     assert rows[1]["status"] == "ex01: timeout; ex03: missing" and rows[1]["total"] == "0"
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_grader_that_cannot_run_is_not_a_zero(tmp_path, monkeypatch):
+    from grader.sandbox.runner import SandboxFailure
+
+    def broken(*args, **kwargs):
+        raise SandboxFailure("the grading worker did not start")
+
+    monkeypatch.setattr("grader.grading.grade", broken)
+    (tmp_path / "ex03.py").write_text("x = 1\n", "utf-8")
+    data = valid(lms.run_prairielearn("ex03", tmp_path, tmp_path / "pl.json"), PRAIRIELEARN_SCHEMA)
+    assert data["gradable"] is False and "did not start" in data["message"]
+    results = tmp_path / "gs" / "results.json"
+    outcome = CliRunner().invoke(main, ["gradescope", "ex03", "--submission", str(tmp_path), "--results",
+                                        str(results)])
+    assert outcome.exit_code == 1 and "did not start" in outcome.output
+    assert not results.exists()  # Gradescope then shows "autograder failed", which can be rerun
