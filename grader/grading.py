@@ -125,7 +125,8 @@ def _run(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, selected:
     except SandboxFailure as exc:
         return None, f"the grader could not run your submission ({exc}); please report this.", {"tier": "failed"}
     hello = next((m for m in outcome.messages if m["type"] == "hello"), {})
-    tier = hello.get("tier") if isinstance(hello.get("tier"), dict) else {"tier": "unknown"}
+    # The child's hello is sent before student code runs; when the channel was rejected, the worker knows.
+    tier = hello.get("tier") if isinstance(hello.get("tier"), dict) else {"tier": worker.tier}
     return outcome, run_problem(outcome, limits), tier
 
 

@@ -20,16 +20,22 @@ from grader.sandbox.runner import Zygote
 CANARY_NAME = "GRADER_DOCTOR_CANARY"
 
 SELF_TEST = '''
-import errno, os, resource, socket
+import os
 
 
 def selftest(ctx, port, repo, outside, grader_pid, canary_name):
     found = {"pid": os.getpid(), "uid": os.getuid()}
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=2).close()
-        found["network"] = "reached the grader's listener"
-    except OSError as exc:
-        found["network"] = "blocked (" + (errno.errorcode.get(exc.errno or 0) or type(exc).__name__) + ")"
+        import errno, socket  # lazy imports: they also show whether the standard library is visible
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=2).close()
+            found["network"] = "reached the grader's listener"
+        except OSError as exc:
+            found["network"] = "blocked (" + (errno.errorcode.get(exc.errno or 0) or type(exc).__name__) + ")"
+        found["stdlib_importable"] = True
+    except ImportError as exc:
+        found["network"] = "not checked (" + type(exc).__name__ + ")"
+        found["stdlib_importable"] = False
     found["repo_visible"] = os.path.exists(repo)
     try:
         with open(os.path.join(outside, "written-from-the-sandbox"), "w") as handle:
@@ -44,13 +50,15 @@ def selftest(ctx, port, repo, outside, grader_pid, canary_name):
         found["signal_grader"] = type(exc).__name__
     found["canary_visible"] = canary_name in os.environ
     found["env_names"] = ",".join(sorted(os.environ))
-    with open("/proc/self/status") as handle:
-        found["cap_eff"] = next((l.split()[1] for l in handle if l.startswith("CapEff")), "?")
-    found["visible_processes"] = len([n for n in os.listdir("/proc") if n.isdigit()])
+    try:
+        with open("/proc/self/status") as handle:
+            found["cap_eff"] = next((l.split()[1] for l in handle if l.startswith("CapEff")), "?")
+        found["visible_processes"] = len([n for n in os.listdir("/proc") if n.isdigit()])
+    except OSError as exc:
+        found["cap_eff"] = "unreadable (" + type(exc).__name__ + ")"
+    import resource  # loaded by the worker already
     for name in ("CPU", "FSIZE", "NOFILE", "CORE", "NPROC"):
         found["rlimit_" + name.lower()] = str(resource.getrlimit(getattr(resource, "RLIMIT_" + name))[1])
-    import fractions  # a lazy import: the standard library is visible inside
-    found["stdlib_importable"] = fractions.Fraction(1, 2) == 0.5
     return found
 '''
 
@@ -102,8 +110,11 @@ def examine(sandbox: str = "auto") -> dict[str, Any]:
     result = next((m for m in outcome.messages if m.get("type") == "result"), {})
     inside = dict(result.get("fields", {})) if result.get("ok") else {"error": result.get("error", "no result")}
     inside["file_appeared_outside"] = wrote
-    return {"plan": plan, "job": hello.get("tier", {}), "inside": inside,
-            "defences": defences(plan, inside, repo)}
+    found = {"plan": plan, "job": hello.get("tier", {}), "inside": inside, "defences": defences(plan, inside, repo)}
+    if "error" in inside:  # say so rather than report what nobody observed
+        found["defences"] = [(name, relies_on, "not checked: the self-test did not run")
+                             for name, relies_on, _ in found["defences"]]
+    return found
 
 
 def _job(port: int, repo: Path, outside: str) -> dict[str, Any]:
@@ -121,32 +132,33 @@ def defences(plan: dict[str, Any], inside: dict[str, Any], repo: Path) -> list[t
     cgroups = plan.get("cgroups", {})
     namespaces = tier == "namespaces"
     uid_note = ("a user namespace: the student keeps the grader's uid, without capabilities"
-                if plan.get("userns") else f"uid nobody ({_int(inside.get('uid'))})")
+                if plan.get("userns") else f"a uid of its own ({_int(inside.get('uid'))}, shared with no other process)")
     return [
         ("wall-clock timeout", "the worker's deadline (select on the channel and a pidfd), then SIGTERM and "
          "SIGKILL to every process: subreaper children" + (", cgroup.procs" if cgroups else "")
          + (", and the PID namespace dies with its PID 1" if namespaces else ""), "on"),
         ("memory limit", "memory cgroup v1 (kernel OOM kill)" if "memory" in cgroups
          else "RSS watchdog every 50 ms (counts the shared, already-imported libraries too)", "on"),
-        ("fork bomb", "pids cgroup (pids.max per submission)" if "pids" in cgroups
-         else "RLIMIT_NPROC" + (" counted inside the user namespace" if plan.get("userns") else ""), "on"),
+        ("fork bomb", "RLIMIT_NPROC " + str(inside.get("rlimit_nproc"))
+         + (" counted inside the user namespace" if plan.get("userns") else " for a uid of its own"
+            if plan.get("student_uid") else "") + (", and pids.max of a pids cgroup" if "pids" in cgroups else ""),
+         "on"),
         ("rlimits", "CPU {cpu}, file size {fsize}, open files {nofile}, core {core}".format(
             cpu=inside.get("rlimit_cpu"), fsize=inside.get("rlimit_fsize"), nofile=inside.get("rlimit_nofile"),
             core=inside.get("rlimit_core")), "on"),
         ("no network", "network namespace (no interfaces up)" if namespaces else "NOT DEFENDED at this tier",
          str(inside.get("network"))),
         ("private filesystem", "mount namespace: tmpfs root, system and Python read-only, fresh /tmp"
-         if namespaces else ("file permissions only (uid nobody)" if plan.get("drop_to_nobody") else "NOT DEFENDED"),
+         if namespaces else ("file permissions only (a uid of its own)" if plan.get("drop_uid") else "NOT DEFENDED"),
          "course repository " + ("VISIBLE" if inside.get("repo_visible") else "hidden")
          + "; writing outside " + ("SUCCEEDED" if inside.get("file_appeared_outside") else "failed")),
         ("no signalling the grader", ("PID namespace (the grader has no pid inside) and " if namespaces else "")
-         + (uid_note if namespaces or plan.get("drop_to_nobody") else "NOT DEFENDED (same uid)"),
+         + (uid_note if namespaces or plan.get("drop_uid") else "NOT DEFENDED (same uid)"),
          "kill(grader) → " + str(inside.get("signal_grader"))),
         ("scrubbed environment", "the worker starts with a fixed environment; the child clears it again",
          "grader's canary " + ("VISIBLE" if inside.get("canary_visible") else "not visible")),
         ("privileges", ("no capabilities, no_new_privs, " + uid_note) if namespaces
-         else ("uid nobody, no_new_privs" if plan.get("drop_to_nobody") else
-               "uid 0 without capabilities, no_new_privs" if plan.get("root") else "the grader's own uid"),
+         else ("a uid of its own, no_new_privs" if plan.get("drop_uid") else "the grader's own uid"),
          f"CapEff {inside.get('cap_eff')}"),
         ("output and results", ("stdout/stderr to a file capped by RLIMIT_FSIZE, 64 KiB kept; the channel "
                                 "capped in size and count, only finite numbers, no pickle"), "on"),

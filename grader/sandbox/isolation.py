@@ -7,7 +7,8 @@ each forked child and returns what it achieved (the tier and the defences), whic
 Tiers, weakest to strongest:
 - "none": not Linux; a fresh working directory, a scrubbed environment and whatever rlimits exist.
 - "process": rlimits, a scrubbed environment, the process tree killed by the zygote, and, when the
-  grader runs as root, an unprivileged uid (nobody). The filesystem and the network stay visible.
+  grader runs as root and Python is world-readable, a uid of its own. The filesystem and the network stay
+  visible.
 - "namespaces": the student runs as PID 1 of new PID, mount, network, IPC and UTS namespaces (plus a user
   namespace when the grader is not root), in a private filesystem view (an empty tmpfs root with the
   system and Python bound read-only, a fresh /tmp, a minimal /dev, its own /proc), with no capabilities,
@@ -40,9 +41,11 @@ SAFE_ENV = {
 PASSED_THROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "CUDA_VISIBLE_DEVICES")
 OPEN_FILES = 256
 FILE_SIZE_BYTES = 8 * 1024 * 1024
-PROCESSES = 128  # per submission: threads count too (pids cgroup, else RLIMIT_NPROC)
+PROCESSES = 64  # per submission, threads included (RLIMIT_NPROC, and the pids cgroup where delegated)
 TMPFS_BYTES = 64 * 1024 * 1024  # the sandbox's writable /tmp (also charged to the memory cgroup)
-SANDBOX_UID = SANDBOX_GID = 65534  # nobody: the student's uid when the grader runs as root
+# When the grader runs as root the student gets a uid of its own: SANDBOX_UID_BASE + the worker's pid, so
+# that no other process shares it (RLIMIT_NPROC counts per uid, and fails a fork before it copies memory).
+SANDBOX_UID_BASE = 2_000_000_000
 SANDBOX_HOME = "/tmp/submission"  # the working directory inside the namespaces tier
 TIERS = ("none", "process", "namespaces")  # weakest first
 
@@ -248,6 +251,7 @@ def prepare(requested: str = "auto") -> dict[str, Any]:
     """Once per zygote, before any job: decide the tier by trying it, and set up cgroups."""
     PLAN.clear()
     PLAN.update({"requested": requested, "root": hasattr(os, "geteuid") and os.geteuid() == 0,
+                 "worker_pid": os.getpid(),
                  "bubblewrap": shutil.which("bwrap"), "notes": []})
     if not sys.platform.startswith("linux"):
         PLAN["tier"] = "none"
@@ -270,17 +274,19 @@ def prepare(requested: str = "auto") -> dict[str, Any]:
         PLAN["tier"] = "process" if requested != "none" else "none"
     if PLAN["tier"] != "namespaces":
         PLAN["userns"] = False
-    PLAN["drop_to_nobody"] = PLAN["tier"] == "process" and PLAN["root"]
+    # Never leave a submission as uid 0, even without capabilities: kill(-1) would reach every root process.
+    PLAN["drop_uid"] = PLAN["tier"] == "process" and PLAN["root"]
     hidden = [p for p in python_paths() if not _world_readable(p)]
-    if PLAN["drop_to_nobody"] and hidden:
-        PLAN["drop_to_nobody"] = False
-        PLAN["notes"].append(f"Python lives where uid nobody cannot read it ({hidden[0]}): at the process "
-                             "tier the student keeps the grader's root uid")
+    if PLAN["drop_uid"] and hidden:
+        PLAN["notes"].append(f"Python lives where an unprivileged uid cannot read it ({hidden[0]}): at the "
+                             "process tier, modules the worker has not imported yet cannot be imported")
+    if PLAN["root"] and (PLAN["tier"] == "namespaces" and not PLAN["userns"] or PLAN["drop_uid"]):
+        PLAN["student_uid"] = sandbox_uid()
     return dict(PLAN)
 
 
 def _world_readable(path: str) -> bool:
-    """Whether every directory down to `path` lets others in (what uid nobody needs to import from it)."""
+    """Whether every directory down to `path` lets others in (what an unprivileged uid needs to import)."""
     current = "/"
     for part in path.strip("/").split("/"):
         current = os.path.join(current, part)
@@ -436,11 +442,8 @@ def enter_namespaces(host_dir: str, limits: dict[str, Any], nproc: bool, keep_fd
     os.makedirs(SANDBOX_HOME, mode=0o700)
     drop_bounding_set()
     if not userns:
-        os.chown(SANDBOX_HOME, SANDBOX_UID, SANDBOX_GID)
-        os.setgroups([])
-        os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
-        os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)  # from root to nobody: every capability goes
-        prctl(PR_SET_DUMPABLE, 1)  # the uid change made /proc/self root-owned; the student's own is harmless
+        os.chown(SANDBOX_HOME, sandbox_uid(), sandbox_uid())
+        _become(sandbox_uid())
     drop_capabilities()
     prctl(PR_SET_NO_NEW_PRIVS, 1)
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # a uid change clears it
@@ -470,13 +473,23 @@ def _relay(pid: int, keep_fds: tuple[int, ...]) -> None:
     os._exit(128 + sig)
 
 
-def _drop_to_nobody() -> bool:
-    """Process tier as root: become nobody, so the student cannot signal the grader or read root's files."""
-    if not PLAN.get("drop_to_nobody"):
-        return False
+def sandbox_uid() -> int:
+    return SANDBOX_UID_BASE + int(PLAN.get("worker_pid", os.getpid()))
+
+
+def _become(uid: int) -> None:
+    """From root to `uid` (same gid): every capability goes with it."""
     os.setgroups([])
-    os.setresgid(SANDBOX_GID, SANDBOX_GID, SANDBOX_GID)
-    os.setresuid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
+    os.setresgid(uid, uid, uid)
+    os.setresuid(uid, uid, uid)
+    prctl(PR_SET_DUMPABLE, 1)  # the uid change made /proc/self root-owned; the student's own is harmless
+
+
+def _drop_uid() -> bool:
+    """Process tier as root: a uid of its own, so the student cannot signal the grader or read root's files."""
+    if not PLAN.get("drop_uid"):
+        return False
+    _become(sandbox_uid())
     return True
 
 
@@ -490,7 +503,7 @@ def enter(job: dict[str, Any], workdir: str) -> dict[str, Any]:
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the file limit fails instead of killing
     defences = ["rlimits", "scrubbed-env", "process-tree-kill", "output-cap", "channel-validation"]
     if tier == "namespaces":
-        enter_namespaces(workdir, limits, nproc="pids" not in cgroups)
+        enter_namespaces(workdir, limits, nproc=True)
         home = SANDBOX_HOME
         defences += ["pid-namespace", "mount-namespace", "private-filesystem", "network-namespace",
                      "ipc-namespace", "no-capabilities", "no-new-privs"]
@@ -499,15 +512,11 @@ def enter(job: dict[str, Any], workdir: str) -> dict[str, Any]:
         os.chdir(workdir)
         home = workdir
         if tier == "process":
-            if _drop_to_nobody():
+            if _drop_uid():
                 defences.append("unprivileged-uid")
-            elif PLAN.get("root"):
-                drop_bounding_set()
-                drop_capabilities()  # still uid 0, but without root's powers over others' files and processes
-                defences.append("no-capabilities")
             prctl(PR_SET_NO_NEW_PRIVS, 1)
             defences.append("no-new-privs")
-        apply_rlimits(limits, processes=tier == "process" and "pids" not in cgroups)
+        apply_rlimits(limits, processes=tier == "process" and PLAN.get("drop_uid", False))
     os.environ.clear()
     os.environ.update(scrubbed_environment(home))
     if tier == "namespaces":
@@ -515,4 +524,4 @@ def enter(job: dict[str, Any], workdir: str) -> dict[str, Any]:
     defences += [f"{c}-cgroup" for c in sorted(cgroups)]
     return {"tier": tier, "uid": os.getuid(), "defences": defences,
             "memory": "cgroup" if "memory" in cgroups else "rss-watchdog",
-            "processes": "pids-cgroup" if "pids" in cgroups else "rlimit-nproc"}
+            "processes": "rlimit-nproc+pids-cgroup" if "pids" in cgroups else "rlimit-nproc"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import importlib
 import json
 import os
 import select
@@ -28,6 +29,7 @@ CHANNEL_CAP_BYTES = 8 * 1024 * 1024 + 1  # one byte over the parent's limit, so 
 POLL_S = 0.02  # only where there is no pidfd to wake us when the child exits
 RSS_EVERY_S = 0.05  # only where no memory cgroup enforces the limit
 LEFTOVER_GRACE_S = 0.2
+KILL_PATIENCE_S = 30.0
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_DUMPABLE = 4
 
@@ -133,16 +135,17 @@ def kill_tree(grace_s: float = 0.2, cgroups: dict[str, str] | None = None) -> No
         _reap()
         time.sleep(0.01)
         pids = alive()
-    for _ in range(200):
-        pids = alive()
-        if not pids:
-            break
+    # Until every one is gone, zombies included: a process stuck in the kernel (a fork copying a large
+    # address space) takes its SIGKILL when it comes back, and must not outlive the job.
+    give_up = time.monotonic() + KILL_PATIENCE_S
+    while pids and time.monotonic() < give_up:
         for pid in pids:
             _signal(pid, signal.SIGSTOP)
         for pid in pids:
             _signal(pid, signal.SIGKILL)
         _reap()
         time.sleep(0.005)
+        pids = alive()
     _reap()
 
 
@@ -360,9 +363,10 @@ def main() -> None:
         info["torch"] = torch.__version__
         if config.get("want_cuda"):
             info["cuda"] = bool(torch.cuda.is_available())
-    else:
-        import numpy  # noqa: F401 - warm it for the NumPy exercises
-    import grader.sandbox.harness  # noqa: F401 - loaded now: the child's filesystem view has no repo
+    # NumPy (with numpy.random, which every job seeds) is imported once here, not once per child; the harness
+    # is loaded now because the child's filesystem view has no course repository.
+    for module in ("numpy", "numpy.random", "grader.sandbox.harness"):
+        importlib.import_module(module)
 
     info["sandbox"] = isolation.prepare(str(config.get("sandbox", "auto")))
     scratch = tempfile.mkdtemp(prefix="grader-zygote-")
