@@ -76,9 +76,17 @@ class Done:
     status: str | None = None
 
 
+def default_jobs() -> int:
+    """The cores this process may use (a container's CPU set, not the host's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
 @dataclass(frozen=True)
 class Options:
-    jobs: int = max(1, os.cpu_count() or 1)
+    jobs: int = field(default_factory=default_jobs)
     device: str = "auto"
     limits: grading.Limits = field(default_factory=grading.Limits)
     force: bool = False

@@ -350,3 +350,19 @@ def test_cli_batch_prints_a_summary_and_no_progress_bar_off_a_terminal(tmp_path)
     assert "grading" not in result.output and "\r" not in result.output
     assert gradebook_rows(tmp_path / "out")["b"]["status"] == "ex03: missing"
     assert os.path.exists(tmp_path / "out" / "canvas.csv")
+
+
+def test_gradebook_is_rebuilt_from_every_report_on_disk(tmp_path):
+    out = tmp_path / "out"
+    fake = {"score": 7.0, "max_score": 10.0, "error": None, "sandbox": {"tier": "namespaces"},
+            "checks": [{"name": "a check", "status": "failed", "diagnosis": "gradient-sign"}]}
+    batch.write_atomic(out / "ana" / "ex01.json", json.dumps(fake))  # from an earlier `--exercise ex01` run
+    batch.write_atomic(out / "ben" / "ex03.problem.json", json.dumps({"status": "unreadable"}))
+    tasks = [batch.Task("ana", "ex03", None), batch.Task("ben", "ex03", tmp_path / "ben" / "ex03.py")]
+    files, summary = batch.rebuild(out, tasks)
+    assert [p.name for p in files] == ["gradebook.csv", "canvas.csv", "moodle.csv"]
+    rows = gradebook_rows(out)
+    assert rows["ana"]["ex01"] == "7" and rows["ana"]["status"] == "ex03: missing"
+    assert rows["ben"]["status"] == "ex01: missing; ex03: unreadable"
+    assert summary["diagnoses"] == [{"exercise": "ex01", "diagnosis": "gradient-sign", "count": 1}]
+    assert summary["exercises"]["ex01"]["mean"] == 7.0
