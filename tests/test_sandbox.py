@@ -1,0 +1,177 @@
+"""The sandbox's tiers and limits: what each tier grades, what `grade doctor` reports, and the job watch loop.
+
+The attacks themselves live in test_attacks.py; these tests pin the mechanisms (tier choice, the memory
+limit, cgroup clean-up, a leftover holding the channel, the require-sandbox guard) at every tier.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from grader import grading
+from grader.cli import main
+from grader.sandbox import doctor, isolation
+from grader.sandbox.runner import SANDBOX_CHOICES, Zygote
+
+ROOT = Path(__file__).resolve().parent.parent
+SOLUTION = ROOT / "solutions" / "ex03.py"
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux sandbox")
+
+
+@pytest.fixture(scope="module")
+def numpy_workers():
+    started: dict[str, Zygote] = {}
+
+    def get(tier: str) -> Zygote:
+        if tier not in started or not started[tier].alive:
+            started[tier] = Zygote("numpy", sandbox=tier)
+        return started[tier]
+
+    yield get
+    for worker in started.values():
+        worker.close()
+
+
+def run_source(worker: Zygote, source: str, probe: str, limits: dict | None = None):
+    """Run `probe(ctx)` from a probe module made of `source`, in the worker's sandbox; the raw Outcome."""
+    job = {"exercise": "sandbox-test", "module_name": "submission", "probe_source": source,
+           "cells": [{"label": "submission.py", "source": ""}], "forgiving_cells": False,
+           "invocations": [{"key": probe, "probe": probe, "args": {}}], "devices": ["cpu"],
+           "limits": limits or {"timeout": 10.0, "memory_mib": 1024}}
+    return worker.run(job)
+
+
+def fields(outcome) -> dict:
+    result = next(m for m in outcome.messages if m["type"] == "result")
+    assert result["ok"], result
+    return result["fields"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tier", ["auto", "userns", "process", "none"])
+def test_every_tier_grades_the_reference_solution_to_full_marks_and_says_which_tier(tier, workers):
+    with Zygote("torch", sandbox=tier) as worker:
+        report = grading.grade("ex03", SOLUTION, device="cpu", worker=worker)
+        assert report.full_marks, report.error
+        assert report.sandbox["tier"] == worker.tier
+        if tier in ("process", "none"):
+            assert worker.tier == tier
+        if worker.tier == "namespaces":
+            assert {"pid-namespace", "network-namespace", "private-filesystem"} <= set(report.sandbox["defences"])
+
+
+@linux_only
+def test_auto_picks_namespaces_where_the_kernel_allows_them(numpy_workers):
+    plan = numpy_workers("auto").info()["sandbox"]
+    assert plan["tier"] in isolation.TIERS
+    if plan["tier"] != "namespaces":
+        pytest.skip("namespaces unavailable here: " + "; ".join(plan["notes"]))
+    assert plan["notes"] == []
+
+
+@linux_only
+@pytest.mark.slow
+def test_inside_the_namespaces_tier_the_doors_are_shut(numpy_workers):
+    worker = numpy_workers("auto")
+    if worker.tier != "namespaces":
+        pytest.skip("namespaces unavailable here")
+    probe = (
+        "import os\n"
+        "def look(ctx):\n"
+        "    mounts = open('/proc/self/mounts').read()\n"
+        "    return {'pid': os.getpid(), 'uid': os.getuid(), 'cwd': os.getcwd(),\n"
+        "            'root': sorted(os.listdir('/')), 'procs': len([p for p in os.listdir('/proc') if p.isdigit()]),\n"
+        f"            'repo': os.path.exists({str(ROOT / 'solutions')!r}), 'grader_src': os.path.exists({str(ROOT / 'grader')!r}),\n"
+        f"            'python': os.path.isdir({sys.base_prefix!r}), 'venv': os.path.isdir({sys.prefix!r}),\n"
+        "            'usr_writable': os.access('/usr', os.W_OK), 'tmp_writable': os.access('/tmp', os.W_OK),\n"
+        "            'home': os.environ['HOME'], 'hostname': os.uname().nodename,\n"
+        "            'ro_usr': ' /usr ' in mounts and 'ro,' in mounts.split(' /usr ')[1][:40]}\n"
+    )
+    seen = fields(run_source(worker, probe, "look"))
+    assert seen["pid"] == 1 and seen["procs"] == 1  # PID 1 of its own namespace, alone
+    assert seen["uid"] != 0
+    assert seen["cwd"] == seen["home"] == isolation.SANDBOX_HOME
+    assert not seen["grader_src"] and not seen["repo"]
+    assert seen["python"] and seen["venv"]
+    assert not seen["usr_writable"] and seen["tmp_writable"] and seen["ro_usr"]
+    assert seen["hostname"] == "sandbox"
+    tops = {p.strip("/").split("/")[0] for p in (*isolation.SYSTEM_PATHS, *isolation.python_paths())}
+    assert {"proc", "dev", "tmp", "usr"} <= set(seen["root"]) <= tops | {"proc", "dev", "tmp"}
+
+
+def test_the_private_view_never_binds_the_course_repository():
+    for path in isolation.python_paths():
+        assert not (ROOT / "solutions").resolve().is_relative_to(path)
+        assert not (ROOT / "exercises").resolve().is_relative_to(path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tier", ["auto", "userns"])
+def test_the_memory_limit_stops_an_allocation_and_says_so(tier, numpy_workers):
+    worker = numpy_workers(tier)
+    probe = "def hog(ctx):\n    blocks = [bytearray(32 << 20) for _ in range(40)]\n    return {'n': len(blocks)}\n"
+    outcome = run_source(worker, probe, "hog", {"timeout": 20.0, "memory_mib": 300})
+    assert outcome.memory_exceeded
+    assert not any(m["type"] == "result" for m in outcome.messages)
+    for directory in worker.info()["sandbox"].get("cgroups", {}).values():
+        assert not [n for n in os.listdir(directory) if n.startswith("job-")]
+
+
+@pytest.mark.slow
+def test_a_leftover_holding_the_channel_does_not_hold_the_job_until_the_deadline(numpy_workers):
+    worker = numpy_workers("process")  # no PID namespace: the leftover would survive its parent
+    probe = ("import os, time\n"
+             "def leave(ctx):\n"
+             "    if os.fork() == 0:\n"
+             "        os.setsid()\n"
+             "        time.sleep(60)\n"
+             "    return {'ok': 1}\n")
+    outcome = run_source(worker, probe, "leave", {"timeout": 30.0, "memory_mib": 1024})
+    assert fields(outcome) == {"ok": 1.0}
+    assert not outcome.timed_out
+    assert any(m["type"] == "done" for m in outcome.messages)
+
+
+@pytest.mark.slow
+def test_require_namespace_tier_refuses_a_weaker_worker(numpy_workers):
+    with pytest.raises(doctor.SandboxTooWeak, match="'process' tier"):
+        doctor.require_namespace_tier(numpy_workers("process"))
+    best = numpy_workers("auto")
+    if best.tier == "namespaces":
+        assert doctor.require_namespace_tier(best)["tier"] == "namespaces"
+        assert doctor.require_namespace_tier()["tier"] == "namespaces"  # starts and stops its own worker
+    else:
+        with pytest.raises(doctor.SandboxTooWeak):
+            doctor.require_namespace_tier()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("tier", ["auto", "process"])
+def test_grade_doctor_reports_what_the_self_test_observed(tier):
+    result = CliRunner().invoke(main, ["doctor", "--sandbox", tier])
+    assert result.exit_code == 0, result.output
+    found = doctor.examine(tier)
+    assert f"Sandbox tier: {found['plan']['tier']}" in result.output
+    inside = found["inside"]
+    if found["plan"]["tier"] == "namespaces":
+        assert inside["pid"] == 1
+        assert inside["network"].startswith("blocked")
+        assert not inside["repo_visible"] and not inside["file_appeared_outside"]
+        assert inside["signal_grader"] in ("ProcessLookupError", "PermissionError")
+        assert int(inside["cap_eff"], 16) == 0
+    else:
+        assert "WARNING" in result.output
+        assert "NOT DEFENDED" in result.output  # the network is open below the namespaces tier
+    assert not inside.get("canary_visible")
+
+
+def test_unknown_tiers_are_refused():
+    assert set(SANDBOX_CHOICES) >= {"auto", "namespaces", "userns", "process", "none"}
+    with pytest.raises(ValueError):
+        Zygote("numpy", sandbox="chroot")
+
