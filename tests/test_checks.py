@@ -1,0 +1,114 @@
+"""checks.py (comparisons with the references) and mistakes.py (the simulations diagnoses are matched against)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from grader import checks, diagnose, exercises, mistakes
+from grader.exercises import CheckSpec
+from grader.report import Status
+
+EX03 = exercises.load("ex03")
+TOL = checks.Tolerance(rtol=1e-4, atol=1e-5)
+
+
+def spec(probe: str = "train", compare: str = "trajectory", fields: tuple[str, ...] = ("loss", "w"),
+         **args) -> CheckSpec:
+    return CheckSpec(name=f"{probe} check", probe=probe, args=args, compare=compare, points=2,
+                     visibility="visible", fields=fields)
+
+
+def test_a_value_within_tolerance_passes_and_one_outside_names_the_index():
+    check = spec("forward", "value", ("value",))
+    reference = {"value": [1.0, 2.0, 3.0]}
+    assert checks.compare_value(check, {"value": [1.0, 2.0 + 1e-5, 3.0]}, reference, TOL, True).passed
+    verdict = checks.compare_value(check, {"value": [1.0, 2.0, 3.1]}, reference, TOL, True)
+    assert not verdict.passed and "index (2,)" in verdict.message and "1 of 3" in verdict.message
+
+
+def test_a_trajectory_failure_names_the_first_diverging_epoch():
+    check = spec()
+    reference = {"loss": [30.0, 16.8, 9.4], "w": [0.3, 0.555, 0.77]}
+    observed = {"loss": [30.0, 16.8, 9.0], "w": [0.3, 0.555, 0.77]}
+    verdict = checks.compare_trajectory(check, observed, reference, TOL, reveal=True)
+    assert not verdict.passed and verdict.first_divergent_epoch == 3 and "loss expected 9.4" in verdict.message
+
+
+def test_hidden_trajectories_do_not_reveal_the_expected_value():
+    reference = {"loss": [30.0], "w": [0.3]}
+    verdict = checks.compare_trajectory(spec(), {"loss": [31.0], "w": [0.3]}, reference, TOL, reveal=False)
+    assert "30" not in verdict.message.split("got")[0]
+
+
+def test_a_process_check_without_backward_calls_names_no_autograd():
+    check = CheckSpec(name="p", probe="train", args={"n_iters": 10}, compare="process", points=1,
+                      visibility="visible", require="backward")
+    verdict, code = checks.compare_process(check, {"backward_calls": 0})
+    assert not verdict.passed and code == "no-autograd"
+    verdict, code = checks.compare_process(check, {"backward_calls": 10})
+    assert verdict.passed and code is None
+
+
+def run_of(mistake: mistakes.Mistake, **args) -> dict[str, list[float]]:
+    a = {"x": [1.0, 2.0, 3.0, 4.0], "y": [2.0, 4.0, 6.0, 8.0], "w": 0.0, "learning_rate": 0.01, "n_iters": 12,
+         **args}
+    run = mistakes.simulate(mistakes.Problem.scalar(a["x"], a["y"], a["w"], a["learning_rate"], a["n_iters"]),
+                            mistake)
+    return {"loss": run.loss.tolist(), "w": run.w.tolist()}
+
+
+def test_evaluate_passes_the_other_checks_answers_to_the_diagnosis():
+    notebook = spec(x=[1.0, 2.0, 3.0, 4.0], y=[2.0, 4.0, 6.0, 8.0], w=0.0, learning_rate=0.01, n_iters=12)
+    other = spec(x=[1.0, 2.0, 3.0, 4.0], y=[5.0, 10.0, 15.0, 20.0], w=0.0, learning_rate=0.01, n_iters=12)
+    notebook_run = run_of(mistakes.Mistake())
+    reference = {"fields": run_of(mistakes.Mistake(), y=[5.0, 10.0, 15.0, 20.0])}
+    observed = {"ok": True, "fields": notebook_run}  # trained on the notebook's Y whatever y was passed
+    peers = (diagnose.Peer(notebook, notebook_run, notebook_run), diagnose.Peer(other, notebook_run, reference["fields"]))
+    result = checks.evaluate(EX03, other, observed, reference, "cpu", None, False, peers)
+    assert result.status is Status.FAILED and result.diagnosis == "ignores-arguments"
+    alone = checks.evaluate(EX03, other, observed, reference, "cpu", None, False)
+    assert alone.diagnosis != "ignores-arguments"
+
+
+def test_a_passing_check_never_carries_a_diagnosis():
+    check = spec(x=[1.0, 2.0, 3.0, 4.0], y=[2.0, 4.0, 6.0, 8.0], w=0.0, learning_rate=0.01, n_iters=12)
+    reference = {"fields": run_of(mistakes.Mistake())}
+    result = checks.evaluate(EX03, check, {"ok": True, "fields": run_of(mistakes.Mistake())}, reference, "cpu",
+                             None, False)
+    assert result.passed and result.diagnosis is None
+
+
+def test_the_correct_simulation_reproduces_the_notebook_numbers():
+    run = run_of(mistakes.Mistake(), n_iters=2)
+    assert run["loss"] == pytest.approx([30.0, 21.675]) and run["w"] == pytest.approx([0.3, 0.555])
+
+
+def test_accumulated_gradients_give_the_hints_second_epoch():
+    # hints.md for ex03: "epoch 2 gives w = 0.855 instead of 0.555" when w.grad is never zeroed
+    assert run_of(mistakes.Mistake(accumulate=True), n_iters=2)["w"] == pytest.approx([0.3, 0.855])
+
+
+def test_step_before_backward_skips_the_first_step_and_then_lags_one_epoch():
+    delayed = run_of(mistakes.Mistake(delay=True), n_iters=3)["w"]
+    correct = run_of(mistakes.Mistake(), n_iters=2)["w"]
+    assert delayed[0] == 0.0 and delayed[1] == pytest.approx(correct[0])
+
+
+def test_the_summed_gradient_of_the_notebooks_moves_w_to_1_2_first():
+    assert run_of(mistakes.Mistake(scale=4.0), n_iters=1)["w"] == pytest.approx([1.2])
+
+
+def test_deviation_is_relative_and_stops_where_the_simulation_overflows():
+    assert mistakes.deviation([1.0, 2.0], [1.0, 2.0]) == 0.0
+    assert mistakes.deviation([1.0, 2.02], [1.0, 2.0]) == pytest.approx(0.02 / 2.002, rel=1e-3)
+    assert mistakes.deviation([1.0, np.inf], [1.0, 1e40]) == 0.0
+    assert mistakes.deviation([1.0], [1.0, 2.0]) == float("inf")
+
+
+def test_a_formula_loss_is_simulated_with_its_exact_derivative():
+    problem = mistakes.Problem.of_function(diagnose.formula("torch.sin(w) + 0.1*w**2"), -1.0, 0.1, 2)
+    run = mistakes.simulate(problem)
+    expected_grad = np.cos(-1.0) + 0.2 * -1.0
+    assert run.grad[0] == pytest.approx(expected_grad, rel=1e-12)
+    assert run.w[0] == pytest.approx(-1.0 - 0.1 * expected_grad, rel=1e-12)
