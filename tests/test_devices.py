@@ -110,6 +110,7 @@ def test_tf32_is_off_in_every_probe_whatever_the_submission_sets(grade_file, tmp
 
 
 @requires_cuda
+@pytest.mark.cuda
 def test_tf32_is_off_on_cuda(grade_file, tmp_path: Path) -> None:
     path = tmp_path / "ex03.py"
     path.write_text(TF32_CHEATER, "utf-8")
@@ -128,20 +129,30 @@ def test_cuda_solution_gets_full_marks_on_cuda(grade_file) -> None:
     assert validation_errors(to_dict(report)) == []
 
 
+def cpu_only_submission(tmp_path: Path) -> Path:
+    """The solution with a helper tensor made on the CPU: fine on the CPU, a device mismatch on a GPU."""
+    source = SOLUTION.read_text("utf-8")
+    edited = source.replace("y_pred = forward(w, x)", "y_pred = forward(w, x) * torch.ones(len(x))", 1)
+    assert edited != source
+    path = tmp_path / "ex03.py"
+    path.write_text(edited, "utf-8")
+    return path
+
+
+def test_cpu_only_tensors_are_fine_on_the_cpu(grade_file, tmp_path: Path) -> None:
+    report = grade_file("ex03", cpu_only_submission(tmp_path), device="cpu")
+    assert report.full_marks, [(c.name, c.message) for c in report.checks if not c.passed]
+
+
 @requires_cuda
 @pytest.mark.cuda
 def test_cpu_only_tensors_fail_on_cuda_with_a_message(grade_file, tmp_path: Path) -> None:
-    source = SOLUTION.read_text("utf-8").replace(
-        "w = torch.tensor(w, dtype=x.dtype, device=x.device)", "w = torch.tensor(w, dtype=x.dtype)"
-    )
-    assert source != SOLUTION.read_text("utf-8")
-    path = tmp_path / "ex03.py"
-    path.write_text(source, "utf-8")
-    report = grade_file("ex03", path, device="cuda")
+    report = grade_file("ex03", cpu_only_submission(tmp_path), device="cuda")
     assert validation_errors(to_dict(report)) == []
-    train = [c for c in report.checks if c.name.startswith("train:")]
+    train = [c for c in report.checks if c.name.startswith("train")]
     assert train and all(c.score == 0 for c in train)
-    assert all("cuda" in c.message.lower() or "device" in c.message.lower() for c in train)
+    assert all("device" in c.message.lower() for c in train), [c.message for c in train]
+    assert "cuda" in report.devices
 
 
 class _Borrowed:
