@@ -62,6 +62,8 @@ def _text_problem(data: bytes, exercise_id: str) -> str | None:
         return f"the file is larger than {MAX_SUBMISSION_BYTES // 1024} KiB; submit only your source code."
     if not data.removeprefix(BOM).strip():
         return f"the file is empty. Start from the stub: `grade init {exercise_id}`."
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):  # what Windows editors call "Unicode"
+        return "the file is saved as UTF-16. Save it as UTF-8 in your editor and submit again."
     if b"\x00" in data:
         return "the file is binary, not Python source. Did you submit the right file?"
     try:

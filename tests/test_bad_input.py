@@ -103,6 +103,10 @@ UNREADABLE = [
     Unreadable("binary", lambda ex: bytes(range(256)) * 4, re.compile(r"binary")),
     Unreadable("latin-1", lambda ex: ("# café\n" + solution(ex)).encode("latin-1"),
                re.compile(r"not UTF-8.*line 1\b")),
+    Unreadable("latin-1-later-line", lambda ex: (solution(ex) + "\n# à bientôt\n").encode("latin-1"),
+               re.compile(r"not UTF-8.*line (\d+)")),
+    Unreadable("utf-16", lambda ex: solution(ex).encode("utf-16"), re.compile(r"UTF-16.*UTF-8")),
+    Unreadable("too-large", lambda ex: b"# " + b"x" * (3 * 1024 * 1024), re.compile(r"larger than")),
 ]
 
 
@@ -121,6 +125,8 @@ def test_unreadable_file_is_a_graded_zero_with_a_message(grade_file, write, exer
     if case.id == "syntax-error":
         assert int(match.group(1)) == line_of(solution(exercise_id), "return w * x")
         assert "return w * x +" in report.error  # the offending line is quoted
+    if case.id == "latin-1-later-line":
+        assert int(match.group(1)) == len(solution(exercise_id).splitlines()) + 2
 
 
 def test_utf8_bom_still_grades_to_full_marks(grade_file, write) -> None:
