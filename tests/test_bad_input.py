@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import exercises
+from grader import exercises, hints
+from grader.formats import human
 from grader.grading import Limits
 from grader.report import Report, Status, to_dict, to_json, validation_errors
 
@@ -66,6 +67,8 @@ def assert_clean(report: Report) -> None:
         assert check.score <= check.max_score
     if report.error:
         assert not GRADER_PATH.search(report.error), report.error
+    shown = human.render(hints.annotate(report), hint_count=len(hints.load(report.exercise)))
+    assert f"{report.score:g}" in shown and not GRADER_PATH.search(shown)
 
 
 def checks_of(report: Report, function: str) -> list:
