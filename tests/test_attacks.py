@@ -34,7 +34,7 @@ CANARY_NAME = "GRADER_ATTACK_CANARY"
 
 ALL = sorted(p.stem for p in ATTACKS.glob("*.py"))
 # Attacks on isolation itself: run once more through a user namespace.
-CONTAINMENT = ["canary_env", "connect_listener", "daemon_ignores_sigterm", "fork_bomb", "kill_parent",
+CONTAINMENT = ["canary_env", "connect_listener", "daemon_ignores_sigterm", "escape_namespaces", "fork_bomb", "kill_parent",
                "memory_bomb", "overwrite_neighbours", "read_references", "write_outside"]
 # Attacks that still earn their correct forward()'s points: containment is not a zero for everything.
 PARTIAL_CREDIT = {"sys_exit_mid_test", "os_exit_mid_test", "segfault", "keyboard_interrupt", "input_call",
@@ -42,7 +42,7 @@ PARTIAL_CREDIT = {"sys_exit_mid_test", "os_exit_mid_test", "segfault", "keyboard
 # What the report must say about the run as a whole.
 RUN_ERROR = {"memory_bomb": "memory", "fork_bomb": "did not finish", "segfault": "SIGSEGV",
              "os_exit_mid_test": "ended the grading process early"}
-LEAK_MARKERS = ("LEAK", "CONNECTED", "DID ")
+LEAK_MARKERS = ("LEAK", "CONNECTED", "DID ", "ESCAPED")
 
 
 @pytest.fixture(scope="module")
