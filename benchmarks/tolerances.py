@@ -69,9 +69,8 @@ def simulated(check: CheckSpec, reference: dict[str, Any]) -> dict[str, dict[str
         if problem is None:
             return out
         out["float64 simulation"] = _fields(mistakes.simulate(problem), np.float64)
-        for code, mistake in mistakes.catalog(problem):
-            label = f"{code} {_describe(mistake)}"
-            out[label] = _fields(mistakes.simulate(problem, mistake), np.float32)
+        for entry in mistakes.catalog(problem):
+            out[f"{entry.code} ({entry.label})"] = _fields(mistakes.simulate(problem, entry.mistake), np.float32)
     elif check.probe == "gradient" and "value" in reference:
         n = len(args.get("x", []))
         for code, factor in (("gradient-not-averaged", n), ("gradient-missing-factor-2", 0.5), ("gradient-sign", -1)):
@@ -88,11 +87,6 @@ def _fields(run: mistakes.Trajectory, dtype: type) -> dict[str, Any]:
         columns = {"loss": run.loss, "w": run.w, "grad": run.grad}
         return {name: values.astype(dtype).astype(float).tolist() for name, values in columns.items()
                 if values is not None}
-
-
-def _describe(mistake: mistakes.Mistake) -> str:
-    changed = {k: v for k, v in vars(mistake).items() if v != getattr(mistakes.Mistake(), k)}
-    return "(" + ", ".join(f"{k}={v:g}" if isinstance(v, float) else k for k, v in changed.items()) + ")"
 
 
 def expected_to_fail(path: Path, check: CheckSpec) -> bool:

@@ -348,34 +348,39 @@ def formula(text: str) -> Callable[[Any], Any] | None:
 
 @detector
 def simulated_mistake(evidence: Evidence) -> Diagnosis | None:
-    """The cataloged mistake whose float64 simulation the student's history follows epoch by epoch."""
+    """The cataloged mistake whose float64 simulation the student's history follows epoch by epoch, unless
+    the same function passed another check where that mistake would have shown."""
     problem = problem_for(evidence.check, evidence.observed)
     fields = history_fields(evidence)
-    if problem is None or not fields or a_peer_passed(evidence):
-        return None  # a loop mistake would show in every run: one that matches rules them all out
-    match = mistakes.best_match(problem, evidence.observed, fields)
-    if match is None:
+    if problem is None or not fields:
         return None
-    code, mistake, _ = match
-    if mistake.frozen and "S" not in str(evidence.observed.get("event_order") or ""):
-        return None  # parameters that never move name step-before-backward only when steps were taken
-    what = " and ".join(fields)
-    detail = f"Your {what} follow, epoch by epoch, what this mistake produces."
-    if mistake.frozen:
-        detail = "Your parameters never move: every step found the gradient zeroed or missing."
-    return make(code, detail, evidence.exercise.framework)
+    for entry, _ in mistakes.matches(problem, evidence.observed, fields):
+        if entry.mistake.frozen and "S" not in str(evidence.observed.get("event_order") or ""):
+            continue  # parameters that never move name step-before-backward only when steps were taken
+        if contradicted_by_a_passing_peer(evidence, entry.label, fields):
+            continue
+        return make(entry.code, f"Your {' and '.join(fields)} match, epoch by epoch, a run with "
+                    f"{entry.description}.", evidence.exercise.framework)
+    return None
+
+
+def contradicted_by_a_passing_peer(evidence: Evidence, label: str, fields: tuple[str, ...]) -> bool:
+    """A loop mistake shows in every run: the same function matching another check's reference, where the
+    mistake would have changed the result, rules it out (e.g. an ignored learning rate that looks like ½)."""
+    for peer in evidence.same_probe_peers():
+        if peer.observed is None or peer.reference is None:
+            continue
+        if not _close(peer.observed, peer.reference, evidence.check.fields):
+            continue
+        problem = problem_for(peer.check, peer.observed)
+        if problem is not None and mistakes.shows_in(problem, label, peer.reference, fields):
+            return True
+    return False
 
 
 def history_fields(evidence: Evidence) -> tuple[str, ...]:
     """The per-epoch quantities a training probe returned (for a check on the trained parameters too)."""
     return tuple(name for name in ("loss", "w", "grad") if isinstance(evidence.observed.get(name), list))
-
-
-def a_peer_passed(evidence: Evidence) -> bool:
-    """Whether the same function matched the reference for another check's arguments."""
-    fields = evidence.check.fields
-    return any(p.observed is not None and p.reference is not None and _close(p.observed, p.reference, fields)
-               for p in evidence.same_probe_peers())
 
 
 @detector

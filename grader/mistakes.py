@@ -173,37 +173,65 @@ def fields_deviation(observed: dict[str, Any], trajectory: Trajectory, fields: t
     return worst
 
 
-def catalog(problem: Problem) -> list[tuple[str, Mistake]]:
-    """The cataloged mistakes that can happen in this problem, each under its diagnosis code."""
-    n_samples = problem.n_samples
+@dataclass(frozen=True)
+class Entry:
+    """A cataloged mistake: a stable label, its diagnosis code, the simulation switch, and what it does."""
+
+    label: str
+    code: str
+    mistake: Mistake
+    description: str
+
+
+def catalog(problem: Problem) -> list[Entry]:
+    """The cataloged mistakes that can happen in this problem."""
+    n = float(problem.n_samples)
     entries = [
-        ("gradient-not-averaged", Mistake(scale=float(n_samples))),
-        ("gradient-not-averaged", Mistake(scale=float(n_samples), loss_scale=float(n_samples))),
-        ("gradient-missing-factor-2", Mistake(scale=0.5)),
-        ("gradient-missing-factor-2", Mistake(scale=0.5, loss_scale=0.5)),
-        ("gradient-sign", Mistake(scale=-1.0)),
-        ("grad-not-zeroed", Mistake(accumulate=True)),
-        ("step-before-backward", Mistake(delay=True)),
-        ("step-before-backward", Mistake(delay=True, accumulate=True)),
-        ("step-before-backward", Mistake(frozen=True)),  # step() always finds .grad zeroed or None
-        ("loss-after-update", Mistake(loss_after=True)),
-        ("shape-broadcast", Mistake(broadcast=True)),
-        ("shape-broadcast", Mistake(broadcast_loss_only=True)),
+        Entry("summed", "gradient-not-averaged", Mistake(scale=n), f"steps that use {n:g} times the gradient"),
+        Entry("summed-loss", "gradient-not-averaged", Mistake(scale=n, loss_scale=n),
+              f"a loss summed over the {n:g} samples (and so a gradient {n:g} times too large)"),
+        Entry("half", "gradient-missing-factor-2", Mistake(scale=0.5), "steps that use half the gradient"),
+        Entry("half-loss", "gradient-missing-factor-2", Mistake(scale=0.5, loss_scale=0.5),
+              "a loss that is half the MSE (and so half the gradient)"),
+        Entry("sign", "gradient-sign", Mistake(scale=-1.0), "steps that add the gradient instead of subtracting it"),
+        Entry("accumulate", "grad-not-zeroed", Mistake(accumulate=True),
+              "a .grad that keeps the sum of all the gradients so far"),
+        Entry("delay", "step-before-backward", Mistake(delay=True),
+              "steps that each use the previous epoch's gradient (and none in the first epoch)"),
+        Entry("delay-accumulate", "step-before-backward", Mistake(delay=True, accumulate=True),
+              "steps that each use the gradients of the earlier epochs, summed (none in the first epoch)"),
+        Entry("frozen", "step-before-backward", Mistake(frozen=True),  # step() always finds .grad zeroed or None
+              "parameters that never move: every step found the gradient zeroed or missing"),
+        Entry("loss-after", "loss-after-update", Mistake(loss_after=True),
+              "the loss recorded after each update instead of before it"),
+        Entry("broadcast", "shape-broadcast", Mistake(broadcast=True),
+              "an MSE over every (prediction, target) pair, as an (n, 1) column against an (n,) vector gives"),
+        Entry("broadcast-loss", "shape-broadcast", Mistake(broadcast_loss_only=True),
+              "a recorded loss over every (prediction, target) pair, as an (n, 1) column against (n,) gives"),
     ]
     if problem.objective is not None:  # no samples: nothing to sum or broadcast
-        return [(c, m) for c, m in entries if c not in ("gradient-not-averaged", "shape-broadcast")]
-    return [(c, m) for c, m in entries if c != "gradient-not-averaged" or n_samples > 1]
+        return [e for e in entries if e.code not in ("gradient-not-averaged", "shape-broadcast")]
+    single_output = problem.y.ndim == 1 or problem.y.shape[1] == 1  # only (n, 1) against (n,) broadcasts
+    return [e for e in entries if (e.code != "gradient-not-averaged" or n > 1)
+            and (e.code != "shape-broadcast" or single_output)]
 
 
-def best_match(problem: Problem, observed: dict[str, Any],
-               fields: tuple[str, ...]) -> tuple[str, Mistake, float] | None:
-    """The cataloged mistake whose simulation the observed history follows most closely, if any is within
-    MATCH; None when none is (or when the correct loop fits nearly as well)."""
+def matches(problem: Problem, observed: dict[str, Any], fields: tuple[str, ...]) -> list[tuple[Entry, float]]:
+    """The cataloged mistakes whose simulation the observed history follows within MATCH, closest first.
+    A mistake must also fit far better than the correct loop: some mistakes barely change a slow run."""
     correct = fields_deviation(observed, simulate(problem), fields)
-    best: tuple[str, Mistake, float] | None = None
-    for code, mistake in catalog(problem):
-        score = fields_deviation(observed, simulate(problem, mistake), fields)
-        # It must also fit far better than the correct loop: some mistakes barely change a slow run.
-        if score <= MATCH and score * 10 < correct and (best is None or score < best[2]):
-            best = (code, mistake, score)
-    return best
+    found = []
+    for entry in catalog(problem):
+        score = fields_deviation(observed, simulate(problem, entry.mistake), fields)
+        if score <= MATCH and score * 10 < correct:
+            found.append((entry, score))
+    return sorted(found, key=lambda pair: pair[1])
+
+
+def shows_in(problem: Problem, label: str, reference: dict[str, Any], fields: tuple[str, ...]) -> bool:
+    """Whether the mistake `label` would have made this run differ from its reference (False when the
+    mistake cannot happen in it)."""
+    entry = next((e for e in catalog(problem) if e.label == label), None)
+    if entry is None:
+        return False
+    return fields_deviation(reference, simulate(problem, entry.mistake), fields) > MATCH
