@@ -276,6 +276,16 @@ class Slot:
             except ProcessLookupError:
                 pass
 
+    def release(self) -> None:
+        """Tell each worker there is no more work (it exits on its own), without waiting for it."""
+        with self._lock:
+            workers = list(self._workers.values())
+        for worker in workers:
+            try:
+                worker.process.stdin.close()
+            except OSError:
+                pass
+
     def close(self, stopping: bool = False) -> None:
         with self._lock:
             workers = list(self._workers.values())
@@ -401,6 +411,8 @@ def _grade_all(todo: list[Task], out: Path, options: Options) -> Iterator[Done]:
         stop.set()
         for thread in threads:
             thread.join(timeout=STOP_GRACE_S + 5)
+        for slot in slots:  # all at once: a worker takes a while to exit (torch's teardown)
+            slot.release()
         for slot in slots:
             slot.close(stopping)
 
