@@ -9,6 +9,7 @@ the grader's environment. It reports what it observed, not what it hopes.
 from __future__ import annotations
 
 import os
+import platform
 import socket
 import tempfile
 from pathlib import Path
@@ -52,7 +53,9 @@ def selftest(ctx, port, repo, outside, grader_pid, canary_name):
     found["env_names"] = ",".join(sorted(os.environ))
     try:
         with open("/proc/self/status") as handle:
-            found["cap_eff"] = next((l.split()[1] for l in handle if l.startswith("CapEff")), "?")
+            status = dict(l.split(":", 1) for l in handle if ":" in l)
+        found["cap_eff"] = status.get("CapEff", "?").strip()
+        found["seccomp"] = {"0": "off", "1": "strict", "2": "filter"}.get(status.get("Seccomp", "").strip(), "?")
         found["visible_processes"] = len([n for n in os.listdir("/proc") if n.isdigit()])
     except OSError as exc:
         found["cap_eff"] = "unreadable (" + type(exc).__name__ + ")"
@@ -160,6 +163,9 @@ def defences(plan: dict[str, Any], inside: dict[str, Any], repo: Path) -> list[t
         ("privileges", ("no capabilities, no_new_privs, " + uid_note) if namespaces
          else ("a uid of its own, no_new_privs" if plan.get("drop_uid") else "the grader's own uid"),
          f"CapEff {inside.get('cap_eff')}"),
+        ("system calls", "seccomp filter: no nested namespaces, mount, ptrace, kernel modules, BPF, keyrings, "
+         "io_uring" if plan.get("tier") != "none" and platform.machine() == "x86_64"
+         else "NOT DEFENDED (the filter is written for x86_64)", f"seccomp {inside.get('seccomp')}"),
         ("output and results", ("stdout/stderr to a file capped by RLIMIT_FSIZE, 64 KiB kept; the channel "
                                 "capped in size and count, only finite numbers, no pickle"), "on"),
     ]
