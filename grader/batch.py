@@ -477,11 +477,14 @@ class Summary:
     def add_report(self, exercise_id: str, data: dict[str, Any]) -> None:
         self.scores.setdefault(exercise_id, Counter())[float(data.get("score", 0.0))] += 1
         self.max_scores[exercise_id] = float(data.get("max_score", 0.0))
+        diagnosed = set()  # a mistake counts once per student, however many checks it broke
         for check in data.get("checks", []):
             if check.get("status") != "passed":
                 self.failed_checks[(exercise_id, str(check.get("name")))] += 1
             if check.get("diagnosis"):
-                self.diagnoses[(exercise_id, str(check["diagnosis"]))] += 1
+                diagnosed.add(str(check["diagnosis"]))
+        for code in diagnosed:
+            self.diagnoses[(exercise_id, code)] += 1
 
     def add_status(self, status: str | None) -> None:
         if status:
@@ -581,10 +584,10 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(f"{exercise_id}: {dist['graded']} reports, mean {dist['mean']:g}/{dist['max_score']:g}, "
                      f"median {dist['median']:g}   {bands}")
     if summary["failed_checks"]:
-        lines.append("Checks failed most:")
+        lines.append("Checks failed most (students):")
         lines += [f"  {f['count']:4d}  {f['exercise']}  {f['check']}" for f in summary["failed_checks"][:TOP_COUNT]]
     if summary["diagnoses"]:
-        lines.append("Most frequent diagnoses:")
+        lines.append("Most frequent diagnoses (students):")
         lines += [f"  {d['count']:4d}  {d['exercise']}  {d['diagnosis']}" for d in summary["diagnoses"][:TOP_COUNT]]
     if summary["statuses"]:
         statuses = ", ".join(f"{status} ×{count}" for status, count in summary["statuses"].items())
