@@ -89,6 +89,28 @@ def _fields(run: mistakes.Trajectory, dtype: type) -> dict[str, Any]:
                 if values is not None}
 
 
+def matching(check: CheckSpec, reference: dict[str, Any]) -> tuple[float, float, str] | None:
+    """How diagnose.py's epoch-by-epoch matching separates the mistakes on a trajectory check: the worst fit of
+    a float32 run to its own float64 simulation, and the closest fit to another's (or the correct loop's)."""
+    from grader.diagnose import problem_for
+
+    problem = problem_for(check, reference)
+    if problem is None or check.compare != "trajectory":
+        return None
+    runs = [("correct", mistakes.Mistake())] + [(e.label, e.mistake) for e in mistakes.catalog(problem)]
+    simulated = {label: mistakes.simulate(problem, m) for label, m in runs}
+    fields = tuple(f for f in check.fields if f in ("loss", "w", "grad"))
+    own, closest = 0.0, (float("inf"), "")
+    for label, mistake in runs:
+        as_float32 = _fields(simulated[label], np.float32)
+        own = max(own, mistakes.fields_deviation(as_float32, simulated[label], fields))
+        for other, trajectory in simulated.items():
+            if other != label:
+                score = mistakes.fields_deviation(as_float32, trajectory, fields)
+                closest = min(closest, (score, f"{label} vs {other}"))
+    return own, closest[0], closest[1]
+
+
 def expected_to_fail(path: Path, check: CheckSpec) -> bool:
     spec = json.loads(path.with_suffix(".expected.json").read_text("utf-8"))
     return any(check.name.startswith(prefix) and code != "passed" for prefix, code in spec.get("checks", {}).items())
@@ -117,7 +139,8 @@ def measure(exercise: Exercise, worker: Zygote) -> list[dict[str, Any]]:
                 correct[path.name] = usage(results[check.key], reference, check, tol)
             elif expected_to_fail(path, check):
                 wrong[path.name] = usage(results[check.key], reference, check, tol)
-        rows.append({"check": check.name, "tol": str(tol), "correct": correct, "wrong": wrong})
+        rows.append({"check": check.name, "tol": str(tol), "correct": correct, "wrong": wrong,
+                     "matching": matching(check, reference)})
     return rows
 
 
@@ -139,6 +162,12 @@ def report(exercise: Exercise, rows: list[dict[str, Any]]) -> None:
         print(f"margins: correct variants use at most {max(all_correct):.2e} of the tolerance "
               f"(x{1 / max(max(all_correct), 1e-300):.3g} headroom); the nearest mistake exceeds it "
               f"x{min(all_wrong):.3g}.")
+    fits = [r["matching"] for r in rows if r["matching"]]
+    if fits:
+        own = max(f[0] for f in fits)
+        apart = min(fits, key=lambda f: f[1])
+        print(f"diagnosis matching (MATCH = {mistakes.MATCH:g}): a float32 run fits its own simulation within "
+              f"{own:.1e}; the closest two different simulations are {apart[1]:.3g} apart ({apart[2]}).")
     if coincide:
         print("equal to the reference on that check (caught by the exercise's other checks): " + "; ".join(coincide))
 
