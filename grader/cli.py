@@ -231,7 +231,7 @@ def validate(reports: tuple[Path, ...]) -> None:
 @main.command(help="(instructors) Grade DIR/<student>/<EX>.py|.ipynb for every student: OUT/<student>/<EX>.json, "
                    "OUT/gradebook.csv (+ canvas.csv, moodle.csv) and OUT/summary.json. Re-running grades only "
                    "what changed.")
-@click.argument("directory", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.argument("directory", metavar="DIR", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Where reports go.")
 @click.option("--exercise", "exercise_ids", type=EXERCISE, multiple=True,
               help="Only this exercise (repeatable); default: every exercise anyone submitted.")
