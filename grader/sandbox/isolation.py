@@ -261,7 +261,12 @@ def prepare(requested: str = "auto") -> dict[str, Any]:
     PLAN["cgroups"] = _make_cgroups() if requested != "none" else {}
     if requested in ("auto", "namespaces", "userns"):
         PLAN["userns"] = requested == "userns" or not PLAN["root"]
+        PLAN["pid_ns_fd"] = None if PLAN["userns"] else _open_pid_ns()
         failure = _try_namespaces()
+        if failure is not None and PLAN["pid_ns_fd"] is not None:
+            os.close(PLAN["pid_ns_fd"])
+            PLAN["pid_ns_fd"] = None
+            failure = _try_namespaces()
         if failure is None:
             PLAN["tier"] = "namespaces"
         else:
@@ -274,6 +279,9 @@ def prepare(requested: str = "auto") -> dict[str, Any]:
         PLAN["tier"] = "process" if requested != "none" else "none"
     if PLAN["tier"] != "namespaces":
         PLAN["userns"] = False
+        if PLAN.get("pid_ns_fd") is not None:
+            os.close(PLAN["pid_ns_fd"])
+        PLAN["pid_ns_fd"] = None
     # Never leave a submission as uid 0, even without capabilities: kill(-1) would reach every root process.
     PLAN["drop_uid"] = PLAN["tier"] == "process" and PLAN["root"]
     hidden = [p for p in python_paths() if not _world_readable(p)]
@@ -303,7 +311,13 @@ def _try_namespaces() -> str | None:
     scratch = tempfile.mkdtemp(prefix="grader-probe-")
     os.chmod(scratch, 0o755)
     report_read, report_write = os.pipe()
-    pid = os.fork()
+    try:
+        pid = fork_job()
+    except OSError as exc:
+        os.close(report_read)
+        os.close(report_write)
+        shutil.rmtree(scratch, ignore_errors=True)
+        return str(exc)
     if pid == 0:
         code = 1
         try:
@@ -492,6 +506,40 @@ def install_seccomp() -> bool:
     return True
 
 
+def fork_job() -> int:
+    """os.fork() for a job. As root at the namespaces tier the child is born PID 1 of a new PID namespace.
+
+    The worker unshares the PID namespace for its next child, forks, and steps back into its own PID
+    namespace for the following job (setns). This saves the intermediate process that a child must
+    otherwise fork to get a PID 1 of its own: one fork of a torch-sized process per submission.
+    """
+    own = PLAN.get("pid_ns_fd")
+    if own is None:
+        return os.fork()
+    unshare(CLONE_NEWPID)
+    try:
+        pid = os.fork()
+    except BaseException:
+        _check(libc().setns(own, CLONE_NEWPID), "setns back to our PID namespace")
+        raise
+    if pid != 0:
+        _check(libc().setns(own, CLONE_NEWPID), "setns back to our PID namespace")
+    return pid
+
+
+def job_has_intermediate() -> bool:
+    """Whether a job's child forks an intermediate (which waits in the tree, and is no part of the student)."""
+    return PLAN.get("tier") == "namespaces" and PLAN.get("pid_ns_fd") is None
+
+
+def _open_pid_ns() -> int | None:
+    """Where fork_job() can make PID namespaces itself: as root, without a user namespace."""
+    try:
+        return os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+
+
 def enter_namespaces(host_dir: str, limits: dict[str, Any], nproc: bool, keep_fds: tuple[int, ...] = ()) -> None:
     """Split into an intermediate (waits, relays the exit status) and the student's PID 1, which returns.
 
@@ -499,19 +547,23 @@ def enter_namespaces(host_dir: str, limits: dict[str, Any], nproc: bool, keep_fd
     """
     userns = bool(PLAN.get("userns"))
     uid, gid = os.getuid(), os.getgid()
-    flags = CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
-    unshare(flags | (CLONE_NEWUSER if userns else 0))
-    if userns:
-        # Only our own uid can be mapped without help from outside: inside root = us, without powers later.
-        _write("/proc/self/setgroups", "deny")
-        _write("/proc/self/uid_map", f"0 {uid} 1")
-        _write("/proc/self/gid_map", f"0 {gid} 1")
     prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the zygote dies: so do we
-    pid = os.fork()
-    if pid != 0:
-        _relay(pid, keep_fds)
-    prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the intermediate dies: so does PID 1, and its namespace
-    os.setsid()  # kill(0, ...) from the student reaches its own group only
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWIPC | CLONE_NEWUTS
+    if os.getpid() == 1:  # fork_job() already made us PID 1 of a new PID namespace: no intermediate
+        unshare(flags)
+    else:
+        unshare(flags | CLONE_NEWPID | (CLONE_NEWUSER if userns else 0))
+        if userns:
+            # Only our own uid can be mapped without help from outside: inside root = us, without powers later.
+            _write("/proc/self/setgroups", "deny")
+            _write("/proc/self/uid_map", f"0 {uid} 1")
+            _write("/proc/self/gid_map", f"0 {gid} 1")
+        pid = os.fork()
+        if pid != 0:
+            _relay(pid, keep_fds)
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # the intermediate dies: so does PID 1, and its namespace
+    if os.getsid(0) != os.getpid():
+        os.setsid()  # kill(0, ...) from the student reaches its own group only
     mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing we mount propagates back to the host
     _build_root(host_dir)
     pivot_root(host_dir)

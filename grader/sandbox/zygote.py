@@ -210,7 +210,7 @@ def run_job(job: dict[str, Any], scratch: str) -> dict[str, Any]:
     read_fd, write_fd = os.pipe()
     limits = job["limits"]
     cgroups = isolation.job_cgroups(job["job_id"], limits)
-    pid = os.fork()
+    pid = isolation.fork_job()
     if pid == 0:
         os.close(read_fd)
         _child({**job, "cgroups": cgroups}, write_fd, output_fd, workdir)
@@ -276,7 +276,8 @@ def _watch(pid: int, read_fd: int, deadline: float, memory_mib: float, watch_rss
             break
         if watch_rss and now >= next_rss:
             next_rss = now + RSS_EVERY_S
-            used = rss_mib(descendants(pid) or [pid])
+            below = descendants(pid)
+            used = rss_mib(below if below and isolation.job_has_intermediate() else [pid, *below])
             state["peak_rss"] = max(state["peak_rss"], used)
             if used > memory_mib:
                 state["memory_exceeded"] = True
