@@ -116,13 +116,36 @@ PROCESS_RULES = {
 }
 
 
-def compare_process(check: CheckSpec, observed: dict[str, Any]) -> tuple[Verdict, str | None]:
+def compare_process(check: CheckSpec, observed: dict[str, Any], reference: dict[str, Any],
+                    tol: Tolerance) -> tuple[Verdict, str | None]:
+    """Counts of backward()/step() calls, credited only when the watched run also matches the reference.
+
+    The counts travel over the same channel as every other number, so on their own they could be forged
+    by a submission that never trains; tying them to a correct trajectory means faking them is as hard as
+    solving the exercise.
+    """
     field, code, advice = PROCESS_RULES[check.require or ""]
     n_iters = int(check.args.get("n_iters", 1))
     count = int(observed.get(field, 0) or 0)
-    if count >= n_iters:
-        return Verdict(True, f"{field.replace('_', ' ')}: {count} for {n_iters} epochs."), None
-    return Verdict(False, f"{field.replace('_', ' ')}: {count} for {n_iters} epochs; {advice}."), code
+    label = f"{field.replace('_', ' ')}: {count} for {n_iters} epochs"
+    if count < n_iters:
+        return Verdict(False, f"{label}; {advice}."), code
+    curves = [name for name, value in reference.items() if isinstance(value, list)]
+    if not all(_close(observed.get(name), reference[name], tol) for name in curves):
+        return Verdict(False, f"{label}, but the run they belong to does not match the reference, so they "
+                              "earn nothing yet: fix the training checks first."), None
+    return Verdict(True, f"{label}."), None
+
+
+def _close(observed: Any, expected: Any, tol: Tolerance) -> bool:
+    """Every number of `observed` within tolerance of `expected`, same shape, all finite."""
+    try:
+        got, want = _array(observed), _array(expected)
+    except (TypeError, ValueError):
+        return False
+    if got.shape != want.shape:
+        return False
+    return bool(np.all(np.abs(got - want) <= tol.absolute(want) + tol.rtol * np.abs(want)))
 
 
 def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | None,
@@ -150,7 +173,7 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | No
         if not isinstance(fields, dict):
             raise TypeError("fields is not a mapping")
         if check.compare == "process":
-            verdict, code = compare_process(check, fields)
+            verdict, code = compare_process(check, fields, expected, tol)
         elif check.compare == "trajectory":
             verdict = compare_trajectory(check, fields, expected, tol, reveal)
         else:

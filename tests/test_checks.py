@@ -44,10 +44,23 @@ def test_hidden_trajectories_do_not_reveal_the_expected_value():
 def test_a_process_check_without_backward_calls_names_no_autograd():
     check = CheckSpec(name="p", probe="train", args={"n_iters": 10}, compare="process", points=1,
                       visibility="visible", require="backward")
-    verdict, code = checks.compare_process(check, {"backward_calls": 0})
+    reference = {"w": [0.3, 0.555], "loss": [30.0, 21.675], "backward_calls": 10}
+    verdict, code = checks.compare_process(check, {"backward_calls": 0}, reference, TOL)
     assert not verdict.passed and code == "no-autograd"
-    verdict, code = checks.compare_process(check, {"backward_calls": 10})
+    verdict, code = checks.compare_process(check, {**reference, "backward_calls": 10}, reference, TOL)
     assert verdict.passed and code is None
+
+
+def test_process_counts_earn_nothing_without_the_run_they_belong_to():
+    # Counts alone could be forged over the channel; they only count beside a matching trajectory.
+    check = CheckSpec(name="p", probe="train", args={"n_iters": 2}, compare="process", points=1,
+                      visibility="visible", require="backward")
+    reference = {"w": [0.3, 0.555], "loss": [30.0, 21.675], "backward_calls": 2}
+    forged = {"backward_calls": 2, "w": [0.0, 0.0], "loss": [30.0, 30.0]}
+    verdict, code = checks.compare_process(check, forged, reference, TOL)
+    assert not verdict.passed and code is None and "fix the training checks first" in verdict.message
+    verdict, _ = checks.compare_process(check, {"backward_calls": 2}, reference, TOL)
+    assert not verdict.passed
 
 
 def run_of(mistake: mistakes.Mistake, **args) -> dict[str, list[float]]:
