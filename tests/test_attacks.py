@@ -3,8 +3,9 @@
 For each attack: the submission scores below full marks, the worker survives and still grades a correct
 neighbour to full marks, a sibling worker survives, the neighbour's files and report stay intact, no
 process is left behind, and nothing leaves the sandbox (no file outside, no connection, no canary, no leak
-marker in the report). Attacks run at the best tier this machine offers ("auto"), and the containment
-attacks again through a user namespace ("userns"), the way a grader that is not root gets namespaces.
+marker in the report). Attacks run at the best tier this machine offers ("auto"); the containment attacks
+again through a user namespace without cgroups, the way a grader that is not root gets namespaces; and all
+of them at the "process" fallback, where what it does not defend is marked as such.
 """
 
 from __future__ import annotations
@@ -50,10 +51,11 @@ LEAK_MARKERS = ("LEAK", "CONNECTED", "DID ", "ESCAPED")
 def tier_workers():
     started: dict[str, Zygote] = {}
 
-    def get(tier: str) -> Zygote:
-        if tier not in started or not started[tier].alive:
-            started[tier] = Zygote("torch", sandbox=tier)
-        return started[tier]
+    def get(tier: str, cgroups: bool = True) -> Zygote:
+        key = f"{tier}-{cgroups}"
+        if key not in started or not started[key].alive:
+            started[key] = Zygote("torch", sandbox=tier, cgroups=cgroups)
+        return started[key]
 
     yield get
     for worker in started.values():
@@ -230,11 +232,12 @@ def test_what_the_process_tier_fallback_contains(attack, tier_workers, sibling, 
 @pytest.mark.slow
 @pytest.mark.parametrize("attack", CONTAINMENT)
 def test_attack_is_contained_through_a_user_namespace(attack, tier_workers, sibling, scene):
-    worker = tier_workers("userns")
+    # As a grader that is not root gets it: a user namespace, and no cgroups (RSS watchdog, RLIMIT_NPROC).
+    worker = tier_workers("userns", cgroups=False)
     if worker.tier != "namespaces":
         pytest.skip("user namespaces are not available here: " + "; ".join(worker.info()["sandbox"]["notes"]))
     report = attack_and_check(attack, worker, sibling, scene)
-    assert "user-namespace" in report.sandbox["defences"]
+    assert "user-namespace" in report.sandbox["defences"] and report.sandbox["memory"] == "rss-watchdog"
 
 
 def test_every_attack_of_the_issue_has_a_submission():

@@ -27,10 +27,11 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Li
 def numpy_workers():
     started: dict[str, Zygote] = {}
 
-    def get(tier: str) -> Zygote:
-        if tier not in started or not started[tier].alive:
-            started[tier] = Zygote("numpy", sandbox=tier)
-        return started[tier]
+    def get(tier: str, cgroups: bool = True) -> Zygote:
+        key = f"{tier}-{cgroups}"
+        if key not in started or not started[key].alive:
+            started[key] = Zygote("numpy", sandbox=tier, cgroups=cgroups)
+        return started[key]
 
     yield get
     for worker in started.values():
@@ -111,9 +112,10 @@ def test_the_private_view_never_binds_the_course_repository():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tier", ["auto", "userns"])
-def test_the_memory_limit_stops_an_allocation_and_says_so(tier, numpy_workers):
-    worker = numpy_workers(tier)
+@pytest.mark.parametrize(("tier", "cgroups"), [("auto", True), ("userns", True), ("userns", False),
+                                               ("process", False)])
+def test_the_memory_limit_stops_an_allocation_and_says_so(tier, cgroups, numpy_workers):
+    worker = numpy_workers(tier, cgroups)
     probe = "def hog(ctx):\n    blocks = [bytearray(32 << 20) for _ in range(40)]\n    return {'n': len(blocks)}\n"
     outcome = run_source(worker, probe, "hog", {"timeout": 20.0, "memory_mib": 300})
     assert outcome.memory_exceeded

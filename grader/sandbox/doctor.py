@@ -141,7 +141,7 @@ def defences(plan: dict[str, Any], inside: dict[str, Any], repo: Path) -> list[t
          "SIGKILL to every process: subreaper children" + (", cgroup.procs" if cgroups else "")
          + (", and the PID namespace dies with its PID 1" if namespaces else ""), "on"),
         ("memory limit", "memory cgroup v1 (kernel OOM kill)" if "memory" in cgroups
-         else "RSS watchdog every 50 ms (counts the shared, already-imported libraries too)", "on"),
+         else "RSS watchdog every 50 ms: resident memory of each process beyond the worker's own", "on"),
         ("fork bomb", "RLIMIT_NPROC " + str(inside.get("rlimit_nproc"))
          + (" counted inside the user namespace" if plan.get("userns") else " for a uid of its own"
             if plan.get("student_uid") else "") + (", and pids.max of a pids cgroup" if "pids" in cgroups else ""),

@@ -53,9 +53,10 @@ _job_ids = itertools.count(1)
 class Zygote:
     """One pre-warmed worker process. Not thread-safe: one job at a time."""
 
-    def __init__(self, framework: str, want_cuda: bool = False, sandbox: str = "auto"):
+    def __init__(self, framework: str, want_cuda: bool = False, sandbox: str = "auto", cgroups: bool = True):
         """`sandbox`: "auto" picks the strongest tier that works here; "namespaces", "userns" (namespaces
-        through a user namespace, as a non-root grader gets them), "process" and "none" ask for one."""
+        through a user namespace, as a non-root grader gets them), "process" and "none" ask for one.
+        `cgroups=False` does without cgroups even where they are delegated (RSS watchdog, RLIMIT_NPROC)."""
         if sandbox not in SANDBOX_CHOICES:
             raise ValueError(f"unknown sandbox tier {sandbox!r}")
         self.framework = framework
@@ -75,7 +76,7 @@ class Zygote:
         self._selector = selectors.DefaultSelector()
         self._selector.register(self.process.stdout, selectors.EVENT_READ)
         self._buffer = b""
-        self._send({"framework": framework, "want_cuda": want_cuda, "sandbox": sandbox})
+        self._send({"framework": framework, "want_cuda": want_cuda, "sandbox": sandbox, "cgroups": cgroups})
         self._info: dict[str, Any] | None = None
 
     # ---- lifecycle

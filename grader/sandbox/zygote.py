@@ -98,14 +98,21 @@ def _descendants_by_scan(root: int) -> list[int]:
     return found
 
 
-def rss_mib(pids: list[int]) -> float:
-    total_kib = 0
+def rss_mib(pids: list[int], baseline_mib: float = 0.0) -> float:
+    """Resident memory of `pids`, each counted beyond `baseline_mib`.
+
+    A forked child starts out sharing the worker's resident pages (torch, NumPy): counting them in every
+    process would charge a submission for the worker's imports, once per process. With the worker's own
+    resident size as the baseline, what is counted is roughly what the submission added, as a memory cgroup
+    would charge it.
+    """
+    total_kib = 0.0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/status", "rb") as handle:
                 for line in handle:
                     if line.startswith(b"VmRSS:"):
-                        total_kib += int(line.split()[1])
+                        total_kib += max(0.0, int(line.split()[1]) - baseline_mib * 1024)
                         break
         except (OSError, ValueError):
             continue
@@ -258,6 +265,7 @@ def _watch(pid: int, read_fd: int, deadline: float, memory_mib: float, watch_rss
     state: dict[str, Any] = {"status": None, "chunks": [], "received": 0, "timed_out": False,
                              "memory_exceeded": False, "overflow": False, "peak_rss": 0.0}
     pidfd = _pidfd(pid)
+    baseline = rss_mib([os.getpid()]) if watch_rss else 0.0
     channel_open = True
     next_rss = time.monotonic()
     exited_at = None
@@ -277,7 +285,7 @@ def _watch(pid: int, read_fd: int, deadline: float, memory_mib: float, watch_rss
         if watch_rss and now >= next_rss:
             next_rss = now + RSS_EVERY_S
             below = descendants(pid)
-            used = rss_mib(below if below and isolation.job_has_intermediate() else [pid, *below])
+            used = rss_mib(below if below and isolation.job_has_intermediate() else [pid, *below], baseline)
             state["peak_rss"] = max(state["peak_rss"], used)
             if used > memory_mib:
                 state["memory_exceeded"] = True
@@ -369,7 +377,7 @@ def main() -> None:
     for module in ("numpy", "numpy.random", "grader.sandbox.harness"):
         importlib.import_module(module)
 
-    info["sandbox"] = isolation.prepare(str(config.get("sandbox", "auto")))
+    info["sandbox"] = isolation.prepare(str(config.get("sandbox", "auto")), bool(config.get("cgroups", True)))
     scratch = tempfile.mkdtemp(prefix="grader-zygote-")
     os.chmod(scratch, 0o711)
     _emit(info)
