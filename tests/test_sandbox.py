@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from grader import grading
 from grader.cli import main
 from grader.sandbox import doctor, isolation
-from grader.sandbox.runner import SANDBOX_CHOICES, Zygote
+from grader.sandbox.runner import SANDBOX_CHOICES, SandboxFailure, Zygote
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "ex03.py"
@@ -170,6 +170,20 @@ def test_grade_doctor_reports_what_the_self_test_observed(tier):
         assert "WARNING" in result.output
         assert "NOT DEFENDED" in result.output  # the network is open below the namespaces tier
     assert not inside.get("canary_visible")
+
+
+@pytest.mark.slow
+def test_a_required_namespaces_tier_is_never_quietly_weakened(numpy_workers):
+    worker = Zygote("numpy", sandbox="namespaces")
+    try:
+        if numpy_workers("auto").tier == "namespaces":
+            assert worker.tier == "namespaces"
+        else:
+            with pytest.raises(SandboxFailure, match="namespaces sandbox tier was required"):
+                worker.info()
+            assert not worker.alive
+    finally:
+        worker.close()
 
 
 def test_unknown_tiers_are_refused():

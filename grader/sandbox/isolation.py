@@ -274,7 +274,7 @@ def prepare(requested: str = "auto", cgroups: bool = True) -> dict[str, Any]:
             PLAN["tier"] = "namespaces"
         else:
             PLAN["notes"].append(f"namespaces unavailable: {failure}")
-            if requested == "auto" and PLAN["userns"] is False:
+            if requested in ("auto", "namespaces") and PLAN["userns"] is False:
                 PLAN["userns"] = True
                 if _try_namespaces() is None:
                     PLAN["tier"] = "namespaces"

@@ -54,8 +54,9 @@ class Zygote:
     """One pre-warmed worker process. Not thread-safe: one job at a time."""
 
     def __init__(self, framework: str, want_cuda: bool = False, sandbox: str = "auto", cgroups: bool = True):
-        """`sandbox`: "auto" picks the strongest tier that works here; "namespaces", "userns" (namespaces
-        through a user namespace, as a non-root grader gets them), "process" and "none" ask for one.
+        """`sandbox`: "auto" picks the strongest tier that works here; "namespaces" (as root, else through a
+        user namespace) and "userns" (always through a user namespace, as a non-root grader gets them) make
+        info() raise SandboxFailure where they cannot be had; "process" and "none" ask for a weaker one.
         `cgroups=False` does without cgroups even where they are delegated (RSS watchdog, RLIMIT_NPROC)."""
         if sandbox not in SANDBOX_CHOICES:
             raise ValueError(f"unknown sandbox tier {sandbox!r}")
@@ -84,9 +85,16 @@ class Zygote:
         """Wait until the worker has imported what it needs; returns what it found (torch, cuda)."""
         if self._info is None:
             line = self._read_line(START_TIMEOUT_S)
-            self._info = json.loads(line)
-            if self._info.get("event") != "ready":
+            info = json.loads(line)
+            if info.get("event") != "ready":
                 raise SandboxFailure("the grading worker did not start")
+            reached = info.get("sandbox", {}).get("tier")
+            if self.sandbox in ("namespaces", "userns") and reached != "namespaces":
+                notes = "; ".join(info.get("sandbox", {}).get("notes", []))
+                self.kill()
+                raise SandboxFailure(f"the namespaces sandbox tier was required, but this worker only reaches "
+                                     f"{reached!r} ({notes or 'no namespaces here'})")
+            self._info = info
         return self._info
 
     def close(self) -> None:
