@@ -182,11 +182,14 @@ def render(found: dict[str, Any]) -> str:
                                           "do not grade untrusted work here)")]
     if plan.get("notes"):
         lines += [f"  note: {note}" for note in plan["notes"]]
+    if tier == "namespaces":
+        bubblewrap = (f"found at {plan['bubblewrap']}, not needed" if plan.get("bubblewrap") else "not installed, "
+                      "not needed") + ": the worker enters the same kernel namespaces itself, per submission"
+    else:
+        bubblewrap = (f"found at {plan['bubblewrap']}, but not used by this grader" if plan.get("bubblewrap")
+                      else "not installed") + ": the grader builds its namespaces itself and cannot here"
     lines.append("  running as " + ("root" if plan.get("root") else "an unprivileged user")
-                 + ("; user namespace" if plan.get("userns") else "")
-                 + "; bubblewrap " + (f"found at {plan['bubblewrap']} (not needed: the same kernel namespaces "
-                                      "are entered directly, keeping the pre-warmed worker)"
-                                      if plan.get("bubblewrap") else "not installed (not needed)"))
+                 + ("; user namespace" if plan.get("userns") else "") + f"; bubblewrap {bubblewrap}")
     lines.append("")
     width = max(len(name) for name, _, _ in found["defences"])
     for name, relies_on, seen in found["defences"]:

@@ -119,7 +119,7 @@ def rss_mib(pids: list[int], baseline_mib: float = 0.0) -> float:
     return total_kib / 1024
 
 
-def kill_tree(grace_s: float = 0.2, cgroups: dict[str, str] | None = None) -> None:
+def kill_tree(grace_s: float = 0.2, cgroups: dict[str, str] | None = None, group: int | None = None) -> None:
     """SIGTERM every descendant, then SIGKILL whatever is left, until nothing is left.
 
     As a child subreaper we inherit orphans, so a grandchild that called setsid() is still ours; a job's
@@ -131,29 +131,50 @@ def kill_tree(grace_s: float = 0.2, cgroups: dict[str, str] | None = None) -> No
     def alive() -> list[int]:
         return sorted(set(descendants(me)) | set(isolation.cgroup_pids(cgroups or {})) - {me})
 
+    if group is not None:  # the job's session: all there is to find where there is no /proc (macOS)
+        _signal_group(group, signal.SIGTERM)
     pids = alive()
-    if not pids:
+    if not pids and not _group_alive(group):
         _reap()
         return
     for pid in pids:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
-    while pids and time.monotonic() < deadline:
+    while (pids or _group_alive(group)) and time.monotonic() < deadline:
         _reap()
         time.sleep(0.01)
         pids = alive()
     # Until every one is gone, zombies included: a process stuck in the kernel (a fork copying a large
     # address space) takes its SIGKILL when it comes back, and must not outlive the job.
     give_up = time.monotonic() + KILL_PATIENCE_S
-    while pids and time.monotonic() < give_up:
+    while (pids or _group_alive(group)) and time.monotonic() < give_up:
         for pid in pids:
             _signal(pid, signal.SIGSTOP)
         for pid in pids:
             _signal(pid, signal.SIGKILL)
+        if group is not None:
+            _signal_group(group, signal.SIGKILL)
         _reap()
         time.sleep(0.005)
         pids = alive()
     _reap()
+
+
+def _group_alive(group: int | None) -> bool:
+    if group is None:
+        return False
+    try:
+        os.killpg(group, 0)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def _signal_group(group: int, sig: int) -> None:
+    try:
+        os.killpg(group, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def _signal(pid: int, sig: int) -> None:
@@ -224,7 +245,7 @@ def run_job(job: dict[str, Any], scratch: str) -> dict[str, Any]:
     os.close(write_fd)
     os.close(output_fd)
     watch = _watch(pid, read_fd, started + limits["timeout"], limits["memory_mib"], "memory" not in cgroups)
-    kill_tree(cgroups=cgroups)
+    kill_tree(cgroups=cgroups, group=pid)
     status = watch["status"]
     if status is None:
         try:
