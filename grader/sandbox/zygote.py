@@ -373,6 +373,22 @@ def _read_capped(path: str) -> str:
     return text
 
 
+def _remove_stale_scratch() -> None:
+    """Scratch folders of workers that were killed before they could clean up (their pid is gone)."""
+    top = tempfile.gettempdir()
+    if not os.path.isdir("/proc/self"):
+        return  # no way to tell a live worker from a dead one
+    try:
+        names = os.listdir(top)
+    except OSError:
+        return
+    for name in names:
+        parts = name.split("-")
+        if name.startswith("grader-zygote-") and len(parts) == 4 and parts[2].isdigit() \
+                and not os.path.exists(f"/proc/{parts[2]}"):
+            shutil.rmtree(os.path.join(top, name), ignore_errors=True)
+
+
 def _emit(message: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
@@ -399,7 +415,8 @@ def main() -> None:
         importlib.import_module(module)
 
     info["sandbox"] = isolation.prepare(str(config.get("sandbox", "auto")), bool(config.get("cgroups", True)))
-    scratch = tempfile.mkdtemp(prefix="grader-zygote-")
+    _remove_stale_scratch()
+    scratch = tempfile.mkdtemp(prefix=f"grader-zygote-{os.getpid()}-")
     os.chmod(scratch, 0o711)
     _emit(info)
     try:
