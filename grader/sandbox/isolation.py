@@ -430,6 +430,22 @@ def _build_root(new_root: str) -> None:
     mount("sandbox-shm", new_root + "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "size=16m,mode=1777")
     os.makedirs(new_root + "/proc")
     mount("proc", new_root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    _mask_proc(new_root + "/proc")
+
+
+# Kernel knobs and leaks in /proc that file permissions alone guard: a submission whose uid is root's (a
+# user namespace entered by a root grader) could otherwise write them. /proc/sys becomes read-only, and
+# these files show /dev/null instead, as container runtimes do.
+PROC_MASKED = ("sysrq-trigger", "kcore", "kmsg", "keys", "timer_list", "sched_debug", "latency_stats",
+               "config.gz", "kallsyms", "modules", "vmallocinfo")
+
+
+def _mask_proc(proc: str) -> None:
+    mount(proc + "/sys", proc + "/sys", None, MS_BIND | MS_REC)
+    mount(None, proc + "/sys", None, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    for name in PROC_MASKED:
+        if os.path.isfile(f"{proc}/{name}"):
+            mount("/dev/null", f"{proc}/{name}", None, MS_BIND)
 
 
 def _bind_gpus(new_root: str) -> None:
