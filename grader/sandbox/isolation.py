@@ -485,6 +485,8 @@ SECCOMP_DENY_X86_64 = {
     "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442,
 }
 SYS_CLONE_X86_64, SYS_CLONE3_X86_64 = 56, 435
+SYS_SOCKET_X86_64, SYS_SOCKETPAIR_X86_64 = 41, 53
+SOCKET_FAMILIES = (1, 2, 10, 16)  # AF_UNIX, AF_INET, AF_INET6, AF_NETLINK
 NAMESPACE_FLAGS = CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC | CLONE_NEWUSER | CLONE_NEWPID | CLONE_NEWNET \
     | 0x02000000 | 0x00000080  # CLONE_NEWCGROUP, CLONE_NEWTIME
 AUDIT_ARCH_X86_64 = 0xC000003E
@@ -509,7 +511,14 @@ def seccomp_program() -> list[tuple[int, int, int, int]]:
     for number in sorted(SECCOMP_DENY_X86_64.values()):
         program += [(jeq, 0, 1, number), (ret, 0, 0, eperm)]
     program += [(jeq, 0, 1, SYS_CLONE3_X86_64), (ret, 0, 0, enosys)]
-    program += [(jeq, 0, 3, SYS_CLONE_X86_64), (load, 0, 0, 16), (jset, 0, 1, NAMESPACE_FLAGS), (ret, 0, 0, eperm)]
+    # Each block below inspects an argument, so it ends the program itself (allow or refuse).
+    program += [(jeq, 0, 4, SYS_CLONE_X86_64), (load, 0, 0, 16), (jset, 0, 1, NAMESPACE_FLAGS),
+                (ret, 0, 0, eperm), (ret, 0, 0, allow)]
+    for number in (SYS_SOCKET_X86_64, SYS_SOCKETPAIR_X86_64):
+        # Only the socket families a network namespace contains: AF_VSOCK, for one, reaches a VM's host.
+        program += [(jeq, 0, 7, number), (load, 0, 0, 16)]
+        program += [(jeq, 4 - i, 0, family) for i, family in enumerate(SOCKET_FAMILIES)]
+        program += [(ret, 0, 0, errno | 97), (ret, 0, 0, allow)]  # EAFNOSUPPORT
     program.append((ret, 0, 0, allow))
     return program
 
