@@ -6,6 +6,7 @@ Pure NumPy, in the trusted parent. Each function turns one check's untrusted num
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -117,12 +118,14 @@ PROCESS_RULES = {
 
 
 def compare_process(check: CheckSpec, observed: dict[str, Any], reference: dict[str, Any],
-                    tol: Tolerance) -> tuple[Verdict, str | None]:
-    """Counts of backward()/step() calls, credited only when the watched run also matches the reference.
+                    tol: Tolerance, known_mistake: Callable[[], bool] = lambda: False,
+                    ) -> tuple[Verdict, str | None]:
+    """Counts of backward()/step() calls, credited only beside a run that is recognisably training.
 
-    The counts travel over the same channel as every other number, so on their own they could be forged
-    by a submission that never trains; tying them to a correct trajectory means faking them is as hard as
-    solving the exercise.
+    The counts travel over the same channel as every other number, so on their own a submission that
+    never trains could forge them. They are credited when the watched run matches the reference, or
+    follows a cataloged mistake (`known_mistake`): that mistake then costs its own check's points only,
+    and forging the counts means forging a whole plausible trajectory too.
     """
     field, code, advice = PROCESS_RULES[check.require or ""]
     n_iters = int(check.args.get("n_iters", 1))
@@ -131,10 +134,28 @@ def compare_process(check: CheckSpec, observed: dict[str, Any], reference: dict[
     if count < n_iters:
         return Verdict(False, f"{label}; {advice}."), code
     curves = [name for name, value in reference.items() if isinstance(value, list)]
-    if not all(_close(observed.get(name), reference[name], tol) for name in curves):
-        return Verdict(False, f"{label}, but the run they belong to does not match the reference, so they "
-                              "earn nothing yet: fix the training checks first."), None
+    if not all(_close(observed.get(name), reference[name], tol) for name in curves) and not known_mistake():
+        return Verdict(False, f"{label}, but the run they belong to matches neither the reference nor a "
+                              "known mistake, so they earn nothing yet: fix the training checks first."), None
     return Verdict(True, f"{label}."), None
+
+
+# Mistakes recognised by replaying a whole training run: a run that follows one is genuine training.
+TRAINING_MISTAKES = frozenset({
+    "gradient-not-averaged", "gradient-missing-factor-2", "gradient-sign", "grad-not-zeroed",
+    "loss-after-update", "step-before-backward", "shape-broadcast",
+})
+
+
+def _follows_known_mistake(exercise: Exercise, check: CheckSpec, fields: dict[str, Any],
+                           peers: tuple[diagnose.Peer, ...]) -> bool:
+    """Whether a trajectory check watching the same run names a cataloged mistake in it."""
+    for peer in peers:
+        if peer.check.key == check.key and peer.check.compare == "trajectory" and peer.reference:
+            found = diagnose.from_behaviour(exercise, peer.check, fields, peer.reference, None, peers)
+            if found is not None and found.code in TRAINING_MISTAKES:
+                return True
+    return False
 
 
 def _close(observed: Any, expected: Any, tol: Tolerance) -> bool:
@@ -173,7 +194,8 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | No
         if not isinstance(fields, dict):
             raise TypeError("fields is not a mapping")
         if check.compare == "process":
-            verdict, code = compare_process(check, fields, expected, tol)
+            verdict, code = compare_process(
+                check, fields, expected, tol, lambda: _follows_known_mistake(exercise, check, fields, peers))
         elif check.compare == "trajectory":
             verdict = compare_trajectory(check, fields, expected, tol, reveal)
         else:

@@ -219,6 +219,11 @@ def _lengths(args: dict[str, Any]) -> set[int]:
     return {len(v) for v in args.values() if isinstance(v, list)}
 
 
+def standard_explanations(code: str) -> tuple[str, ...]:
+    """The stock explanation texts of a code (NumPy and torch wording), for views that say them once."""
+    return tuple(t for t in (EXPLANATIONS.get(code), TORCH_EXPLANATIONS.get(code)) if t)
+
+
 def attach(result: CheckResult, found: Diagnosis | None) -> CheckResult:
     if found is None:
         return result

@@ -59,6 +59,8 @@ def test_process_counts_earn_nothing_without_the_run_they_belong_to():
     forged = {"backward_calls": 2, "w": [0.0, 0.0], "loss": [30.0, 30.0]}
     verdict, code = checks.compare_process(check, forged, reference, TOL)
     assert not verdict.passed and code is None and "fix the training checks first" in verdict.message
+    verdict, _ = checks.compare_process(check, forged, reference, TOL, known_mistake=lambda: True)
+    assert verdict.passed  # a recognised mistake costs its own check only
     verdict, _ = checks.compare_process(check, {"backward_calls": 2}, reference, TOL)
     assert not verdict.passed
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import textwrap
 
-from grader.report import Report, Status
+from grader.diagnose import standard_explanations
+from grader.report import CheckResult, Report, Status
 
 SYMBOLS = {
     Status.PASSED: "PASS",
@@ -25,25 +26,39 @@ def render(report: Report, hint_count: int = 0) -> str:
     if report.error:
         lines += textwrap.wrap("Problem: " + report.error, WIDTH, subsequent_indent="  ") + [""]
     name_width = min(58, max((len(c.name) for c in report.checks), default=10))
+    explained: set[str] = set()
     for check in report.checks:
         status = SYMBOLS[check.status]
         points = f"{_points(check.score)}/{_points(check.max_score)}"
         hidden = " (hidden)" if check.visibility == "hidden" else ""
         lines.append(f"  {status:<7} {points:>7}  {check.name[:name_width]}{hidden}")
         if check.status is not Status.PASSED and check.message:
-            for paragraph in check.message.split("\n"):
+            for paragraph in _message(check, explained).split("\n"):
                 lines += textwrap.wrap(paragraph, WIDTH, initial_indent=" " * 19, subsequent_indent=" " * 19)
             if check.diagnosis:
                 command = f"`grade hint {report.exercise} -n {check.hint}`"
                 hint = f"; hint {check.hint} helps: {command}" if check.hint else ""
                 lines.append(" " * 19 + f"diagnosis: {check.diagnosis}{hint}")
-    lines += ["", f"Score: {_points(report.score)}/{_points(report.max_score)}"
-              f"   (device: {', '.join(report.devices) or '-'}; sandbox: {report.sandbox.get('tier', '?')})"]
+    where = f"device: {', '.join(report.devices) or '-'}; sandbox: {report.sandbox.get('tier', '?')}"
+    lines += ["", f"Score: {_points(report.score)}/{_points(report.max_score)}   ({where})"]
     lines.append(next_step(report, hint_count))
     if report.output.strip() and not report.full_marks:
         shown = report.output.strip().splitlines()[-8:]
         lines += ["", "Your program printed (last lines):"] + ["  | " + line[:WIDTH] for line in shown]
     return "\n".join(lines) + "\n"
+
+
+def _message(check: CheckResult, explained: set[str]) -> str:
+    """The check's message; a diagnosis's stock explanation is printed once, at its first check."""
+    if not check.diagnosis:
+        return check.message
+    if check.diagnosis not in explained:
+        explained.add(check.diagnosis)
+        return check.message
+    brief = check.message
+    for text in standard_explanations(check.diagnosis):
+        brief = brief.replace(text, "")
+    return brief if brief == check.message else brief.strip() + " (Same mistake as above.)"
 
 
 def next_step(report: Report, hint_count: int = 0) -> str:
