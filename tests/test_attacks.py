@@ -258,8 +258,8 @@ def test_every_attack_of_the_issue_has_a_submission():
 def test_a_fake_printed_report_never_reaches_json_stdout(scene):
     result = CliRunner().invoke(main, ["ex03", str(scene.submission("fake_printed_result")), "--format", "json",
                                        "--device", "cpu"])
-    assert result.exit_code == 1
-    report = json.loads(result.output)  # the whole of stdout is the grader's report
+    assert result.exit_code == 1, result.output
+    report = json.loads(result.stdout)  # the whole of stdout is the grader's report
     assert report["score"] < report["max_score"] and report["full_marks"] is False
     assert "All checks passed: 15/15" in report["output"]  # the student's print is shown as output only
 
