@@ -5,14 +5,16 @@ it in a throw-away child, and creates the zygote's cgroups where they are delega
 each forked child and returns what it achieved (the tier and the defences), which every report records.
 
 Tiers, weakest to strongest:
-- "none": not Linux; a fresh working directory, a scrubbed environment and whatever rlimits exist.
-- "process": rlimits, a scrubbed environment, the process tree killed by the zygote, and, when the
-  grader runs as root and Python is world-readable, a uid of its own. The filesystem and the network stay
-  visible.
+- "none": not Linux (or asked for); a fresh working directory, a scrubbed environment and rlimits.
+- "process": rlimits, a scrubbed environment, the process tree killed by the zygote, a seccomp filter,
+  no_new_privs, and, when the grader runs as root, a uid of its own. The filesystem and the network stay
+  as file permissions and the host leave them.
 - "namespaces": the student runs as PID 1 of new PID, mount, network, IPC and UTS namespaces (plus a user
   namespace when the grader is not root), in a private filesystem view (an empty tmpfs root with the
-  system and Python bound read-only, a fresh /tmp, a minimal /dev, its own /proc), with no capabilities,
-  no_new_privs, and an unprivileged uid when the grader runs as root.
+  system and Python bound read-only, a fresh /tmp, a minimal /dev, its own masked /proc), with no
+  capabilities, no_new_privs, the seccomp filter, and a uid of its own when the grader runs as root.
+Memory and process counts are capped by cgroups where they are delegated (cgroup v1, as root), else by
+the zygote's RSS watchdog and RLIMIT_NPROC.
 """
 
 from __future__ import annotations
