@@ -91,7 +91,8 @@ def test_inside_the_namespaces_tier_the_doors_are_shut(numpy_workers):
         f"            'python': os.path.isdir({sys.base_prefix!r}), 'venv': os.path.isdir({sys.prefix!r}),\n"
         "            'usr_writable': os.access('/usr', os.W_OK), 'tmp_writable': os.access('/tmp', os.W_OK),\n"
         "            'home': os.environ['HOME'], 'hostname': os.uname().nodename,\n"
-        "            'ro_usr': ' /usr ' in mounts and 'ro,' in mounts.split(' /usr ')[1][:40]}\n"
+        "            'ro_usr': ' /usr ' in mounts and 'ro,' in mounts.split(' /usr ')[1][:40],\n"
+        "            'fds': len(os.listdir('/proc/self/fd'))}\n"
     )
     seen = fields(run_source(worker, probe, "look"))
     assert seen["pid"] == 1 and seen["procs"] == 1  # PID 1 of its own namespace, alone
@@ -101,6 +102,7 @@ def test_inside_the_namespaces_tier_the_doors_are_shut(numpy_workers):
     assert seen["python"] and seen["venv"]
     assert not seen["usr_writable"] and seen["tmp_writable"] and seen["ro_usr"]
     assert seen["hostname"] == "sandbox"
+    assert seen["fds"] == 5  # stdin, stdout, stderr, the result pipe, and listdir's own: nothing of the worker's
     tops = {p.strip("/").split("/")[0] for p in (*isolation.SYSTEM_PATHS, *isolation.python_paths())}
     assert {"proc", "dev", "tmp", "usr"} <= set(seen["root"]) <= tops | {"proc", "dev", "tmp"}
 
