@@ -6,7 +6,10 @@ limit, cgroup clean-up, a leftover holding the channel, the require-sandbox guar
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -105,6 +108,35 @@ def test_inside_the_namespaces_tier_the_doors_are_shut(numpy_workers):
     assert seen["fds"] == 5  # stdin, stdout, stderr, the result pipe, and listdir's own: nothing of the worker's
     tops = {p.strip("/").split("/")[0] for p in (*isolation.SYSTEM_PATHS, *isolation.python_paths())}
     assert {"proc", "dev", "tmp", "usr"} <= set(seen["root"]) <= tops | {"proc", "dev", "tmp"}
+
+
+UNSHARE = shutil.which("unshare")
+
+
+@linux_only
+@pytest.mark.slow
+@pytest.mark.skipif(not UNSHARE or os.geteuid() != 0, reason="needs root and unshare(1) to play a plain user")
+@pytest.mark.parametrize("submission", ["solution", "read_references"])
+def test_a_grader_that_is_not_root_gets_namespaces_through_a_user_namespace(submission, tmp_path):
+    # The whole `grade` command runs as uid 1000 of a user namespace: not root, no capabilities.
+    source = SOLUTION.read_text("utf-8") if submission == "solution" else \
+        (ROOT / "tests" / "attacks" / "read_references.py").read_text("utf-8").replace("@@REPO@@", str(ROOT))
+    path = tmp_path / "ex03.py"
+    path.write_text(source, "utf-8")
+    as_user = [UNSHARE, "--user", "--map-user=1000", "--map-group=1000"]
+    probe = subprocess.run([*as_user, sys.executable, "-c", "import os; print(os.geteuid())"],
+                           capture_output=True, text=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"unshare --user does not work here: {probe.stderr.strip()}")
+    assert probe.stdout.strip() == "1000"
+    result = subprocess.run([*as_user, sys.executable, "-m", "grader.cli", "ex03", str(path), "--format", "json",
+                             "--device", "cpu"], capture_output=True, text=True, check=False, cwd=tmp_path,
+                            timeout=300)
+    report = json.loads(result.stdout)
+    assert report["sandbox"]["tier"] == "namespaces", report["sandbox"]
+    assert "user-namespace" in report["sandbox"]["defences"]
+    assert report["full_marks"] is (submission == "solution")
+    assert "LEAK" not in report["output"]
 
 
 def test_the_private_view_never_binds_the_course_repository():
