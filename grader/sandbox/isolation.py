@@ -264,6 +264,9 @@ def prepare(requested: str = "auto", cgroups: bool = True) -> dict[str, Any]:
                              "scrubbed environment; do not grade untrusted work here")
         return dict(PLAN)
     PLAN["cgroups"] = _make_cgroups() if requested != "none" and cgroups else {}
+    if cgroups and not PLAN["cgroups"] and os.path.exists("/sys/fs/cgroup/cgroup.controllers"):
+        PLAN["notes"].append("cgroup v2 is not used (only delegated v1 controllers are): memory is watched by "
+                             "the RSS watchdog and processes capped by RLIMIT_NPROC")
     if requested in ("auto", "namespaces", "userns"):
         PLAN["userns"] = requested == "userns" or not PLAN["root"]
         PLAN["pid_ns_fd"] = None if PLAN["userns"] else _open_pid_ns()
@@ -686,6 +689,6 @@ def enter(job: dict[str, Any], workdir: str) -> dict[str, Any]:
     if tier == "namespaces":
         os.environ["TMPDIR"] = "/tmp"
     defences += [f"{c}-cgroup" for c in sorted(cgroups)]
-    return {"tier": tier, "uid": os.getuid(), "defences": defences,
+    return {"tier": tier, "uid": str(os.getuid()), "defences": defences,
             "memory": "cgroup" if "memory" in cgroups else "rss-watchdog",
             "processes": "rlimit-nproc+pids-cgroup" if "pids" in cgroups else "rlimit-nproc"}
