@@ -144,7 +144,8 @@ def defences(plan: dict[str, Any], inside: dict[str, Any], repo: Path) -> list[t
          else "RSS watchdog every 50 ms: resident memory of each process beyond the worker's own", "on"),
         ("fork bomb", "RLIMIT_NPROC " + str(inside.get("rlimit_nproc"))
          + (" counted inside the user namespace" if plan.get("userns") else " for a uid of its own"
-            if plan.get("student_uid") else "") + (", and pids.max of a pids cgroup" if "pids" in cgroups else ""),
+            if plan.get("student_uid") else ", shared with every process of the grader's user")
+         + (", and pids.max of a pids cgroup" if "pids" in cgroups else ""),
          "on"),
         ("rlimits", "CPU {cpu}, file size {fsize}, open files {nofile}, core {core}".format(
             cpu=inside.get("rlimit_cpu"), fsize=inside.get("rlimit_fsize"), nofile=inside.get("rlimit_nofile"),
@@ -185,6 +186,8 @@ def render(found: dict[str, Any]) -> str:
     if tier == "namespaces":
         bubblewrap = (f"found at {plan['bubblewrap']}, not needed" if plan.get("bubblewrap") else "not installed, "
                       "not needed") + ": the worker enters the same kernel namespaces itself, per submission"
+    elif plan.get("requested") in ("process", "none"):
+        bubblewrap = "not used: a weaker tier was asked for"
     else:
         bubblewrap = (f"found at {plan['bubblewrap']}, but not used by this grader" if plan.get("bubblewrap")
                       else "not installed") + ": the grader builds its namespaces itself and cannot here"

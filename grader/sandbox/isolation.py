@@ -298,7 +298,25 @@ def prepare(requested: str = "auto", cgroups: bool = True) -> dict[str, Any]:
                              "process tier, modules the worker has not imported yet cannot be imported")
     if PLAN["root"] and (PLAN["tier"] == "namespaces" and not PLAN["userns"] or PLAN["drop_uid"]):
         PLAN["student_uid"] = sandbox_uid()
+    if PLAN["tier"] == "process" and not PLAN["drop_uid"]:
+        PLAN["user_tasks"] = _tasks_of(os.getuid())
     return dict(PLAN)
+
+
+def _tasks_of(uid: int) -> int:
+    """How many tasks (threads included, as RLIMIT_NPROC counts them) `uid` runs now."""
+    count = 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/status", "rb") as handle:
+                fields = dict(line.split(b":", 1) for line in handle if b":" in line)
+            if int(fields[b"Uid"].split()[1]) == uid:
+                count += int(fields[b"Threads"])
+        except (OSError, KeyError, ValueError, IndexError):
+            continue
+    return count
 
 
 def _world_readable(path: str) -> bool:
@@ -679,7 +697,10 @@ def enter(job: dict[str, Any], workdir: str) -> dict[str, Any]:
                 defences.append("unprivileged-uid")
             prctl(PR_SET_NO_NEW_PRIVS, 1)
             defences.append("no-new-privs")
-        apply_rlimits(limits, processes=tier == "process" and PLAN.get("drop_uid", False))
+        if tier == "process" and not PLAN.get("drop_uid"):
+            # Our uid's processes count too: allow the submission PROCESSES more than the user already runs.
+            limits = {**limits, "processes": PLAN.get("user_tasks", 0) + int(limits.get("processes", PROCESSES))}
+        apply_rlimits(limits, processes=tier == "process")
     if tier != "none" and PLAN.get("seccomp", True):
         prctl(PR_SET_NO_NEW_PRIVS, 1)
         if install_seccomp():
