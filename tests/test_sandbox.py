@@ -225,3 +225,22 @@ def test_unknown_tiers_are_refused():
     with pytest.raises(ValueError):
         Zygote("numpy", sandbox="chroot")
 
+
+
+@linux_only
+@pytest.mark.slow
+def test_a_python_that_lives_under_tmp_still_gets_the_namespaces_tier(tmp_path, numpy_workers):
+    # CI may clone into /tmp, putting the venv under the path the sandbox replaces with a fresh tmpfs;
+    # the venv must be bound on top of that tmpfs, not hidden by it.
+    if numpy_workers("auto").tier != "namespaces":
+        pytest.skip("this machine does not reach the namespaces tier at all")
+    assert str(tmp_path).startswith("/tmp/")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
+    site_packages = next(venv.glob("lib/python*/site-packages"))
+    ours = next(p for p in sys.path if p.endswith("site-packages") and Path(p).is_dir())
+    (site_packages / "borrow.pth").write_text(f"import site; site.addsitedir({ours!r})\n", "utf-8")
+    result = subprocess.run([str(venv / "bin" / "python"), "-m", "grader.cli", "doctor", "--json"],
+                            capture_output=True, text=True, check=False, cwd=tmp_path, timeout=300)
+    report = json.loads(result.stdout)
+    assert report["job"]["tier"] == "namespaces", report

@@ -434,11 +434,13 @@ def _build_root(new_root: str) -> None:
     for path in SYSTEM_PATHS:
         if os.path.lexists(path):
             _bind_read_only(path, new_root)
-    for path in python_paths():
-        _bind_read_only(path, new_root)
+    # The fresh /tmp goes in before Python's own paths: a venv that lives under /tmp (a CI clone, say)
+    # is then bound on top of it instead of being hidden by it.
     os.makedirs(new_root + "/tmp")
     mount("sandbox-tmp", new_root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
           f"size={TMPFS_BYTES},nr_inodes=4096,mode=1777")
+    for path in python_paths():
+        _bind_read_only(path, new_root)
     os.makedirs(new_root + "/dev")
     mount("sandbox-dev", new_root + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,mode=0755")
     for name in DEVICES:
