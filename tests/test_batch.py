@@ -371,46 +371,4 @@ def test_gradebook_is_rebuilt_from_every_report_on_disk(tmp_path):
 
 # ---- a class of attackers between two honest students
 
-ATTACKS = ROOT / "tests" / "attacks"
-SKIPPED_ATTACKS = {"kill_parent"}  # below the namespaces tier it may signal every process of our uid
-
-
-@pytest.mark.slow
-def test_a_class_of_attacks_never_stops_the_batch_or_touches_a_neighbour(tmp_path):
-    import socket
-    import uuid
-
-    attacks = sorted(p.stem for p in ATTACKS.glob("*.py") if p.stem not in SKIPPED_ATTACKS)
-    if not attacks:
-        pytest.skip("no attack suite in tests/attacks")
-    directory, out, outside = tmp_path / "class", tmp_path / "out", tmp_path / "outside"
-    outside.mkdir()
-    os.chmod(outside, 0o777)  # only the sandbox, not permissions, may stop the writes
-    make_class(directory, {"aaa_honest": ("ex03.py", SOLUTION), "zzz_honest": ("ex03.py", SOLUTION)})
-    marker = f"grader-batch-attack-{uuid.uuid4().hex[:12]}"
-    with socket.create_server(("127.0.0.1", 0)) as listener:
-        listener.setblocking(False)
-        values = {"REPO": ROOT, "NEIGHBOUR_SUBMISSION": directory / "aaa_honest" / "ex03.py",
-                  "NEIGHBOUR_REPORT": out / "aaa_honest" / "ex03.json", "OUT": out, "OUTSIDE": outside,
-                  "MARKER": marker, "PORT": listener.getsockname()[1], "CANARY_NAME": "GRADER_BATCH_CANARY",
-                  "CANARY_VALUE": "canary"}
-        for attack in attacks:
-            source = (ATTACKS / f"{attack}.py").read_text("utf-8")
-            for name, value in values.items():
-                source = source.replace(f"@@{name}@@", str(value))
-            (directory / attack).mkdir()
-            (directory / attack / "ex03.py").write_text(source, "utf-8")
-        limits = grading.Limits(timeout=6.0, memory_mib=1024)
-        result = batch.run(directory, out, ["ex03"], batch.Options(jobs=2, device="cpu", limits=limits))
-        with pytest.raises(BlockingIOError):
-            listener.accept()  # no connection got out
-    assert result.graded == len(attacks) + 2 and result.interrupted_by is None
-    rows = gradebook_rows(out)
-    assert set(rows) == {*attacks, "aaa_honest", "zzz_honest"}
-    assert rows["aaa_honest"]["ex03"] == rows["zzz_honest"]["ex03"] == "15"
-    assert rows["aaa_honest"]["status"] == rows["zzz_honest"]["status"] == ""
-    assert (directory / "aaa_honest" / "ex03.py").read_text("utf-8") == SOLUTION
-    assert json.loads((out / "aaa_honest" / "ex03.json").read_text("utf-8"))["score"] == 15
-    for attack in attacks:
-        assert float(rows[attack]["ex03"]) < 15, f"{attack} scored full marks"
-    assert list(outside.iterdir()) == [] and not (Path("/tmp") / marker).exists()
+# A class of attackers between honest students: tests/test_attacks.py, which knows each attack's tier.
