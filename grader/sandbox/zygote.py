@@ -429,6 +429,12 @@ def main() -> None:
         shutil.rmtree(scratch, ignore_errors=True)
         for directory in info["sandbox"].get("cgroups", {}).values():
             isolation.remove_cgroup(directory)
+        # Skip the interpreter's teardown: with torch loaded it takes ~0.4 s that every cold `grade` would
+        # wait for, and everything is already cleaned up and said.
+        try:
+            sys.stdout.flush()
+        finally:
+            os._exit(0)
 
 
 if __name__ == "__main__":
