@@ -50,6 +50,22 @@ def workers():
     pool.close()
 
 
+@pytest.fixture(scope="module")
+def sandbox_workers():
+    """sandbox_workers(tier, cgroups=True, framework="torch") -> a Zygote held at that sandbox tier."""
+    started: dict[tuple[str, bool, str], Zygote] = {}
+
+    def get(tier: str, cgroups: bool = True, framework: str = "torch") -> Zygote:
+        key = (tier, cgroups, framework)
+        if key not in started or not started[key].alive:
+            started[key] = Zygote(framework, sandbox=tier, cgroups=cgroups)
+        return started[key]
+
+    yield get
+    for worker in started.values():
+        worker.close()
+
+
 @pytest.fixture(scope="session")
 def grade_file(workers):
     """grade_file(exercise, path, **options) -> Report, through a shared warm worker."""

@@ -49,18 +49,8 @@ LEAK_MARKERS = ("LEAK", "CONNECTED", "DID ", "ESCAPED")
 
 
 @pytest.fixture(scope="module")
-def tier_workers():
-    started: dict[str, Zygote] = {}
-
-    def get(tier: str, cgroups: bool = True) -> Zygote:
-        key = f"{tier}-{cgroups}"
-        if key not in started or not started[key].alive:
-            started[key] = Zygote("torch", sandbox=tier, cgroups=cgroups)
-        return started[key]
-
-    yield get
-    for worker in started.values():
-        worker.close()
+def tier_workers(sandbox_workers):
+    return sandbox_workers
 
 
 @pytest.fixture(scope="module")

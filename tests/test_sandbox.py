@@ -27,18 +27,8 @@ linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Li
 
 
 @pytest.fixture(scope="module")
-def numpy_workers():
-    started: dict[str, Zygote] = {}
-
-    def get(tier: str, cgroups: bool = True) -> Zygote:
-        key = f"{tier}-{cgroups}"
-        if key not in started or not started[key].alive:
-            started[key] = Zygote("numpy", sandbox=tier, cgroups=cgroups)
-        return started[key]
-
-    yield get
-    for worker in started.values():
-        worker.close()
+def numpy_workers(sandbox_workers):
+    return lambda tier, cgroups=True: sandbox_workers(tier, cgroups, framework="numpy")
 
 
 def run_source(worker: Zygote, source: str, probe: str, limits: dict | None = None):
