@@ -76,7 +76,7 @@ class Exercise:
         path = self.path("hints.md")
         if not path.exists():
             return []
-        parts = re.split(r"^---\s*$", path.read_text("utf-8"), flags=re.M)
+        parts = re.split(r"^---\s*$", path.read_text("utf-8"), flags=re.MULTILINE)
         return [p.strip() for p in parts if p.strip()]
 
     def invocations(self, checks: tuple[CheckSpec, ...] | None = None) -> list[dict[str, Any]]:
