@@ -139,8 +139,9 @@ def file_sha256(path: Path) -> str:
         return hashlib.sha256(handle.read(MAX_SUBMISSION_BYTES + 1)).hexdigest()
 
 
-def is_current(task: Task, out: Path, references_digest: str) -> bool:
-    """True when the report on disk was made from this very file, by this grader, with these references."""
+def is_current(task: Task, out: Path, references_digest: str, limits: dict[str, Any] | None = None) -> bool:
+    """True when the report on disk was made from this very file, by this grader, with these references
+    (and, when given, these limits: a longer --timeout must regrade what timed out)."""
     if task.path is None or task.path.is_symlink():
         return False
     try:
@@ -155,6 +156,7 @@ def is_current(task: Task, out: Path, references_digest: str) -> bool:
         and isinstance(data.get("submission"), dict)
         and data["submission"].get("sha256") == sha
         and (data.get("sandbox") or {}).get("tier") != "failed"  # the grader's fault: try again
+        and (limits is None or (data.get("sandbox") or {}).get("limits") == limits)
     )
 
 
@@ -331,7 +333,7 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
     out.mkdir(parents=True, exist_ok=True)
     digests = {e: exercises.load(e).references_digest() for e in dict.fromkeys(t.exercise for t in tasks)}
     present = [t for t in tasks if t.path is not None]
-    todo = [t for t in present if options.force or not is_current(t, out, digests[t.exercise])]
+    todo = [t for t in present if options.force or not is_current(t, out, digests[t.exercise], options.limits.as_job())]
     if on_start:
         on_start(len(todo), len(present) - len(todo))
     graded = problems = 0

@@ -135,6 +135,11 @@ def test_is_current_needs_same_file_grader_and_references(tmp_path):
     assert not batch.is_current(task, out, "refs")
     task.report_path(out).write_text("{ half a rep", "utf-8")
     assert not batch.is_current(task, out, "refs")
+    path.write_text(SOLUTION, "utf-8")
+    limits = {"timeout": 60.0, "memory_mib": 2048}
+    batch.write_atomic(task.report_path(out), json.dumps({**record, "sandbox": {"tier": "process", "limits": limits}}))
+    assert batch.is_current(task, out, "refs", limits)
+    assert not batch.is_current(task, out, "refs", {**limits, "timeout": 120.0})  # a longer timeout regrades
 
 
 def test_write_atomic_leaves_no_temporary_file(tmp_path):
