@@ -70,6 +70,20 @@ def train(x, y, w=0.0, learning_rate=0.01, n_iters=100):
 '''
 
 
+# Turns TF32 on inside train, mid-run, and answers wrongly if that took effect: only a lock holds.
+TF32_MID_RUN = TF32_CHEATER.replace(
+    "        history.append((w.item(), l.item() + (1.0 if wrong else 0.0)))",
+    "        _turn_tf32_on()\n        history.append((w.item(), l.item() + (1.0 if _tf32_on() else 0.0)))")
+
+
+def test_tf32_stays_off_even_when_train_turns_it_on_mid_run(grade_file, tmp_path: Path) -> None:
+    assert TF32_MID_RUN != TF32_CHEATER
+    path = tmp_path / "ex03.py"
+    path.write_text(TF32_MID_RUN, "utf-8")
+    report = grade_file("ex03", path)
+    assert report.full_marks, [(c.name, c.message) for c in report.checks if not c.passed]
+
+
 def test_auto_on_this_machine_grades_where_cuda_is(grade_file) -> None:
     report = grade_file("ex03", SOLUTION, device="auto")
     expected = ["cpu", "cuda"] if cuda_available() else ["cpu"]

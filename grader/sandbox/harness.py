@@ -88,14 +88,29 @@ def reset_state() -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.manual_seed(0)
-        _tf32_off(torch)
+        lock_tf32_off(torch)
 
 
-def _tf32_off(torch: Any) -> None:
-    # TF32 would change float32 results on Ampere+ GPUs; the references are full float32.
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_float32_matmul_precision("highest")
+def lock_tf32_off(torch: Any) -> None:
+    """Turn TF32 off and make every switch that would turn it back on do nothing, for this child's life.
+
+    TF32 would change float32 matmul results on Ampere+ GPUs (ex05's nn.Linear); the references are full
+    float32, so a submission must not be able to enable it, not even in the middle of `train`.
+    """
+    native = torch._C
+    if getattr(native, "_grader_tf32_locked", False):
+        return
+    native._set_cublas_allow_tf32(False)
+    native._set_cudnn_allow_tf32(False)
+    native._set_float32_matmul_precision("highest")
+    native._set_cublas_allow_tf32 = lambda allow: None
+    native._set_float32_matmul_precision = lambda precision: None
+    set_fp32_precision = native._set_fp32_precision_setter
+    native._set_fp32_precision_setter = lambda backend, op, value: set_fp32_precision(
+        backend, op, "ieee" if str(value).lower() == "tf32" else value)
+    # cudnn.allow_tf32 is a property that captured the native setter when torch was imported.
+    type(torch.backends.cudnn).allow_tf32 = property(lambda self: False, lambda self, value: None)
+    native._grader_tf32_locked = True
 
 
 def run_invocation(invocation: dict[str, Any], probes: types.ModuleType, ctx: Context,
