@@ -72,13 +72,6 @@ class Exercise:
     def probe_source(self) -> str:
         return self.path("probe.py").read_text("utf-8")
 
-    def hints(self) -> list[str]:
-        path = self.path("hints.md")
-        if not path.exists():
-            return []
-        parts = re.split(r"^---\s*$", path.read_text("utf-8"), flags=re.MULTILINE)
-        return [p.strip() for p in parts if p.strip()]
-
     def invocations(self, checks: tuple[CheckSpec, ...] | None = None) -> list[dict[str, Any]]:
         """The distinct probe calls behind the checks (process checks reuse another check's run)."""
         seen: dict[str, dict[str, Any]] = {}
