@@ -15,7 +15,6 @@ and keeps every finished report; the next run grades only what is left.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import queue
@@ -34,9 +33,8 @@ from grader import __version__, exercises, grading, hints
 from grader.formats import gradebook
 from grader.report import to_json
 from grader.sandbox.runner import SandboxFailure, Zygote
-from grader.submission import MAX_SUBMISSION_BYTES, SubmissionNotFound
+from grader.submission import SubmissionNotFound, file_sha256, find
 
-SUBMISSION_SUFFIXES = (".py", ".ipynb")
 PROBLEM_SUFFIX = ".problem.json"
 TOP_COUNT = 5  # how many failed checks and diagnoses the summary lists
 STOP_GRACE_S = 3.0  # how long an interrupted worker gets to kill its job's process tree
@@ -118,25 +116,10 @@ def discover(directory: Path, exercise_ids: Sequence[str] | None = None, out: Pa
     students = sorted(p for p in directory.iterdir()
                       if p.is_dir() and not p.name.startswith(".") and p.resolve() != skip)
     wanted = list(exercise_ids) if exercise_ids else exercises.exercise_ids()
-    found = {(s.name, e): submission_file(s, e) for s in students for e in wanted}
+    found = {(s.name, e): find(s, e) for s in students for e in wanted}
     if not exercise_ids:
         wanted = [e for e in wanted if any(found[(s.name, e)] for s in students)]
     return [Task(s.name, e, found[(s.name, e)]) for e in wanted for s in students]
-
-
-def submission_file(folder: Path, exercise_id: str) -> Path | None:
-    """`EX.py`, else `EX.ipynb`, as in single mode (a broken link still counts, and fails as unreadable)."""
-    for suffix in SUBMISSION_SUFFIXES:
-        candidate = folder / f"{exercise_id}{suffix}"
-        if candidate.is_symlink() or candidate.exists():
-            return candidate
-    return None
-
-
-def file_sha256(path: Path) -> str:
-    """The digest single mode records (submission.read hashes the first MAX+1 bytes)."""
-    with path.open("rb") as handle:
-        return hashlib.sha256(handle.read(MAX_SUBMISSION_BYTES + 1)).hexdigest()
 
 
 def is_current(task: Task, out: Path, references_digest: str, limits: dict[str, Any] | None = None) -> bool:

@@ -135,9 +135,11 @@ def check(exercise: str, file: Path | None, output_format: str, report_path: Pat
 def _default_file(exercise: str, file: Path | None) -> Path:
     if file is not None:
         return file
-    for candidate in (Path(f"{exercise}.py"), Path(f"{exercise}.ipynb")):
-        if candidate.exists():
-            return candidate
+    from grader.submission import find
+
+    found = find(Path("."), exercise)
+    if found is not None:
+        return found
     raise click.UsageError(f"no {exercise}.py or {exercise}.ipynb here; pass a FILE or run `grade init {exercise}`.")
 
 

@@ -35,13 +35,36 @@ class Loaded:
     problem: str | None = None  # set when the file cannot be graded at all
 
 
+SUFFIXES = (".py", ".ipynb")
+
+
+def find(folder: Path, exercise_id: str) -> Path | None:
+    """`EX.py`, else `EX.ipynb` in `folder` (a broken link still counts, and then fails as unreadable)."""
+    for suffix in SUFFIXES:
+        candidate = Path(folder) / f"{exercise_id}{suffix}"
+        if candidate.is_symlink() or candidate.exists():
+            return candidate
+    return None
+
+
+def head(path: Path) -> bytes:
+    """The bytes a submission is judged (and hashed) by: at most one byte past the size limit."""
+    with Path(path).open("rb") as handle:
+        return handle.read(MAX_SUBMISSION_BYTES + 1)
+
+
+def file_sha256(path: Path) -> str:
+    """The digest a report records for this file."""
+    return hashlib.sha256(head(path)).hexdigest()
+
+
 def read(path: Path, exercise_id: str) -> Loaded:
     path = Path(path)
     if not path.exists():
         raise SubmissionNotFound(f"no such file: {path}")
     if not path.is_file():
         raise SubmissionNotFound(f"not a file: {path}")
-    data = path.read_bytes()[: MAX_SUBMISSION_BYTES + 1]
+    data = head(path)
     kind = "ipynb" if path.suffix == ".ipynb" else "py"
     submission = Submission(path=str(path), sha256=hashlib.sha256(data).hexdigest(), kind=kind, size=len(data))
     problem = _text_problem(data, exercise_id)

@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from click.testing import CliRunner
 
-from grader import __version__, batch, grading
+from grader import __version__, batch, grading, submission
 from grader.cli import main
 from grader.report import validation_errors
 
@@ -122,7 +122,7 @@ def test_is_current_needs_same_file_grader_and_references(tmp_path):
     task = batch.Task("a", "ex03", path)
     out = tmp_path / "out"
     record = {"grader_version": __version__, "references_sha256": "refs", "sandbox": {"tier": "process"},
-              "submission": {"sha256": batch.file_sha256(path)}}
+              "submission": {"sha256": submission.file_sha256(path)}}
     batch.write_atomic(task.report_path(out), json.dumps(record))
     assert batch.is_current(task, out, "refs")
     assert not batch.is_current(task, out, "other references")
