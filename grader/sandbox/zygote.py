@@ -9,7 +9,6 @@ forked, isolated, limited, watched (wall clock, memory) and killed with its whol
 from __future__ import annotations
 
 import base64
-import ctypes
 import importlib
 import json
 import os
@@ -30,13 +29,11 @@ POLL_S = 0.02  # only where there is no pidfd to wake us when the child exits
 RSS_EVERY_S = 0.05  # only where no memory cgroup enforces the limit
 LEFTOVER_GRACE_S = 0.2
 KILL_PATIENCE_S = 30.0
-PR_SET_CHILD_SUBREAPER = 36
-PR_SET_DUMPABLE = 4
 
 
 def _prctl(option: int, value: int) -> None:
     try:
-        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+        isolation.prctl(option, value)
     except (OSError, AttributeError):  # not Linux: nothing to set
         pass
 
@@ -395,8 +392,8 @@ def _emit(message: dict[str, Any]) -> None:
 
 
 def main() -> None:
-    _prctl(PR_SET_CHILD_SUBREAPER, 1)
-    _prctl(PR_SET_DUMPABLE, 0)  # a same-user child cannot read our memory through /proc
+    _prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(isolation.PR_SET_DUMPABLE, 0)  # a same-user child cannot read our memory through /proc
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # SIGTERM from the parent (a batch being stopped) unwinds through `finally`, which kills the job's tree.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
