@@ -61,13 +61,14 @@ def reference_documents(exercise_id: str, solution: Path | None = None) -> dict[
     return documents
 
 
-# How far a fresh recording may lie from the stored one: float32 ulps of the value, with a floor of 1/1024 of
-# the field's largest magnitude (so that a loss converging to 1e-12 is not held to ulps of 1e-12). Summing the
-# same numbers in another order (another CPU's kernels) moved ex05's trajectories by at most 2.2 ulps and its
-# trained weights by 4 (benchmarks/reference_drift.py); 16 ulps is 50x below the grading rtol of 1e-4 and
-# thousands of times below its atol of 1e-5 x scale, so agreement within it cannot change a verdict.
-REFERENCE_ULPS = 16
-REFERENCE_FLOOR = 2.0 ** -10
+# How far a fresh recording may lie from the stored one: REFERENCE_ULPS float32 ulps of the value, the value
+# floored at 1/64 of the field's largest magnitude (a loss converging to 1e-12 inherits w's rounding, relative to
+# the loss scale, not ulps of 1e-12). Summing the same numbers in another order (what another CPU's kernels do)
+# moved the solutions' trajectories by at most 8.5 such ulps (`python benchmarks/reference_drift.py`). 32 ulps
+# is 4% of the grading rtol (1e-4) and 0.6% of its atol (1e-5 x scale) at the floor: agreement within it cannot
+# change a verdict.
+REFERENCE_ULPS = 32
+REFERENCE_FLOOR = 2.0 ** -6
 FLOAT32_EPS = 2.0 ** -23
 
 
