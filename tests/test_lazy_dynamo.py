@@ -6,6 +6,10 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
+pytestmark = pytest.mark.slow  # each starts an interpreter that imports torch (and dynamo)
+
 PROGRAM = textwrap.dedent("""
     import sys, torch
     from grader.sandbox import lazy_dynamo
