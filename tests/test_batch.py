@@ -322,7 +322,7 @@ def test_cli_batch_usage_errors(tmp_path):
     assert missing.exit_code == 2
     (tmp_path / "empty").mkdir()
     empty = runner.invoke(main, ["batch", str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
-    assert empty.exit_code == 2 and "no student folders" in empty.output
+    assert empty.exit_code == 2 and "no submissions found" in empty.output and "--layout" in empty.output
     unknown = runner.invoke(main, ["batch", str(tmp_path / "empty"), "--out", "o", "--exercise", "ex99"])
     assert unknown.exit_code == 2
 
