@@ -240,9 +240,18 @@ def validate(reports: tuple[Path, ...]) -> None:
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Parallel workers [default: number of cores].")
 @click.option("--force", is_flag=True, help="Regrade even the submissions whose report is up to date.")
 @click.option("--require-sandbox", is_flag=True, help="Refuse to run unless the namespace sandbox tier is available.")
+@click.option("--layout", type=click.Choice(["auto", "folders", "canvas", "moodle", "gradescope"]), default="auto",
+              show_default=True, help="How DIR is laid out: DIR/<student>/<EX>.py, or an LMS export.")
+@click.option("--feedback", is_flag=True,
+              help="Also write each student's page (OUT/<student>/<EX>.html) and the class page OUT/class.html.")
+@click.option("--feedback-hidden", type=click.Choice(["outcome", "full"]), default="outcome", show_default=True,
+              help="Hidden checks on the student pages: their outcome only, or everything.")
+@click.option("--similarity", "with_similarity", is_flag=True,
+              help="Also report suspiciously alike pairs per exercise (needs the similarity extra).")
 @sandbox_options
 def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int | None, force: bool,
-          require_sandbox: bool, device: str, timeout: float, memory: int) -> None:
+          require_sandbox: bool, layout: str, feedback: bool, feedback_hidden: str, with_similarity: bool,
+          device: str, timeout: float, memory: int) -> None:
     import dataclasses
 
     from grader import batch as batching
@@ -250,8 +259,10 @@ def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int |
 
     if require_sandbox:
         _require_namespace_tier()
+    if with_similarity:
+        _similarity_available()
     options = batching.Options(device=device, limits=grading.Limits(timeout, memory), force=force,
-                               sandbox="namespaces" if require_sandbox else "auto")
+                               sandbox="namespaces" if require_sandbox else "auto", layout=layout)
     if jobs:
         options = dataclasses.replace(options, jobs=jobs)
     progress = _BatchProgress()
@@ -264,8 +275,62 @@ def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int |
         progress.close()
     click.echo(batching.render_summary(result.summary), nl=False)
     click.echo(f"Reports in {out}/<student>/; gradebook: {out / 'gradebook.csv'}")
+    if not result.interrupted_by:
+        _after_batch(out, result.summary, feedback, feedback_hidden, with_similarity)
     if result.interrupted_by:
         sys.exit(143 if result.interrupted_by == "SIGTERM" else 130)
+
+
+def _similarity_available() -> None:
+    from grader import similarity
+
+    try:
+        similarity._copydetect()
+    except similarity.SimilarityUnavailable as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _after_batch(out: Path, summary: dict[str, Any], feedback: bool, hidden: str, with_similarity: bool) -> None:
+    from grader import similarity
+
+    result = None
+    if with_similarity:
+        result = similarity.analyse(out)
+        click.echo(similarity.render(result), nl=False)
+    if feedback:
+        from grader.formats import classpage
+
+        if result is None:
+            result = _read_json(out / similarity.RESULT_FILE)
+        pages = classpage.write_student_pages(out, hidden)
+        page = classpage.write_class_page(out, summary, result)
+        click.echo(f"Feedback: {len(pages)} student page(s) written beside the reports; class page: {page}")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+@main.command(help="(instructors) Report suspiciously alike submissions per exercise among the reports in OUT "
+                   "(OUT/similarity.json; with --feedback's class page, a side-by-side view).")
+@click.argument("out", metavar="OUT", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Share of either file's code found in the other that flags a pair [default: 0.9].")
+def similarity(out: Path, threshold: float | None) -> None:
+    from grader import similarity as alike
+
+    _similarity_available()
+    result = alike.analyse(out, threshold if threshold is not None else alike.THRESHOLD)
+    click.echo(alike.render(result), nl=False)
+    summary = _read_json(out / "summary.json")
+    if isinstance(summary, dict) and (out / "class.html").exists():
+        from grader.formats import classpage
+
+        classpage.write_class_page(out, summary, result)
+        click.echo(f"Class page updated: {out / 'class.html'}")
 
 
 @main.command(help="(in Gradescope's container) Grade /autograder/submission into /autograder/results/results.json.")
@@ -395,7 +460,7 @@ def progress_line(done: int, total: int, elapsed: float, since_last: float) -> s
 
 
 def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
