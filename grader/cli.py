@@ -367,6 +367,43 @@ def prairielearn(exercise: str | None, submission_dir: Path, results_path: Path,
     click.echo(f"score {data['score']:g}; results written to {results_path}")
 
 
+@main.command("gradescope-package", help="(instructors) Build a Gradescope autograder zip for EX: setup.sh and "
+                                         "run_autograder installing this grader, pinned, with the hidden checks.")
+@click.argument("exercise", type=EXERCISE)
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=Path("autograder.zip"),
+              show_default=True)
+@click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The grader's wheel to ship [default: built from this checkout].")
+@click.option("--timeout", type=click.FloatRange(0.5), default=DEFAULT_TIMEOUT_S, show_default=True)
+def gradescope_package(exercise: str, out: Path, wheel: Path | None, timeout: float) -> None:
+    from grader import packaging
+
+    try:
+        path = packaging.gradescope_package(exercise, out, wheel, timeout)
+    except packaging.PackagingError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {path}: upload it under the assignment's Configure Autograder → Zip file upload.")
+
+
+@main.command("prairielearn-package", help="(instructors) Write a PrairieLearn question folder for EX: info.json "
+                                           "(external grading), question.html, the stub, tests/ with the grader.")
+@click.argument("exercise", type=EXERCISE)
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The grader's wheel to ship [default: built from this checkout].")
+@click.option("--image", default=None, help="The Docker image PrairieLearn grades in (built from tests/Dockerfile).")
+@click.option("--timeout", type=click.FloatRange(0.5), default=DEFAULT_TIMEOUT_S, show_default=True)
+def prairielearn_package(exercise: str, out: Path, wheel: Path | None, image: str | None, timeout: float) -> None:
+    from grader import packaging
+
+    try:
+        path = packaging.prairielearn_package(exercise, out, wheel, image or packaging.PL_IMAGE, timeout)
+    except packaging.PackagingError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {path}/: copy it into your course's questions/; build and push the image from "
+               f"{path}/tests/Dockerfile.")
+
+
 def _require_namespace_tier() -> None:
     try:
         from grader.sandbox import doctor
