@@ -348,6 +348,7 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
         on_start(len(todo), len(present) - len(todo))
     graded = problems = 0
     gradable = []
+    this_run: dict[tuple[str, str], str] = {}  # problems of this run: the status even where OUT is unwritable
     for task in todo:
         why = unreadable(task.path)
         if why is None:
@@ -355,6 +356,7 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
             continue
         problems += 1
         done = record_problem(out, task, "refused-link" if task.path.is_symlink() else "unreadable", why)
+        this_run[(task.student, task.exercise)] = str(done.status)
         if on_done:
             on_done(done)
     interrupted_by = None
@@ -363,6 +365,8 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
         for done in stream:
             graded += done.state == "graded"
             problems += done.state == "problem"
+            if done.state == "problem":
+                this_run[(done.task.student, done.task.exercise)] = str(done.status)
             if on_done:
                 on_done(done)
     except Interrupted:
@@ -372,7 +376,7 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
     finally:
         stream.close()  # stops the slots and kills what they run, whatever ended the loop
     elapsed = time.monotonic() - started
-    files, summary = rebuild(out, tasks, found.refused)
+    files, summary = rebuild(out, tasks, found.refused, this_run)
     summary["layout"] = found.layout
     summary["skipped_files"] = [{"path": k.path, "student": k.student, "reason": k.reason} for k in found.skipped]
     summary["last_run"] = {"submissions": len(present), "graded": graded, "skipped": len(present) - len(todo),
@@ -569,7 +573,7 @@ def _distribution(scores: Counter[float], max_score: float) -> dict[str, Any]:
 
 
 def rebuild(out: Path, tasks: Sequence[Task] = (), refused: dict[str, str] | None = None,
-            ) -> tuple[list[Path], dict[str, Any]]:
+            problems: dict[tuple[str, str], str] | None = None) -> tuple[list[Path], dict[str, Any]]:
     """Write the gradebook (and LMS CSVs) from the reports under OUT; returns the files and the summary.
 
     Students are the union of this run's folders and OUT's; exercises, those of this run's tasks and of
@@ -600,7 +604,8 @@ def rebuild(out: Path, tasks: Sequence[Task] = (), refused: dict[str, str] | Non
                 cells = {e: gradebook.Cell(None, None, refused[student]) for e in ordered}
                 summary.add_status(refused[student])
             else:
-                cells = {e: _cell(out, student, e, (student, e) in submitted, summary) for e in ordered}
+                cells = {e: _cell(out, student, e, (student, e) in submitted, summary, (problems or {}).get((student, e)))
+                         for e in ordered}
             yield gradebook.Row(student, cells, roster.get(student, {}))
 
     moodle = any(who.get("moodle_participant") for who in roster.values())
@@ -608,7 +613,8 @@ def rebuild(out: Path, tasks: Sequence[Task] = (), refused: dict[str, str] | Non
     return files, summary.as_dict()
 
 
-def _cell(out: Path, student: str, exercise_id: str, submitted: bool, summary: Summary) -> gradebook.Cell:
+def _cell(out: Path, student: str, exercise_id: str, submitted: bool, summary: Summary,
+          problem_now: str | None = None) -> gradebook.Cell:
     folder = out / student
     try:
         data = json.loads((folder / f"{exercise_id}.json").read_text("utf-8"))
@@ -623,7 +629,7 @@ def _cell(out: Path, student: str, exercise_id: str, submitted: bool, summary: S
     try:
         status = str(json.loads((folder / f"{exercise_id}{PROBLEM_SUFFIX}").read_text("utf-8"))["status"])
     except (OSError, ValueError, KeyError, TypeError):
-        status = "not-graded" if submitted else "missing"
+        status = problem_now or ("not-graded" if submitted else "missing")
     summary.add_status(status)
     return gradebook.Cell(None, None, status)
 
