@@ -465,11 +465,11 @@ class _BatchProgress:
 
         if not self.active:
             return
-        with self._lock:
+        with self._lock:  # the ticker and the batch's own thread both draw: one line at a time
             line = progress_line(self.done, self.total, time.monotonic() - self.started,
                                  time.monotonic() - self.last_done)
-        self.stream.write("\r" + line.ljust(79))
-        self.stream.flush()
+            self.stream.write("\r" + line.ljust(79))
+            self.stream.flush()
 
     def close(self) -> None:
         self._stop.set()
