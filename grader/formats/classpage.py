@@ -104,6 +104,7 @@ def _distribution(exercise_id: str, dist: dict[str, Any]) -> str:
         ax.bar([f"{k:g}" for k in scores], list(scores.values()), color="#4c72b0")
         ax.set_xlabel(f"score (of {dist['max_score']:g})")
         ax.set_ylabel("students")
+        ax.yaxis.get_major_locator().set_params(integer=True)
 
     bands = "".join(f"<td>{html.esc(v)}</td>" for v in dist["bands"].values())
     heads = "".join(f"<th>{html.esc(k)}</th>" for k in dist["bands"])
@@ -130,6 +131,7 @@ def _diagnoses(exercise_id: str, rows: list[dict[str, Any]]) -> str:
         ordered = rows[::-1]
         ax.barh([r["diagnosis"] for r in ordered], [r["count"] for r in ordered], color="#c44e52")
         ax.set_xlabel("students")
+        ax.xaxis.get_major_locator().set_params(integer=True)
 
     return ("<h3>Diagnoses</h3>" + _counts_table(rows, "diagnosis", "diagnosis")
             + _image(_plot_png(draw), f"{exercise_id} diagnosis histogram"))
