@@ -100,12 +100,13 @@ def _relative(root: Path, path: Path) -> str:
         return str(path)
 
 
-def detect(directory: Path) -> str:
-    """The layout of a class folder: the export whose marks it carries, else `folders`."""
+def detect(directory: Path, out: Path | None = None) -> str:
+    """The layout of a class folder: the export whose marks it carries, else `folders` (OUT not counted)."""
     directory = Path(directory)
     if (directory / GRADESCOPE_METADATA).is_file():
         return "gradescope"
-    entries = [p for p in directory.iterdir() if not p.name.startswith(".")]
+    skip = Path(out).resolve() if out is not None else None
+    entries = [p for p in directory.iterdir() if not p.name.startswith(".") and (skip is None or p.resolve() != skip)]
     folders = [p for p in entries if p.is_dir() and not p.is_symlink()]
     if folders and sum(bool(MOODLE_FOLDER.match(p.name)) for p in folders) * 2 > len(folders):
         return "moodle"
@@ -121,7 +122,7 @@ def read(directory: Path, wanted: Sequence[str] | None = None, layout: str = "au
     directory = Path(directory)
     if not directory.is_dir():
         raise LayoutError(f"no such directory: {directory}")
-    chosen = detect(directory) if layout == "auto" else layout
+    chosen = detect(directory, out) if layout == "auto" else layout
     if chosen not in LAYOUTS[1:]:
         raise LayoutError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     found = ClassFolder(chosen)

@@ -98,6 +98,8 @@ def test_each_export_is_detected_and_mapped_to_students_and_ids(tmp_path):
     assert {(s.name, s.sis_id, s.email) for s in scope.students.values()} == {
         (n, sid, f"{login}@example.edu") for n, login, _, _, sid, _ in CLASS}
     assert layouts.read(tmp_path / "canvas", layout="folders").layout == "folders"
+    (tmp_path / "canvas" / "graded").mkdir()  # OUT inside the export does not hide the layout
+    assert layouts.detect(tmp_path / "canvas", tmp_path / "canvas" / "graded") == "canvas"
 
 
 def test_a_messy_folder_lists_every_entry_it_does_not_grade(tmp_path):
