@@ -266,10 +266,7 @@ class Slot:
         with self._lock:
             workers = list(self._workers.values())
         for worker in workers:
-            try:
-                worker.process.stdin.close()
-            except OSError:
-                pass
+            worker.release()
 
     def close(self, stopping: bool = False) -> None:
         with self._lock:

@@ -111,6 +111,13 @@ class Zygote:
             self._info = info
         return self._info
 
+    def release(self) -> None:
+        """No more jobs: the worker exits on its own (close() still waits for it)."""
+        try:
+            self._socket.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
     def close(self) -> None:
         if self.process.poll() is None:
             try:
