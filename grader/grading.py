@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 
 from grader import __version__, checks, diagnose, exercises
-from grader.report import CheckResult, Report, Status
+from grader.report import CheckResult, Report, Status, Submission
 from grader.sandbox.runner import Outcome, SandboxFailure, Zygote
-from grader.submission import Loaded, read
+from grader.submission import MAX_SUBMISSION_BYTES, Loaded, file_sha256, read
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MEMORY_MIB = 2048
@@ -81,13 +81,14 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         selected = tuple(c for c in exercise.checks if include_hidden or c.visibility == "visible")
         info = worker.info()
         devices = resolve_devices(exercise, device, info)
-        if loaded.problem:
-            outcome, problem, tier = None, loaded.problem, {"tier": "not-run"}
-        else:
-            outcome, problem, tier = _run(worker, exercise, loaded, selected, devices, limits)
+        outcome, failure, tier = None, None, {"tier": "not-run"}
+        if not loaded.problem:
+            outcome, failure, tier = _run(worker, exercise, loaded, selected, devices, limits)
     finally:
         if own_worker:
             worker.close()
+    status = run_status(loaded, outcome, failure)
+    problem = run_problem(status, loaded, outcome, limits, failure)
     results = _results(exercise, selected, devices, outcome, problem)
     skipped_cells = notebook_cell_problems(outcome)
     if skipped_cells and not all(r.passed for r in results):  # why a function may be missing or stale
@@ -105,6 +106,35 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         error=problem,
         output=outcome.output if outcome else "",
         references_sha256=exercise.references_digest(),
+        status=status,
+    )
+
+
+def failure_report(exercise_id: str, path: Path | str, reason: str, limits: Limits | None = None) -> Report:
+    """A report for a run the grader itself could not finish (status `grader-failure`): every check at zero.
+
+    Built from as little as possible (the exercise's spec, the file's digest when it can be read), since
+    something already went wrong.
+    """
+    try:
+        exercise = exercises.load(exercise_id)
+        names = [(c.name, c.points, c.visibility) for c in exercise.checks]
+        title, digest = exercise.title, exercise.references_digest()
+    except Exception:  # noqa: BLE001 - the failure being reported may be this very one
+        names, title, digest = [], exercise_id, ""
+    try:
+        sha, size = file_sha256(Path(path)), min(Path(path).stat().st_size, MAX_SUBMISSION_BYTES + 1)
+    except (OSError, ValueError):
+        sha, size = "0" * 64, 0
+    kind = "ipynb" if str(path).endswith(".ipynb") else "py"
+    message = f"the grader failed ({reason}); this is not your doing: please report it."
+    return Report(
+        exercise=exercise_id, title=title, submission=Submission(str(path), sha, kind, size),
+        checks=tuple(CheckResult(name=n, status=Status.ERROR, score=0.0, max_score=p, message=message,
+                                 visibility=v) for n, p, v in names),
+        devices=(), grader_version=__version__, versions=versions(),
+        sandbox={"tier": "failed", "limits": (limits or Limits()).as_job()}, error=message,
+        references_sha256=digest, status="grader-failure",
     )
 
 
@@ -123,31 +153,67 @@ def _run(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, selected:
     try:
         outcome = worker.run(job)
     except SandboxFailure as exc:
-        return None, f"the grader could not run your submission ({exc}); please report this.", {"tier": "failed"}
+        return None, str(exc), {"tier": "failed"}
     hello = next((m for m in outcome.messages if m["type"] == "hello"), {})
     # The child's hello is sent before student code runs; when the channel was rejected, the worker knows.
     tier = hello.get("tier") if isinstance(hello.get("tier"), dict) else {"tier": worker.tier}
-    return outcome, run_problem(outcome, limits), tier
+    return outcome, None, tier
 
 
-def run_problem(outcome: Outcome, limits: Limits) -> str | None:
-    """What went wrong with the run as a whole, in words for the student (None when it finished)."""
-    load_error = next((m for m in outcome.messages if m["type"] == "load_error" and not m.get("continued")), None)
+def run_status(loaded: Loaded, outcome: Outcome | None, failure: str | None) -> str:
+    """How the run as a whole ended (the report's `status`): the one place that decides it.
+
+    From what happened only: the reader's verdict, the worker's account (exit status, signal, limits) and
+    the kinds of message on the channel; never from the wording of a message.
+    """
+    if loaded.problem:
+        return loaded.problem_status or "unreadable"
+    if failure is not None or outcome is None:
+        return "grader-failure"
     if outcome.channel_error:
-        return f"the grader rejected your results: {outcome.channel_error}."
+        return "rejected"
+    load_error = next((m for m in outcome.messages if m["type"] == "load_error" and not m.get("continued")), None)
     if load_error:
         error = load_error.get("error")
-        return "your file could not be imported: " + describe_load_error(error if isinstance(error, dict) else {})
+        return "exited" if isinstance(error, dict) and error.get("type") == "SystemExit" else "import-error"
     if outcome.memory_exceeded:
-        return f"your code used more than {limits.memory_mib} MiB of memory and was stopped."
+        return "memory-limit"
     if outcome.timed_out:
+        return "timeout"
+    if any(m["type"] == "done" for m in outcome.messages):
+        return "ok"
+    if outcome.signal:
+        return "crashed"
+    if not any(m["type"] == "hello" for m in outcome.messages):
+        return "grader-failure"  # the child never reached the point where a submission's code can run
+    return "exited"
+
+
+def run_problem(status: str, loaded: Loaded, outcome: Outcome | None, limits: Limits,
+                failure: str | None = None) -> str | None:
+    """What went wrong with the run as a whole, in words for the student (None when it finished)."""
+    if status in ("unreadable", "syntax-error"):
+        return loaded.problem
+    if status == "ok":
+        return None
+    if status == "grader-failure" or outcome is None:
+        return f"the grader could not run your submission ({failure or 'its sandbox did not start'}); " \
+               "please report this."
+    if status == "rejected":
+        return f"the grader rejected your results: {outcome.channel_error}."
+    if status in ("import-error", "exited") and any(m["type"] == "load_error" for m in outcome.messages):
+        load_error = next(m for m in outcome.messages if m["type"] == "load_error" and not m.get("continued"))
+        error = load_error.get("error")
+        return "your file could not be imported: " + describe_load_error(error if isinstance(error, dict) else {})
+    if status == "memory-limit":
+        return f"your code used more than {limits.memory_mib} MiB of memory and was stopped."
+    if status == "timeout":
         return (f"your code did not finish within {limits.timeout:g} s (an endless loop, or far too many "
                 "epochs?); checks that had not finished get no points.")
-    if any(m["type"] == "done" for m in outcome.messages):
-        return None
-    if outcome.signal:
-        name = signal.Signals(outcome.signal).name if outcome.signal in signal.Signals._value2member_map_ else ""
-        return f"your code crashed the grading process (signal {outcome.signal} {name}).".replace(" )", ")")
+    if status == "crashed":
+        sig = outcome.signal
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else ""
+        return f"your code crashed the grading process (signal {sig} {name}).".replace(" )", ")")
     return (f"your code ended the grading process early (exit status {outcome.exit_code}). "
             "Did you call sys.exit(), exit() or os._exit()?")
 
@@ -203,12 +269,24 @@ def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: l
     results = []
     for check in selected:
         per_device = [
-            checks.evaluate(exercise, check, received.get((check.key, device)), references.get(check.key),
-                            device, problem, timed_out, peers[device])
+            _evaluate(exercise, check, received.get((check.key, device)), references.get(check.key), device,
+                      problem, timed_out, peers[device])
             for device in devices
         ]
         results.append(_combine(per_device, devices))
     return tuple(results)
+
+
+def _evaluate(exercise: exercises.Exercise, check: Any, observed: dict[str, Any] | None,
+              reference: dict[str, Any] | None, device: str, problem: str | None, timed_out: bool,
+              peers: tuple[Any, ...]) -> CheckResult:
+    """checks.evaluate, fenced: the numbers are the submission's, so whatever they make the comparison or a
+    diagnosis do (an overflow, a recursion, an error nobody foresaw) fails this check alone, never the run."""
+    try:
+        return checks.evaluate(exercise, check, observed, reference, device, problem, timed_out, peers)
+    except Exception:  # noqa: BLE001 - see above
+        return CheckResult(name=check.name, status=Status.FAILED, score=0.0, max_score=check.points,
+                           message=checks.MALFORMED_RESULT, visibility=check.visibility, device=device)
 
 
 def _fields(message: dict[str, Any] | None) -> dict[str, Any] | None:

@@ -22,7 +22,7 @@ def results(report: Report, reveal_hidden: bool = False) -> dict[str, Any]:
     if report.error:
         message += ". Problem: " + report.error
     return {
-        "gradable": report.sandbox.get("tier") != "failed",  # the grader failed, not the student
+        "gradable": report.status != "grader-failure",  # the grader failed, not the student
         "score": round(min(1.0, max(0.0, score)), 6),
         "message": message,
         "output": report.output[-OUTPUT_CAP:],
