@@ -223,7 +223,7 @@ def _matched_in_order(calls: list[list[float]], targets: np.ndarray, tol: Tolera
 
 def _same(value: float, target: float, allowed: float) -> bool:
     """Within tolerance; a run that diverged matches its own infinities and NaNs."""
-    if value == target or (value != value and target != target):
+    if value == target or (math.isnan(value) and math.isnan(target)):
         return True
     return math.isfinite(value) and math.isfinite(target) and abs(value - target) <= allowed
 
