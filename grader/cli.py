@@ -142,7 +142,9 @@ def check(exercise: str, file: Path | None, output_format: str, report_path: Pat
     except OSError as exc:
         raise click.UsageError(f"cannot write {exc.filename or 'an output file'}: {exc.strerror or exc}") from None
     if report.status == "grader-failure":
-        click.echo(f"Error: {report.error}", err=True)
+        from grader import sanitize
+
+        click.echo(f"Error: {sanitize.text(' '.join(str(report.error).split()))}", err=True)
         sys.exit(3)
     sys.exit(0 if report.full_marks else 1)
 

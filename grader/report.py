@@ -9,6 +9,8 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from grader import sanitize
+
 # Bump on any change to the report's shape; readers key on it. See schema/report.schema.json.
 SCHEMA_VERSION = "1.1"
 # How a run as a whole ended (the report's `status`, schema 1.1): CONTRACT.md's list.
@@ -98,7 +100,7 @@ def to_dict(report: Report) -> dict[str, Any]:
     data["full_marks"] = report.full_marks
     data["checks"] = [{**asdict(c), "status": c.status.value} for c in report.checks]
     data["devices"] = list(report.devices)
-    return data
+    return sanitize.deep(data)  # messages, output, paths: a submission's text, safe in any file or viewer
 
 
 def to_json(report: Report) -> str:

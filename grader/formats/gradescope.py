@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from grader import sanitize
 from grader.report import CheckResult, Report
 
 OUTPUT_CAP = 10_000  # characters of the submission's own prints shown back to the student
@@ -19,8 +20,8 @@ VISIBILITY = {"visible": "visible", "hidden": "after_published"}
 
 
 def results(report: Report) -> dict[str, Any]:
-    """Gradescope results for one graded report."""
-    return {
+    """Gradescope results for one graded report (every string through sanitize.deep)."""
+    return sanitize.deep({
         "score": report.score,
         "execution_time": max(0, round(report.duration_s)),
         "output": overall_output(report),
@@ -36,7 +37,7 @@ def results(report: Report) -> dict[str, Any]:
             "submission_sha256": report.submission.sha256,
             "sandbox": str(report.sandbox.get("tier", "")),
         },
-    }
+    })
 
 
 def test(number: int, check: CheckResult) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def overall_output(report: Report) -> str:
 
 def failure(message: str, execution_time: float = 0.0) -> dict[str, Any]:
     """Results for a submission that could not be graded at all (no file): zero, with the reason."""
-    return {
+    return sanitize.deep({
         "score": 0.0,
         "execution_time": max(0, round(execution_time)),
         "output": message,
@@ -75,4 +76,4 @@ def failure(message: str, execution_time: float = 0.0) -> dict[str, Any]:
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": [],
-    }
+    })

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from grader import sanitize
 from grader.report import CheckResult, Report
 
 OUTPUT_CAP = 10_000
@@ -21,13 +22,13 @@ def results(report: Report, reveal_hidden: bool = False) -> dict[str, Any]:
     message = f"{report.exercise}: {report.score:g}/{report.max_score:g}"
     if report.error:
         message += ". Problem: " + report.error
-    return {
+    return sanitize.deep({
         "gradable": report.status != "grader-failure",  # the grader failed, not the student
         "score": round(min(1.0, max(0.0, score)), 6),
         "message": message,
         "output": report.output[-OUTPUT_CAP:],
         "tests": [test(check, reveal_hidden) for check in report.checks],
-    }
+    })
 
 
 def test(check: CheckResult, reveal_hidden: bool) -> dict[str, Any]:
@@ -48,4 +49,4 @@ def test(check: CheckResult, reveal_hidden: bool) -> dict[str, Any]:
 
 def failure(message: str) -> dict[str, Any]:
     """Results when there was nothing to grade (no file): not gradable, so no attempt is used up."""
-    return {"gradable": False, "score": 0.0, "message": message, "output": "", "tests": []}
+    return sanitize.deep({"gradable": False, "score": 0.0, "message": message, "output": "", "tests": []})
