@@ -13,8 +13,7 @@ import html
 import re
 from pathlib import Path
 
-from grader import hints
-from grader import sanitize
+from grader import hints, sanitize
 from grader.report import CheckResult, Report, Status
 
 OUTPUT_LINES = 60  # the end of the submission's printed output shown on the page
