@@ -7,6 +7,7 @@ The flow runs one way: read the file (submission.py) → run the probes in a san
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 import platform
 import signal
 import time
@@ -104,9 +105,10 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         sandbox={**tier, "limits": limits.as_job()},
         duration_s=round(time.monotonic() - started, 3),
         error=problem,
-        output=outcome.output if outcome else "",
+        output=labelled_output(outcome, selected, devices, Path(loaded.submission.path).name),
         references_sha256=exercise.references_digest(),
         status=status,
+        hidden_output=outcome.hidden_output if outcome else "",
     )
 
 
@@ -146,7 +148,8 @@ def _run(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, selected:
         "probe_source": exercise.probe_source,
         "cells": [{"label": c.label, "source": c.source} for c in loaded.cells],
         "forgiving_cells": loaded.submission.kind == "ipynb",
-        "invocations": exercise.invocations(selected),
+        "invocations": [i for i in exercise.invocations(selected) if i["key"] not in hidden_keys(selected)],
+        "hidden_invocations": [i for i in exercise.invocations(selected) if i["key"] in hidden_keys(selected)],
         "devices": devices,
         "limits": limits.as_job(),
     }
@@ -154,10 +157,71 @@ def _run(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, selected:
         outcome = worker.run(job)
     except SandboxFailure as exc:
         return None, str(exc), {"tier": "failed"}
+    outcome = in_their_phase(outcome, hidden_keys(selected))
     hello = next((m for m in outcome.messages if m["type"] == "hello"), {})
     # The child's hello is sent before student code runs; when the channel was rejected, the worker knows.
     tier = hello.get("tier") if isinstance(hello.get("tier"), dict) else {"tier": worker.tier}
     return outcome, None, tier
+
+
+def hidden_keys(selected: tuple[Any, ...]) -> set[str]:
+    """The runs only hidden checks use: their inputs reach the child only after the visible checks are done."""
+    visible = {c.key for c in selected if c.visibility == "visible"}
+    return {c.key for c in selected if c.visibility == "hidden" and c.key not in visible}
+
+
+def in_their_phase(outcome: Outcome, hidden: set[str]) -> Outcome:
+    """Only the messages sent in their own phase: visible results and load errors before the hidden checks'
+    inputs were handed over, hidden results after. A visible result sent later could carry the hidden inputs
+    into what the student reads (its message), so it is dropped, and its check gets no result."""
+    if outcome.hidden_from is None:
+        kept = [m for m in outcome.messages if not (m["type"] == "result" and str(m.get("key")) in hidden)]
+    else:
+        kept = [m for i, m in enumerate(outcome.messages)
+                if m["type"] in ("hello", "phase", "done")
+                or (i < outcome.hidden_from and not (m["type"] == "result" and str(m.get("key")) in hidden))
+                or (i > outcome.hidden_from and m["type"] == "result" and str(m.get("key")) in hidden)]
+    return replace(outcome, messages=tuple(kept))
+
+
+def labelled_output(outcome: Outcome | None, selected: tuple[Any, ...], devices: list[str],
+                    label: str = "your file") -> str:
+    """What the submission printed in view, each part under the check that printed it.
+
+    The harness sends each result's output offsets: they are the child's word, so they only ever cut the
+    visible output into sections (never reach the hidden output), and where they do not add up the output is
+    shown whole, unlabelled."""
+    if outcome is None:
+        return ""
+    raw = outcome.output_raw
+    names = {}
+    for check in selected:  # a run several checks share is named after the first of them
+        names.setdefault(check.key, check.name)
+    cuts = []
+    for message in outcome.messages:
+        at = message.get("output_at") if message["type"] == "result" else None
+        if isinstance(at, list) and len(at) == 2 and all(isinstance(v, float) for v in at):
+            name = names.get(str(message.get("key")), str(message.get("key")))
+            if len(devices) > 1:
+                name += f", on {message.get('device')}"
+            cuts.append((int(min(max(at[0], 0), len(raw))), int(min(max(at[1], 0), len(raw))), name))
+    if not any(end > start for start, end, _ in cuts):
+        return outcome.output
+    if any(end < start for start, end, _ in cuts) or any(b[0] < a[1] for a, b in itertools.pairwise(cuts)):
+        return outcome.output
+    sections, position = [], 0
+    for start, end, name in cuts:
+        if start > position:
+            sections.append((f"while running {label}", raw[position:start]))
+        if end > start:
+            sections.append((name, raw[start:end]))
+        position = max(position, end)
+    if position < len(raw):
+        sections.append(("after the checks", raw[position:]))
+    text = "".join(f"[{name}]\n" + part.decode("utf-8", "replace").rstrip("\n") + "\n" for name, part in sections
+                   if part.strip())
+    truncated = outcome.output[len(outcome.output_raw.decode("utf-8", "replace")):]
+    return text + truncated.lstrip("\n") if truncated else text
 
 
 def run_status(loaded: Loaded, outcome: Outcome | None, failure: str | None) -> str:

@@ -75,7 +75,7 @@ def test_fuzz_the_decoder_with_bytes(data):
         messages = decode(data)
     except ChannelError:
         return
-    assert all(isinstance(m, dict) and m["type"] in {"hello", "load_error", "result", "done"} for m in messages)
+    assert all(isinstance(m, dict) and m["type"] in {"hello", "load_error", "result", "phase", "done"} for m in messages)
 
 
 JSON = st.recursive(

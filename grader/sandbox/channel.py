@@ -21,7 +21,7 @@ MAX_MESSAGES = 10_000
 MAX_DEPTH = 6  # message → fields → value → rows → numbers, and one to spare: ex05's (n, output_dim) arrays
 MAX_NUMBER_CHARS = 32  # the child writes floats with repr(): 17 significant digits and an exponent at most
 NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-MESSAGE_TYPES = {"hello", "load_error", "result", "done"}
+MESSAGE_TYPES = {"hello", "load_error", "result", "phase", "done"}
 
 
 class ChannelError(ValueError):
@@ -159,6 +159,8 @@ def _check_sequence(messages: list[dict[str, Any]]) -> None:
         kind = message["type"]
         if kind == "hello" and number > 1:
             raise ChannelError(f"message {number} is a second hello")
+        if kind == "phase" and any(m["type"] == "phase" for m in messages[:number - 1]):
+            raise ChannelError(f"message {number} is a second phase")
         if kind == "done" and number < len(messages):
             raise ChannelError(f"message {number} says done, but more messages follow")
         if kind == "result":

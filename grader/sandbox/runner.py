@@ -47,9 +47,12 @@ class Outcome:
     timed_out: bool
     memory_exceeded: bool
     overflow: bool
-    output: str
+    output: str  # printed before any hidden check ran (capped): what a student may read
     duration_s: float
     peak_rss_mib: float
+    hidden_output: str = ""  # printed once the hidden checks' inputs were handed over: instructors only
+    output_raw: bytes = b""  # `output`'s bytes, for labelling by the results' output offsets
+    hidden_from: int | None = None  # index in `messages` of the phase message: later ones are hidden checks'
 
 
 _job_ids = itertools.count(1)
@@ -149,7 +152,10 @@ class Zygote:
         self.info()
         job_id = f"{os.getpid()}-{next(_job_ids)}"
         limits = job["limits"]
-        payload = json.dumps({**job, "job_id": job_id}).encode()
+        hidden = job.get("hidden_invocations") or []
+        visible = {k: v for k, v in job.items() if k != "hidden_invocations"}
+        payload = json.dumps({**visible, "job_id": job_id, "hidden_follows": bool(hidden)}).encode() + b"\n"
+        later = json.dumps({"invocations": hidden}).encode() + b"\n" if hidden else b""
         job_read, job_write = os.pipe()
         result_read, result_write = os.pipe()
         output = tempfile.TemporaryFile(prefix="grader-output-")  # noqa: SIM115 - closed below
@@ -164,35 +170,45 @@ class Zygote:
             finally:
                 os.close(job_read)
                 os.close(result_write)
-            try:  # _exchange closes job_write and result_read
-                event, channel, overflow = self._exchange(payload, job_write, result_read,
-                                                          float(limits["timeout"]) + BACKSTOP_S)
+            exchange = _Exchange(payload, later, output)
+            try:  # it closes job_write and result_read
+                event = self._exchange(exchange, job_write, result_read, float(limits["timeout"]) + BACKSTOP_S)
             except (SandboxFailure, ValueError) as exc:
                 self.kill()
                 raise SandboxFailure(f"the grading worker failed: {exc}") from None
-            printed = _read_capped(output)
+            if exchange.visible is None:  # the hidden checks never started: all of it was printed in view
+                exchange.visible = _read_head(output)
+                hidden_text = ""
+            else:
+                hidden_text = _decode_capped(*_read_head(output, exchange.visible[1]))
         finally:
             output.close()
-        return _outcome(event, channel, overflow, printed)
+        return _outcome(event, b"".join(exchange.chunks), exchange.overflow, exchange.visible, hidden_text)
 
-    def _exchange(self, payload: bytes, job_write: int, result_read: int,
-                  timeout: float) -> tuple[dict[str, Any], bytes, bool]:
+    def _exchange(self, exchange: _Exchange, job_write: int, result_read: int, timeout: float) -> dict[str, Any]:
         """Feed the job to the child, collect its channel, until the worker says how the child ended."""
         deadline = time.monotonic() + timeout
-        chunks: list[bytes] = []
-        received, overflow, sent = 0, False, 0
         os.set_blocking(job_write, False)
         selector = selectors.DefaultSelector()
         selector.register(self._events, selectors.EVENT_READ, "events")
         selector.register(result_read, selectors.EVENT_READ, "channel")
         selector.register(job_write, selectors.EVENT_WRITE, "job")
         open_fds = {job_write, result_read}
-        event = None
+        writing = True
+
+        def close(fd: int) -> None:
+            selector.unregister(fd)
+            os.close(fd)
+            open_fds.discard(fd)
+
         try:
-            while event is None:
+            while True:
                 event = self._complete_event()
                 if event is not None:
                     break
+                if not writing and exchange.pending and job_write in open_fds:
+                    selector.register(job_write, selectors.EVENT_WRITE, "job")  # the hidden checks' turn
+                    writing = True
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise SandboxFailure("the grading worker stopped answering")
@@ -202,36 +218,29 @@ class Zygote:
                         if not chunk:
                             raise SandboxFailure("the grading worker exited")
                         self._buffer += chunk
-                    elif key.data == "job":
-                        try:
-                            sent += os.write(job_write, payload[sent:sent + (1 << 16)])
-                        except BlockingIOError:
+                    elif key.data == "job" and job_write in open_fds:
+                        if not exchange.write(job_write):
                             continue
-                        except OSError:  # the child is gone or stopped reading: it gets no more
-                            sent = len(payload)
-                        if sent >= len(payload):
+                        if exchange.finished_writing:
+                            close(job_write)
+                        else:  # until the child asks for the hidden checks
                             selector.unregister(job_write)
-                            os.close(job_write)
-                            open_fds.discard(job_write)
-                    elif key.data == "channel":
+                            writing = False
+                    elif key.data == "channel" and result_read in open_fds:
                         chunk = os.read(result_read, 1 << 16)
-                        received += len(chunk)
-                        if chunk and received <= CHANNEL_CAP_BYTES:
-                            chunks.append(chunk)
-                            continue
-                        selector.unregister(result_read)
-                        os.close(result_read)
-                        open_fds.discard(result_read)
-                        if chunk:  # past the cap: the worker stops the child now
-                            overflow = True
-                            self._stop()
+                        if not chunk:
+                            close(result_read)
+                        elif not exchange.received(chunk):
+                            close(result_read)
+                            self._stop()  # past the cap: the worker stops the child now
             if result_read in open_fds:  # every writer is dead now: what is left in the pipe, capped
-                chunks.extend(_drain(result_read, CHANNEL_CAP_BYTES - received))
+                for chunk in _drain(result_read, CHANNEL_CAP_BYTES - exchange.size):
+                    exchange.received(chunk)
         finally:
             selector.close()
             for fd in open_fds:
                 os.close(fd)
-        return event, b"".join(chunks), overflow
+        return event
 
     def _complete_event(self) -> dict[str, Any] | None:
         if b"\n" not in self._buffer:
@@ -277,6 +286,74 @@ class Zygote:
         self.close()
 
 
+PHASE_LINE = b'{"type":"phase","next":"hidden"}\n'  # what harness.PHASE encodes to
+
+
+class _Exchange:
+    """One job's traffic: the job's bytes still to write, and the channel's bytes received so far.
+
+    The hidden checks' part of the job (`later`) is held back until the child's channel says the visible
+    checks are done (PHASE_LINE after a newline); at that moment everything printed so far is read and set
+    aside as the visible output, so nothing printed with the hidden inputs in hand can be shown to the student.
+    """
+
+    def __init__(self, payload: bytes, later: bytes, output: Any):
+        self.pending, self.later, self.output = payload, later, output
+        self.chunks: list[bytes] = []
+        self.size = 0
+        self.overflow = False
+        self.tail = b""
+        self.visible: tuple[bytes, int] | None = None  # (head of the visible output, its size in all)
+
+    @property
+    def finished_writing(self) -> bool:
+        return not self.pending and (not self.later or self.visible is not None)
+
+    def write(self, fd: int) -> bool:
+        try:
+            written = os.write(fd, self.pending[:1 << 16])
+        except BlockingIOError:
+            return False
+        except OSError:  # the child is gone or stopped reading: it gets no more
+            written = len(self.pending)
+            self.later = b"" if self.visible is None else self.later
+        self.pending = self.pending[written:]
+        return True
+
+    def received(self, chunk: bytes) -> bool:
+        """Keep `chunk`; False once the channel is past its cap (the rest is not read)."""
+        self.size += len(chunk)
+        if self.size > CHANNEL_CAP_BYTES:
+            self.overflow = True
+            return False
+        self.chunks.append(chunk)
+        if self.later and self.visible is None and PHASE_LINE in (self.tail + chunk):
+            window = self.tail + chunk
+            at = window.find(PHASE_LINE)
+            if at > 0 and window[at - 1:at] == b"\n":
+                self.visible = _read_head(self.output)
+                self.pending, self.later = self.pending + self.later, b""
+        self.tail = (self.tail + chunk)[-len(PHASE_LINE) - 1:]
+        return True
+
+
+def _read_head(output: Any, start: int = 0) -> tuple[bytes, int]:
+    """Up to OUTPUT_CAP_BYTES + 1 of the output file from `start`, and the file's size past `start`."""
+    try:
+        size = os.fstat(output.fileno()).st_size
+        output.seek(start)
+        return output.read(OUTPUT_CAP_BYTES + 1), max(0, size - start) if start else size
+    except (OSError, ValueError):
+        return b"", 0
+
+
+def _decode_capped(data: bytes, size: int) -> str:
+    text = data[:OUTPUT_CAP_BYTES].decode("utf-8", "replace")
+    if size > OUTPUT_CAP_BYTES:
+        text += f"\n[... output truncated: {size} bytes in all]"
+    return text
+
+
 def _socketpair() -> tuple[socket.socket, socket.socket]:
     """A message-preserving unix socket pair (one control message, with its descriptors, per job)."""
     try:
@@ -301,21 +378,8 @@ def _drain(read_fd: int, budget: int) -> list[bytes]:
     return chunks
 
 
-def _read_capped(output: Any) -> str:
-    """The head of what the child printed, and how much there was in all."""
-    try:
-        size = os.fstat(output.fileno()).st_size
-        output.seek(0)
-        data = output.read(OUTPUT_CAP_BYTES + 1)
-    except OSError:
-        return ""
-    text = data[:OUTPUT_CAP_BYTES].decode("utf-8", "replace")
-    if size > OUTPUT_CAP_BYTES:
-        text += f"\n[... output truncated: {size} bytes in all]"
-    return text
-
-
-def _outcome(event: dict[str, Any], raw: bytes, overflow: bool, output: str) -> Outcome:
+def _outcome(event: dict[str, Any], raw: bytes, overflow: bool, visible: tuple[bytes, int],
+             hidden_output: str) -> Outcome:
     channel_error = None
     try:
         messages = tuple(decode(raw))
@@ -323,6 +387,7 @@ def _outcome(event: dict[str, Any], raw: bytes, overflow: bool, output: str) -> 
         messages, channel_error = (), str(exc)
     if overflow:
         channel_error = "the submission sent more result data than the grader accepts"
+    phase = next((i for i, m in enumerate(messages) if m["type"] == "phase"), None)
     return Outcome(
         messages=messages,
         channel_error=channel_error,
@@ -331,7 +396,10 @@ def _outcome(event: dict[str, Any], raw: bytes, overflow: bool, output: str) -> 
         timed_out=bool(event.get("timed_out")),
         memory_exceeded=bool(event.get("memory_exceeded")),
         overflow=overflow,
-        output=output,
+        output=_decode_capped(*visible),
         duration_s=float(event.get("duration_s", 0.0)),
         peak_rss_mib=float(event.get("peak_rss_mib", 0.0)),
+        hidden_output=hidden_output,
+        output_raw=visible[0][:OUTPUT_CAP_BYTES],
+        hidden_from=phase,
     )

@@ -220,9 +220,9 @@ def _child(control: dict[str, Any], job_fd: int, result_fd: int, output_fd: int,
 
         channel = Channel(result_fd)
         channel.send({"type": "hello", "tier": tier})
-        job = json.loads(_read_all(job_fd, JOB_CAP_BYTES))
-        os.close(job_fd)
-        run(job, channel)
+        reader = _JobReader(job_fd)
+        job = json.loads(reader.line())
+        run(job, channel, lambda: json.loads(reader.line()))
         code = 0
     except BaseException:  # noqa: BLE001 - nothing may escape the fork
         code = 71
@@ -235,15 +235,23 @@ def _child(control: dict[str, Any], job_fd: int, result_fd: int, output_fd: int,
         os._exit(code)
 
 
-def _read_all(fd: int, cap: int) -> bytes:
-    chunks, size = [], 0
-    while size <= cap:
-        chunk = os.read(fd, 1 << 20)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-        size += len(chunk)
-    raise ValueError("the job is larger than the worker accepts")
+class _JobReader:
+    """The child's end of its job pipe: one JSON line at a time (the hidden checks' line comes later)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buffer = b""
+        self.read = 0
+
+    def line(self) -> bytes:
+        while b"\n" not in self.buffer:
+            chunk = os.read(self.fd, 1 << 20)
+            self.read += len(chunk)
+            if not chunk or self.read > JOB_CAP_BYTES:
+                raise ValueError("the job ended early or is larger than the worker accepts")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
 
 
 def run_job(control: dict[str, Any], fds: list[int], scratch: str, commands: Any = None) -> dict[str, Any]:
