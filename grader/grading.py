@@ -327,7 +327,7 @@ def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: l
         if message["type"] == "result":
             received.setdefault((str(message.get("key")), str(message.get("device"))), message)
     timed_out = bool(outcome and outcome.timed_out)
-    peers = {device: tuple(diagnose.Peer(c, _fields(received.get((c.key, device))),
+    peers = {device: tuple(diagnose.Peer(c, _fields(received.get((c.key, device)), references.get(c.key)),
                                          (references.get(c.key) or {}).get("fields")) for c in selected)
              for device in devices}
     results = []
@@ -353,10 +353,13 @@ def _evaluate(exercise: exercises.Exercise, check: Any, observed: dict[str, Any]
                            message=checks.MALFORMED_RESULT, visibility=check.visibility, device=device)
 
 
-def _fields(message: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A result's fields when its probe ran without an error: evidence for the other checks' diagnoses."""
+def _fields(message: dict[str, Any] | None, reference: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A result's fields when its probe ran without an error and its arrays have the reference's shapes:
+    evidence for the other checks' diagnoses."""
     fields = message.get("fields") if message and message.get("ok") else None
-    return fields if isinstance(fields, dict) else None
+    if not isinstance(fields, dict) or not checks.shapes_fit(fields, (reference or {}).get("fields") or {}):
+        return None
+    return fields
 
 
 def _combine(per_device: list[CheckResult], devices: list[str]) -> CheckResult:
