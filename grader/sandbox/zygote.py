@@ -222,7 +222,9 @@ def _child(control: dict[str, Any], job_fd: int, result_fd: int, output_fd: int,
         channel.send({"type": "hello", "tier": tier})
         reader = _JobReader(job_fd)
         job = json.loads(reader.line())
-        run(job, channel, lambda: json.loads(reader.line()))
+        if not job.get("hidden_follows"):
+            reader.close()  # nothing more comes: one descriptor fewer in the submission's hands
+        run(job, channel, reader.last)
         code = 0
     except BaseException:  # noqa: BLE001 - nothing may escape the fork
         code = 71
@@ -252,6 +254,17 @@ class _JobReader:
             self.buffer += chunk
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line
+
+    def last(self) -> Any:
+        """The job's last part (the hidden checks' invocations), after which the pipe is closed."""
+        part = json.loads(self.line())
+        self.close()
+        return part
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
 
 
 def run_job(control: dict[str, Any], fds: list[int], scratch: str, commands: Any = None) -> dict[str, Any]:
@@ -340,12 +353,10 @@ def _watch(pid: int, deadline: float, memory_mib: float, watch_rss: bool, comman
             waiting.append(pidfd)
         ready, _, _ = select.select(waiting, [], [], max(0.0, wake - now))
         if commands is not None and commands in ready:
-            message, fds, _, _ = socket.recv_fds(commands, 4096, 4)
+            _, fds, _, _ = socket.recv_fds(commands, 4096, 4)  # a stop, or the parent has gone (empty)
             for fd in fds:  # a stop carries none; anything else is closed unread
                 os.close(fd)
             state["stopped"] = True
-            if not message:
-                state["parent_gone"] = True
             break
     if pidfd is not None:
         os.close(pidfd)
