@@ -31,7 +31,7 @@ from typing import Any
 
 from grader import __version__, exercises, grading, hints, layouts
 from grader.formats import gradebook
-from grader.report import to_json
+from grader.report import RUN_STATUSES, to_json
 from grader.sandbox.runner import SandboxFailure, Zygote
 from grader.submission import SubmissionNotFound, file_sha256
 
@@ -286,10 +286,7 @@ class Slot:
         with self._lock:
             workers = list(self._workers.values())
         for worker in workers:
-            try:
-                worker.process.stdin.close()
-            except OSError:
-                pass
+            worker.release()
 
     def close(self, stopping: bool = False) -> None:
         with self._lock:
@@ -481,7 +478,12 @@ def sigterm_as_interrupt() -> Iterator[None]:
 # ---- gradebook and summary, rebuilt from the reports on disk
 
 def report_status(data: dict[str, Any]) -> str | None:
-    """Why a report did not grade cleanly, as one word for the gradebook (None: it did, whatever the score)."""
+    """Why a report did not grade cleanly, as one word for the gradebook (None: it did, whatever the score).
+
+    From schema 1.1 the report's own `status` says it; the rest reads reports written by 1.0 graders."""
+    status = data.get("status")
+    if isinstance(status, str) and status in RUN_STATUSES:
+        return None if status == "ok" else status
     error = data.get("error")
     if not error:
         return None

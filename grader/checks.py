@@ -6,6 +6,7 @@ Pure NumPy, in the trusted parent. Each function turns one check's untrusted num
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -120,24 +121,111 @@ PROCESS_RULES = {
 def compare_process(check: CheckSpec, observed: dict[str, Any], reference: dict[str, Any],
                     tol: Tolerance, known_mistake: Callable[[], bool] = lambda: False,
                     ) -> tuple[Verdict, str | None]:
-    """Counts of backward()/step() calls, credited only beside a run that is recognisably training.
+    """Counts of backward()/step() calls, credited only where they are the process behind the history.
 
-    The counts travel over the same channel as every other number, so on their own a submission that
-    never trains could forge them. They are credited when the watched run matches the reference, or
-    follows a cataloged mistake (`known_mistake`): that mistake then costs its own check's points only,
-    and forging the counts means forging a whole plausible trajectory too.
+    A count alone proves nothing: backward() on a dummy tensor beside a NumPy gradient, or step() on a
+    dummy optimizer, count as much as the real ones. So a call counts only where it touched the parameter
+    the history records: a backward() whose gradient reached a leaf holding the value w had at that epoch,
+    a step() whose optimizer holds w (its value after the step is the history's next w) or, for a model,
+    every parameter of the model. A history that shows no training (w never moves, the loss never changes)
+    earns no process credit at all. And the run must match the reference or follow a cataloged mistake
+    (`known_mistake`): forging the evidence means forging a whole plausible trajectory too.
     """
     field, code, advice = PROCESS_RULES[check.require or ""]
     n_iters = int(check.args.get("n_iters", 1))
-    count = int(observed.get(field, 0) or 0)
+    count = _count(observed.get(field, 0))
     label = f"{field.replace('_', ' ')}: {count} for {n_iters} epochs"
     if count < n_iters:
         return Verdict(False, f"{label}; {advice}."), code
+    history = _history(observed)
+    if history is not None and _frozen(history):
+        return Verdict(False, f"{label}, but the history shows no training at all (it never changes), so the "
+                              "calls earn nothing: they did not train what your function returns."), None
+    where = _process_evidence(check, observed, history, tol, n_iters)
+    if where is not None:
+        return Verdict(False, f"{label}, but {where}; {advice} on the parameter you train."), code
     curves = [name for name, value in reference.items() if isinstance(value, list)]
     if not all(_close(observed.get(name), reference[name], tol) for name in curves) and not known_mistake():
         return Verdict(False, f"{label}, but the run they belong to matches neither the reference nor a "
                               "known mistake, so they earn nothing yet: fix the training checks first."), None
     return Verdict(True, f"{label}."), None
+
+
+MAX_COUNT = 10_000_000
+
+
+def _count(value: Any) -> int:
+    """A call count from the child: a finite, non-negative number of sane size, else malformed."""
+    number = float(value or 0)
+    if not (0 <= number <= MAX_COUNT):  # NaN fails too
+        raise ValueError(f"a call count of {value!r}")
+    return int(number)
+
+
+def _history(observed: dict[str, Any]) -> np.ndarray | None:
+    """The column that shows training: w where the history records it, else the loss."""
+    for name in ("w", "loss"):
+        if isinstance(observed.get(name), list):
+            values = _array(observed[name])
+            return values if values.ndim == 1 and values.size else None
+    return None
+
+
+def _frozen(values: np.ndarray) -> bool:
+    return bool(values.size > 1 and np.all(values == values[0]))
+
+
+def _process_evidence(check: CheckSpec, observed: dict[str, Any], history: np.ndarray | None, tol: Tolerance,
+                      n_iters: int) -> str | None:
+    """Why the calls are not the process behind the history (None: they are, or there is nothing to tie)."""
+    if check.require == "optimizer" and "steps_holding_model" in observed:
+        holding = _count(observed.get("steps_holding_model"))
+        return None if holding >= n_iters else \
+            f"only {holding} of them ran on an optimizer that holds the model's parameters"
+    if history is None or "w" not in observed:
+        return None
+    w = history
+    start = check.args.get("w")
+    if check.require == "backward":
+        calls, what = _value_lists(observed.get("backward_values")), "backward()"
+        alignments = [w] + ([np.concatenate(([float(start)], w[:-1]))] if isinstance(start, (int, float)) else [])
+    else:
+        calls, what = _value_lists(observed.get("step_values")), "optimizer.step()"
+        alignments = [w, w[1:]]
+    # The history's w is after each epoch's update; a history that records it before (w-before-update) is
+    # shifted by one epoch, and still the same process.
+    results = [(_matched_in_order(calls, t, tol), t.size) for t in alignments if t.size >= max(1, n_iters - 1)]
+    if any(matched >= size for matched, size in results):
+        return None
+    matched = max((m for m, _ in results), default=0)
+    reached = "reached" if check.require == "backward" else "updated"
+    return f"only {matched} of the {what} calls {reached} the w your history records"
+
+
+def _value_lists(value: Any) -> list[list[float]]:
+    if not isinstance(value, list):
+        return []
+    return [[float(v) for v in call if isinstance(v, float)] for call in value[:MAX_COUNT] if isinstance(call, list)]
+
+
+def _matched_in_order(calls: list[list[float]], targets: np.ndarray, tol: Tolerance) -> int:
+    """How many of `targets`, in order, are met by successive calls (each call meets at most one)."""
+    if not targets.size:
+        return 0
+    with np.errstate(invalid="ignore", over="ignore"):
+        allowed = tol.absolute(targets) + tol.rtol * np.abs(targets)
+    k = 0
+    for values in calls:
+        if k < targets.size and any(_same(v, float(targets[k]), float(allowed[k])) for v in values):
+            k += 1
+    return k
+
+
+def _same(value: float, target: float, allowed: float) -> bool:
+    """Within tolerance; a run that diverged matches its own infinities and NaNs."""
+    if value == target or (math.isnan(value) and math.isnan(target)):
+        return True
+    return math.isfinite(value) and math.isfinite(target) and abs(value - target) <= allowed
 
 
 # Mistakes recognised by replaying a whole training run: a run that follows one is genuine training.
@@ -195,12 +283,12 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | No
             raise TypeError("fields is not a mapping")
         if check.compare == "process":
             verdict, code = compare_process(
-                check, fields, expected, tol, lambda: _follows_known_mistake(exercise, check, fields, peers))
+                check, fields, expected, tol, lambda: shapes_fit(fields, expected) and _follows_known_mistake(exercise, check, fields, peers))
         elif check.compare == "trajectory":
             verdict = compare_trajectory(check, fields, expected, tol, reveal)
         else:
             verdict = compare_value(check, fields, expected, tol, reveal)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, ArithmeticError):
         return replace(base, message=MALFORMED_RESULT)
     # Plotting data for visible checks only, passed or not: hidden references must never leave the grader.
     trajectory = _trajectory(check, fields, expected) if reveal else None
@@ -209,11 +297,32 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | No
                        trajectory=trajectory)
     result = replace(base, status=Status.FAILED, message=verdict.message,
                      first_divergent_epoch=verdict.first_divergent_epoch, trajectory=trajectory)
+    if code is None and not shapes_fit(fields, expected):
+        return result  # no replay on shapes the reference does not have (80,000 forged rows of weights)
     try:
         found = diagnose.from_behaviour(exercise, check, fields, expected, code, peers)
-    except (TypeError, ValueError):  # garbled extra fields: no diagnosis rather than no report
+    except (TypeError, ValueError, ArithmeticError):  # garbled extra fields: no diagnosis rather than no report
         found = None
     return diagnose.attach(result, found)
+
+
+# Fields a diagnosis replays from, and the reference field whose shape they must have.
+SHAPED_LIKE = {"initial_weight": "weight", "initial_bias": "bias"}
+
+
+def shapes_fit(fields: dict[str, Any], reference: dict[str, Any]) -> bool:
+    """Whether every array the child reported has the shape the reference gives it (ex05: a layer's weight
+    is (output_dim, input_dim)), so that the parent's work on a submission stays the size of the exercise."""
+    for name, value in fields.items():
+        model = reference.get(SHAPED_LIKE.get(name, name))
+        if not isinstance(value, list) or not isinstance(model, list):
+            continue
+        try:
+            if _array(value).shape != _array(model).shape:
+                return False
+        except (TypeError, ValueError):
+            return False
+    return True
 
 
 def _trajectory(check: CheckSpec, observed: dict[str, Any], expected: dict[str, Any]) -> dict[str, Any] | None:

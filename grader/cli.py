@@ -120,16 +120,48 @@ def check(exercise: str, file: Path | None, output_format: str, report_path: Pat
     from grader import grading
     from grader.submission import SubmissionNotFound
 
+    outputs = [p for p in (report_path, plot_path, html_path) if p is not None]
+    for output in outputs:
+        _check_writable(output)
+    limits = grading.Limits(timeout, memory)
     worker = grading.start_worker(exercise, device)  # first: its torch import overlaps our own start-up
+    path = None
     try:
-        report = grading.grade(exercise, _default_file(exercise, file), device=device,
-                               limits=grading.Limits(timeout, memory), worker=worker)
+        path = _default_file(exercise, file)
+        report = grading.grade(exercise, path, device=device, limits=limits, worker=worker)
     except (SubmissionNotFound, grading.DeviceUnavailable) as exc:
         raise click.UsageError(str(exc)) from None
+    except click.UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the grader's own failure: a report that says so, exit 3
+        report = grading.failure_report(exercise, path or Path(f"{exercise}.py"), _one_line(exc), limits)
     finally:
         worker.close()
-    _emit(report, output_format, report_path, plot_path, html_path)
+    try:
+        _emit(report, output_format, report_path, plot_path, html_path)
+    except OSError as exc:
+        raise click.UsageError(f"cannot write {exc.filename or 'an output file'}: {exc.strerror or exc}") from None
+    if report.status == "grader-failure":
+        from grader import sanitize
+
+        click.echo(f"Error: {sanitize.text(' '.join(str(report.error).split()))}", err=True)
+        sys.exit(3)
     sys.exit(0 if report.full_marks else 1)
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
+
+
+def _check_writable(path: Path) -> None:
+    """An output path that cannot be written is a usage error, found before grading rather than after."""
+    if path.is_dir():
+        raise click.UsageError(f"{path} is a directory; give a file name.")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise click.UsageError(f"cannot write {path}: {parent} is a file, not a directory.")
+            break
 
 
 def _default_file(exercise: str, file: Path | None) -> Path:
@@ -344,13 +376,16 @@ def similarity(out: Path, threshold: float | None) -> None:
 @click.option("--timeout", type=click.FloatRange(0.5), default=DEFAULT_TIMEOUT_S, show_default=True)
 def gradescope(exercise: str | None, submission_dir: Path, results_path: Path, timeout: float) -> None:
     from grader import grading, lms
-    from grader.sandbox.runner import SandboxFailure
 
-    try:
-        data = lms.run_gradescope(exercise, submission_dir, results_path, grading.Limits(timeout))
-    except SandboxFailure as exc:
-        raise click.ClickException(f"the grader could not run: {exc}") from None
-    click.echo(f"score {data['score']:g}; results written to {results_path}")
+    data, status = lms.gradescope_entry(exercise, submission_dir, results_path, grading.Limits(timeout))
+    _lms_done(data["score"], results_path, status)
+
+
+def _lms_done(score: float, results_path: Path, status: str) -> None:
+    click.echo(f"score {score:g}; results written to {results_path}")
+    if status == "grader-failure":
+        click.echo("Error: the grader itself failed; the results file says so.", err=True)
+        sys.exit(3)
 
 
 @main.command(help="(in PrairieLearn's external grader) Grade /grade/student into /grade/results/results.json.")
@@ -365,8 +400,9 @@ def prairielearn(exercise: str | None, submission_dir: Path, results_path: Path,
                  reveal_hidden: bool) -> None:
     from grader import grading, lms
 
-    data = lms.run_prairielearn(exercise, submission_dir, results_path, grading.Limits(timeout), reveal_hidden)
-    click.echo(f"score {data['score']:g}; results written to {results_path}")
+    data, status = lms.prairielearn_entry(exercise, submission_dir, results_path, grading.Limits(timeout),
+                                          reveal_hidden)
+    _lms_done(data["score"], results_path, status)
 
 
 @main.command("gradescope-package", help="(instructors) Build a Gradescope autograder zip for EX: setup.sh and "

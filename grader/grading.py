@@ -7,6 +7,7 @@ The flow runs one way: read the file (submission.py) → run the probes in a san
 from __future__ import annotations
 
 import importlib.metadata
+import itertools
 import platform
 import signal
 import time
@@ -18,9 +19,9 @@ from typing import Any
 import numpy as np
 
 from grader import __version__, checks, diagnose, exercises
-from grader.report import CheckResult, Report, Status
+from grader.report import CheckResult, Report, Status, Submission
 from grader.sandbox.runner import Outcome, SandboxFailure, Zygote
-from grader.submission import Loaded, read
+from grader.submission import MAX_SUBMISSION_BYTES, Loaded, file_sha256, read
 
 DEFAULT_TIMEOUT_S = 60.0
 DEFAULT_MEMORY_MIB = 2048
@@ -83,13 +84,14 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         selected = tuple(c for c in exercise.checks if include_hidden or c.visibility == "visible")
         info = worker.info()
         devices = resolve_devices(exercise, device, info)
-        if loaded.problem:
-            outcome, problem, tier = None, loaded.problem, {"tier": "not-run"}
-        else:
-            outcome, problem, tier = _run(worker, exercise, loaded, selected, devices, limits)
+        outcome, failure, tier = None, None, {"tier": "not-run"}
+        if not loaded.problem:
+            outcome, failure, tier = _run(worker, exercise, loaded, selected, devices, limits)
     finally:
         if own_worker:
             worker.close()
+    status = run_status(loaded, outcome, failure)
+    problem = run_problem(status, loaded, outcome, limits, failure)
     results = _results(exercise, selected, devices, outcome, problem)
     skipped_cells = notebook_cell_problems(outcome)
     if skipped_cells and not all(r.passed for r in results):  # why a function may be missing or stale
@@ -105,8 +107,38 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         sandbox={**tier, "limits": limits.as_job()},
         duration_s=round(time.monotonic() - started, 3),
         error=problem,
-        output=outcome.output if outcome else "",
+        output=labelled_output(outcome, selected, devices, Path(loaded.submission.path).name),
         references_sha256=exercise.references_digest(),
+        status=status,
+        hidden_output=outcome.hidden_output if outcome else "",
+    )
+
+
+def failure_report(exercise_id: str, path: Path | str, reason: str, limits: Limits | None = None) -> Report:
+    """A report for a run the grader itself could not finish (status `grader-failure`): every check at zero.
+
+    Built from as little as possible (the exercise's spec, the file's digest when it can be read), since
+    something already went wrong.
+    """
+    try:
+        exercise = exercises.load(exercise_id)
+        names = [(c.name, c.points, c.visibility) for c in exercise.checks]
+        title, digest = exercise.title, exercise.references_digest()
+    except Exception:  # noqa: BLE001 - the failure being reported may be this very one
+        names, title, digest = [], exercise_id, ""
+    try:
+        sha, size = file_sha256(Path(path)), min(Path(path).stat().st_size, MAX_SUBMISSION_BYTES + 1)
+    except (OSError, ValueError):
+        sha, size = "0" * 64, 0
+    kind = "ipynb" if str(path).endswith(".ipynb") else "py"
+    message = f"the grader failed ({reason}); this is not your doing: please report it."
+    return Report(
+        exercise=exercise_id, title=title, submission=Submission(str(path), sha, kind, size),
+        checks=tuple(CheckResult(name=n, status=Status.ERROR, score=0.0, max_score=p, message=message,
+                                 visibility=v) for n, p, v in names),
+        devices=(), grader_version=__version__, versions=versions(),
+        sandbox={"tier": "failed", "limits": (limits or Limits()).as_job()}, error=message,
+        references_sha256=digest, status="grader-failure",
     )
 
 
@@ -118,38 +150,136 @@ def _run(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, selected:
         "probe_source": exercise.probe_source,
         "cells": [{"label": c.label, "source": c.source} for c in loaded.cells],
         "forgiving_cells": loaded.submission.kind == "ipynb",
-        "invocations": exercise.invocations(selected),
+        "invocations": [i for i in exercise.invocations(selected) if i["key"] not in hidden_keys(selected)],
+        "hidden_invocations": [i for i in exercise.invocations(selected) if i["key"] in hidden_keys(selected)],
         "devices": devices,
         "limits": limits.as_job(),
     }
     try:
         outcome = worker.run(job)
     except SandboxFailure as exc:
-        return None, f"the grader could not run your submission ({exc}); please report this.", {"tier": "failed"}
+        return None, str(exc), {"tier": "failed"}
+    outcome = in_their_phase(outcome, hidden_keys(selected))
     hello = next((m for m in outcome.messages if m["type"] == "hello"), {})
     # The child's hello is sent before student code runs; when the channel was rejected, the worker knows.
     tier = hello.get("tier") if isinstance(hello.get("tier"), dict) else {"tier": worker.tier}
-    return outcome, run_problem(outcome, limits), tier
+    return outcome, None, tier
 
 
-def run_problem(outcome: Outcome, limits: Limits) -> str | None:
-    """What went wrong with the run as a whole, in words for the student (None when it finished)."""
-    load_error = next((m for m in outcome.messages if m["type"] == "load_error" and not m.get("continued")), None)
+def hidden_keys(selected: tuple[Any, ...]) -> set[str]:
+    """The runs only hidden checks use: their inputs reach the child only after the visible checks are done."""
+    visible = {c.key for c in selected if c.visibility == "visible"}
+    return {c.key for c in selected if c.visibility == "hidden" and c.key not in visible}
+
+
+def in_their_phase(outcome: Outcome, hidden: set[str]) -> Outcome:
+    """Only the messages sent in their own phase: visible results and load errors before the hidden checks'
+    inputs were handed over, hidden results after. A visible result sent later could carry the hidden inputs
+    into what the student reads (its message), so it is dropped, and its check gets no result."""
+    if outcome.hidden_from is None:
+        kept = [m for m in outcome.messages if not (m["type"] == "result" and str(m.get("key")) in hidden)]
+    else:
+        kept = [m for i, m in enumerate(outcome.messages)
+                if m["type"] in ("hello", "phase", "done")
+                or (i < outcome.hidden_from and not (m["type"] == "result" and str(m.get("key")) in hidden))
+                or (i > outcome.hidden_from and m["type"] == "result" and str(m.get("key")) in hidden)]
+    return replace(outcome, messages=tuple(kept))
+
+
+def labelled_output(outcome: Outcome | None, selected: tuple[Any, ...], devices: list[str],
+                    label: str = "your file") -> str:
+    """What the submission printed in view, each part under the check that printed it.
+
+    The harness sends each result's output offsets: they are the child's word, so they only ever cut the
+    visible output into sections (never reach the hidden output), and where they do not add up the output is
+    shown whole, unlabelled."""
+    if outcome is None:
+        return ""
+    raw = outcome.output_raw
+    names = {}
+    for check in selected:  # a run several checks share is named after the first of them
+        names.setdefault(check.key, check.name)
+    cuts = []
+    for message in outcome.messages:
+        at = message.get("output_at") if message["type"] == "result" else None
+        if isinstance(at, list) and len(at) == 2 and all(isinstance(v, float) for v in at):
+            name = names.get(str(message.get("key")), str(message.get("key")))
+            if len(devices) > 1:
+                name += f", on {message.get('device')}"
+            cuts.append((int(min(max(at[0], 0), len(raw))), int(min(max(at[1], 0), len(raw))), name))
+    if not any(end > start for start, end, _ in cuts):
+        return outcome.output
+    if any(end < start for start, end, _ in cuts) or any(b[0] < a[1] for a, b in itertools.pairwise(cuts)):
+        return outcome.output
+    sections, position = [], 0
+    for start, end, name in cuts:
+        if start > position:
+            sections.append((f"while running {label}", raw[position:start]))
+        if end > start:
+            sections.append((name, raw[start:end]))
+        position = max(position, end)
+    if position < len(raw):
+        sections.append(("after the checks", raw[position:]))
+    text = "".join(f"[{name}]\n" + part.decode("utf-8", "replace").rstrip("\n") + "\n" for name, part in sections
+                   if part.strip())
+    truncated = outcome.output[len(outcome.output_raw.decode("utf-8", "replace")):]
+    return text + truncated.lstrip("\n") if truncated else text
+
+
+def run_status(loaded: Loaded, outcome: Outcome | None, failure: str | None) -> str:
+    """How the run as a whole ended (the report's `status`): the one place that decides it.
+
+    From what happened only: the reader's verdict, the worker's account (exit status, signal, limits) and
+    the kinds of message on the channel; never from the wording of a message.
+    """
+    if loaded.problem:
+        return loaded.problem_status or "unreadable"
+    if failure is not None or outcome is None:
+        return "grader-failure"
     if outcome.channel_error:
-        return f"the grader rejected your results: {outcome.channel_error}."
+        return "rejected"
+    load_error = next((m for m in outcome.messages if m["type"] == "load_error" and not m.get("continued")), None)
     if load_error:
         error = load_error.get("error")
-        return "your file could not be imported: " + describe_load_error(error if isinstance(error, dict) else {})
+        return "exited" if isinstance(error, dict) and error.get("type") == "SystemExit" else "import-error"
     if outcome.memory_exceeded:
-        return f"your code used more than {limits.memory_mib} MiB of memory and was stopped."
+        return "memory-limit"
     if outcome.timed_out:
+        return "timeout"
+    if any(m["type"] == "done" for m in outcome.messages):
+        return "ok"
+    if outcome.signal:
+        return "crashed"
+    if not any(m["type"] == "hello" for m in outcome.messages):
+        return "grader-failure"  # the child never reached the point where a submission's code can run
+    return "exited"
+
+
+def run_problem(status: str, loaded: Loaded, outcome: Outcome | None, limits: Limits,
+                failure: str | None = None) -> str | None:
+    """What went wrong with the run as a whole, in words for the student (None when it finished)."""
+    if status in ("unreadable", "syntax-error"):
+        return loaded.problem
+    if status == "ok":
+        return None
+    if status == "grader-failure" or outcome is None:
+        return f"the grader could not run your submission ({failure or 'its sandbox did not start'}); " \
+               "please report this."
+    if status == "rejected":
+        return f"the grader rejected your results: {outcome.channel_error}."
+    if status in ("import-error", "exited") and any(m["type"] == "load_error" for m in outcome.messages):
+        load_error = next(m for m in outcome.messages if m["type"] == "load_error" and not m.get("continued"))
+        error = load_error.get("error")
+        return "your file could not be imported: " + describe_load_error(error if isinstance(error, dict) else {})
+    if status == "memory-limit":
+        return f"your code used more than {limits.memory_mib} MiB of memory and was stopped."
+    if status == "timeout":
         return (f"your code did not finish within {limits.timeout:g} s (an endless loop, or far too many "
                 "epochs?); checks that had not finished get no points.")
-    if any(m["type"] == "done" for m in outcome.messages):
-        return None
-    if outcome.signal:
-        name = signal.Signals(outcome.signal).name if outcome.signal in signal.Signals._value2member_map_ else ""
-        return f"your code crashed the grading process (signal {outcome.signal} {name}).".replace(" )", ")")
+    if status == "crashed":
+        sig = outcome.signal
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else ""
+        return f"your code crashed the grading process (signal {sig} {name}).".replace(" )", ")")
     return (f"your code ended the grading process early (exit status {outcome.exit_code}). "
             "Did you call sys.exit(), exit() or os._exit()?")
 
@@ -199,24 +329,39 @@ def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: l
         if message["type"] == "result":
             received.setdefault((str(message.get("key")), str(message.get("device"))), message)
     timed_out = bool(outcome and outcome.timed_out)
-    peers = {device: tuple(diagnose.Peer(c, _fields(received.get((c.key, device))),
+    peers = {device: tuple(diagnose.Peer(c, _fields(received.get((c.key, device)), references.get(c.key)),
                                          (references.get(c.key) or {}).get("fields")) for c in selected)
              for device in devices}
     results = []
     for check in selected:
         per_device = [
-            checks.evaluate(exercise, check, received.get((check.key, device)), references.get(check.key),
-                            device, problem, timed_out, peers[device])
+            _evaluate(exercise, check, received.get((check.key, device)), references.get(check.key), device,
+                      problem, timed_out, peers[device])
             for device in devices
         ]
         results.append(_combine(per_device, devices))
     return tuple(results)
 
 
-def _fields(message: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A result's fields when its probe ran without an error: evidence for the other checks' diagnoses."""
+def _evaluate(exercise: exercises.Exercise, check: Any, observed: dict[str, Any] | None,
+              reference: dict[str, Any] | None, device: str, problem: str | None, timed_out: bool,
+              peers: tuple[Any, ...]) -> CheckResult:
+    """checks.evaluate, fenced: the numbers are the submission's, so whatever they make the comparison or a
+    diagnosis do (an overflow, a recursion, an error nobody foresaw) fails this check alone, never the run."""
+    try:
+        return checks.evaluate(exercise, check, observed, reference, device, problem, timed_out, peers)
+    except Exception:  # noqa: BLE001 - see above
+        return CheckResult(name=check.name, status=Status.FAILED, score=0.0, max_score=check.points,
+                           message=checks.MALFORMED_RESULT, visibility=check.visibility, device=device)
+
+
+def _fields(message: dict[str, Any] | None, reference: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A result's fields when its probe ran without an error and its arrays have the reference's shapes:
+    evidence for the other checks' diagnoses."""
     fields = message.get("fields") if message and message.get("ok") else None
-    return fields if isinstance(fields, dict) else None
+    if not isinstance(fields, dict) or not checks.shapes_fit(fields, (reference or {}).get("fields") or {}):
+        return None
+    return fields
 
 
 def _combine(per_device: list[CheckResult], devices: list[str]) -> CheckResult:

@@ -18,6 +18,7 @@ LMS shows "the autograder failed" to the student when there is no results file a
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,6 @@ from typing import Any
 from grader import exercises, grading, hints
 from grader.batch import write_atomic
 from grader.formats import gradescope, prairielearn
-from grader.sandbox.runner import SandboxFailure
 from grader.submission import SubmissionNotFound
 
 GRADESCOPE_SUBMISSION = Path("/autograder/submission")
@@ -33,6 +33,8 @@ GRADESCOPE_RESULTS = Path("/autograder/results/results.json")
 PRAIRIELEARN_SUBMISSION = Path("/grade/student")
 PRAIRIELEARN_RESULTS = Path("/grade/results/results.json")
 SUFFIXES = (".py", ".ipynb")
+MAX_DEPTH = 8  # folders below the upload's root that are searched
+MAX_FILES = 10_000
 
 
 class NoSubmission(LookupError):
@@ -50,7 +52,7 @@ def find_submission(folder: Path, exercise_id: str | None = None) -> tuple[str, 
     wanted = [exercise_id] if exercise_id else exercises.exercise_ids()
     found: dict[str, Path] = {}
     # The shallowest file wins, and .py before .ipynb at the same depth, as in single mode.
-    for candidate in sorted(folder.rglob("*"), key=lambda p: (len(p.parts), p.suffix != ".py", str(p))):
+    for candidate in sorted(_files(folder), key=lambda p: (len(p.parts), p.suffix != ".py", str(p))):
         if candidate.stem in wanted and candidate.suffix in SUFFIXES and candidate.is_file() \
                 and not candidate.is_symlink():
             found.setdefault(candidate.stem, candidate)
@@ -63,10 +65,22 @@ def find_submission(folder: Path, exercise_id: str | None = None) -> tuple[str, 
     return next(iter(found.items()))
 
 
+def _files(folder: Path) -> list[Path]:
+    """Every file in the upload down to MAX_DEPTH folders (an upload may nest 1,000 folders deep), no links."""
+    files: list[Path] = []
+    for root, dirs, names in os.walk(folder, followlinks=False, onerror=lambda error: None):
+        if len(Path(root).relative_to(folder).parts) >= MAX_DEPTH:
+            dirs.clear()
+        files += [Path(root, name) for name in names]
+        if len(files) > MAX_FILES:
+            break
+    return files
+
+
 def _what_was_found(folder: Path, shown: int = 10) -> str:
     """One sentence naming what the upload holds, so a student sees why `Ex03.py` was not taken."""
     try:
-        names = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if not p.is_dir())
+        names = sorted(str(p.relative_to(folder)) for p in _files(folder))
     except (OSError, RecursionError):
         return ""
     if not names:
@@ -82,32 +96,54 @@ def _grade(submission_dir: Path, exercise_id: str | None, limits: grading.Limits
 
 def run_gradescope(exercise_id: str | None = None, submission_dir: Path = GRADESCOPE_SUBMISSION,
                    results_path: Path = GRADESCOPE_RESULTS, limits: grading.Limits | None = None) -> dict[str, Any]:
-    """Grade the Gradescope submission and write results.json; returns what was written.
+    """Grade the Gradescope submission and write results.json, whatever happens; returns what was written."""
+    return gradescope_entry(exercise_id, submission_dir, results_path, limits)[0]
 
-    If the grader itself cannot run (SandboxFailure) nothing is written and the error propagates:
-    Gradescope then reports the autograder as failed, which the instructor can rerun, instead of a zero.
+
+def gradescope_entry(exercise_id: str | None = None, submission_dir: Path = GRADESCOPE_SUBMISSION,
+                     results_path: Path = GRADESCOPE_RESULTS,
+                     limits: grading.Limits | None = None) -> tuple[dict[str, Any], str]:
+    """run_gradescope, and the run's status (`grader-failure` where the grader itself failed: exit 3).
+
+    Where the grader fails (its sandbox cannot start, a bug), results.json still says so, with a zero and
+    the reason: Gradescope shows "the autograder failed" with nothing to read when there is no file at all.
     """
     started = time.monotonic()
     try:
-        data = gradescope.results(_grade(submission_dir, exercise_id, limits))
+        report = _grade(submission_dir, exercise_id, limits)
+        data, status = gradescope.results(report), report.status
     except (NoSubmission, SubmissionNotFound) as exc:
-        data = gradescope.failure(str(exc), time.monotonic() - started)
+        data, status = gradescope.failure(str(exc), time.monotonic() - started), "unreadable"
+    except Exception as exc:  # noqa: BLE001 - the grader's own failure: still a results file
+        data, status = gradescope.failure(_grader_failed(exc), time.monotonic() - started), "grader-failure"
+    data.setdefault("extra_data", {})["status"] = status
     write_atomic(Path(results_path), json.dumps(data, indent=2))
-    return data
+    return data, status
 
 
 def run_prairielearn(exercise_id: str | None = None, submission_dir: Path = PRAIRIELEARN_SUBMISSION,
                      results_path: Path = PRAIRIELEARN_RESULTS, limits: grading.Limits | None = None,
                      reveal_hidden: bool = False) -> dict[str, Any]:
-    """Grade the PrairieLearn submission and write results.json; returns what was written.
+    """Grade the PrairieLearn submission and write results.json, whatever happens; returns what was written."""
+    return prairielearn_entry(exercise_id, submission_dir, results_path, limits, reveal_hidden)[0]
 
-    Nothing to grade, or a grader that cannot run, is `gradable: false`: the attempt does not count.
-    """
+
+def prairielearn_entry(exercise_id: str | None = None, submission_dir: Path = PRAIRIELEARN_SUBMISSION,
+                       results_path: Path = PRAIRIELEARN_RESULTS, limits: grading.Limits | None = None,
+                       reveal_hidden: bool = False) -> tuple[dict[str, Any], str]:
+    """run_prairielearn, and the run's status. Nothing to grade, or a grader that failed, is `gradable: false`:
+    the attempt does not count."""
     try:
-        data = prairielearn.results(_grade(submission_dir, exercise_id, limits), reveal_hidden)
+        report = _grade(submission_dir, exercise_id, limits)
+        data, status = prairielearn.results(report, reveal_hidden), report.status
     except (NoSubmission, SubmissionNotFound) as exc:
-        data = prairielearn.failure(str(exc))
-    except SandboxFailure as exc:
-        data = prairielearn.failure(f"the grader could not run ({exc}); this attempt does not count.")
+        data, status = prairielearn.failure(str(exc)), "unreadable"
+    except Exception as exc:  # noqa: BLE001 - SandboxFailure or a bug: still a results file
+        data, status = prairielearn.failure(_grader_failed(exc) + " This attempt does not count."), "grader-failure"
     write_atomic(Path(results_path), json.dumps(data, indent=2))
-    return data
+    return data, status
+
+
+def _grader_failed(exc: BaseException) -> str:
+    return f"The grader itself failed ({type(exc).__name__}: {' '.join(str(exc).split())[:200]}); " \
+           "this is not your doing."

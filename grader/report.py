@@ -9,8 +9,13 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from grader import sanitize
+
 # Bump on any change to the report's shape; readers key on it. See schema/report.schema.json.
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
+# How a run as a whole ended (the report's `status`, schema 1.1): CONTRACT.md's list.
+RUN_STATUSES = ("ok", "syntax-error", "import-error", "unreadable", "timeout", "memory-limit", "crashed", "exited",
+                "rejected", "grader-failure")
 
 
 class Status(str, enum.Enum):
@@ -64,9 +69,11 @@ class Report:
     duration_s: float = 0.0
     # A problem with the run as a whole (crash at import, hang, channel abuse), for the student to read.
     error: str | None = None
-    output: str = ""  # the submission's captured (capped) stdout/stderr, for the student's eyes only
+    output: str = ""  # what the submission printed before any hidden check ran (capped), labelled by check
     references_sha256: str = ""
     schema_version: str = SCHEMA_VERSION
+    status: str = "ok"  # one of RUN_STATUSES, decided in grading.run_status() only
+    hidden_output: str = ""  # what it printed while hidden checks ran: for the instructor, never the student
 
     @property
     def score(self) -> float:
@@ -78,7 +85,8 @@ class Report:
 
     @property
     def full_marks(self) -> bool:
-        return bool(self.checks) and all(c.passed for c in self.checks) and self.error is None
+        return bool(self.checks) and all(c.passed for c in self.checks) and self.error is None \
+            and self.status == "ok"
 
     def with_checks(self, checks: tuple[CheckResult, ...]) -> Report:
         return replace(self, checks=checks)
@@ -92,7 +100,7 @@ def to_dict(report: Report) -> dict[str, Any]:
     data["full_marks"] = report.full_marks
     data["checks"] = [{**asdict(c), "status": c.status.value} for c in report.checks]
     data["devices"] = list(report.devices)
-    return data
+    return sanitize.deep(data)  # messages, output, paths: a submission's text, safe in any file or viewer
 
 
 def to_json(report: Report) -> str:
@@ -108,6 +116,7 @@ def from_dict(data: dict[str, Any]) -> Report:
     fields["checks"] = checks
     fields["submission"] = Submission(**data["submission"])
     fields["devices"] = tuple(data["devices"])
+    fields.setdefault("status", "ok")  # a 1.0 report on disk: its `error` still says what went wrong
     return Report(**fields)
 
 
@@ -127,6 +136,7 @@ def validation_errors(data: Any) -> list[str]:
 
 
 __all__ = [
+    "RUN_STATUSES",
     "SCHEMA_VERSION",
     "CheckResult",
     "Report",

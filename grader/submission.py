@@ -33,6 +33,7 @@ class Loaded:
     submission: Submission
     cells: tuple[Cell, ...]
     problem: str | None = None  # set when the file cannot be graded at all
+    problem_status: str | None = None  # the report's status for that problem: "unreadable" or "syntax-error"
 
 
 SUFFIXES = (".py", ".ipynb")
@@ -60,24 +61,30 @@ def file_sha256(path: Path) -> str:
 
 def read(path: Path, exercise_id: str) -> Loaded:
     path = Path(path)
-    if not path.exists():
-        raise SubmissionNotFound(f"no such file: {path}")
-    if not path.is_file():
-        raise SubmissionNotFound(f"not a file: {path}")
-    data = head(path)
+    try:
+        if not path.exists():
+            raise SubmissionNotFound(f"no such file: {path}")
+        if not path.is_file():
+            raise SubmissionNotFound(f"not a file: {path}")
+        data = head(path)
+    except SubmissionNotFound:
+        raise
+    except OSError as exc:  # a name too long, a loop of links, no permission: nothing to grade
+        raise SubmissionNotFound(f"cannot read {str(path)[:200]}: {exc.strerror or exc}") from None
     kind = "ipynb" if path.suffix == ".ipynb" else "py"
     submission = Submission(path=str(path), sha256=hashlib.sha256(data).hexdigest(), kind=kind, size=len(data))
     problem = _text_problem(data, exercise_id)
     if problem:
-        return Loaded(submission, (), problem)
+        return Loaded(submission, (), problem, "unreadable")
     text = data.removeprefix(BOM).decode("utf-8")
     if kind == "ipynb":
         cells, problem = notebook_cells(text)
+        if problem:
+            return Loaded(submission, (), problem, "unreadable")
     else:
         cells = (Cell(f"{exercise_id}.py", strip_ipython_calls(text)),)
-    if problem is None and kind == "py":  # a notebook's broken cell is skipped and reported, as Jupyter would
-        problem = syntax_problem(cells)
-    return Loaded(submission, cells, problem)
+        problem = syntax_problem(cells)  # a notebook's broken cell is skipped and reported, as Jupyter would
+    return Loaded(submission, cells, problem, "syntax-error" if problem else None)
 
 
 def _text_problem(data: bytes, exercise_id: str) -> str | None:
@@ -100,14 +107,30 @@ def _text_problem(data: bytes, exercise_id: str) -> str | None:
 
 def syntax_problem(cells: tuple[Cell, ...]) -> str | None:
     for cell in cells:
-        try:
-            compile(cell.source, cell.label, "exec", dont_inherit=True)
-        except SyntaxError as exc:
-            line = (exc.text or "").rstrip("\n")
-            pointer = f"\n    {line}" if line.strip() else ""
-            return f"SyntaxError in {cell.label}, line {exc.lineno}: {exc.msg}{pointer}"
-        except ValueError as exc:  # e.g. "source code string cannot contain null bytes"
-            return f"{cell.label} cannot be compiled: {exc}"
+        problem = compile_problem(cell.source, cell.label)
+        if problem:
+            return problem
+    return None
+
+
+def compile_problem(source: str, label: str) -> str | None:
+    """Why `source` does not compile, for the student (None when it does), whatever the source holds.
+
+    Compiling runs in the trusted parent, so every way it can fail is an answer here: a syntax error, a null
+    byte, and the parser's and compiler's own limits (`- - - ... 1` 100,000 deep exhausts the parser's
+    stack, a 200,000-term sum the compiler's recursion limit).
+    """
+    try:
+        compile(source, label, "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        line = str(exc.text or "").rstrip("\n")[:200]
+        pointer = f"\n    {line}" if line.strip() else ""
+        return f"SyntaxError in {label}, line {exc.lineno}: {exc.msg}{pointer}"
+    except ValueError as exc:  # e.g. "source code string cannot contain null bytes"
+        return f"{label} cannot be compiled: {exc}"
+    except (RecursionError, MemoryError, OverflowError):
+        return (f"SyntaxError in {label}: Python cannot compile it, an expression is nested too deeply or is "
+                "far too long. Split it into smaller statements.")
     return None
 
 
@@ -215,8 +238,4 @@ def _comment(line: str) -> str:
 
 
 def _compiles(source: str) -> bool:
-    try:
-        compile(source, "<cell>", "exec", dont_inherit=True)
-    except (SyntaxError, ValueError):
-        return False
-    return True
+    return compile_problem(source, "<cell>") is None

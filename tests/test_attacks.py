@@ -238,7 +238,7 @@ def test_every_attack_of_the_issue_has_a_submission():
               "read_references", "overwrite_neighbours", "fork_bomb", "daemon_ignores_sigterm", "memory_bomb",
               "gigabytes_of_output", "segfault", "keyboard_interrupt", "nan_inf", "huge_return_value",
               "input_call", "thread_after_train", "canary_env", "write_outside", "connect_listener",
-              "kill_parent"}
+              "kill_parent", "memory_scan_neighbour"}
     assert wanted <= set(ALL)
     for attack in ALL:
         assert (ATTACKS / f"{attack}.py").read_text("utf-8").startswith('"""Attack: ')
@@ -289,3 +289,27 @@ def _parent(pid: int) -> int:
     with open(f"/proc/{pid}/stat", "rb") as handle:
         stat = handle.read()
     return int(stat[stat.rfind(b")") + 2:].split()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("neighbours", [1, 4], ids=["after-one-job", "after-several-jobs"])
+def test_a_memory_scan_in_a_batch_finds_no_earlier_students_code(neighbours, tmp_path):
+    # The issue's attack: a worker that had read its earlier jobs handed them to every later child. One worker
+    # (--jobs 1), correct neighbours graded first (sorted before "zz-"), then the scanner on the same worker.
+    batch = pytest.importorskip("grader.batch")
+    directory = tmp_path / "class"
+    for index in range(neighbours):
+        (directory / f"neighbour{index}").mkdir(parents=True)
+        (directory / f"neighbour{index}" / "ex03.py").write_bytes(SOLUTION.read_bytes())
+    (directory / "zz-scanner").mkdir(parents=True)
+    (directory / "zz-scanner" / "ex03.py").write_bytes((ATTACKS / "memory_scan_neighbour.py").read_bytes())
+    out = tmp_path / "out"
+    result = batch.run(directory, out, ["ex03"], batch.Options(jobs=1, device="cpu", limits=LIMITS))
+    assert result.graded == neighbours + 1 and result.problems == 0
+    reports = {p.parent.name: json.loads(p.read_text("utf-8")) for p in out.glob("*/ex03.json")}
+    assert all(reports[f"neighbour{i}"]["full_marks"] for i in range(neighbours))
+    scanner = reports["zz-scanner"]
+    assert "LEAK" not in scanner["output"], scanner["output"][:500]
+    assert not scanner["full_marks"] and scanner["score"] < scanner["max_score"]
+    assert sum(c["score"] for c in scanner["checks"] if c["visibility"] == "hidden") == 0
+    assert all(_parent(pid) == os.getpid() for pid in _descendants_by_scan(os.getpid()))

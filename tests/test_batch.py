@@ -53,7 +53,7 @@ CLASS: dict[str, tuple[str, str | None] | None] = {
     "hal": ("ex03.py", None),
     "ida": None,
 }
-EXPECTED_STATUS = {"eve": "crashed", "fay": "timeout", "gus": "syntax-error", "hal": "unreadable", "ida": "missing"}
+EXPECTED_STATUS = {"eve": "exited", "fay": "timeout", "gus": "syntax-error", "hal": "unreadable", "ida": "missing"}
 
 
 def make_class(root: Path, members: dict[str, tuple[str, str | None] | None]) -> Path:

@@ -42,13 +42,18 @@ def test_hidden_trajectories_do_not_reveal_the_expected_value():
 
 
 def test_a_process_check_without_backward_calls_names_no_autograd():
-    check = CheckSpec(name="p", probe="train", args={"n_iters": 10}, compare="process", points=1,
+    check = CheckSpec(name="p", probe="train", args={"n_iters": 2, "w": 0.0}, compare="process", points=1,
                       visibility="visible", require="backward")
-    reference = {"w": [0.3, 0.555], "loss": [30.0, 21.675], "backward_calls": 10}
+    reference = {"w": [0.3, 0.555], "loss": [30.0, 21.675], "backward_calls": 2}
     verdict, code = checks.compare_process(check, {"backward_calls": 0}, reference, TOL)
     assert not verdict.passed and code == "no-autograd"
-    verdict, code = checks.compare_process(check, {**reference, "backward_calls": 10}, reference, TOL)
+    # Each backward() reached a leaf holding w at the start of its epoch: 0.0 (the start), then 0.3.
+    genuine = {**reference, "backward_values": [[0.0], [0.3]]}
+    verdict, code = checks.compare_process(check, genuine, reference, TOL)
     assert verdict.passed and code is None
+    # The same counts on a dummy tensor that never holds w: no credit, and the process is named.
+    verdict, code = checks.compare_process(check, {**reference, "backward_values": [[1.0], [1.0]]}, reference, TOL)
+    assert not verdict.passed and code == "no-autograd" and "reached the w" in verdict.message
 
 
 def test_process_counts_earn_nothing_without_the_run_they_belong_to():
@@ -56,13 +61,17 @@ def test_process_counts_earn_nothing_without_the_run_they_belong_to():
     check = CheckSpec(name="p", probe="train", args={"n_iters": 2}, compare="process", points=1,
                       visibility="visible", require="backward")
     reference = {"w": [0.3, 0.555], "loss": [30.0, 21.675], "backward_calls": 2}
-    forged = {"backward_calls": 2, "w": [0.0, 0.0], "loss": [30.0, 30.0]}
+    forged = {"backward_calls": 2, "w": [0.1, 0.2], "loss": [30.0, 29.0], "backward_values": [[0.1], [0.2]]}
     verdict, code = checks.compare_process(check, forged, reference, TOL)
     assert not verdict.passed and code is None and "fix the training checks first" in verdict.message
     verdict, _ = checks.compare_process(check, forged, reference, TOL, known_mistake=lambda: True)
     assert verdict.passed  # a recognised mistake costs its own check only
     verdict, _ = checks.compare_process(check, {"backward_calls": 2}, reference, TOL)
     assert not verdict.passed
+    # A history that never trains earns no process credit, beside a cataloged mistake or not.
+    frozen = {**forged, "w": [0.0, 0.0], "loss": [30.0, 30.0], "backward_values": [[0.0], [0.0]]}
+    verdict, _ = checks.compare_process(check, frozen, reference, TOL, known_mistake=lambda: True)
+    assert not verdict.passed and "no training" in verdict.message
 
 
 def run_of(mistake: mistakes.Mistake, **args) -> dict[str, list[float]]:

@@ -187,5 +187,11 @@ def test_a_grader_that_cannot_run_is_not_a_zero(tmp_path, monkeypatch):
     results = tmp_path / "gs" / "results.json"
     outcome = CliRunner().invoke(main, ["gradescope", "ex03", "--submission", str(tmp_path), "--results",
                                         str(results)])
-    assert outcome.exit_code == 1 and "did not start" in outcome.output
-    assert not results.exists()  # Gradescope then shows "autograder failed", which can be rerun
+    # Exit 3 (the grader failed), and still a results file that says so: without one Gradescope shows nothing.
+    assert outcome.exit_code == 3, outcome.output
+    written = json.loads(results.read_text("utf-8"))
+    assert written["score"] == 0 and "did not start" in written["output"] and "not your doing" in written["output"]
+    assert written["extra_data"]["status"] == "grader-failure"
+    pl = tmp_path / "pl" / "results.json"
+    outcome = CliRunner().invoke(main, ["prairielearn", "ex03", "--submission", str(tmp_path), "--results", str(pl)])
+    assert outcome.exit_code == 3 and json.loads(pl.read_text("utf-8"))["gradable"] is False

@@ -234,3 +234,43 @@ def test_a_python_that_lives_under_tmp_still_gets_the_namespaces_tier(tmp_path, 
                             capture_output=True, text=True, check=False, cwd=tmp_path, timeout=300)
     report = json.loads(result.stdout)
     assert report["job"]["tier"] == "namespaces", report
+
+
+def _memory_hits(pid: int, needle: bytes) -> int:
+    """How often `needle` occurs in the readable memory of process `pid` (needs root: the worker is not dumpable)."""
+    hits = 0
+    with open(f"/proc/{pid}/maps", encoding="ascii") as maps, open(f"/proc/{pid}/mem", "rb", buffering=0) as mem:
+        for line in maps:
+            fields_ = line.split()
+            if not fields_[1].startswith("r"):
+                continue
+            start, end = (int(x, 16) for x in fields_[0].split("-"))
+            try:
+                mem.seek(start)
+                hits += mem.read(end - start).count(needle)
+            except (OSError, ValueError, OverflowError):
+                continue
+    return hits
+
+
+@pytest.mark.slow
+@linux_only
+@pytest.mark.skipif(os.geteuid() != 0, reason="reading another process's memory needs root")
+@pytest.mark.parametrize("tier", ["auto", "process"])
+def test_the_worker_children_are_forked_from_never_holds_a_job_its_output_or_its_results(tier, tmp_path):
+    # Every child is a fork of the worker: whatever the worker read, every later child could read back from
+    # its own memory. A unique marker in the source, in the printed output and in a result must not be there.
+    marker = f"neighbour-marker-{os.urandom(8).hex()}"
+    source = SOLUTION.read_text("utf-8") + f"\n# {marker}\nprint({marker!r})\n" + (
+        f"_train = train\n\ndef train(*args, **kwargs):\n    history = _train(*args, **kwargs)\n"
+        f"    raise ValueError({marker!r})\n")
+    path = tmp_path / "ex03.py"
+    path.write_text(source, "utf-8")
+    with Zygote("torch", sandbox=tier) as worker:
+        report = grading.grade("ex03", path, device="cpu", worker=worker)
+        assert marker in report.output  # it did run, print, and raise with the marker
+        assert any(marker in c.message for c in report.checks)
+        assert _memory_hits(worker.process.pid, marker.encode()) == 0
+        assert _memory_hits(worker.process.pid, b"def _as_weight(") == 0  # nor the solution's own code
+        # and it still grades the next submission, which finds nothing of this one
+        assert grading.grade("ex03", SOLUTION, device="cpu", worker=worker).full_marks

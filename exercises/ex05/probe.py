@@ -50,7 +50,7 @@ def _trained(ctx: Context, input_dim, output_dim, seed, x, y, learning_rate, n_i
     model = build_model(ctx, input_dim, output_dim, seed)
     start = initial_parameters(ctx, model, input_dim, output_dim)
     fields = ctx.train("train", model, ctx.tensor(x), ctx.tensor(y), learning_rate=learning_rate,
-                       n_iters=n_iters, columns=("loss",), watch=True)
+                       n_iters=n_iters, columns=("loss",), watch=True, parameters=list(model.parameters()))
     fields = {**fields, **start}
     try:
         layer = linear_layer(model)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from grader import hints
+from grader import hints, sanitize
 from grader.report import CheckResult, Report
 
 OUTPUT_CAP = 10_000  # characters of the submission's own prints shown back to the student
@@ -26,9 +26,9 @@ VISIBILITY = {"visible": "visible", "hidden": "after_published"}
 
 
 def results(report: Report) -> dict[str, Any]:
-    """Gradescope results for one graded report."""
+    """Gradescope results for one graded report (every string through sanitize.deep)."""
     texts = {h.number: h.text for h in hints.load(report.exercise)}
-    return {
+    return sanitize.deep({
         "score": report.score,
         "execution_time": max(0, round(report.duration_s)),
         "output": overall_output(report),
@@ -44,7 +44,7 @@ def results(report: Report) -> dict[str, Any]:
             "submission_sha256": report.submission.sha256,
             "sandbox": str(report.sandbox.get("tier", "")),
         },
-    }
+    })
 
 
 def fenced(text: str) -> str:
@@ -85,7 +85,7 @@ def overall_output(report: Report) -> str:
 
 def failure(message: str, execution_time: float = 0.0) -> dict[str, Any]:
     """Results for a submission that could not be graded at all (no file): zero, with the reason."""
-    return {
+    return sanitize.deep({
         "score": 0.0,
         "execution_time": max(0, round(execution_time)),
         "output": message,
@@ -93,4 +93,4 @@ def failure(message: str, execution_time: float = 0.0) -> dict[str, Any]:
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": [],
-    }
+    })

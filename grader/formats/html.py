@@ -13,7 +13,7 @@ import html
 import re
 from pathlib import Path
 
-from grader import hints
+from grader import hints, sanitize
 from grader.report import CheckResult, Report, Status
 
 OUTPUT_LINES = 60  # the end of the submission's printed output shown on the page
@@ -61,7 +61,8 @@ footer { margin-top: 2.5rem; }
 
 
 def esc(text: object) -> str:
-    return html.escape(str(text), quote=True)
+    """Escaped for HTML, and first stripped of control characters and invalid code points (sanitize.py)."""
+    return html.escape(sanitize.text(text), quote=True)
 
 
 def inline_markdown(text: str) -> str:

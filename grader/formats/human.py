@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import textwrap
 
+from grader import sanitize
 from grader.diagnose import standard_explanations
 from grader.report import CheckResult, Report, Status
 
@@ -45,7 +46,9 @@ def render(report: Report, hint_count: int = 0) -> str:
     if report.output.strip() and not report.full_marks:
         shown = report.output.strip().splitlines()[-8:]
         lines += ["", "Your program printed (last lines):"] + ["  | " + line[:WIDTH] for line in shown]
-    return "\n".join(lines) + "\n"
+    # Everything a submission controls is in there (its messages, prints, even its file's name): no escape
+    # sequence, carriage return or lone surrogate reaches the terminal (sanitize.py).
+    return sanitize.text("\n".join(lines) + "\n")
 
 
 def _message(check: CheckResult, explained: set[str]) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from grader import hints
+from grader import hints, sanitize
 from grader.report import CheckResult, Report
 
 OUTPUT_CAP = 10_000
@@ -29,7 +29,7 @@ def results(report: Report, reveal_hidden: bool = False) -> dict[str, Any]:
         message += ". Problem: " + report.error
     texts = {h.number: h.text for h in hints.load(report.exercise)}
     data = {
-        "gradable": report.sandbox.get("tier") != "failed",  # the grader failed, not the student
+        "gradable": report.status != "grader-failure",  # the grader failed, not the student
         "score": round(min(1.0, max(0.0, score)), 6),
         "message": message,
         "output": report.output[-OUTPUT_CAP:],
@@ -38,7 +38,7 @@ def results(report: Report, reveal_hidden: bool = False) -> dict[str, Any]:
     image = plot_image(report)
     if image is not None:
         data["images"] = [image]
-    return data
+    return sanitize.deep(data)
 
 
 def plot_image(report: Report) -> dict[str, str] | None:
@@ -77,4 +77,4 @@ def test(check: CheckResult, reveal_hidden: bool, hint_texts: dict[int, str] | N
 
 def failure(message: str) -> dict[str, Any]:
     """Results when there was nothing to grade (no file): not gradable, so no attempt is used up."""
-    return {"gradable": False, "score": 0.0, "message": message, "output": "", "tests": []}
+    return sanitize.deep({"gradable": False, "score": 0.0, "message": message, "output": "", "tests": []})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 MAX_CHANNEL_BYTES = 8 * 1024 * 1024  # everything one submission may send
@@ -17,8 +18,10 @@ MAX_LIST_LENGTH = 100_000  # one field's numbers
 MAX_STRING_LENGTH = 4000  # error messages, tracebacks (already capped by the child)
 MAX_FIELDS = 64
 MAX_MESSAGES = 10_000
+MAX_DEPTH = 6  # message → fields → value → rows → numbers, and one to spare: ex05's (n, output_dim) arrays
+MAX_NUMBER_CHARS = 32  # the child writes floats with repr(): 17 significant digits and an exponent at most
 NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-MESSAGE_TYPES = {"hello", "load_error", "result", "done"}
+MESSAGE_TYPES = {"hello", "load_error", "result", "phase", "done"}
 
 
 class ChannelError(ValueError):
@@ -55,9 +58,45 @@ def _reject_constant(name: str) -> Any:
     raise ChannelError(f"non-standard JSON constant {name}")
 
 
+def _parse_float(text: str) -> float:
+    """A JSON number with a fraction or exponent: short, and finite (`1e400` would parse as infinity)."""
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ChannelError(f"a number {len(text)} characters long")
+    value = float(text)
+    if not math.isfinite(value):
+        raise ChannelError(f"a number out of range ({text[:20]})")
+    return value
+
+
+def _parse_int(text: str) -> float:
+    """The child sends every number as a float; an integer literal is accepted only while it is short."""
+    if len(text) > MAX_NUMBER_CHARS:
+        raise ChannelError(f"an integer {len(text)} digits long")
+    return float(int(text))
+
+
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _depth(line: bytes) -> int:
+    """How deeply brackets nest in one JSON line, counted outside strings, without parsing it."""
+    brackets = _STRING.sub(b"", line).translate(None, _NOT_BRACKETS)
+    depth = deepest = 0
+    for byte in brackets:
+        depth += 1 if byte in (0x5B, 0x7B) else -1
+        if depth > deepest:
+            deepest = depth
+            if deepest > MAX_DEPTH:
+                break
+    return deepest
+
+
+_NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
+
+
 def _check_value(value: Any, where: str, depth: int = 0) -> Any:
     """Validate one field value and turn the non-finite spellings back into floats."""
-    if depth > 4:  # fields → value → rows → numbers: ex05's (n, output_dim) outputs and weights
+    if depth > MAX_DEPTH - 1:  # fields → value → rows → numbers: ex05's (n, output_dim) outputs and weights
         raise ChannelError(f"{where}: nested too deeply")
     if value is None or isinstance(value, bool):
         return value
@@ -91,10 +130,15 @@ def decode(data: bytes) -> list[dict[str, Any]]:
     for number, line in enumerate(lines, 1):
         if len(line) > MAX_MESSAGE_BYTES:
             raise ChannelError(f"message {number} is larger than {MAX_MESSAGE_BYTES} bytes")
+        if _depth(line) > MAX_DEPTH:  # before parsing: json's recursion is no place to find out
+            raise ChannelError(f"message {number} is nested too deeply (more than {MAX_DEPTH} levels)")
         try:
-            raw = json.loads(line.decode("utf-8"), parse_constant=_reject_constant)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise ChannelError(f"message {number} is not valid JSON ({exc})") from None
+            raw = json.loads(line.decode("utf-8"), parse_constant=_reject_constant, parse_float=_parse_float,
+                             parse_int=_parse_int)
+        except ChannelError as exc:
+            raise ChannelError(f"message {number}: {exc}") from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
+            raise ChannelError(f"message {number} is not valid JSON ({str(exc)[:200]})") from None
         if not isinstance(raw, dict) or raw.get("type") not in MESSAGE_TYPES:
             raise ChannelError(f"message {number} has no known type")
         messages.append(_check_value(raw, f"message {number}"))
@@ -115,6 +159,8 @@ def _check_sequence(messages: list[dict[str, Any]]) -> None:
         kind = message["type"]
         if kind == "hello" and number > 1:
             raise ChannelError(f"message {number} is a second hello")
+        if kind == "phase" and any(m["type"] == "phase" for m in messages[:number - 1]):
+            raise ChannelError(f"message {number} is a second phase")
         if kind == "done" and number < len(messages):
             raise ChannelError(f"message {number} says done, but more messages follow")
         if kind == "result":

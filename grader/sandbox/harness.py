@@ -127,8 +127,26 @@ def run_invocation(invocation: dict[str, Any], probes: types.ModuleType, ctx: Co
     return {**reply, "ok": True, "fields": fields}
 
 
-def run(job: dict[str, Any], channel: Channel) -> None:
-    """Load the submission, run every invocation on every device, and say done."""
+PHASE = {"type": "phase", "next": "hidden"}
+
+
+def output_offset() -> int | None:
+    """Where the output file stands (its size so far), after flushing: per-check labels for the parent."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        return os.fstat(1).st_size
+    except (OSError, ValueError):
+        return None
+
+
+def run(job: dict[str, Any], channel: Channel, hidden: Any = None) -> None:
+    """Load the submission, run every invocation on every device, and say done.
+
+    With `job["hidden_follows"]`, the hidden checks' invocations are not in the job: once the visible ones
+    are done the harness says so (PHASE) and `hidden()` reads them from the job pipe, which the parent fills
+    only after it has set aside everything printed so far (so what is printed from then on, with the
+    hidden inputs in hand, can only land in the instructor's hidden output)."""
     probes = types.ModuleType("probe")
     exec(compile(job["probe_source"], "probe.py", "exec"), probes.__dict__)  # noqa: S102 - the exercise's own probe
     student_files = {cell["label"] for cell in job["cells"]}
@@ -139,8 +157,21 @@ def run(job: dict[str, Any], channel: Channel) -> None:
         return
     for error in cell_errors:
         channel.send({"type": "load_error", "error": error, "continued": True})
-    for device in job["devices"]:
-        ctx = Context(module, device)
-        for invocation in job["invocations"]:
-            channel.send(run_invocation(invocation, probes, ctx, student_files))
+    contexts = [Context(module, device) for device in job["devices"]]
+    _run_all(job["invocations"], probes, contexts, student_files, channel)
+    if job.get("hidden_follows") and hidden is not None:
+        channel.send(PHASE)
+        _run_all(hidden()["invocations"], probes, contexts, student_files, channel)
     channel.send({"type": "done"})
+
+
+def _run_all(invocations: list[dict[str, Any]], probes: types.ModuleType, contexts: list[Context],
+             student_files: set[str], channel: Channel) -> None:
+    for ctx in contexts:
+        for invocation in invocations:
+            start = output_offset()
+            reply = run_invocation(invocation, probes, ctx, student_files)
+            end = output_offset()
+            if start is not None and end is not None:
+                reply["output_at"] = [float(start), float(end)]
+            channel.send(reply)

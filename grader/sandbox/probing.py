@@ -34,6 +34,13 @@ class Events:
     zero_grad: int = 0
     order: list[str] = field(default_factory=list)  # "B" backward, "S" step, "Z" zero_grad, capped
     warnings: list[str] = field(default_factory=list)
+    # Where the process went, for the parent to tie it to the history: per backward() the values of the
+    # one-number leaves its gradient reached (before the update); per step() the values of the optimizer's
+    # one-number parameters after it; and how many steps ran on an optimizer holding every watched parameter.
+    backward_values: list[list[float]] = field(default_factory=list)
+    step_values: list[list[float]] = field(default_factory=list)
+    watched: tuple[Any, ...] = ()
+    steps_holding_watched: int = 0
 
     def log(self, letter: str) -> None:
         if len(self.order) < 5000:
@@ -47,6 +54,9 @@ class Events:
             "zero_grad_calls": self.zero_grad,
             "event_order": "".join(self.order),
             "broadcast_warning": any("broadcast" in w for w in self.warnings),
+            "backward_values": self.backward_values,
+            "step_values": self.step_values,
+            **({"steps_holding_model": self.steps_holding_watched} if self.watched else {}),
         }
 
 
@@ -94,9 +104,11 @@ class Context:
                 setattr(self.student, name, previous)
 
     @contextlib.contextmanager
-    def watch(self) -> Iterator[Events]:
-        """Count backward()/step()/zero_grad() calls and collect warnings while the student runs."""
-        events = Events()
+    def watch(self, parameters: Sequence[Any] = ()) -> Iterator[Events]:
+        """Count backward()/step()/zero_grad() calls and collect warnings while the student runs.
+
+        `parameters` (ex05: the model's): count the steps whose optimizer holds every one of them."""
+        events = Events(watched=tuple(parameters))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with _torch_hooks(events):
@@ -157,12 +169,13 @@ class Context:
 
     def train(self, name: str, *args: Any, columns: Sequence[str], n_iters: int,
               substitutes: dict[str, Callable[..., Any]] | None = None, watch: bool = False,
-              **kwargs: Any) -> dict[str, Any]:
+              parameters: Sequence[Any] = (), **kwargs: Any) -> dict[str, Any]:
         """Call a training function (`n_iters` passed by keyword) and return its history, column by column.
 
-        `substitutes` swaps reference helpers in while it runs; `watch` adds the autograd/optimizer events.
+        `substitutes` swaps reference helpers in while it runs; `watch` adds the autograd/optimizer events
+        (and, for `parameters`, whether each step's optimizer holds them).
         """
-        with self.substitute(**(substitutes or {})), self.watch() as events:
+        with self.substitute(**(substitutes or {})), self.watch(parameters) as events:
             value = self.call(name, *args, n_iters=n_iters, **kwargs)
         fields: dict[str, Any] = self.history(value, n_iters, columns, f"{name}(...)")
         return {**fields, **events.as_fields()} if watch else fields
@@ -215,6 +228,32 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__} ({text})"
 
 
+MAX_EVENTS = 5000  # backward()/step() calls whose values are kept
+MAX_VALUES = 8  # one-number leaves or parameters kept per call
+MAX_GRAPH_NODES = 10_000
+
+
+def _reached_values(torch: Any, tensors: Any, inputs: Any) -> list[float]:
+    """The values of the one-number leaf tensors a backward() from `tensors` accumulates gradients into."""
+    if inputs is not None:
+        leaves = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
+    else:
+        roots = [tensors] if isinstance(tensors, torch.Tensor) else list(tensors or ())
+        leaves, seen = [], set()
+        frontier = [t.grad_fn for t in roots if isinstance(t, torch.Tensor) and t.grad_fn is not None]
+        leaves += [t for t in roots if isinstance(t, torch.Tensor) and t.grad_fn is None and t.requires_grad]
+        while frontier and len(seen) < MAX_GRAPH_NODES:
+            node = frontier.pop()
+            if node is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            variable = getattr(node, "variable", None)
+            if variable is not None:
+                leaves.append(variable)
+            frontier.extend(next_node for next_node, _ in node.next_functions)
+    return [float(t.detach().reshape(()).item()) for t in leaves if t.numel() == 1][:MAX_VALUES]
+
+
 @contextlib.contextmanager
 def _torch_hooks(events: Events) -> Iterator[None]:
     torch = sys.modules.get("torch")
@@ -229,6 +268,12 @@ def _torch_hooks(events: Events) -> Iterator[None]:
     def backward(*args: Any, **kwargs: Any) -> Any:
         events.backward += 1
         events.log("B")
+        if len(events.backward_values) < MAX_EVENTS:
+            try:  # before the call: the graph is freed by it
+                events.backward_values.append(_reached_values(torch, args[0] if args else kwargs.get("tensors"),
+                                                              kwargs.get("inputs")))
+            except Exception:  # noqa: BLE001 - a graph we cannot walk is evidence of nothing
+                events.backward_values.append([])
         return original_backward(*args, **kwargs)
 
     def grad(*args: Any, **kwargs: Any) -> Any:
@@ -244,9 +289,21 @@ def _torch_hooks(events: Events) -> Iterator[None]:
         events.step += 1
         events.log("S")
 
-    from torch.optim.optimizer import register_optimizer_step_pre_hook
+    def after_step(optimizer: Any, args: Any, kwargs: Any) -> None:
+        try:
+            held = [p for group in optimizer.param_groups for p in group["params"]]
+            if len(events.step_values) < MAX_EVENTS:
+                events.step_values.append([float(p.detach().reshape(()).item()) for p in held[:MAX_VALUES]
+                                           if p.numel() == 1])
+            if events.watched and {id(p) for p in events.watched} <= {id(p) for p in held}:
+                events.steps_holding_watched += 1
+        except Exception:  # noqa: BLE001 - an optimizer we cannot read is evidence of nothing
+            events.step_values.append([])
+
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
     handle = register_optimizer_step_pre_hook(step_hook)
+    after = register_optimizer_step_post_hook(after_step)
     torch.autograd.backward = backward
     torch.autograd.grad = grad
     torch.optim.Optimizer.zero_grad = zero_grad
@@ -254,6 +311,7 @@ def _torch_hooks(events: Events) -> Iterator[None]:
         yield
     finally:
         handle.remove()
+        after.remove()
         torch.autograd.backward = original_backward
         torch.autograd.grad = original_grad
         torch.optim.Optimizer.zero_grad = original_zero_grad

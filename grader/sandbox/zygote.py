@@ -1,20 +1,25 @@
 """A pre-warmed worker: imports torch once, then forks one sandboxed child per submission.
 
-Run as `python -I -m grader.sandbox.zygote` by `runner.Zygote`. It speaks JSON lines on stdin/stdout
-with the trusted parent and never holds reference data: a job carries the submission, the probe code
-and the inputs, nothing to compare against. It never runs student code itself; each job's child is
-forked, isolated, limited, watched (wall clock, memory) and killed with its whole process tree.
+Run as `python -I -m grader.sandbox.zygote FD` by `runner.Zygote`, FD being its end of a unix socket to the
+trusted parent. It never holds reference data, and it never reads a job or a result either: every child
+is forked from this process, so whatever it had read, every later child would inherit (a submission that
+scans its own memory would find an earlier student's code). A job arrives as a control message (its id and
+limits) with three file descriptors passed over the socket (SCM_RIGHTS): the read end of a pipe that holds
+the job (submission, probe, inputs), which only the forked child reads; the write end of the result
+channel, which only the parent reads; the file the child's output goes to, which only the parent reads.
+The worker forks, isolates, limits, watches (wall clock, memory) and kills each child with its whole
+process tree, and says on stdout how the child ended: nothing else.
 """
 
 from __future__ import annotations
 
-import base64
 import importlib
 import json
 import os
 import select
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -22,12 +27,9 @@ from typing import Any
 
 from grader.sandbox import isolation
 
-OUTPUT_CAP_BYTES = 64 * 1024  # what we keep of a submission's prints
-OUTPUT_FILE_LIMIT = 8 * 1024 * 1024  # RLIMIT_FSIZE: past this, the submission's writes fail
-CHANNEL_CAP_BYTES = 8 * 1024 * 1024 + 1  # one byte over the parent's limit, so it can say "too much"
+JOB_CAP_BYTES = 64 * 1024 * 1024  # what a child reads of its own job pipe (the parent sends a few MB at most)
 POLL_S = 0.02  # only where there is no pidfd to wake us when the child exits
 RSS_EVERY_S = 0.05  # only where no memory cgroup enforces the limit
-LEFTOVER_GRACE_S = 0.2
 KILL_PATIENCE_S = 30.0
 
 
@@ -191,8 +193,12 @@ def _reap() -> None:
             return
 
 
-def _child(job: dict[str, Any], result_fd: int, output_fd: int, workdir: str) -> None:
-    """In the forked child: close every door, then hand over to the harness. Never returns."""
+def _child(control: dict[str, Any], job_fd: int, result_fd: int, output_fd: int, workdir: str) -> None:
+    """In the forked child: close every door, read this job from its own pipe, hand over to the harness.
+
+    The job (the submission, the probe, the inputs) is read here, after the fork and inside the sandbox:
+    the worker this child was forked from never held it. Never returns.
+    """
     code = 70
     try:
         os.setsid()
@@ -200,19 +206,25 @@ def _child(job: dict[str, Any], result_fd: int, output_fd: int, workdir: str) ->
         os.dup2(devnull, 0)
         os.dup2(output_fd, 1)
         os.dup2(output_fd, 2)
-        os.closerange(3, result_fd)
-        os.closerange(result_fd + 1, 1 << 16)
+        keep = sorted({job_fd, result_fd})
+        os.closerange(3, keep[0])
+        os.closerange(keep[0] + 1, keep[-1])
+        os.closerange(keep[-1] + 1, 1 << 16)
         sys.stdin = open(0, closefd=False)  # noqa: SIM115
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        tier = isolation.enter(job, workdir)
+        tier = isolation.enter(control, workdir)
         from grader.sandbox.harness import Channel, run
 
         channel = Channel(result_fd)
         channel.send({"type": "hello", "tier": tier})
-        run(job, channel)
+        reader = _JobReader(job_fd)
+        job = json.loads(reader.line())
+        if not job.get("hidden_follows"):
+            reader.close()  # nothing more comes: one descriptor fewer in the submission's hands
+        run(job, channel, reader.last)
         code = 0
     except BaseException:  # noqa: BLE001 - nothing may escape the fork
         code = 71
@@ -225,23 +237,62 @@ def _child(job: dict[str, Any], result_fd: int, output_fd: int, workdir: str) ->
         os._exit(code)
 
 
-def run_job(job: dict[str, Any], scratch: str) -> dict[str, Any]:
-    """Fork one child for `job`, watch it, collect its channel bytes and output, clean up after it."""
+class _JobReader:
+    """The child's end of its job pipe: one JSON line at a time (the hidden checks' line comes later)."""
+
+    def __init__(self, fd: int):
+        self.fd = fd
+        self.buffer = b""
+        self.read = 0
+
+    def line(self) -> bytes:
+        while b"\n" not in self.buffer:
+            chunk = os.read(self.fd, 1 << 20)
+            self.read += len(chunk)
+            if not chunk or self.read > JOB_CAP_BYTES:
+                raise ValueError("the job ended early or is larger than the worker accepts")
+            self.buffer += chunk
+        line, _, self.buffer = self.buffer.partition(b"\n")
+        return line
+
+    def last(self) -> Any:
+        """The job's last part (the hidden checks' invocations), after which the pipe is closed."""
+        part = json.loads(self.line())
+        self.close()
+        return part
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def run_job(control: dict[str, Any], fds: list[int], scratch: str, commands: Any = None) -> dict[str, Any]:
+    """Fork one child for a job this worker never reads, watch it, clean up after it.
+
+    `fds` are the job's own pipes, passed by the trusted parent: the read end of the job (which only the
+    child reads), the write end of the result channel (which only the parent reads) and the output file.
+    `control` holds nothing of the submission: the job's id and limits. `commands` is the socket on which
+    the parent may ask for the job to be stopped (its channel overflowed).
+    """
     started = time.monotonic()
+    job_fd, result_fd, output_fd = fds
     workdir = tempfile.mkdtemp(prefix="sub-", dir=scratch)
     os.chmod(workdir, 0o777)  # the child may run as an unprivileged user
-    output_path = os.path.join(scratch, f"out-{job['job_id']}")
-    output_fd = os.open(output_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    read_fd, write_fd = os.pipe()
-    limits = job["limits"]
-    cgroups = isolation.job_cgroups(job["job_id"], limits)
-    pid = isolation.fork_job()
+    limits = control["limits"]
+    cgroups = isolation.job_cgroups(str(control["job_id"]), limits)
+    try:
+        pid = isolation.fork_job()
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
     if pid == 0:
-        os.close(read_fd)
-        _child({**job, "cgroups": cgroups}, write_fd, output_fd, workdir)
-    os.close(write_fd)
-    os.close(output_fd)
-    watch = _watch(pid, read_fd, started + limits["timeout"], limits["memory_mib"], "memory" not in cgroups)
+        _child({"limits": limits, "cgroups": cgroups}, job_fd, result_fd, output_fd, workdir)
+    for fd in fds:
+        os.close(fd)
+    watch = _watch(pid, started + float(limits["timeout"]), float(limits["memory_mib"]),
+                   "memory" not in cgroups, commands)
     kill_tree(cgroups=cgroups, group=pid)
     status = watch["status"]
     if status is None:
@@ -249,54 +300,40 @@ def run_job(job: dict[str, Any], scratch: str) -> dict[str, Any]:
             _, status = os.waitpid(pid, 0)
         except ChildProcessError:
             status = None
-    chunks = watch["chunks"]
-    if not watch["overflow"]:
-        chunks.extend(_drain(read_fd, CHANNEL_CAP_BYTES - watch["received"]))
-    os.close(read_fd)
     peak_rss, killed_for_memory = isolation.cgroup_memory(cgroups)
     for directory in cgroups.values():
         isolation.remove_cgroup(directory)
-    output = _read_capped(output_path)
     shutil.rmtree(workdir, ignore_errors=True)
     return {
         "event": "finished",
-        "job_id": job["job_id"],
+        "job_id": control["job_id"],
         "exit_code": os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
         "timed_out": watch["timed_out"],
         "memory_exceeded": watch["memory_exceeded"] or killed_for_memory,
-        "overflow": watch["overflow"],
+        "stopped": watch["stopped"],
         "peak_rss_mib": round(max(peak_rss, watch["peak_rss"]), 1),
-        "channel": base64.b64encode(b"".join(chunks)).decode("ascii"),
-        "output": output,
         "duration_s": round(time.monotonic() - started, 4),
     }
 
 
-def _watch(pid: int, read_fd: int, deadline: float, memory_mib: float, watch_rss: bool) -> dict[str, Any]:
-    """Sleep in select() until the channel speaks, the child exits, the deadline or an RSS check is due.
+def _watch(pid: int, deadline: float, memory_mib: float, watch_rss: bool, commands: Any) -> dict[str, Any]:
+    """Sleep in select() until the child exits, the deadline or an RSS check is due, or the parent says stop.
 
     The child's exit wakes us through a pidfd (no polling); the RSS watchdog ticks only where no memory
-    cgroup enforces the limit. Once the child has exited, leftovers get LEFTOVER_GRACE_S to close the
-    channel before they are killed, instead of holding the job open until the deadline.
+    cgroup enforces the limit. Whatever the child left running is killed as soon as it has exited.
     """
-    state: dict[str, Any] = {"status": None, "chunks": [], "received": 0, "timed_out": False,
-                             "memory_exceeded": False, "overflow": False, "peak_rss": 0.0}
+    state: dict[str, Any] = {"status": None, "timed_out": False, "memory_exceeded": False, "stopped": False,
+                             "peak_rss": 0.0}
     pidfd = _pidfd(pid)
     baseline = rss_mib([os.getpid()]) if watch_rss else 0.0
-    channel_open = True
     next_rss = time.monotonic()
-    exited_at = None
     while True:
         now = time.monotonic()
-        if state["status"] is None:
-            done, status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                state["status"], exited_at = status, now
-        if state["status"] is not None and not channel_open:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            state["status"] = status
             break
-        if exited_at is not None and now > min(deadline, exited_at + LEFTOVER_GRACE_S):
-            break  # the child is gone; a leftover process is holding the channel open
         if now > deadline:
             state["timed_out"] = True
             break
@@ -308,26 +345,19 @@ def _watch(pid: int, read_fd: int, deadline: float, memory_mib: float, watch_rss
             if used > memory_mib:
                 state["memory_exceeded"] = True
                 break
-        wake = deadline if exited_at is None else min(deadline, exited_at + LEFTOVER_GRACE_S)
-        if watch_rss:
-            wake = min(wake, next_rss)
-        waiting = [read_fd] if channel_open else []
-        if state["status"] is None:
-            if pidfd is None:
-                wake = min(wake, now + POLL_S)
-            else:
-                waiting.append(pidfd)
+        wake = min(deadline, next_rss) if watch_rss else deadline
+        waiting = [] if commands is None else [commands]
+        if pidfd is None:
+            wake = min(wake, now + POLL_S)
+        else:
+            waiting.append(pidfd)
         ready, _, _ = select.select(waiting, [], [], max(0.0, wake - now))
-        if read_fd in ready:
-            chunk = os.read(read_fd, 65536)
-            if not chunk:
-                channel_open = False
-                continue
-            state["received"] += len(chunk)
-            if state["received"] > CHANNEL_CAP_BYTES:
-                state["overflow"] = True
-                break
-            state["chunks"].append(chunk)
+        if commands is not None and commands in ready:
+            _, fds, _, _ = socket.recv_fds(commands, 4096, 4)  # a stop, or the parent has gone (empty)
+            for fd in fds:  # a stop carries none; anything else is closed unread
+                os.close(fd)
+            state["stopped"] = True
+            break
     if pidfd is not None:
         os.close(pidfd)
     return state
@@ -338,36 +368,6 @@ def _pidfd(pid: int) -> int | None:
         return os.pidfd_open(pid)
     except (AttributeError, OSError):  # before Linux 5.3, or not Linux
         return None
-
-
-def _drain(read_fd: int, budget: int) -> list[bytes]:
-    """What is left in the channel once every writer is dead (non-blocking; capped)."""
-    os.set_blocking(read_fd, False)
-    chunks = []
-    while budget > 0:
-        try:
-            chunk = os.read(read_fd, min(65536, budget))
-        except (BlockingIOError, OSError):
-            break
-        if not chunk:
-            break
-        chunks.append(chunk)
-        budget -= len(chunk)
-    return chunks
-
-
-def _read_capped(path: str) -> str:
-    try:
-        with open(path, "rb") as handle:
-            data = handle.read(OUTPUT_CAP_BYTES + 1)
-        size = os.path.getsize(path)
-        os.unlink(path)
-    except OSError:
-        return ""
-    text = data[:OUTPUT_CAP_BYTES].decode("utf-8", "replace")
-    if size > OUTPUT_CAP_BYTES:
-        text += f"\n[... output truncated: {size} bytes in all]"
-    return text
 
 
 def _remove_stale_scratch() -> None:
@@ -423,13 +423,26 @@ def _emit(message: dict[str, Any]) -> None:
     sys.stdout.flush()
 
 
+def _receive(commands: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
+    """The next control message and the descriptors that came with it; (None, []) once the parent has gone."""
+    message, fds, _, _ = socket.recv_fds(commands, 65536, 4)
+    if not message:
+        for fd in fds:
+            os.close(fd)
+        return None, []
+    return json.loads(message), fds
+
+
 def main() -> None:
     _prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)
     _prctl(isolation.PR_SET_DUMPABLE, 0)  # a same-user child cannot read our memory through /proc
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # SIGTERM from the parent (a batch being stopped) unwinds through `finally`, which kills the job's tree.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    config = json.loads(sys.stdin.readline())
+    commands = socket.socket(fileno=int(sys.argv[1]))
+    config, _ = _receive(commands)
+    if config is None:
+        os._exit(0)
     info: dict[str, Any] = {"event": "ready", "pid": os.getpid(), "torch": None, "cuda": False}
     if config.get("framework") == "torch" or config.get("want_cuda"):
         import torch
@@ -450,10 +463,20 @@ def main() -> None:
     os.chmod(scratch, 0o711)
     _emit(info)
     try:
-        for line in sys.stdin:
-            if not line.strip():
+        # Every child is forked from this loop, so it never reads a job or a result: a control message is a
+        # job id and limits, and the job's bytes go from the parent's pipe to the child's, past us.
+        while True:
+            control, fds = _receive(commands)
+            if control is None:
+                break
+            if control.get("stop"):
+                continue  # a stop that came after its job had ended
+            if len(fds) != 3:
+                for fd in fds:
+                    os.close(fd)
+                _emit({"event": "refused", "job_id": control.get("job_id")})
                 continue
-            _emit(run_job(json.loads(line), scratch))
+            _emit(run_job(control, fds, scratch, commands))
     finally:
         kill_tree()
         shutil.rmtree(scratch, ignore_errors=True)
