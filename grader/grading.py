@@ -19,6 +19,7 @@ import numpy as np
 from grader import __version__, checks, diagnose, exercises
 from grader.report import CheckResult, Report, Status
 from grader.sandbox.runner import Outcome, SandboxFailure, Zygote
+from grader.source import Code
 from grader.submission import Loaded, read
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -88,7 +89,8 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
     finally:
         if own_worker:
             worker.close()
-    results = _results(exercise, selected, devices, outcome, problem)
+    source = Code((c.label, c.source) for c in loaded.cells)
+    results = _results(exercise, selected, devices, outcome, problem, source)
     skipped_cells = notebook_cell_problems(outcome)
     if skipped_cells and not all(r.passed for r in results):  # why a function may be missing or stale
         problem = f"{problem} {skipped_cells}" if problem else skipped_cells
@@ -105,6 +107,7 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         error=problem,
         output=outcome.output if outcome else "",
         references_sha256=exercise.references_digest(),
+        cell_errors=tuple(notebook_cell_errors(outcome)),
     )
 
 
@@ -152,11 +155,17 @@ def run_problem(outcome: Outcome, limits: Limits) -> str | None:
             "Did you call sys.exit(), exit() or os._exit()?")
 
 
-def notebook_cell_problems(outcome: Outcome | None) -> str | None:
-    """The notebook cells that raised and were skipped (the others still ran), in words for the student."""
+def notebook_cell_errors(outcome: Outcome | None) -> list[str]:
+    """Each notebook cell that raised (the cells after it still ran), in words for the student; listed in
+    every report, full marks or not (Report.cell_errors)."""
     errors = [m.get("error") for m in (outcome.messages if outcome else ())
               if m["type"] == "load_error" and m.get("continued")]
-    described = [describe_cell_error(e) for e in errors if isinstance(e, dict)]
+    return [describe_cell_error(e) for e in errors if isinstance(e, dict)]
+
+
+def notebook_cell_problems(outcome: Outcome | None) -> str | None:
+    """The notebook cells that raised and were skipped (the others still ran), in words for the student."""
+    described = notebook_cell_errors(outcome)
     if not described:
         return None
     more = f"; and {len(described) - 3} more" if len(described) > 3 else ""
@@ -190,7 +199,7 @@ def describe_load_error(error: dict[str, Any]) -> str:
 
 
 def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: list[str],
-             outcome: Outcome | None, problem: str | None) -> tuple[CheckResult, ...]:
+             outcome: Outcome | None, problem: str | None, source: Code | None = None) -> tuple[CheckResult, ...]:
     references = exercise.references()
     received: dict[tuple[str, str], dict[str, Any]] = {}
     for message in outcome.messages if outcome else ():
@@ -204,7 +213,7 @@ def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: l
     for check in selected:
         per_device = [
             checks.evaluate(exercise, check, received.get((check.key, device)), references.get(check.key),
-                            device, problem, timed_out, peers[device])
+                            device, problem, timed_out, peers[device], source)
             for device in devices
         ]
         results.append(_combine(per_device, devices))

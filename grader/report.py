@@ -67,6 +67,7 @@ class Report:
     output: str = ""  # the submission's captured (capped) stdout/stderr, for the student's eyes only
     references_sha256: str = ""
     schema_version: str = SCHEMA_VERSION
+    cell_errors: tuple[str, ...] = ()  # notebook cells that raised (the next cells still ran), always listed
 
     @property
     def score(self) -> float:
@@ -92,6 +93,7 @@ def to_dict(report: Report) -> dict[str, Any]:
     data["full_marks"] = report.full_marks
     data["checks"] = [{**asdict(c), "status": c.status.value} for c in report.checks]
     data["devices"] = list(report.devices)
+    data["cell_errors"] = list(report.cell_errors)
     return data
 
 
@@ -108,6 +110,7 @@ def from_dict(data: dict[str, Any]) -> Report:
     fields["checks"] = checks
     fields["submission"] = Submission(**data["submission"])
     fields["devices"] = tuple(data["devices"])
+    fields["cell_errors"] = tuple(data.get("cell_errors") or ())
     return Report(**fields)
 
 
