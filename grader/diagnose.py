@@ -136,6 +136,12 @@ EXPLANATIONS = {
     ),
 }
 
+# ignores-arguments where the check builds the student's model (ex05): sizes, not the notebook's data.
+IGNORES_ARGUMENTS_MODEL = (
+    "Your model is built for other sizes than the ones passed in: create the layer from the arguments, "
+    "`nn.Linear(input_dim, output_dim)`, not from constants or global variables."
+)
+
 # gradient-not-averaged in the student's own terms: their gradient uses np.dot, sums, or something else.
 GRADIENT_NOT_AVERAGED_SUM = (
     "Your gradient is N times too large: it adds up the N products instead of averaging them. The MSE is a "
@@ -206,8 +212,17 @@ def from_behaviour(exercise: Exercise, check: CheckSpec, observed: dict[str, Any
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError):
             continue  # the fields are untrusted: malformed evidence names no mistake
         if found:
-            return found
+            return _for_the_model(exercise, check, found)
     return None
+
+
+def _for_the_model(exercise: Exercise, check: CheckSpec, found: Diagnosis) -> Diagnosis:
+    """ignores-arguments on a check that builds the student's own model speaks of sizes, not data."""
+    model = any(name[:1].isupper() for name in exercise.functions)
+    if found.code != "ignores-arguments" or not model or check.probe in ("train", "trained_parameters"):
+        return found
+    return replace(found, explanation=found.explanation.replace(EXPLANATIONS["ignores-arguments"],
+                                                                IGNORES_ARGUMENTS_MODEL))
 
 
 def from_error(exercise: Exercise, check: CheckSpec, error: dict[str, Any],
@@ -228,10 +243,9 @@ def from_error(exercise: Exercise, check: CheckSpec, error: dict[str, Any],
     if kind == "shape" and sized_for_other_arguments(check, text, peers):
         return make("ignores-arguments", "Your answer has the size that another check's arguments give.")
     if kind == "exception" and mixes_other_arguments(check, text, peers):
-        if "LinearRegression" in exercise.functions:
-            return make("ignores-arguments", "Your model's sizes do not follow its arguments: it combined this "
-                        "check's data with a layer of another check's size, so nn.Linear is built from "
-                        "constants or globals instead of input_dim and output_dim.")
+        if any(name[:1].isupper() for name in exercise.functions):
+            return _for_the_model(exercise, check, make(
+                "ignores-arguments", "Your model combined this check's data with a layer of another check's size."))
         return make("ignores-arguments", "Your code combined the arguments with arrays of another size, one "
                     "that only another check's data has: a global variable or a constant.")
     return None
@@ -258,7 +272,7 @@ def is_uninitialised_module(text: str) -> bool:
 def uninitialised_module(exercise: Exercise, source: Code | None) -> Diagnosis:
     classes = [name for name in exercise.functions if name[:1].isupper()]
     line = next((found for name in classes if source and (found := source.init_without_super(name))), None)
-    where = f"The cause is {line}: this `__init__` never calls `super().__init__()`." if line else ""
+    where = f"Your `__init__` ({line}) never calls `super().__init__()`." if line else ""
     return Diagnosis("module-not-initialised", f"{where} {EXPLANATIONS['module-not-initialised']}".strip(),
                      cause_first=True)
 
@@ -333,7 +347,8 @@ def _lengths(args: dict[str, Any]) -> set[int]:
 
 def standard_explanations(code: str) -> tuple[str, ...]:
     """The stock explanation texts of a code (every wording), for views that say them once."""
-    variants = (GRADIENT_NOT_AVERAGED_SUM, GRADIENT_NOT_AVERAGED_NEUTRAL) if code == "gradient-not-averaged" else ()
+    variants = {"gradient-not-averaged": (GRADIENT_NOT_AVERAGED_SUM, GRADIENT_NOT_AVERAGED_NEUTRAL),
+                "ignores-arguments": (IGNORES_ARGUMENTS_MODEL,)}.get(code, ())
     return tuple(t for t in (EXPLANATIONS.get(code), TORCH_EXPLANATIONS.get(code), *variants) if t)
 
 
