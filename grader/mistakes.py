@@ -245,8 +245,9 @@ def catalog(problem: Problem) -> list[Entry]:
     if problem.objective is not None:  # no samples: nothing to sum or broadcast
         return [e for e in entries if e.code not in ("gradient-not-averaged", "shape-broadcast")]
     single_output = problem.y.ndim == 1 or problem.y.shape[1] == 1  # only (n, 1) against (n,) broadcasts
+    scalar = len(problem.params) == 1  # only the scalar model's history records w
     return [e for e in entries if (e.code != "gradient-not-averaged" or n > 1)
-            and (e.code != "shape-broadcast" or single_output)]
+            and (e.code != "shape-broadcast" or single_output) and (e.code != "w-before-update" or scalar)]
 
 
 def matches(problem: Problem, observed: dict[str, Any], fields: tuple[str, ...]) -> list[tuple[Entry, float]]:

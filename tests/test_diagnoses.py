@@ -19,6 +19,7 @@ from conftest import SUBMISSIONS, requires_cuda
 
 from grader import diagnose, exercises, mistakes
 from grader.exercises import CheckSpec
+from grader.report import schema as report_schema
 
 CONTRACT_CODES = {
     "gradient-not-averaged", "gradient-missing-factor-2", "gradient-sign", "grad-not-zeroed", "loss-after-update",
@@ -53,6 +54,8 @@ def test_every_case_has_an_expected_outcome_with_known_codes():
 
 def test_every_contract_code_is_explained_and_has_a_corpus_case():
     assert set(diagnose.EXPLANATIONS) == CONTRACT_CODES
+    enum = report_schema()["properties"]["checks"]["items"]["properties"]["diagnosis"]["enum"]
+    assert set(enum) - {None} == CONTRACT_CODES
     covered = set().union(*(expected_outcome(p)["diagnoses"] for p in CASES))
     assert covered == CONTRACT_CODES
 
