@@ -229,24 +229,26 @@ def schema() -> None:
     click.echo(json.dumps(report_schema(), indent=2))
 
 
-@main.command(help="Check JSON reports against the schema.")
+@main.command(help="Check JSON files for shape and meaning: grade reports (score within 0..max, the sum of the "
+                   "checks, known statuses and codes), and the Gradescope and PrairieLearn results.json it writes.")
 @click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def validate(reports: tuple[Path, ...]) -> None:
-    from grader.report import validation_errors
+    from grader.validate import problems
 
     failed = 0
     for path in reports:
         try:
-            errors = validation_errors(json.loads(path.read_text("utf-8")))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            errors = [f"not JSON: {exc}"]
+            kind, errors = problems(json.loads(path.read_text("utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            kind, errors = None, [f"not JSON: {exc}"]
+        what = f" ({kind})" if kind else ""
         if errors:
             failed += 1
-            click.echo(f"{path}: INVALID")
+            click.echo(f"{path}: INVALID{what}")
             for error in errors[:20]:
                 click.echo(f"  {error}")
         else:
-            click.echo(f"{path}: valid")
+            click.echo(f"{path}: valid{what}")
     sys.exit(1 if failed else 0)
 
 
