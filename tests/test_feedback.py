@@ -269,3 +269,21 @@ def test_the_rebound_parameter_message_quotes_the_graded_file(grade_file):
     train = next(c for c in graded.checks if c.name.startswith("train: notebook"))
     assert train.message.startswith("The cause is bug_rebound_parameter.py, line 20: "
                                     "`w = w - learning_rate * w.grad`")
+
+
+# ------------------------------------------------------------------ the order-aware substitute (child-side code)
+
+
+def test_the_substitute_follows_the_students_argument_order():
+    from grader.sandbox.probing import in_callers_order, reference_mse_gradient
+
+    x, y = np.array([1.0, 2.0, 3.0, 4.0]), np.array([5.0, 10.0, 15.0, 20.0])
+    gradient, forward = in_callers_order(reference_mse_gradient, x, y, "gradient")
+    true = float(reference_mse_gradient(x, y, 1.0 * x))
+    prediction = forward(1.0, x)  # at w = 1 the prediction equals x by value
+    assert float(gradient(x, prediction, y)) == true
+    assert gradient.call_orders == {"gradient": "x, y_pred, y"}
+    assert float(gradient(x, 1.0 * x, y)) == true  # computed by hand, not by forward: still recognised
+    assert float(gradient(x, y, prediction)) == true
+    assert float(gradient(x=x, y=y, y_pred=prediction)) == true
+    assert float(gradient(x[0], y[0], prediction[0])) == float(reference_mse_gradient(x[0], y[0], prediction[0]))

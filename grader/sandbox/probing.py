@@ -251,22 +251,30 @@ def in_callers_order(reference: Callable[..., Any], x: Any, y: Any, name: str,
         produced[:] = [out]
         return out
 
-    def role(value: Any) -> str | None:
-        if any(value is p for p in produced):
-            return "prediction"
-        for label, data in known.items():
-            if value is data:
-                return label
-        array = np.asarray(value)
-        matching = [label for label, data in known.items()
-                    if array.shape == np.shape(data) and np.array_equal(array, data)]
-        return matching[0] if len(matching) == 1 else ("prediction" if not matching else None)
+    def roles_of(values: list[Any]) -> list[str | None]:
+        """Identity first (the forward's output, the train's own x and y), then equal values for the roles
+        still open; one value left over is the prediction (at w = 1 it equals x by value, yet is not x)."""
+        roles: list[str | None] = []
+        for value in values:
+            if any(value is p for p in produced):
+                roles.append("prediction")
+            else:
+                roles.append(next((label for label, data in known.items() if value is data), None))
+        for index, value in enumerate(values):
+            if roles[index] is None:
+                array = np.asarray(value)
+                open_roles = [label for label, data in known.items() if label not in roles
+                              and array.shape == np.shape(data) and np.array_equal(array, data)]
+                roles[index] = open_roles[0] if len(open_roles) == 1 else None
+        if roles.count(None) == 1 and "prediction" not in roles:
+            roles[roles.index(None)] = "prediction"
+        return roles
 
     last: list[list[str]] = []
 
     def substitute(*args: Any, **kwargs: Any) -> Any:
         values = list(args) + list(kwargs.values())
-        roles = [role(v) for v in values] if len(values) == 3 else []
+        roles = roles_of(values) if len(values) == 3 else []
         if sorted(r for r in roles if r) != ["prediction", "x", "y"]:
             if not (last and len(values) == 3 and not kwargs):
                 return reference(*args, **kwargs)
