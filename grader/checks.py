@@ -16,6 +16,7 @@ import numpy as np
 from grader import diagnose
 from grader.exercises import CheckSpec, Exercise
 from grader.report import CheckResult, Status
+from grader.source import Code
 
 MALFORMED_RESULT = "the grader received a result it cannot read as numbers; no points for this check."
 
@@ -231,7 +232,7 @@ def _same(value: float, target: float, allowed: float) -> bool:
 # Mistakes recognised by replaying a whole training run: a run that follows one is genuine training.
 TRAINING_MISTAKES = frozenset({
     "gradient-not-averaged", "gradient-missing-factor-2", "gradient-sign", "grad-not-zeroed",
-    "loss-after-update", "step-before-backward", "shape-broadcast",
+    "loss-after-update", "step-before-backward", "shape-broadcast", "w-before-update", "history-aliases-tensor",
 })
 
 
@@ -259,9 +260,10 @@ def _close(observed: Any, expected: Any, tol: Tolerance) -> bool:
 
 def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | None,
              reference: dict[str, Any] | None, device: str, run_problem: str | None,
-             timed_out: bool, peers: tuple[diagnose.Peer, ...] = ()) -> CheckResult:
+             timed_out: bool, peers: tuple[diagnose.Peer, ...] = (), source: Code | None = None) -> CheckResult:
     """One check on one device. `peers` (the other checks' answers and references on the same device) are
-    evidence for diagnoses only: a function that returned another check's answer ignores its arguments."""
+    evidence for diagnoses only: a function that returned another check's answer ignores its arguments.
+    `source` (the student's parsed code) only lets messages quote the student's own lines."""
     base = CheckResult(
         name=check.name, status=Status.ERROR, score=0.0, max_score=check.points, message="",
         visibility=check.visibility, device=device,
@@ -273,7 +275,7 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | No
         return replace(base, status=status, message=run_problem or "the grader received no result.")
     if not observed.get("ok"):
         error = observed.get("error")
-        return _from_error(exercise, check, base, error if isinstance(error, dict) else {}, peers)
+        return _from_error(exercise, check, base, error if isinstance(error, dict) else {}, peers, source)
     fields, expected = observed.get("fields") or {}, reference["fields"]
     reveal = check.visibility == "visible"
     tol = tolerance_for(exercise, check)
@@ -300,7 +302,7 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | No
     if code is None and not shapes_fit(fields, expected):
         return result  # no replay on shapes the reference does not have (80,000 forged rows of weights)
     try:
-        found = diagnose.from_behaviour(exercise, check, fields, expected, code, peers)
+        found = diagnose.from_behaviour(exercise, check, fields, expected, code, peers, source)
     except (TypeError, ValueError, ArithmeticError):  # garbled extra fields: no diagnosis rather than no report
         found = None
     return diagnose.attach(result, found)
@@ -351,9 +353,9 @@ EXCEPTION_ADVICE = {
 
 
 def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: dict[str, Any],
-                peers: tuple[diagnose.Peer, ...] = ()) -> CheckResult:
+                peers: tuple[diagnose.Peer, ...] = (), source: Code | None = None) -> CheckResult:
     kind = error.get("kind", "exception")
-    message = str(error.get("message", "")).strip()
+    message = diagnose.missing_name(error, source) or str(error.get("message", "")).strip()
     if kind in ("type", "shape"):
         result = replace(base, status=Status.FAILED, message=message)
     elif kind == "not-implemented":
@@ -364,4 +366,4 @@ def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: 
         if kind == "exception":
             text = "your code raised " + text + EXCEPTION_ADVICE.get(str(error.get("type")), "")
         result = replace(base, status=Status.ERROR, message=text)
-    return diagnose.attach(result, diagnose.from_error(exercise, check, error, peers))
+    return diagnose.attach(result, diagnose.from_error(exercise, check, error, peers, source))

@@ -78,6 +78,16 @@ def sandbox_options(function: Any) -> Any:
                         help="auto = cpu, plus cuda when available.")(function)
 
 
+def _plot_suffix(ctx: click.Context, param: click.Parameter, value: Path | None) -> Path | None:
+    """--plot writes the format its suffix names, so a .pdf is a PDF; any other suffix is refused."""
+    from grader.formats.plot import FORMATS
+
+    if value is not None and value.suffix.lower().lstrip(".") not in FORMATS:
+        raise click.BadParameter(f"{value.name}: the plot is written as {', '.join('.' + f for f in FORMATS)}; "
+                                 "name the file with one of these suffixes.", ctx, param)
+    return value
+
+
 @click.group(cls=GradeGroup, help="Grade gradient-descent and autograd exercises. " + SUBCOMMANDS_HELP)
 @click.version_option(package_name="dl-grader")
 def main() -> None:
@@ -110,8 +120,8 @@ def init(exercise: str, directory: Path, force: bool) -> None:
 @click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the JSON report here.")
-@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Draw loss and w curves against the reference (PNG; needs matplotlib).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), callback=_plot_suffix,
+              help="Draw loss and w curves against the reference: .png, .svg or .pdf (needs matplotlib).")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Write a self-contained HTML report page.")
 @sandbox_options
@@ -229,9 +239,19 @@ def hint(exercise: str, show_all: bool, reset: bool, statement: bool, number: in
     from grader import hints
 
     if statement:
-        click.echo(exercises.load(exercise).statement)
+        click.echo(hints.for_terminal(exercises.load(exercise).statement, _text_width()))
         return
-    click.echo(hints.next_hint_text(exercise, show_all=show_all, reset=reset, number=number))
+    total = len(hints.load(exercise))
+    if number is not None and total and number > total:
+        raise click.UsageError(f"{exercise} has hints 1 to {total}; there is no hint {number}.")
+    text = hints.next_hint_text(exercise, show_all=show_all, reset=reset, number=number)
+    click.echo(hints.for_terminal(text, _text_width()))
+
+
+def _text_width() -> int:
+    import shutil
+
+    return max(40, min(100, shutil.get_terminal_size((88, 24)).columns - 2))
 
 
 @main.command(help="Print the report's JSON Schema.")

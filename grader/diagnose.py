@@ -20,12 +20,14 @@ import numpy as np
 from grader import mistakes
 from grader.exercises import CheckSpec, Exercise
 from grader.report import CheckResult
+from grader.source import Code
 
 
 @dataclass(frozen=True)
 class Diagnosis:
     code: str
     explanation: str
+    cause_first: bool = False  # the explanation goes before the symptom (the error it led to)
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,7 @@ class Evidence:
     observed: dict[str, Any]
     expected: dict[str, Any]
     peers: tuple[Peer, ...] = field(default=())
+    source: Code | None = None  # the student's code, for quoting their own lines
 
     def same_probe_peers(self) -> list[Peer]:
         """Checks that call the same probe with different arguments."""
@@ -105,14 +108,56 @@ EXPLANATIONS = {
     "not-implemented": (
         "This function still raises NotImplementedError from the stub. Replace the `raise` with your code."
     ),
+    "w-before-update": (
+        "Your history is one epoch off: it records w before the epoch's update instead of after it (where "
+        "the tutorials print it). Append w after the update line, so each entry pairs the epoch's loss with "
+        "the w that epoch produced."
+    ),
+    "history-aliases-tensor": (
+        "Your history holds the live parameter tensor itself, not its value at that epoch: every entry is the "
+        "same tensor, so after training each one shows the final value. Store a number instead: `w.item()` "
+        "(or `w.detach().clone()`)."
+    ),
+    "rebound-parameter": (
+        "That line replaces w by a new tensor instead of updating it in place: the new w is the result of a "
+        "computation, so it has no .grad of its own (or, made under torch.no_grad(), does not require grad), "
+        "and the next backward() or w.grad fails. Update in place under torch.no_grad(): "
+        "`w -= learning_rate * w.grad`, then `w.grad.zero_()`."
+    ),
+    "argument-order": (
+        "The grader, like anyone reading the exercise, calls the function in the order of its signature, so "
+        "your function reads y as y_pred and the other way round. Reorder the parameters to the exercise's "
+        "signature (and your calls to match)."
+    ),
+    "module-not-initialised": (
+        "An nn.Module subclass must call `super().__init__()` first thing in its `__init__`: until it does, "
+        "the module has nowhere to register its layers, and PyTorch refuses `self.linear = nn.Linear(...)`. "
+        "Add `super().__init__()` as the first line of `__init__`."
+    ),
 }
+
+# ignores-arguments where the check builds the student's model (ex05): sizes, not the notebook's data.
+IGNORES_ARGUMENTS_MODEL = (
+    "Your model is built for other sizes than the ones passed in: create the layer from the arguments, "
+    "`nn.Linear(input_dim, output_dim)`, not from constants or global variables."
+)
+
+# gradient-not-averaged in the student's own terms: their gradient uses np.dot, sums, or something else.
+GRADIENT_NOT_AVERAGED_SUM = (
+    "Your gradient is N times too large: it adds up the N products instead of averaging them. The MSE is a "
+    "mean, so its gradient is too: divide the sum by N (len(x)), or write `np.mean(2*x*(y_pred - y))`."
+)
+GRADIENT_NOT_AVERAGED_NEUTRAL = (
+    "Your gradient is N times too large: it sums over the samples instead of averaging. The MSE is a mean, so "
+    "its gradient is the mean of 2*x*(y_pred - y) over the samples: `np.mean(2*x*(y_pred - y))`."
+)
 
 # Where autograd computes the gradient, a gradient N times too large comes from a summed loss, not np.dot.
 TORCH_EXPLANATIONS = {
     "gradient-not-averaged": (
-        "Your gradient is N times too large: the loss sums over the samples instead of averaging "
-        "(`.sum()` instead of `.mean()`, `reduction='sum'`, or the notebooks' `np.dot(...).mean()` gradient). "
-        "The MSE is a mean, and autograd's gradient of it is exact."
+        "Your gradient is N times too large: the loss sums over the samples instead of averaging them. The "
+        "MSE is a mean (`.mean()`, or nn.MSELoss() with its default reduction='mean'), and autograd's gradient "
+        "of it is exact."
     ),
 }
 
@@ -125,34 +170,72 @@ def detector(function: Detector) -> Detector:
     return function
 
 
-def make(code: str, detail: str = "", framework: str = "numpy") -> Diagnosis:
+def make(code: str, detail: str = "", framework: str = "numpy", source: Code | None = None) -> Diagnosis:
     text = TORCH_EXPLANATIONS.get(code, EXPLANATIONS[code]) if framework == "torch" else EXPLANATIONS[code]
+    if code == "gradient-not-averaged":
+        text, own = _summing_in_their_words(text, framework, source)
+        detail = f"{detail} {own}".strip()
     return Diagnosis(code, (detail.strip() + " " if detail else "") + text)
+
+
+def _summing_in_their_words(text: str, framework: str, source: Code | None) -> tuple[str, str]:
+    """The gradient-not-averaged explanation that fits the student's code, and the line of theirs it quotes.
+    The np.dot wording (the notebooks' bug) only where their gradient uses np.dot."""
+    if source is None:
+        return text, ""
+    if framework == "torch":
+        line = (source.first_line_with("loss", "reduction='sum'", 'reduction="sum"', ".sum(", "sum(")
+                or source.first_line_with("train", "reduction='sum'", 'reduction="sum"', ".sum("))
+        return text, (f"It sums here: {line}." if line else "")
+    body = source.function_text("gradient")
+    if not body:
+        return text, ""
+    line = source.first_line_with("gradient", "dot(", "@", "sum(")
+    quoted = f"Your gradient: {line}." if line else ""
+    if "dot(" in body or "@" in body:
+        return text, quoted
+    if "sum(" in body:
+        return GRADIENT_NOT_AVERAGED_SUM, quoted
+    return GRADIENT_NOT_AVERAGED_NEUTRAL, quoted
 
 
 def from_behaviour(exercise: Exercise, check: CheckSpec, observed: dict[str, Any],
                    expected: dict[str, Any], process_code: str | None = None,
-                   peers: tuple[Peer, ...] = ()) -> Diagnosis | None:
+                   peers: tuple[Peer, ...] = (), source: Code | None = None) -> Diagnosis | None:
     """The mistake behind a check that ran but did not match, or None when no evidence names one."""
     if process_code:
         return make(process_code, framework=exercise.framework)
-    evidence = Evidence(exercise, check, observed, expected, peers)
+    evidence = Evidence(exercise, check, observed, expected, peers, source)
     for detect in DETECTORS:
         try:
             found = detect(evidence)
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError):
             continue  # the fields are untrusted: malformed evidence names no mistake
         if found:
-            return found
+            return _for_the_model(exercise, check, found)
     return None
 
 
+def _for_the_model(exercise: Exercise, check: CheckSpec, found: Diagnosis) -> Diagnosis:
+    """ignores-arguments on a check that builds the student's own model speaks of sizes, not data."""
+    model = any(name[:1].isupper() for name in exercise.functions)
+    if found.code != "ignores-arguments" or not model or check.probe in ("train", "trained_parameters"):
+        return found
+    return replace(found, explanation=found.explanation.replace(EXPLANATIONS["ignores-arguments"],
+                                                                IGNORES_ARGUMENTS_MODEL))
+
+
 def from_error(exercise: Exercise, check: CheckSpec, error: dict[str, Any],
-               peers: tuple[Peer, ...] = ()) -> Diagnosis | None:
+               peers: tuple[Peer, ...] = (), source: Code | None = None) -> Diagnosis | None:
     """The mistake behind a check whose probe raised (the student's exception or a wrong type/shape)."""
     kind, text = error.get("kind"), str(error.get("message", ""))
+    evidence = error.get("evidence") if isinstance(error.get("evidence"), dict) else {}
     if kind == "not-implemented":
         return make("not-implemented")
+    if kind == "exception" and isinstance(evidence.get("rebound"), str):
+        return rebound_parameter(exercise, check, evidence["rebound"], source)
+    if kind == "exception" and is_uninitialised_module(text):
+        return uninitialised_module(exercise, source)
     if is_device_error(text):
         return make("device-mismatch")
     if kind == "shape" and "(n, 1)" in text:
@@ -160,9 +243,52 @@ def from_error(exercise: Exercise, check: CheckSpec, error: dict[str, Any],
     if kind == "shape" and sized_for_other_arguments(check, text, peers):
         return make("ignores-arguments", "Your answer has the size that another check's arguments give.")
     if kind == "exception" and mixes_other_arguments(check, text, peers):
-        return make("ignores-arguments", "Your code combined the arguments with arrays of another size, "
-                    "the size of the notebook's data.")
+        if any(name[:1].isupper() for name in exercise.functions):
+            return _for_the_model(exercise, check, make(
+                "ignores-arguments", "Your model combined this check's data with a layer of another check's size."))
+        return make("ignores-arguments", "Your code combined the arguments with arrays of another size, one "
+                    "that only another check's data has: a global variable or a constant.")
     return None
+
+
+def rebound_parameter(exercise: Exercise, check: CheckSpec, variable: str, source: Code | None) -> Diagnosis:
+    """The trained tensor was replaced by a new one (the child saw it no longer a leaf that requires grad)."""
+    function = check.probe if check.probe in exercise.functions else "train"
+    line = source.rebinding(function, variable) if source else None
+    where = f"The cause is {line}." if line else f"The cause is an assignment `{variable} = ...` in your loop."
+    text = EXPLANATIONS["rebound-parameter"]
+    return Diagnosis("rebound-parameter", f"{where} {text}", cause_first=True)
+
+
+UNINITIALISED_MODULE = re.compile(
+    r"before Module\.__init__\(\) call|has no attribute '_(?:modules|parameters|buffers|\w*hooks\w*)'")
+
+
+def is_uninitialised_module(text: str) -> bool:
+    """PyTorch's errors for an nn.Module whose __init__ never called super().__init__()."""
+    return bool(UNINITIALISED_MODULE.search(text))
+
+
+def uninitialised_module(exercise: Exercise, source: Code | None) -> Diagnosis:
+    classes = [name for name in exercise.functions if name[:1].isupper()]
+    line = next((found for name in classes if source and (found := source.init_without_super(name))), None)
+    where = f"Your `__init__` ({line}) never calls `super().__init__()`." if line else ""
+    return Diagnosis("module-not-initialised", f"{where} {EXPLANATIONS['module-not-initialised']}".strip(),
+                     cause_first=True)
+
+
+def missing_name(error: dict[str, Any], source: Code | None) -> str | None:
+    """A better message for a function the run did not define, when the source does define it, inside a
+    block that did not run (`if torch.cuda.is_available():` on a machine without a GPU, say)."""
+    name = error.get("name")
+    if error.get("kind") != "missing" or not isinstance(name, str) or source is None:
+        return None
+    guard = source.guard(name)
+    if guard is None:
+        return None
+    return (f"`{name}` is defined in your file only inside a block ({guard}), and that block did not define "
+            f"it while grading (the condition was false, or the block stopped early). Define `{name}` at the "
+            "top level of the file, outside any if/try/with.")
 
 
 DEVICE_ERRORS = (
@@ -220,13 +346,18 @@ def _lengths(args: dict[str, Any]) -> set[int]:
 
 
 def standard_explanations(code: str) -> tuple[str, ...]:
-    """The stock explanation texts of a code (NumPy and torch wording), for views that say them once."""
-    return tuple(t for t in (EXPLANATIONS.get(code), TORCH_EXPLANATIONS.get(code)) if t)
+    """The stock explanation texts of a code (every wording), for views that say them once."""
+    variants = {"gradient-not-averaged": (GRADIENT_NOT_AVERAGED_SUM, GRADIENT_NOT_AVERAGED_NEUTRAL),
+                "ignores-arguments": (IGNORES_ARGUMENTS_MODEL,)}.get(code, ())
+    return tuple(t for t in (EXPLANATIONS.get(code), TORCH_EXPLANATIONS.get(code), *variants) if t)
 
 
 def attach(result: CheckResult, found: Diagnosis | None) -> CheckResult:
     if found is None:
         return result
+    if found.cause_first:  # the cause, then what Python said about it
+        symptom = f" What Python then said: {result.message}" if result.message else ""
+        return replace(result, diagnosis=found.code, message=f"{found.explanation}{symptom}".strip())
     return replace(result, diagnosis=found.code, message=f"{result.message} {found.explanation}".strip())
 
 
@@ -267,6 +398,71 @@ def step_order(evidence: Evidence) -> Diagnosis | None:
 
 
 @detector
+def history_aliases_tensor(evidence: Evidence) -> Diagnosis | None:
+    """Every entry of a history column is one live tensor or array (the child saw the shared memory), so all
+    of them show its final value; the other columns must follow the reference or a cataloged run."""
+    fields = history_fields(evidence)
+    aliased = [f for f in fields if evidence.observed.get(f"aliased_{f}") is True]
+    if not aliased:
+        return None
+    observed = evidence.observed
+    if any(np.ptp(np.asarray(observed[f], float)) != 0 for f in aliased):
+        return None
+    problem = problem_for(evidence.check, observed)
+    candidates: list[tuple[str, dict[str, Any]]] = [("", evidence.expected)]
+    if problem is not None:
+        for entry in mistakes.catalog(problem):
+            run = mistakes.simulate(problem, entry.mistake)
+            candidates.append((entry.description, {"loss": run.loss, "w": run.w, "grad": run.grad}))
+    others = [f for f in fields if f not in aliased]
+    for description, run in candidates:
+        if any(run.get(f) is None or mistakes.deviation(observed[f], run[f]) > mistakes.MATCH for f in others):
+            continue
+        if any(run.get(f) is not None and mistakes.deviation([observed[f][-1]], [run[f][-1]]) > mistakes.MATCH
+               for f in aliased):
+            continue
+        function = evidence.check.probe if evidence.check.probe in evidence.exercise.functions else "train"
+        line = evidence.source.append_of(function, aliased[0]) if evidence.source else None
+        quoted = f" ({line})" if line else ""
+        also = f" Apart from that, your run follows one with {description}." if description else ""
+        return make("history-aliases-tensor", f"Every {aliased[0]} in your history is the same value, "
+                    f"{fmt_number(observed[aliased[0]][-1])}: the one it had at the end{quoted}.{also}")
+    return None
+
+
+def fmt_number(value: Any) -> str:
+    return f"{float(value):.8g}"
+
+
+@detector
+def argument_order(evidence: Evidence) -> Diagnosis | None:
+    """A helper whose answer, for the exercise's order of arguments, is the true one for another order: the
+    order the student's own train passes them in (the substitute recognised them by value)."""
+    check, exercise = evidence.check, evidence.exercise
+    if "value" not in evidence.observed or check.probe not in exercise.functions:
+        return None
+    orders = {str((p.observed or {}).get("call_orders", {}).get(check.probe))
+              for p in evidence.peers if isinstance((p.observed or {}).get("call_orders"), dict)} - {"None"}
+    args = check.args
+    for order in orders:
+        roles = [r.strip() for r in order.split(",")]
+        if sorted(roles) != ["x", "y", "y_pred"] or not {"x", "y", "y_pred"} <= args.keys():
+            continue
+        given = [args["x"], args["y"], args["y_pred"]]  # the exercise's order, as the grader passed them
+        meaning = {role: np.asarray(value, float) for role, value in zip(roles, given)}
+        theirs = float(np.mean(2 * meaning["x"] * (meaning["y_pred"] - meaning["y"])))
+        if mistakes.deviation([evidence.observed["value"]], [theirs]) > mistakes.MATCH:
+            continue
+        if mistakes.deviation([evidence.expected.get("value")], [theirs]) <= mistakes.MATCH:
+            continue  # the orders agree on these numbers: no evidence
+        signature = evidence.source.signature(check.probe) if evidence.source else None
+        wrote = f"You wrote `def {signature}`" if signature else f"Your `{check.probe}` takes ({order})"
+        return make("argument-order", f"{wrote}, and your train calls it as {check.probe}({order}), which is "
+                    f"consistent; but the exercise's signature is {check.probe}(x, y, y_pred).")
+    return None
+
+
+@detector
 def gradient_factor(evidence: Evidence) -> Diagnosis | None:
     """A gradient that is a fixed multiple of the true one: N (summed), 1/2 (no factor 2), -1 (sign)."""
     if evidence.check.probe != "gradient" or "value" not in evidence.observed:
@@ -277,7 +473,8 @@ def gradient_factor(evidence: Evidence) -> Diagnosis | None:
     n = len(evidence.check.args.get("x", [])) or 1
     detail = f"Your gradient is {factor:.6g} times the true one"
     if n > 1 and abs(factor - n) < 1e-3 * n:
-        return make("gradient-not-averaged", f"{detail}, and there are N = {n} samples.")
+        return make("gradient-not-averaged", f"{detail}, and there are N = {n} samples.",
+                    source=evidence.source)
     if abs(factor - 0.5) < 1e-3:
         return make("gradient-missing-factor-2")
     if abs(factor + 1) < 1e-3:
@@ -294,7 +491,8 @@ def summed_loss(evidence: Evidence) -> Diagnosis | None:
     n = len(evidence.check.args.get("y", [])) or 1
     if factor is not None and n > 1 and abs(factor - n) < 1e-3 * n:
         return make("gradient-not-averaged", f"Your loss is {factor:.6g} times the MSE, and there are N = {n} "
-                    "samples: it sums the squared errors instead of averaging them.", evidence.exercise.framework)
+                    "samples: it sums the squared errors instead of averaging them.", evidence.exercise.framework,
+                    evidence.source)
     return None
 
 
@@ -365,7 +563,7 @@ def simulated_mistake(evidence: Evidence) -> Diagnosis | None:
         if contradicted_by_a_passing_peer(evidence, entry.label, fields):
             continue
         return make(entry.code, f"Your {' and '.join(fields)} match, epoch by epoch, a run with "
-                    f"{entry.description}.", evidence.exercise.framework)
+                    f"{entry.description}.", evidence.exercise.framework, evidence.source)
     return None
 
 

@@ -21,6 +21,7 @@ import numpy as np
 from grader import __version__, checks, diagnose, exercises
 from grader.report import CheckResult, Report, Status, Submission
 from grader.sandbox.runner import Outcome, SandboxFailure, Zygote
+from grader.source import Code
 from grader.submission import MAX_SUBMISSION_BYTES, Loaded, file_sha256, read
 
 DEFAULT_TIMEOUT_S = 60.0
@@ -92,7 +93,8 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
             worker.close()
     status = run_status(loaded, outcome, failure)
     problem = run_problem(status, loaded, outcome, limits, failure)
-    results = _results(exercise, selected, devices, outcome, problem)
+    source = Code((c.label, c.source) for c in loaded.cells)
+    results = _results(exercise, selected, devices, outcome, problem, source)
     skipped_cells = notebook_cell_problems(outcome)
     if skipped_cells and not all(r.passed for r in results):  # why a function may be missing or stale
         problem = f"{problem} {skipped_cells}" if problem else skipped_cells
@@ -111,6 +113,7 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         references_sha256=exercise.references_digest(),
         status=status,
         hidden_output=outcome.hidden_output if outcome else "",
+        cell_errors=tuple(notebook_cell_errors(outcome)),
     )
 
 
@@ -284,11 +287,17 @@ def run_problem(status: str, loaded: Loaded, outcome: Outcome | None, limits: Li
             "Did you call sys.exit(), exit() or os._exit()?")
 
 
-def notebook_cell_problems(outcome: Outcome | None) -> str | None:
-    """The notebook cells that raised and were skipped (the others still ran), in words for the student."""
+def notebook_cell_errors(outcome: Outcome | None) -> list[str]:
+    """Each notebook cell that raised (the cells after it still ran), in words for the student; listed in
+    every report, full marks or not (Report.cell_errors)."""
     errors = [m.get("error") for m in (outcome.messages if outcome else ())
               if m["type"] == "load_error" and m.get("continued")]
-    described = [describe_cell_error(e) for e in errors if isinstance(e, dict)]
+    return [describe_cell_error(e) for e in errors if isinstance(e, dict)]
+
+
+def notebook_cell_problems(outcome: Outcome | None) -> str | None:
+    """The notebook cells that raised and were skipped (the others still ran), in words for the student."""
+    described = notebook_cell_errors(outcome)
     if not described:
         return None
     more = f"; and {len(described) - 3} more" if len(described) > 3 else ""
@@ -322,7 +331,7 @@ def describe_load_error(error: dict[str, Any]) -> str:
 
 
 def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: list[str],
-             outcome: Outcome | None, problem: str | None) -> tuple[CheckResult, ...]:
+             outcome: Outcome | None, problem: str | None, source: Code | None = None) -> tuple[CheckResult, ...]:
     references = exercise.references()
     received: dict[tuple[str, str], dict[str, Any]] = {}
     for message in outcome.messages if outcome else ():
@@ -336,7 +345,7 @@ def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: l
     for check in selected:
         per_device = [
             _evaluate(exercise, check, received.get((check.key, device)), references.get(check.key), device,
-                      problem, timed_out, peers[device])
+                      problem, timed_out, peers[device], source)
             for device in devices
         ]
         results.append(_combine(per_device, devices))
@@ -345,11 +354,11 @@ def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: l
 
 def _evaluate(exercise: exercises.Exercise, check: Any, observed: dict[str, Any] | None,
               reference: dict[str, Any] | None, device: str, problem: str | None, timed_out: bool,
-              peers: tuple[Any, ...]) -> CheckResult:
+              peers: tuple[Any, ...], source: Code | None = None) -> CheckResult:
     """checks.evaluate, fenced: the numbers are the submission's, so whatever they make the comparison or a
     diagnosis do (an overflow, a recursion, an error nobody foresaw) fails this check alone, never the run."""
     try:
-        return checks.evaluate(exercise, check, observed, reference, device, problem, timed_out, peers)
+        return checks.evaluate(exercise, check, observed, reference, device, problem, timed_out, peers, source)
     except Exception:  # noqa: BLE001 - see above
         return CheckResult(name=check.name, status=Status.FAILED, score=0.0, max_score=check.points,
                            message=checks.MALFORMED_RESULT, visibility=check.visibility, device=device)

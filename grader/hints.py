@@ -141,3 +141,67 @@ def annotate(report: Report) -> Report:
         for c in report.checks
     )
     return report.with_checks(checks)
+
+
+FENCE = re.compile(r"^\s*```")
+BULLET = re.compile(r"^(\s*)[-*+]\s+(.*)$")
+HEADING = re.compile(r"^#{1,6}\s+(.*)$")
+LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
+EMPHASIS = re.compile(r"(\*\*|__)(.+?)\1|(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])")
+
+
+def for_terminal(markdown: str, width: int = 88) -> str:
+    """Hint or statement Markdown as plain terminal text: paragraphs wrapped to `width`, emphasis markers and
+    backticks dropped (the words stay), headings underlined, bullets as "•", code blocks indented and
+    never wrapped, links as "text (url)"."""
+    import textwrap
+
+    out: list[str] = []
+    paragraph: list[str] = []
+    quoted: list[bool] = [False]  # the paragraph being gathered is a "> " block quote
+    in_code = False
+
+    def flush() -> None:
+        if paragraph:
+            prefix = "  │ " if quoted[0] else ""
+            out.extend(textwrap.wrap(_inline(" ".join(paragraph)), width, initial_indent=prefix,
+                                     subsequent_indent=prefix, break_on_hyphens=False) or [""])
+            paragraph.clear()
+
+    for line in markdown.splitlines():
+        if FENCE.match(line):
+            flush()
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append("    " + line)
+            continue
+        if not line.strip():
+            flush()
+            if out and out[-1] != "":
+                out.append("")
+            continue
+        heading, bullet = HEADING.match(line), BULLET.match(line)
+        if heading:
+            flush()
+            title = _inline(heading.group(1))
+            out += [title, "-" * min(len(title), width)]
+        elif bullet:
+            flush()
+            indent = " " * len(bullet.group(1))
+            out += textwrap.wrap(_inline(bullet.group(2)), width, initial_indent=f"{indent}  • ",
+                                 subsequent_indent=f"{indent}    ", break_on_hyphens=False)
+        else:
+            quote = line.lstrip().startswith(">")
+            if quote != quoted[0]:
+                flush()
+                quoted[0] = quote
+            paragraph.append(line.strip().lstrip(">").strip() if quote else line.strip())
+    flush()
+    return "\n".join(out).strip("\n")
+
+
+def _inline(text: str) -> str:
+    text = LINK.sub(lambda m: f"{m.group(1)} ({m.group(2)})", text)
+    text = EMPHASIS.sub(lambda m: m.group(2) or m.group(3), text)
+    return text.replace("`", "")

@@ -2,7 +2,8 @@
 
 A `Problem` is one training run: data, initial parameters, learning rate, epochs. `simulate` replays it the
 way a student's loop would with one mistake switched on (gradient scaled by N, ½ or −1, gradients that
-accumulate, the step taken before backward, parameters that never move, the broadcast (n, n) MSE), and
+accumulate, the step taken before backward, parameters that never move, the broadcast (n, n) MSE, w recorded
+before the update), and
 `deviation` measures how far an observed per-epoch sequence is from a simulated one. diagnose.py names the
 mistake whose simulation a student's trajectory follows; benchmarks/tolerances.py measures the margins.
 
@@ -40,6 +41,7 @@ class Mistake:
     broadcast_loss_only: bool = False  # the same in the recorded loss, with a hand-written correct gradient
     loss_after: bool = False  # the loss recorded is the one after the update
     loss_scale: float = 1.0  # the recorded loss is this multiple of the MSE (a summed loss: N)
+    w_before: bool = False  # the w recorded is the one before the update (where tutorials print it)
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,7 @@ def _simulate(problem: Problem, mistake: Mistake) -> Trajectory:
     losses, ws, held = [], [], []
     with np.errstate(all="ignore"):
         for _ in range(problem.n_iters):
+            before = params
             loss, grads = loss_and_gradients(problem, params, mistake.broadcast)
             if mistake.broadcast_loss_only:
                 loss = loss_and_gradients(problem, params, broadcast=True)[0]
@@ -169,7 +172,7 @@ def _simulate(problem: Problem, mistake: Mistake) -> Trajectory:
             after = loss_and_gradients(problem, params, mistake.broadcast)[0] if mistake.loss_after else loss
             losses.append(after * mistake.loss_scale)
             if len(params) == 1:
-                ws.append(float(params[0]))
+                ws.append(float((before if mistake.w_before else params)[0]))
     return Trajectory(np.asarray(losses), np.asarray(ws) if ws else None, np.asarray(held) if ws else None)
 
 
@@ -232,6 +235,8 @@ def catalog(problem: Problem) -> list[Entry]:
               "parameters that never move: every step found the gradient zeroed or missing"),
         Entry("loss-after", "loss-after-update", Mistake(loss_after=True),
               "the loss recorded after each update instead of before it"),
+        Entry("w-before", "w-before-update", Mistake(w_before=True),
+              "w recorded before each update instead of after it"),
         Entry("broadcast", "shape-broadcast", Mistake(broadcast=True),
               "an MSE over every (prediction, target) pair, as an (n, 1) column against an (n,) vector gives"),
         Entry("broadcast-loss", "shape-broadcast", Mistake(broadcast_loss_only=True),
@@ -240,8 +245,9 @@ def catalog(problem: Problem) -> list[Entry]:
     if problem.objective is not None:  # no samples: nothing to sum or broadcast
         return [e for e in entries if e.code not in ("gradient-not-averaged", "shape-broadcast")]
     single_output = problem.y.ndim == 1 or problem.y.shape[1] == 1  # only (n, 1) against (n,) broadcasts
+    scalar = len(problem.params) == 1  # only the scalar model's history records w
     return [e for e in entries if (e.code != "gradient-not-averaged" or n > 1)
-            and (e.code != "shape-broadcast" or single_output)]
+            and (e.code != "shape-broadcast" or single_output) and (e.code != "w-before-update" or scalar)]
 
 
 def matches(problem: Problem, observed: dict[str, Any], fields: tuple[str, ...]) -> list[tuple[Entry, float]]:

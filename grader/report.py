@@ -74,6 +74,7 @@ class Report:
     schema_version: str = SCHEMA_VERSION
     status: str = "ok"  # one of RUN_STATUSES, decided in grading.run_status() only
     hidden_output: str = ""  # what it printed while hidden checks ran: for the instructor, never the student
+    cell_errors: tuple[str, ...] = ()  # notebook cells that raised (the next cells still ran), always listed
 
     @property
     def score(self) -> float:
@@ -100,6 +101,7 @@ def to_dict(report: Report) -> dict[str, Any]:
     data["full_marks"] = report.full_marks
     data["checks"] = [{**asdict(c), "status": c.status.value} for c in report.checks]
     data["devices"] = list(report.devices)
+    data["cell_errors"] = list(report.cell_errors)
     return sanitize.deep(data)  # messages, output, paths: a submission's text, safe in any file or viewer
 
 
@@ -117,6 +119,7 @@ def from_dict(data: dict[str, Any]) -> Report:
     fields["submission"] = Submission(**data["submission"])
     fields["devices"] = tuple(data["devices"])
     fields.setdefault("status", "ok")  # a 1.0 report on disk: its `error` still says what went wrong
+    fields["cell_errors"] = tuple(data.get("cell_errors") or ())
     return Report(**fields)
 
 

@@ -82,9 +82,19 @@ def read(path: Path, exercise_id: str) -> Loaded:
         if problem:
             return Loaded(submission, (), problem, "unreadable")
     else:
-        cells = (Cell(f"{exercise_id}.py", strip_ipython_calls(text)),)
+        cells = (Cell(file_label(path, exercise_id), strip_ipython_calls(text)),)
         problem = syntax_problem(cells)  # a notebook's broken cell is skipped and reported, as Jupyter would
     return Loaded(submission, cells, problem, "syntax-error" if problem else None)
+
+
+def file_label(path: Path, exercise_id: str) -> str:
+    """What messages and tracebacks call a .py submission: its own file name (`syn.py`), so every line they
+    quote is a line of that file; the exercise's name when the file's name is not plain printable text."""
+    name = path.name
+    if name.isprintable() and name.endswith(".py") and len(name) <= 100 and name.strip() == name and \
+            name != "probe.py":  # the exercise's probe module is called so in tracebacks
+        return name
+    return f"{exercise_id}.py"
 
 
 def _text_problem(data: bytes, exercise_id: str) -> str | None:

@@ -22,6 +22,7 @@ CODES = {
     "gradient-not-averaged", "gradient-missing-factor-2", "gradient-sign", "grad-not-zeroed",
     "loss-after-update", "step-before-backward", "shape-broadcast", "ignores-arguments", "no-autograd",
     "no-optimizer", "device-mismatch", "not-implemented",
+    "w-before-update", "history-aliases-tensor", "rebound-parameter", "argument-order", "module-not-initialised",
 }
 
 

@@ -12,4 +12,4 @@ def loss_function(formula: str):
 
 def minimize(ctx: Context, loss, w, learning_rate, n_iters):
     return ctx.train("minimize", loss_function(loss), w=w, learning_rate=learning_rate, n_iters=n_iters,
-                     columns=("w", "loss", "grad"), watch=True)
+                     columns=("w", "loss", "grad"), watch=True, parameter="w")

@@ -17,4 +17,4 @@ def train(ctx: Context, x, y, w, learning_rate, n_iters):
     # The reference forward and loss stand in for the student's, so a bug there costs its own points only.
     return ctx.train("train", ctx.tensor(x), ctx.tensor(y), w=w, learning_rate=learning_rate, n_iters=n_iters,
                      columns=("w", "loss"), substitutes={"forward": reference_forward, "loss": reference_mse},
-                     watch=True)
+                     watch=True, parameter="w")

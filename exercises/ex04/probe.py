@@ -11,4 +11,4 @@ def forward(ctx: Context, w, x):
 def train(ctx: Context, x, y, w, learning_rate, n_iters):
     # The reference forward stands in for the student's, so a bug there costs its own points only.
     return ctx.train("train", ctx.tensor(x), ctx.tensor(y), w=w, learning_rate=learning_rate, n_iters=n_iters,
-                     columns=("w", "loss"), substitutes={"forward": reference_forward}, watch=True)
+                     columns=("w", "loss"), substitutes={"forward": reference_forward}, watch=True, parameter="w")

@@ -16,6 +16,7 @@ SYMBOLS = {
     Status.SKIPPED: "SKIP",
 }
 WIDTH = 100
+SHORT = 80  # a message this short is repeated rather than referred back to
 
 
 def _points(value: float) -> str:
@@ -26,15 +27,26 @@ def render(report: Report, hint_count: int = 0) -> str:
     lines = [f"{report.exercise}: {report.title}   ({report.submission.path})", ""]
     if report.error:
         lines += textwrap.wrap("Problem: " + report.error, WIDTH, subsequent_indent="  ") + [""]
-    name_width = min(58, max((len(c.name) for c in report.checks), default=10))
+    unsaid = [e for e in report.cell_errors if e not in (report.error or "")]
+    if unsaid:  # full marks or not: a cell that raised may hide code the student thinks ran
+        lines.append("Notebook cells that raised an error (the cells after them still ran):")
+        for text in unsaid:
+            lines += textwrap.wrap(text, WIDTH, initial_indent="  - ", subsequent_indent="    ")
+        lines.append("")
     explained: set[str] = set()
+    said: dict[str, str] = {}  # a message already printed → the check that printed it
     for check in report.checks:
         status = SYMBOLS[check.status]
         points = f"{_points(check.score)}/{_points(check.max_score)}"
         hidden = " (hidden)" if check.visibility == "hidden" else ""
-        lines.append(f"  {status:<7} {points:>7}  {check.name[:name_width]}{hidden}")
+        # The whole name, wrapped at word boundaries under itself: a name cut short names another check.
+        name = textwrap.wrap(check.name + hidden, WIDTH - 19, break_long_words=False, break_on_hyphens=False)
+        lines.append(f"  {status:<7} {points:>7}  {name[0] if name else ''}")
+        lines += [" " * 19 + more for more in name[1:]]
         if check.status is not Status.PASSED and check.message:
-            for paragraph in _message(check, explained).split("\n"):
+            first = said.setdefault(check.message, check.name) if len(check.message) > SHORT else check.name
+            text = _message(check, explained) if first == check.name else f"The same as for \"{first}\" above."
+            for paragraph in text.split("\n"):
                 lines += textwrap.wrap(paragraph, WIDTH, initial_indent=" " * 19, subsequent_indent=" " * 19)
             if check.diagnosis:
                 command = f"`grade hint {report.exercise} -n {check.hint}`"

@@ -26,6 +26,7 @@ DRAWN_MAGNITUDE = 1e30
 ROW_ORDER = ("loss", "w", "grad")
 ROW_LABELS = {"loss": "loss (log scale)", "w": "w", "grad": "gradient"}
 STUDENT_COLOUR, REFERENCE_COLOUR, DIVERGENCE_COLOUR = "#d1495b", "#2e4057", "#edae49"
+FORMATS = ("png", "svg", "pdf")  # what --plot writes, chosen by the file's suffix
 
 
 @dataclass(frozen=True)
@@ -156,9 +157,24 @@ def png_bytes(report: Report) -> bytes:
     return buffer.getvalue()
 
 
+def image_bytes(report: Report, image_format: str = "png") -> bytes:
+    """The picture in one of FORMATS; raises ModuleNotFoundError without matplotlib."""
+    if image_format not in FORMATS:
+        raise ValueError(f"unknown image format {image_format!r}; choose from {', '.join(FORMATS)}")
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Fixed metadata: the same report gives the same bytes (no creation date, no tool version in SVG/PDF).
+        metadata = {"Date": None} if image_format == "svg" else ({"CreationDate": None} if image_format == "pdf"
+                                                                  else None)
+        figure(report).savefig(buffer, format=image_format, metadata=metadata)
+    return buffer.getvalue()
+
+
 def write_plot(report: Report, path: Path) -> None:
-    """Write the PNG to `path` (raises ModuleNotFoundError without matplotlib; the CLI turns it into a note)."""
-    data = png_bytes(report)
+    """Write the picture to `path` in the format its suffix names (.png, .svg, .pdf; ValueError for any other).
+    Raises ModuleNotFoundError without matplotlib; the CLI turns it into a note."""
     path = Path(path)
+    data = image_bytes(report, path.suffix.lower().lstrip("."))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)

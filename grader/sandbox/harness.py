@@ -46,13 +46,18 @@ def describe_exception(exc: BaseException, student_files: set[str]) -> dict[str,
         where = f"{last.filename}, line {last.lineno}, in {last.name}: {(last.line or '').strip()}"
     elif isinstance(exc, SyntaxError) and exc.filename in student_files:
         where = f"{exc.filename}, line {exc.lineno}: {(exc.text or '').strip()}"
-    return {
+    described = {
         "kind": "not-implemented" if isinstance(exc, NotImplementedError) else "exception",
         "type": type(exc).__name__,
         "message": text[:1000],
         "where": where,
         "traceback": ("\n".join(lines) + ("\n" if lines else "") + text)[-MAX_TRACEBACK_CHARS:],
     }
+    evidence = getattr(exc, "__grader_evidence__", None)  # what a probe saw as it raised (probing.py)
+    if isinstance(evidence, dict):  # plain scalars only: a student can set this attribute too
+        described["evidence"] = {str(k)[:40]: v if not isinstance(v, str) else v[:200]
+                                 for k, v in list(evidence.items())[:8] if isinstance(v, (str, bool, int, float))}
+    return described
 
 
 def load_submission(job: dict[str, Any]) -> tuple[types.ModuleType, set[str], list[dict[str, Any]]]:
@@ -121,7 +126,8 @@ def run_invocation(invocation: dict[str, Any], probes: types.ModuleType, ctx: Co
     try:
         fields = probe(ctx, **invocation["args"])
     except ProbeFailure as failure:
-        return {**reply, "ok": False, "error": {"kind": failure.kind, "message": failure.message}}
+        named = {"name": str(failure.name)[:100]} if failure.name else {}
+        return {**reply, "ok": False, "error": {"kind": failure.kind, "message": failure.message, **named}}
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are graded too
         return {**reply, "ok": False, "error": describe_exception(exc, student_files)}
     return {**reply, "ok": True, "fields": fields}

@@ -18,10 +18,11 @@ from typing import Any
 class ProbeFailure(Exception):
     """The student's answer has the wrong type or shape, or a required name is missing."""
 
-    def __init__(self, kind: str, message: str):
+    def __init__(self, kind: str, message: str, name: str | None = None):
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self.name = name  # the student's name it is about (a missing function), for the parent's wording
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Events:
     autograd_grad: int = 0
     step: int = 0
     zero_grad: int = 0
+    backward_done: int = 0  # backward() calls that returned (not counted on the wire: evidence only)
     order: list[str] = field(default_factory=list)  # "B" backward, "S" step, "Z" zero_grad, capped
     warnings: list[str] = field(default_factory=list)
     # Where the process went, for the parent to tie it to the history: per backward() the values of the
@@ -83,9 +85,9 @@ class Context:
     def function(self, name: str) -> Callable[..., Any]:
         target = getattr(self.student, name, None)
         if target is None:
-            raise ProbeFailure("missing", f"`{name}` is not defined in your file.")
+            raise ProbeFailure("missing", f"`{name}` is not defined in your file.", name)
         if not callable(target):
-            raise ProbeFailure("missing", f"`{name}` is defined but is not a function.")
+            raise ProbeFailure("missing", f"`{name}` is defined but is not a function.", name)
         return target
 
     def call(self, name: str, *args: Any, **kwargs: Any) -> Any:
@@ -169,15 +171,26 @@ class Context:
 
     def train(self, name: str, *args: Any, columns: Sequence[str], n_iters: int,
               substitutes: dict[str, Callable[..., Any]] | None = None, watch: bool = False,
-              parameters: Sequence[Any] = (), **kwargs: Any) -> dict[str, Any]:
+              parameters: Sequence[Any] = (), parameter: str | None = None, **kwargs: Any) -> dict[str, Any]:
         """Call a training function (`n_iters` passed by keyword) and return its history, column by column.
 
         `substitutes` swaps reference helpers in while it runs; `watch` adds the autograd/optimizer events
-        (and, for `parameters`, whether each step's optimizer holds them).
+        (and, for `parameters`, whether each step's optimizer holds them). `parameter` names the trained
+        tensor's local variable: when the run raises after a backward() and that variable no longer holds a
+        leaf that requires grad, the exception carries the evidence (`rebound-parameter`). A substitute that
+        records `call_orders` adds them to the fields.
         """
         with self.substitute(**(substitutes or {})), self.watch(parameters) as events:
-            value = self.call(name, *args, n_iters=n_iters, **kwargs)
+            try:
+                value = self.call(name, *args, n_iters=n_iters, **kwargs)
+            except Exception as exc:
+                if parameter:
+                    _note_rebound(exc, getattr(self.function(name), "__code__", None), parameter, events)
+                raise
         fields: dict[str, Any] = self.history(value, n_iters, columns, f"{name}(...)")
+        orders = {k: v for s in (substitutes or {}).values() for k, v in getattr(s, "call_orders", {}).items()}
+        if orders:
+            fields["call_orders"] = orders
         return {**fields, **events.as_fields()} if watch else fields
 
     def history(self, value: Any, n_iters: int, columns: Sequence[str], what: str) -> dict[str, list[float]]:
@@ -191,7 +204,8 @@ class Context:
             raise ProbeFailure(
                 "shape", f"{what} returned {len(value)} entries for n_iters={n_iters}; expected one per epoch."
             )
-        out: dict[str, list[float]] = {c: [] for c in columns}
+        out: dict[str, Any] = {c: [] for c in columns}
+        items_by_column: dict[str, list[Any]] = {c: [] for c in columns}
         for epoch, entry in enumerate(value, 1):
             items = (entry,) if len(columns) == 1 and not isinstance(entry, (list, tuple)) else entry
             if not isinstance(items, (list, tuple)) or len(items) != len(columns):
@@ -200,6 +214,10 @@ class Context:
                 )
             for column, item in zip(columns, items):
                 out[column].append(self.number(item, f"{what}: {column} at epoch {epoch}"))
+                items_by_column[column].append(item)
+        for column, items in items_by_column.items():
+            if len(items) > 1 and all(_same_memory(items[0], item) for item in items[1:]):
+                out[f"aliased_{column}"] = True  # every entry is one live array: it shows its final value
         return out
 
 
@@ -219,6 +237,114 @@ def reference_mse_gradient(x: Any, y: Any, y_pred: Any) -> Any:
     import numpy as np
 
     return np.mean(2 * x * (y_pred - y))
+
+
+ROLE_NAMES = {"x": "x", "y": "y", "prediction": "y_pred"}
+
+
+def in_callers_order(reference: Callable[..., Any], x: Any, y: Any, name: str,
+                     forward: Callable[..., Any] | None = None) -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """The reference `name(x, y, y_pred)`, called with the meaning of the student's own arguments, and a
+    forward that marks its outputs as predictions.
+
+    A student's `train` may call its helper as `gradient(x, y_pred, y)`, the order of its own definition.
+    A substitute taking the exercise's order would then swap y and y_pred and invent a sign mistake, so each
+    argument is recognised: the object the (returned) forward produced is the prediction, the train's own
+    x and y arrays are x and y, and failing identity, equal values say which is which. The order seen is
+    kept in `call_orders` (evidence for `argument-order`); when the roles are not clear (a loop over single
+    samples), the order last seen, else the exercise's, is used.
+    """
+    import numpy as np
+
+    known = {"x": x, "y": y}
+    produced: list[Any] = []
+
+    def marking_forward(*args: Any, **kwargs: Any) -> Any:
+        out = (forward or reference_forward)(*args, **kwargs)
+        produced[:] = [out]
+        return out
+
+    def roles_of(values: list[Any]) -> list[str | None]:
+        """Identity first (the forward's output, the train's own x and y), then equal values for the roles
+        still open; one value left over is the prediction (at w = 1 it equals x by value, yet is not x)."""
+        roles: list[str | None] = []
+        for value in values:
+            if any(value is p for p in produced):
+                roles.append("prediction")
+            else:
+                roles.append(next((label for label, data in known.items() if value is data), None))
+        for index, value in enumerate(values):
+            if roles[index] is None:
+                array = np.asarray(value)
+                open_roles = [label for label, data in known.items() if label not in roles
+                              and array.shape == np.shape(data) and np.array_equal(array, data)]
+                roles[index] = open_roles[0] if len(open_roles) == 1 else None
+        if roles.count(None) == 1 and "prediction" not in roles:
+            roles[roles.index(None)] = "prediction"
+        return roles
+
+    last: list[list[str]] = []
+
+    def substitute(*args: Any, **kwargs: Any) -> Any:
+        values = list(args) + list(kwargs.values())
+        roles = roles_of(values) if len(values) == 3 else []
+        if sorted(r for r in roles if r) != ["prediction", "x", "y"]:
+            if not (last and len(values) == 3 and not kwargs):
+                return reference(*args, **kwargs)
+            roles = last[0]
+        last[:] = [roles]
+        by_role = dict(zip(roles, values))
+        if not kwargs and roles != ["x", "y", "prediction"]:  # only an unusual order is news
+            substitute.call_orders[name] = ", ".join(ROLE_NAMES[r] for r in roles)
+        return reference(by_role["x"], by_role["y"], by_role["prediction"])
+
+    substitute.call_orders = {}  # type: ignore[attr-defined]
+    return substitute, marking_forward
+
+
+def _same_memory(first: Any, other: Any) -> bool:
+    """Whether two history entries are one mutable array or tensor (or views of the same memory)."""
+    if first is other and not isinstance(first, (int, float, bool, str)):
+        return not _immutable_scalar(first)
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(first, torch.Tensor) and isinstance(other, torch.Tensor):
+        try:
+            return first.untyped_storage().data_ptr() == other.untyped_storage().data_ptr() and \
+                first.numel() > 0
+        except (RuntimeError, AttributeError):
+            return False
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(first, np.ndarray) and isinstance(other, np.ndarray):
+        return bool(np.shares_memory(first, other))
+    return False
+
+
+def _immutable_scalar(value: Any) -> bool:
+    np = sys.modules.get("numpy")
+    return np is not None and isinstance(value, np.generic)
+
+
+def _note_rebound(exc: BaseException, code: Any, parameter: str, events: Events) -> None:
+    """Mark `exc` when the trained parameter was replaced by a new tensor during the run.
+
+    Evidence: the student's training frame, where it raised, holds in `parameter` a tensor that is no longer
+    a leaf requiring grad (it has a grad_fn, or requires no grad), after at least one backward() went through
+    (so it was a trainable leaf before: the first epochs ran).
+    """
+    torch = sys.modules.get("torch")
+    if torch is None or events.backward_done < 1:
+        return
+    tb = exc.__traceback__
+    while tb is not None:
+        frame = tb.tb_frame
+        if frame.f_code is code:
+            value = frame.f_locals.get(parameter)
+            if isinstance(value, torch.Tensor) and (value.grad_fn is not None or not value.requires_grad):
+                exc.__grader_evidence__ = {  # type: ignore[attr-defined]
+                    "rebound": parameter, "requires_grad": bool(value.requires_grad),
+                    "backward_calls": events.backward_done}
+            return
+        tb = tb.tb_next
 
 
 def _describe(value: Any) -> str:
@@ -274,7 +400,9 @@ def _torch_hooks(events: Events) -> Iterator[None]:
                                                               kwargs.get("inputs")))
             except Exception:  # noqa: BLE001 - a graph we cannot walk is evidence of nothing
                 events.backward_values.append([])
-        return original_backward(*args, **kwargs)
+        result = original_backward(*args, **kwargs)
+        events.backward_done += 1
+        return result
 
     def grad(*args: Any, **kwargs: Any) -> Any:
         events.autograd_grad += 1
