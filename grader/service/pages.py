@@ -22,7 +22,8 @@ from grader.formats.gradebook import number
 from grader.report import from_dict
 
 COOKIE = "grade_token"
-CSP = f"{html.CSP}; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+META_CSP = f"{html.CSP}; form-action 'self'; base-uri 'none'"
+CSP = f"{META_CSP}; frame-ancestors 'none'"  # frame-ancestors works only as a header
 REFRESH_S = 2
 STYLE = """
 body { font: 15px/1.5 system-ui, sans-serif; color: #1f2328; max-width: 960px; margin: 2rem auto; padding: 0 1rem; }
@@ -39,7 +40,7 @@ nav { display: flex; gap: 1rem; align-items: center; } nav form { margin: 0; }
 def page(title: str, body: str, status: int = 200, refresh: bool = False) -> HTMLResponse:
     meta = f'<meta http-equiv="refresh" content="{REFRESH_S}">' if refresh else ""
     text = (f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-            f'<meta http-equiv="Content-Security-Policy" content="{CSP}">{meta}'
+            f'<meta http-equiv="Content-Security-Policy" content="{META_CSP}">{meta}'
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.esc(title)}</title><style>{STYLE}</style></head><body>{body}</body></html>")
     return HTMLResponse(text, status, headers=security_headers())
