@@ -154,7 +154,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
-        self.log = tempfile.NamedTemporaryFile(prefix="grade-serve-", suffix=".log", delete=False)
+        self.log = tempfile.NamedTemporaryFile(prefix="grade-serve-", suffix=".log", delete=False)  # noqa: SIM115
 
     def start(self, wait: bool = True) -> Server:
         command = [sys.executable, "-m", "grader.cli", "serve", "--port", str(self.port), "--db", self.db_url,

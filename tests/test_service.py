@@ -14,9 +14,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from conftest import ROOT, SUBMISSIONS
 from service_support import Postgres, Server, token, wait_for
 
-from conftest import ROOT, SUBMISSIONS
 from grader import exercises, grading
 from grader.report import to_dict, validation_errors
 
@@ -195,7 +195,7 @@ class Receiver:
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - the standard library's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 status = 500 if len(receiver.posts) < receiver.failures else 204
                 receiver.posts.append((body, self.headers.get("X-Grade-Signature"), status))
@@ -339,12 +339,12 @@ def test_the_cli_refuses_a_scheduler_for_now_and_a_bad_database(tmp_path):
     import sys
 
     result = subprocess.run([sys.executable, "-m", "grader.cli", "serve", "--scheduler", "tcp://127.0.0.1:8786"],
-                            capture_output=True, text=True, cwd=tmp_path)
+                            capture_output=True, text=True, cwd=tmp_path, check=False)
     assert result.returncode == 2 and "not available yet" in result.stderr
     result = subprocess.run([sys.executable, "-m", "grader.cli", "token", "add", "--role", "lms", "--db",
-                             "nonsense://x"], capture_output=True, text=True, cwd=tmp_path)
+                             "nonsense://x"], capture_output=True, text=True, cwd=tmp_path, check=False)
     assert result.returncode == 2 and result.stderr.count("\n") == 1
     result = subprocess.run([sys.executable, "-m", "grader.cli", "token", "add", "--role", "student"],
-                            capture_output=True, text=True, cwd=tmp_path)
+                            capture_output=True, text=True, cwd=tmp_path, check=False)
     assert result.returncode == 2 and "--student" in result.stderr
     assert not list(Path(tmp_path).glob("*.sqlite3"))

@@ -7,9 +7,8 @@ import shutil
 from pathlib import Path
 
 import pytest
-from service_support import Server, token
-
 from conftest import ROOT, SUBMISSIONS
+from service_support import Server, token
 
 pytest.importorskip("fastapi", reason="the service extra is not installed")
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -106,6 +105,17 @@ def test_the_instructor_sees_the_class(site, browser):
         context.close()
 
 
+def _caller(headers):
+    from schemathesis.specs.openapi.checks import positive_data_acceptance
+
+    def call(case):
+        # Every check but one: whether a schema-valid upload is accepted depends on the token's role (an lms
+        # token must name the student) and on the file's name (.py or .ipynb), which the schema cannot say.
+        case.call_and_validate(headers=headers, timeout=30, excluded_checks=[positive_data_acceptance])
+
+    return call
+
+
 def test_the_api_holds_to_its_openapi_document_under_fuzzing(site):
     schemathesis = pytest.importorskip("schemathesis")
     from hypothesis import HealthCheck, given, settings
@@ -118,14 +128,10 @@ def test_the_api_holds_to_its_openapi_document_under_fuzzing(site):
         for operation in schema.get_all_operations():
             operation = operation.ok()
 
-            @settings(max_examples=8, deadline=None, database=None,
-                      suppress_health_check=list(HealthCheck))
-            @given(case=operation.as_strategy())
-            def check(case, headers=headers):
-                case.call_and_validate(headers=headers, timeout=30)
-
+            run = settings(max_examples=8, deadline=None, database=None, suppress_health_check=list(HealthCheck))(
+                given(case=operation.as_strategy())(_caller(headers)))
             try:
-                check()
+                run()
             except Exception as exc:  # noqa: BLE001 - collect every operation's failure, then report them all
                 failures.append(f"{role} {operation.method.upper()} {operation.path}: {exc}"[:2000])
     assert failures == []

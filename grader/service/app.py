@@ -102,10 +102,6 @@ class ApiError(Exception):
 
 # ---- the shapes of the answers (the OpenAPI document is made from these)
 
-class ErrorBody(BaseModel):
-    error: str = Field(description="one line for a person")
-
-
 class Created(BaseModel):
     id: str
     status: str
@@ -148,7 +144,9 @@ class Health(BaseModel):
 
 
 def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {code: {"model": ErrorBody} for code in codes}
+    """Error answers for the OpenAPI document: always JSON, whatever the endpoint's own answer is."""
+    schema = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+    return {code: {"description": "an error", "content": {"application/json": {"schema": schema}}} for code in codes}
 
 
 def iso(seconds: float | None) -> str | None:
@@ -332,10 +330,16 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
     # ---- the API
     @app.post("/api/v1/submissions", status_code=202, response_model=Created,
               responses=errors(401, 403, 413, 422, 429, 503))
-    def submit(request: Request, caller: Caller, exercise: Annotated[str, Form()],
+    def submit(request: Request, caller: Caller,
+               exercise: Annotated[str, Form(json_schema_extra={"enum": exercises.exercise_ids()})],
                file: Annotated[UploadFile, File(description="the .py or .ipynb, at most 1 MiB")],
-               student: Annotated[str | None, Form()] = None, callback_url: Annotated[str | None, Form()] = None,
-               idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None) -> Created:
+               student: Annotated[str | None, Form(json_schema_extra={"pattern": STUDENT_ID.pattern},
+                                                   description="required with lms and instructor tokens")] = None,
+               callback_url: Annotated[str | None, Form(json_schema_extra={"pattern": "^https?://[^\\s/]+",
+                                                                           "maxLength": 2000})] = None,
+               idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key",
+                                                             json_schema_extra={"pattern": IDEMPOTENCY_KEY.pattern})]
+               = None) -> Created:
         content = file.file.read(MAX_FILE_BYTES + 1)
         row, _new = service().submit(caller, exercise, file.filename or "", content, student, callback_url,
                                      str(request.base_url), idempotency_key)
