@@ -301,7 +301,7 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
         finally:
             service.close()
 
-    app = FastAPI(title="dl-grader service", version="1", lifespan=lifespan,
+    app = FastAPI(title="dl-grader service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Submissions over HTTP; the database is the record. See CONTRACT.md.")
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
