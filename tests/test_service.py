@@ -17,7 +17,7 @@ import pytest
 from conftest import ROOT, SUBMISSIONS
 from service_support import Server, token, wait_for
 
-from grader import exercises, grading
+from grader import exercises, grading, validate
 from grader.report import to_dict, validation_errors
 
 pytest.importorskip("fastapi", reason="the service extra is not installed")
@@ -77,7 +77,7 @@ def test_a_submission_is_stored_graded_and_its_report_is_the_one_grade_writes(se
     assert state["status"] == "graded" and state["attempts"] == 1
     assert state["started_at"] and state["finished_at"]
     report = server.get(f"/api/v1/submissions/{created['id']}/report", service.alice).json()
-    assert validation_errors(report) == []
+    assert validation_errors(report) == [] and validate.report_meaning(report) == []
     path = tmp_path / "ex03.py"
     path.write_bytes(BUGGY)
     local = to_dict(grading.grade("ex03", path, device="auto", worker=workers.get("ex03")))
@@ -274,8 +274,8 @@ def test_a_submission_that_kills_its_worker_each_time_ends_failed_with_a_report(
         state = server.wait_finished(lms, [sid], 60)[sid]
         assert (state["status"], state["attempts"]) == ("failed", 3)
         report = server.get(f"/api/v1/submissions/{sid}/report", lms).json()
-        assert validation_errors(report) == [] and report["score"] == 0
-        assert report["error"]
+        assert validation_errors(report) == [] and validate.report_meaning(report) == []
+        assert report["score"] == 0 and report["error"]
         later = submitted(server.submit(lms, "ex03", SOLUTION, student="nina"))  # the service still grades
         assert server.wait_finished(lms, [later])[later]["score"] == 15.0
     finally:

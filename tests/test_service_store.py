@@ -9,6 +9,7 @@ import pytest
 from conftest import ROOT
 
 pytest.importorskip("sqlalchemy", reason="the service extra is not installed")
+from grader import validate
 from grader.executor import LocalExecutor
 from grader.report import validation_errors
 from grader.service.app import open_store
@@ -99,7 +100,7 @@ def test_a_job_whose_lease_keeps_expiring_ends_failed_with_a_valid_report(store,
     import json
 
     report = json.loads(row.report)
-    assert validation_errors(report) == [] and report["score"] == 0
+    assert validation_errors(report) == [] and validate.report_meaning(report) == [] and report["score"] == 0
     assert f"{MAX_ATTEMPTS} times" in report["error"] and report["submission"]["path"] == "ex03.py"
 
 
