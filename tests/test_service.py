@@ -1,5 +1,5 @@
 """The grading service against real parts: `grade serve` processes on SQLite and on a real PostgreSQL server,
-real warm workers, real HTTP. Every test runs on both databases."""
+real warm workers, real HTTP. Each test runs on both databases, except those about PostgreSQL itself."""
 
 from __future__ import annotations
 
