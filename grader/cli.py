@@ -583,5 +583,64 @@ def record(exercise_ids: tuple[str, ...]) -> None:
             raise click.ClickException(str(exc)) from None
 
 
+# ---- the grading service (needs the `service` extra)
+
+def _service_modules() -> Any:
+    try:
+        from grader.service import app as service_app
+    except ModuleNotFoundError as exc:
+        raise click.UsageError(f"the grading service needs the `service` extra ({exc.name} is missing): "
+                               "pip install 'dl-grader[service]'") from None
+    return service_app
+
+
+@main.command(help="Run the grading service (HTTP API, pages, warm workers; the database is the record).")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--db", "db_url", default=None, help="SQLAlchemy URL [default: sqlite file grade-service.sqlite3 "
+                                                   "in the working directory]; postgresql://user@host/db to share.")
+@click.option("--jobs", type=click.IntRange(1), default=None, help="Parallel workers [default: number of cores].")
+@click.option("--scheduler", default=None, help="A Dask scheduler's address (not available yet).")
+def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler: str | None) -> None:
+    if scheduler:
+        raise click.UsageError("--scheduler (grading on a Dask cluster) is not available yet; "
+                               "leave it out to grade on this machine's workers.")
+    service_app = _service_modules()
+    import logging
+
+    import uvicorn
+
+    from grader.batch import default_jobs
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    config = service_app.Config.from_environment(db_url=db_url, jobs=jobs or default_jobs())
+    try:
+        app = service_app.create_app(config)
+        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+    except service_app.ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+@main.group(help="Manage the grading service's bearer tokens.")
+def token() -> None:
+    pass
+
+
+@token.command("add", help="Create a bearer token and print it once (the service stores only its hash).")
+@click.option("--role", required=True, type=click.Choice(["instructor", "lms", "student"]))
+@click.option("--student", default=None, help="The student a student token submits and reads as.")
+@click.option("--db", "db_url", default=None, help="SQLAlchemy URL, as for `grade serve`.")
+def token_add(role: str, student: str | None, db_url: str | None) -> None:
+    service_app = _service_modules()
+    if role == "student" and not student:
+        raise click.UsageError("a student token needs --student ID.")
+    if student and not service_app.STUDENT_ID.match(student):
+        raise click.UsageError("a student id is 1-128 letters, digits, '.', '_', '@' or '-'.")
+    try:
+        click.echo(service_app.add_token(db_url, role, student))
+    except service_app.ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
 if __name__ == "__main__":
     main()

@@ -382,3 +382,18 @@ def _combine(per_device: list[CheckResult], devices: list[str]) -> CheckResult:
     if len(devices) > 1:
         return replace(first, message=f"[on {first.device}] {first.message}")
     return first
+
+
+def report_without_run(exercise_id: str, path: Path | str, problem: str, limits: Limits | None = None,
+                       tier: str = "failed") -> Report:
+    """A valid report for a submission that was never run to the end (every check gets `problem`, no
+    points): what the service stores when a submission has broken its worker too many times."""
+    exercise = exercises.load(exercise_id)
+    limits = limits or Limits()
+    loaded = read(Path(path), exercise_id)
+    devices = ["cpu"]
+    results = _results(exercise, exercise.checks, devices, None, problem)
+    return Report(exercise=exercise.id, title=exercise.title, submission=loaded.submission, checks=results,
+                  devices=tuple(devices), grader_version=__version__, versions=versions(),
+                  sandbox={"tier": tier, "limits": limits.as_job()}, error=problem,
+                  references_sha256=exercise.references_digest())

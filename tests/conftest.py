@@ -90,3 +90,13 @@ def grade_file(workers):
         return grading.grade(exercise_id, path, device=device, worker=worker, **options)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A real PostgreSQL server on loopback for the service tests (service_support.Postgres), one per session."""
+    from service_support import Postgres
+
+    server = Postgres()
+    yield server
+    server.close()

@@ -205,14 +205,25 @@ def test_hostile_channel_bytes_end_in_a_rejected_report(name, tmp_path, grade_fi
 # ---------------------------------------------------------------- the upload and the grader's own failure
 
 
-def test_an_upload_1100_folders_deep_gets_a_results_file(tmp_path):
+@pytest.fixture
+def deep_upload(tmp_path):
+    """An upload 1,100 folders deep, removed level by level afterwards: shutil.rmtree recurses once per level,
+    so pytest's own clean-up of old temporary folders would fail on it in a later session."""
     folder = tmp_path / "submission"
     folder.mkdir()
-    deep = str(folder)
+    levels = [str(folder)]
     for _ in range(1100):  # os.makedirs and Path.mkdir(parents=True) recurse once per level
-        deep += "/d"
-        os.mkdir(deep)
-    deep = Path(deep)
+        levels.append(levels[-1] + "/d")
+        os.mkdir(levels[-1])
+    yield folder, Path(levels[-1])
+    for name in os.listdir(levels[-1]):
+        os.unlink(os.path.join(levels[-1], name))
+    for level in reversed(levels[1:]):
+        os.rmdir(level)
+
+
+def test_an_upload_1100_folders_deep_gets_a_results_file(tmp_path, deep_upload):
+    folder, deep = deep_upload
     (deep / "ex03.py").write_text("def forward(w, x):\n    return w * x\n", "utf-8")
     results = tmp_path / "results" / "results.json"
     outcome = CliRunner().invoke(main, ["gradescope", "ex03", "--submission", str(folder), "--results", str(results)])

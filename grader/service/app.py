@@ -1,0 +1,459 @@
+"""The HTTP API of CONTRACT.md's "Grading service" and the two pages, as one FastAPI application.
+
+Every error is `{"error": "one line for a person"}`. A submission is stored (committed) before 202 is
+answered; the grading happens in this process's background loops (worker.py) on the executor's warm
+workers. The OpenAPI document at /openapi.json describes every answer an endpoint can give.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import re
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, Header, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from grader import exercises, grading
+from grader.executor import Executor, LocalExecutor
+from grader.service import pages
+from grader.service.db import make_engine, migrate
+from grader.service.store import Principal, RateLimited, Store
+from grader.service.worker import Dispatcher, Metrics, Timing
+
+log = logging.getLogger("grader.service")
+MAX_FILE_BYTES = 1024 * 1024  # 1 MiB: larger uploads are answered 413
+MAX_BODY_BYTES = MAX_FILE_BYTES + 64 * 1024  # the file plus the form's other fields
+STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")  # also safe in a CSV cell and a URL
+PRINCIPAL_CACHE_S = 60.0
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+@dataclass(frozen=True)
+class Config:
+    db_url: str | None = None
+    jobs: int = 1
+    rate_limit: int = 10  # submissions per student per window (regrades not counted)
+    rate_window_s: float = 60.0
+    gradebook: str = "best"  # "best" | "latest" attempt in /api/v1/gradebook.csv
+    timing: Timing = field(default_factory=Timing)
+    limits: grading.Limits = field(default_factory=grading.Limits)
+    device: str = "auto"
+
+    @classmethod
+    def from_environment(cls, **given: Any) -> Config:
+        rate = os.environ.get("GRADE_SERVICE_RATE", "")  # "N/SECONDS", e.g. "10/60"
+        extra: dict[str, Any] = {"timing": Timing.from_environment()}
+        if rate:
+            count, _, window = rate.partition("/")
+            extra.update(rate_limit=int(count), rate_window_s=float(window or 60))
+        if os.environ.get("GRADE_SERVICE_GRADEBOOK") in ("best", "latest"):
+            extra["gradebook"] = os.environ["GRADE_SERVICE_GRADEBOOK"]
+        return cls(**{**extra, **given})
+
+
+class ConfigurationError(ValueError):
+    """The service cannot start: a bad database URL, or a database that does not answer."""
+
+
+def open_store(db_url: str | None) -> tuple[Any, Store]:
+    """The engine and store for a URL, migrated to the newest schema; ConfigurationError when it cannot be."""
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        engine = make_engine(db_url)
+        migrate(engine)
+    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
+        raise ConfigurationError(f"--db {db_url!r} is not a database URL this service can use ({exc}).") from None
+    except (OperationalError, DBAPIError) as exc:
+        raise ConfigurationError(f"the database at --db {db_url!r} did not answer: "
+                                 f"{str(exc).splitlines()[0][:200]}") from None
+    return engine, Store(engine)
+
+
+def add_token(db_url: str | None, role: str, student: str | None) -> str:
+    engine, store = open_store(db_url)
+    try:
+        return store.add_token(role, student)
+    finally:
+        engine.dispose()
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
+        self.status, self.message, self.headers = status, message, headers
+
+
+# ---- the shapes of the answers (the OpenAPI document is made from these)
+
+class Created(BaseModel):
+    id: str
+    status: str
+    exercise: str
+    student: str
+    sha256: str
+    created_at: str
+
+
+class SubmissionState(BaseModel):
+    id: str
+    status: str = Field(description="queued | running | graded | failed")
+    exercise: str
+    student: str
+    score: float | None
+    max_score: float | None
+    created_at: str
+    started_at: str | None
+    finished_at: str | None
+    attempts: int
+
+
+class RegradeRequest(BaseModel):
+    exercise: str | None = None
+    student: str | None = None
+
+
+class Regraded(BaseModel):
+    queued: int
+
+
+class QueueState(BaseModel):
+    counts: dict[str, int]
+    oldest_queued_age_s: float | None
+    workers: int
+
+
+class Health(BaseModel):
+    ok: bool
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """Error answers for the OpenAPI document: always JSON, whatever the endpoint's own answer is."""
+    schema = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
+    return {code: {"description": "an error", "content": {"application/json": {"schema": schema}}} for code in codes}
+
+
+def iso(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def state(row: Any) -> SubmissionState:
+    return SubmissionState(id=row.id, status=row.status, exercise=row.exercise, student=row.student,
+                           score=row.score if row.status in ("graded", "failed") else None,
+                           max_score=row.max_score if row.status in ("graded", "failed") else None,
+                           created_at=iso(row.created_at), started_at=iso(row.started_at),
+                           finished_at=iso(row.finished_at), attempts=row.attempts)
+
+
+class Service:
+    """What the routes need: the store, the dispatcher, the configuration. Made at start-up."""
+
+    def __init__(self, config: Config, executor: Executor | None = None):
+        self.config = config
+        self.engine, self.store = open_store(config.db_url)
+        self.secret = os.environ.get("GRADE_WEBHOOK_SECRET") or self.store.setting(
+            "webhook_secret", lambda: secrets.token_hex(32))
+        self.metrics = Metrics()
+        self._given_executor = executor
+        self._principals: dict[str, tuple[Principal, float]] = {}  # token -> (who, until): no lookup per call
+        self.exercise_ids = exercises.exercise_ids()
+        self.executor: Executor | None = None
+        self.dispatcher: Dispatcher | None = None
+
+    def start(self) -> None:
+        """Start the warm workers and the background loops (in the server's process, after any fork)."""
+        self.executor = self._given_executor or LocalExecutor(self.config.jobs, device=self.config.device,
+                                                              prewarm="ex03")
+        self.dispatcher = Dispatcher(self.store, self.executor, self.secret, self.config.timing, self.metrics,
+                                     self.config.limits)
+        self.metrics.workers.set(self.executor.capacity)
+        self.dispatcher.start()
+
+    def close(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.close()  # stops claiming; what it was grading goes back in the queue
+        if self.executor is not None:
+            self.executor.close(wait=False)
+        self.engine.dispose()
+
+    # ---- operations shared by the API and the pages
+    def authenticate(self, token: str | None) -> Principal:
+        if not token:
+            raise ApiError(401, "send Authorization: Bearer TOKEN (create one with `grade token add`).")
+        cached = self._principals.get(token)
+        if cached is not None and cached[1] > time.monotonic():
+            return cached[0]
+        principal = self.store.principal(token)
+        if principal is None:
+            raise ApiError(401, "that token is not known to this service.")
+        if len(self._principals) > 10_000:
+            self._principals.clear()
+        self._principals[token] = (principal, time.monotonic() + PRINCIPAL_CACHE_S)
+        return principal
+
+    def submit(self, principal: Principal, exercise: str, upload_name: str, content: bytes, student: str | None,
+               callback_url: str | None, base_url: str, idempotency_key: str | None) -> tuple[Any, bool]:
+        if exercise not in self.exercise_ids:
+            raise ApiError(422, f"unknown exercise {exercise!r}; choose from {', '.join(self.exercise_ids)}.")
+        if len(content) > MAX_FILE_BYTES:
+            raise ApiError(413, f"the file is larger than {MAX_FILE_BYTES // 1024} KiB; submit only your source.")
+        if principal.role == "student":
+            if student and student != principal.student:
+                raise ApiError(403, "a student token submits only as its own student.")
+            student = principal.student
+        elif not student:
+            raise ApiError(422, "an lms or instructor token must say which student submits (field `student`).")
+        if not STUDENT_ID.match(student or ""):
+            raise ApiError(422, "a student id is 1-128 letters, digits, '.', '_', '@' or '-', starting with a "
+                                "letter or digit.")
+        if callback_url is not None:
+            if principal.role == "student":
+                raise ApiError(422, "callback_url is for lms and instructor tokens.")
+            if not re.match(r"^https?://[^\s/]+", callback_url) or len(callback_url) > 2000:
+                raise ApiError(422, "callback_url must be an http:// or https:// URL.")
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
+            raise ApiError(422, "Idempotency-Key must be 1-200 printable ASCII characters.")
+        filename = os.path.basename(upload_name or "")[:200] or f"{exercise}.py"
+        if not filename.lower().endswith((".py", ".ipynb")):
+            raise ApiError(422, "submit a .py or .ipynb file.")
+        try:
+            row, new = self.store.add_submission(principal, exercise, student, filename, content, callback_url,
+                                                 base_url, idempotency_key,
+                                                 (self.config.rate_limit, self.config.rate_window_s))
+        except RateLimited as exc:
+            raise ApiError(429, f"too many submissions for {student}: at most {self.config.rate_limit} every "
+                                f"{self.config.rate_window_s:g} s; try again in {exc.retry_after_s} s.",
+                           {"Retry-After": str(exc.retry_after_s)}) from None
+        if new:
+            self.dispatcher.wake.set()
+        return row, new
+
+    def gradebook_csv(self) -> str:
+        from grader.batch import report_status
+        from grader.formats.gradebook import number
+
+        ids = exercises.exercise_ids()
+        max_scores = {e: float(sum(c.points for c in exercises.load(e).checks)) for e in ids}
+        best: dict[tuple[str, str], tuple[float, str | None]] = {}
+        for student, exercise, score, report, _created in self.store.graded():
+            status = report_status(json.loads(report)) if report else None
+            key = (student, exercise)
+            if self.config.gradebook == "latest" or key not in best or (score or 0.0) >= best[key][0]:
+                best[key] = (score or 0.0, status)
+        out = io.StringIO()
+        writer = csv.writer(out)
+        writer.writerow(["student", *ids, "total", "max_total", "status"])
+        for student in sorted({s for s, _ in best}):
+            cells = [best.get((student, e)) for e in ids]
+            total = sum(c[0] for c in cells if c)
+            status = "; ".join(f"{e}: {c[1] if c else 'missing'}" for e, c in zip(ids, cells, strict=True)
+                               if not c or c[1])
+            writer.writerow([student, *(number(c[0]) if c else "" for c in cells), number(total),
+                             number(sum(max_scores.values())), status])
+        return out.getvalue()
+
+
+def bearer_token(credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                         Depends(HTTPBearer(auto_error=False))]) -> str | None:
+    return credentials.credentials if credentials else None
+
+
+def current(request: Request) -> Service:
+    return request.app.state.service
+
+
+def principal(request: Request, token: Annotated[str | None, Depends(bearer_token)]) -> Principal:
+    return current(request).authenticate(token)
+
+
+Caller = Annotated[Principal, Depends(principal)]
+
+
+def create_app(config: Config | None = None, executor: Executor | None = None) -> FastAPI:
+    config = config or Config()
+    holder: dict[str, Service] = {"service": Service(config, executor)}  # migrates now: a bad --db fails early
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = holder["service"]
+        service.start()
+        try:
+            yield
+        finally:
+            service.close()
+
+    app = FastAPI(title="dl-grader service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  description="Submissions over HTTP; the database is the record. See CONTRACT.md.")
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
+
+    app.state.service = holder["service"]
+
+    def service() -> Service:
+        return holder["service"]
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> JSONResponse:
+        return JSONResponse({"error": exc.message}, exc.status, headers=exc.headers)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse({"error": str(exc.detail)}, exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query", "path", "header"))
+        return JSONResponse({"error": f"{where or 'request'}: {first.get('msg', 'invalid')}".replace("\n", " ")}, 422)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(DBAPIError)
+    async def database_down(request: Request, exc: Exception) -> JSONResponse:
+        log.warning("database error: %s", str(exc).splitlines()[0][:200])
+        return JSONResponse({"error": "the database is not answering right now; try again in a few seconds."}, 503,
+                            headers={"Retry-After": "5"})
+
+    # ---- the API
+    @app.post("/api/v1/submissions", status_code=202, response_model=Created,
+              responses=errors(401, 403, 413, 422, 429, 503))
+    def submit(request: Request, caller: Caller,
+               exercise: Annotated[str, Form(json_schema_extra={"enum": exercises.exercise_ids()})],
+               file: Annotated[UploadFile, File(description="the .py or .ipynb, at most 1 MiB")],
+               student: Annotated[str | None, Form(json_schema_extra={"pattern": STUDENT_ID.pattern},
+                                                   description="required with lms and instructor tokens")] = None,
+               callback_url: Annotated[str | None, Form(json_schema_extra={"pattern": "^https?://[^\\s/]+",
+                                                                           "maxLength": 2000})] = None,
+               idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key",
+                                                             json_schema_extra={"pattern": IDEMPOTENCY_KEY.pattern})]
+               = None) -> Created:
+        content = file.file.read(MAX_FILE_BYTES + 1)
+        row, _new = service().submit(caller, exercise, file.filename or "", content, student, callback_url,
+                                     str(request.base_url), idempotency_key)
+        return Created(id=row.id, status="queued", exercise=row.exercise, student=row.student, sha256=row.sha256,
+                       created_at=iso(row.created_at))
+
+    @app.get("/api/v1/submissions/{submission_id}", response_model=SubmissionState, responses=errors(401, 404, 503))
+    def get_submission(submission_id: str, caller: Caller) -> SubmissionState:
+        row = service().store.get(submission_id, caller)
+        if row is None:
+            raise ApiError(404, f"no submission {submission_id!r} that this token may read.")
+        return state(row)
+
+    @app.get("/api/v1/submissions/{submission_id}/report", response_model=dict[str, Any],
+             responses=errors(401, 404, 409, 503))
+    def get_report(submission_id: str, caller: Caller) -> Response:
+        row = service().store.get(submission_id, caller)
+        if row is None:
+            raise ApiError(404, f"no submission {submission_id!r} that this token may read.")
+        if row.status not in ("graded", "failed") or not row.report:
+            raise ApiError(409, f"submission {submission_id} is {row.status}, not graded yet; poll its status.")
+        return Response(row.report, media_type="application/json")
+
+    @app.get("/api/v1/submissions", response_model=list[SubmissionState], responses=errors(401, 503))
+    def list_submissions(caller: Caller, exercise: str | None = None, student: str | None = None,
+                         limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[SubmissionState]:
+        return [state(r) for r in service().store.list(caller, exercise, student, limit)]
+
+    @app.get("/api/v1/gradebook.csv", response_class=PlainTextResponse,
+             responses={200: {"content": {"text/csv": {}}}, **errors(401, 403, 503)})
+    def gradebook(caller: Caller) -> Response:
+        if caller.role != "instructor":
+            raise ApiError(403, "the gradebook is for instructor tokens.")
+        return Response(service().gradebook_csv(), media_type="text/csv; charset=utf-8")
+
+    @app.post("/api/v1/regrade", status_code=202, response_model=Regraded, responses=errors(401, 403, 422, 503))
+    def regrade(caller: Caller, body: RegradeRequest | None = None) -> Regraded:
+        if caller.role != "instructor":
+            raise ApiError(403, "regrading is for instructor tokens.")
+        body = body or RegradeRequest()
+        if body.exercise is not None and body.exercise not in exercises.exercise_ids():
+            raise ApiError(422, f"unknown exercise {body.exercise!r}.")
+        queued = service().store.regrade(body.exercise, body.student)
+        service().dispatcher.wake.set()
+        return Regraded(queued=queued)
+
+    @app.get("/api/v1/queue", response_model=QueueState, responses=errors(401, 503))
+    def queue_state(caller: Caller) -> QueueState:
+        counts, oldest = service().store.counts()
+        age = round(max(0.0, time.time() - oldest), 3) if oldest is not None else None
+        return QueueState(counts=counts, oldest_queued_age_s=age, workers=service().executor.capacity)
+
+    @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
+    def healthz() -> JSONResponse:
+        try:
+            service().store.ping()
+            database = True
+        except Exception:  # noqa: BLE001 - any failure means "not healthy"
+            database = False
+        ok = database and service().executor.healthy()
+        return JSONResponse({"ok": ok}, 200 if ok else 503)
+
+    @app.get("/metrics", response_class=PlainTextResponse, responses={200: {"content": {"text/plain": {}}}})
+    def metrics() -> Response:
+        metrics = service().metrics
+        try:
+            counts, _ = service().store.counts()
+            for status, count in counts.items():
+                metrics.submissions.labels(status).set(count)
+            metrics.queue_depth.set(counts.get("queued", 0))
+        except Exception as exc:  # noqa: BLE001 - the database is away: serve what this process knows
+            log.warning("metrics: the database did not answer (%s)", str(exc).splitlines()[0][:200])
+        metrics.healthy_workers.set(1 if service().executor.healthy() else 0)
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    pages.add_routes(app, service)
+    return app
+
+
+class BodyLimit:
+    """Answer 413 before reading a body larger than `limit` (by its Content-Length, or as it streams in)."""
+
+    def __init__(self, app: Any, limit: int):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        length = dict(scope.get("headers") or {}).get(b"content-length")
+        if length is not None and length.isdigit() and int(length) > self.limit:
+            return await self._too_large(send)
+        seen = 0
+
+        async def limited() -> dict:
+            nonlocal seen
+            message = await receive()
+            seen += len(message.get("body", b""))
+            if seen > self.limit:
+                raise ApiError(413, "the request is larger than 1 MiB.")
+            return message
+
+        try:
+            await self.app(scope, limited, send)
+        except ApiError:
+            await self._too_large(send)
+
+    async def _too_large(self, send: Any) -> None:
+        body = json.dumps({"error": f"the file is larger than {MAX_FILE_BYTES // 1024} KiB; submit only your "
+                                    "source code."}).encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+                                (b"connection", b"close")]})
+        await send({"type": "http.response.body", "body": body})

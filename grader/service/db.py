@@ -1,0 +1,149 @@
+"""The service's tables, its engine and its migrations: the database is the record of every submission.
+
+Times are seconds since the epoch (floats): the same on SQLite and PostgreSQL, and compared in SQL.
+`migrate(url)` brings any database to the newest schema with Alembic (the migrations ship in the package).
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+from sqlalchemy import (
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+)
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+DEFAULT_DB_FILE = "grade-service.sqlite3"
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Token(Base):
+    __tablename__ = "tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[str] = mapped_column(String(16))  # student | lms | instructor
+    student: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+
+
+class Submission(Base):
+    __tablename__ = "submissions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    exercise: Mapped[str] = mapped_column(String(32))
+    student: Mapped[str] = mapped_column(String(128))
+    filename: Mapped[str] = mapped_column(String(256))
+    sha256: Mapped[str] = mapped_column(String(64))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    callback_url: Mapped[str | None] = mapped_column(Text, nullable=True)
+    base_url: Mapped[str] = mapped_column(Text, default="")
+    token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id"))
+    idempotency_key: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="queued")  # queued | running | graded | failed
+    priority: Mapped[int] = mapped_column(Integer, default=0)  # 0 new submission, 1 regrade: new ones first
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_expires: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[float] = mapped_column(Float)
+    queued_at: Mapped[float] = mapped_column(Float)
+    started_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    finished_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    report: Mapped[str | None] = mapped_column(Text, nullable=True)  # the report's JSON, as `grade` writes it
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("token_id", "idempotency_key", name="uq_submissions_idempotency"),
+        Index("ix_submissions_queue", "status", "priority", "queued_at"),
+        Index("ix_submissions_student", "student", "exercise", "created_at"),
+    )
+
+
+class Webhook(Base):
+    """The outbox: a callback to deliver, written in the same transaction as the report it announces."""
+
+    __tablename__ = "webhooks"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"))
+    url: Mapped[str] = mapped_column(Text)
+    body: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[float] = mapped_column(Float)
+    delivered_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    given_up: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+    __table_args__ = (Index("ix_webhooks_due", "delivered_at", "given_up", "next_attempt_at"),)
+
+
+class Setting(Base):
+    __tablename__ = "settings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+def default_url() -> str:
+    return f"sqlite:///{Path(os.getcwd()) / DEFAULT_DB_FILE}"
+
+
+def normalise_url(url: str | None) -> URL:
+    """`postgresql://...` as written, mapped to the driver installed with the `service` extra (psycopg 3)."""
+    parsed = make_url(url or default_url())
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str | None) -> Engine:
+    parsed = normalise_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
+                                                     "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(connection, record) -> None:
+            cursor = connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.close()
+
+        return engine
+    return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=10, pool_recycle=600,
+                         connect_args={"connect_timeout": 5})
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the database to the newest schema (Alembic's `upgrade head`, the scripts shipped in the package)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(resources.files("grader.service").joinpath("migrations")))
+    with engine.begin() as connection:
+        if engine.dialect.name == "postgresql":  # two processes starting together: one migrates, the other waits
+            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(1402)")
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
