@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from grader import checks, diagnose, exercises, mistakes
 from grader.exercises import CheckSpec
@@ -136,3 +138,10 @@ def test_a_formula_loss_is_simulated_with_its_exact_derivative():
     expected_grad = np.cos(-1.0) + 0.2 * -1.0
     assert run.grad[0] == pytest.approx(expected_grad, rel=1e-12)
     assert run.w[0] == pytest.approx(-1.0 - 0.1 * expected_grad, rel=1e-12)
+
+
+@given(st.lists(st.floats(min_value=0, max_value=1e300, allow_nan=False), min_size=1, max_size=120))
+def test_the_fast_median_is_numpys(values):
+    from grader.mistakes import _median
+
+    assert _median(np.asarray(values)) == float(np.median(np.asarray(values)))
