@@ -239,27 +239,40 @@ def validate(reports: tuple[Path, ...]) -> None:
               help="Only this exercise (repeatable); default: every exercise anyone submitted.")
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Parallel workers [default: number of cores].")
 @click.option("--force", is_flag=True, help="Regrade even the submissions whose report is up to date.")
-@click.option("--require-sandbox", is_flag=True, help="Refuse to run unless the namespace sandbox tier is available.")
+@click.option("--require-sandbox", is_flag=True, help="Refuse to run unless the namespace sandbox tier is available "
+                                                        "(with --scheduler: on every Dask worker).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Grade on a Dask cluster, e.g. tcp://host:8786 (needs the `dask` extra).")
 @sandbox_options
 def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int | None, force: bool,
-          require_sandbox: bool, device: str, timeout: float, memory: int) -> None:
+          require_sandbox: bool, scheduler: str | None, device: str, timeout: float, memory: int) -> None:
     import dataclasses
 
     from grader import batch as batching
     from grader import grading
+    from grader.executor import ExecutorGone
 
-    if require_sandbox:
-        _require_namespace_tier()
+    if scheduler:
+        refused = _dask_refusal()
+    elif require_sandbox:
+        _require_namespace_tier()  # with a scheduler, each worker's tier is checked instead
     options = batching.Options(device=device, limits=grading.Limits(timeout, memory), force=force,
-                               sandbox="namespaces" if require_sandbox else "auto")
-    if jobs:
-        options = dataclasses.replace(options, jobs=jobs)
+                               sandbox="namespaces" if require_sandbox else "auto", scheduler=scheduler)
+    if jobs or scheduler:
+        options = dataclasses.replace(options, jobs=jobs or 0)  # 0: as many as the cluster's threads
     progress = _BatchProgress()
     try:
         with batching.sigterm_as_interrupt():
             result = batching.run(directory, out, exercise_ids, options, progress.start, progress.advance)
     except (batching.BatchError, grading.DeviceUnavailable) as exc:
         raise click.UsageError(str(exc)) from None
+    except ExecutorGone as exc:
+        raise GraderFailure(f"{exc}. Reports finished so far are kept; run the same command again to "
+                            "grade the rest.") from None
+    except Exception as exc:
+        if scheduler and isinstance(exc, refused):
+            raise click.UsageError(str(exc)) from None
+        raise
     finally:
         progress.close()
     click.echo(batching.render_summary(result.summary), nl=False)
@@ -300,6 +313,25 @@ def prairielearn(exercise: str | None, submission_dir: Path, results_path: Path,
 
     data = lms.run_prairielearn(exercise, submission_dir, results_path, grading.Limits(timeout), reveal_hidden)
     click.echo(f"score {data['score']:g}; results written to {results_path}")
+
+
+class GraderFailure(click.ClickException):
+    """The grader itself could not go on (its cluster is gone): one line on stderr, exit status 3."""
+
+    exit_code = 3
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+def _dask_refusal() -> type[Exception]:
+    """Check that the `dask` extra is installed; returns the error a cluster that refuses raises."""
+    try:
+        from grader.distributed import ClusterRefused
+    except ModuleNotFoundError as exc:
+        raise click.UsageError(f"--scheduler needs the `dask` extra ({exc.name} is missing): "
+                               "pip install 'dl-grader[dask]'") from None
+    return ClusterRefused
 
 
 def _require_namespace_tier() -> None:
@@ -389,12 +421,11 @@ def _service_modules() -> Any:
 @click.option("--db", "db_url", default=None, help="SQLAlchemy URL [default: sqlite file grade-service.sqlite3 "
                                                    "in the working directory]; postgresql://user@host/db to share.")
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Parallel workers [default: number of cores].")
-@click.option("--scheduler", default=None, help="A Dask scheduler's address (not available yet).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Grade on a Dask cluster, e.g. tcp://host:8786 (needs the `dask` extra).")
 def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler: str | None) -> None:
-    if scheduler:
-        raise click.UsageError("--scheduler (grading on a Dask cluster) is not available yet; "
-                               "leave it out to grade on this machine's workers.")
     service_app = _service_modules()
+    executor = _dask_executor(scheduler, jobs) if scheduler else None
     import logging
 
     import uvicorn
@@ -404,9 +435,22 @@ def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = service_app.Config.from_environment(db_url=db_url, jobs=jobs or default_jobs())
     try:
-        app = service_app.create_app(config)
+        app = service_app.create_app(config, executor)
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     except service_app.ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _dask_executor(scheduler: str, jobs: int | None) -> Any:
+    refused = _dask_refusal()
+    from grader.distributed import DaskExecutor
+    from grader.executor import ExecutorGone
+
+    try:
+        return DaskExecutor(scheduler, jobs, prewarm="ex03")
+    except ExecutorGone as exc:
+        raise GraderFailure(str(exc)) from None
+    except refused as exc:
         raise click.UsageError(str(exc)) from None
 
 
