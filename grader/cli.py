@@ -254,6 +254,7 @@ def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int |
 
     if scheduler:
         refused = _dask_refusal()
+        _quiet_dask_logs()
     elif require_sandbox:
         _require_namespace_tier()  # with a scheduler, each worker's tier is checked instead
     options = batching.Options(device=device, limits=grading.Limits(timeout, memory), force=force,
@@ -267,7 +268,7 @@ def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int |
     except (batching.BatchError, grading.DeviceUnavailable) as exc:
         raise click.UsageError(str(exc)) from None
     except ExecutorGone as exc:
-        raise GraderFailure(f"{exc}. Reports finished so far are kept; run the same command again to "
+        raise GraderFailure(f"{str(exc).rstrip('.')}. Reports finished so far are kept; run the same command again to "
                             "grade the rest.") from None
     except Exception as exc:
         if scheduler and isinstance(exc, refused):
@@ -332,6 +333,16 @@ def _dask_refusal() -> type[Exception]:
         raise click.UsageError(f"--scheduler needs the `dask` extra ({exc.name} is missing): "
                                "pip install 'dl-grader[dask]'") from None
     return ClusterRefused
+
+
+def _quiet_dask_logs() -> None:
+    """Dask's client logs a traceback when its scheduler goes away; the batch says it in one line instead."""
+    import logging
+
+    import distributed  # noqa: F401 - its logging configuration first, then ours over it
+
+    for name in ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _require_namespace_tier() -> None:
