@@ -47,6 +47,7 @@ class Cluster:
     def __init__(self, root: Path, workers: int = 2, allowed_failures: int = 1, env: dict[str, str] | None = None):
         self.address = f"tcp://127.0.0.1:{free_port()}"
         self.root = root
+        root.mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(allowed_failures),
                     **(env or {})}
         self.processes: list[subprocess.Popen] = []
