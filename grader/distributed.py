@@ -137,7 +137,12 @@ def _tier(info: dict[str, Any]) -> str:
 def describe(framework: str, want_cuda: bool) -> dict[str, Any]:
     """(a task) What this grading machine offers: its grader version, its zygote's info and sandbox tier."""
     with _plugin().zygote(framework, want_cuda) as zygote:
-        info = zygote.info()
+        try:
+            info = zygote.info()
+        except SandboxFailure as exc:  # it cannot start here (or not at the tier this worker insists on)
+            zygote.kill()
+            return {"address": get_worker().address, "grader_version": __version__, "info": {},
+                    "tier": "unavailable", "problem": str(exc)}
     return {"address": get_worker().address, "grader_version": __version__, "info": info, "tier": _tier(info)}
 
 
@@ -215,6 +220,8 @@ class DaskPool:
                     raise ClusterRefused(f"the Dask worker {answer['address']} runs grader "
                                          f"{answer['grader_version']}, this one {__version__}; install the same "
                                          "version on every machine")
+                if answer.get("problem"):
+                    raise ClusterRefused(f"the Dask worker {answer['address']} cannot grade: {answer['problem']}")
                 if self.require_tier and answer["tier"] != self.require_tier:
                     raise ClusterRefused(f"--require-sandbox: the Dask worker {answer['address']} reaches only the "
                                          f"{answer['tier']!r} sandbox tier, not {self.require_tier!r}")
