@@ -180,6 +180,14 @@ class DaskPool:
         self.workers_timeout_s = workers_timeout_s
         self._info: dict[tuple[str, bool], dict[str, Any]] = {}
         self._lock = threading.Lock()
+        if address.startswith("tls://"):
+            from distributed.security import Security
+
+            security = security or Security()  # from the dask config: DASK_DISTRIBUTED__COMM__TLS__...
+            if security.get_connection_args("client").get("ssl_context") is None:
+                raise ClusterRefused(f"{address} needs this grader's TLS certificate: set "
+                                     "DASK_DISTRIBUTED__COMM__TLS__CA_FILE, DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT "
+                                     "and DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY")
         try:
             self.client = Client(address, timeout=connect_timeout_s, security=security, set_as_default=False)
         except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, a bad address: one line either way

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -320,3 +321,56 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_3(tmp_path):
     served = CliRunner().invoke(main, ["serve", "--scheduler", address, "--db", f"sqlite:///{tmp_path}/s.db"])
     if "service` extra" not in served.output:
         assert served.exit_code == 3 and "cannot reach the Dask scheduler" in served.output
+
+
+def _certificates(folder: Path) -> dict[str, Path]:
+    """A CA and one certificate for 127.0.0.1 (scheduler, worker and grader share it here)."""
+    openssl = shutil.which("openssl") or pytest.skip("needs the openssl command")
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {name: folder / f"{name}.pem" for name in ("ca", "ca-key", "node", "node-key")}
+    (folder / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1\n")
+    steps = [
+        ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", files["ca-key"], "-out", files["ca"],
+         "-days", "2", "-subj", "/CN=grader-test-ca"],
+        ["req", "-newkey", "rsa:2048", "-nodes", "-keyout", files["node-key"], "-out", folder / "node.csr",
+         "-subj", "/CN=127.0.0.1"],
+        ["x509", "-req", "-in", folder / "node.csr", "-CA", files["ca"], "-CAkey", files["ca-key"],
+         "-CAcreateserial", "-out", files["node"], "-days", "2", "-extfile", folder / "ext.cnf"],
+    ]
+    for step in steps:
+        subprocess.run([openssl, *map(str, step)], check=True, capture_output=True)
+    return files
+
+
+def test_mutual_tls_between_grader_scheduler_and_workers(tmp_path):
+    files = _certificates(tmp_path / "tls")
+    tls = ["--tls-ca-file", str(files["ca"]), "--tls-cert", str(files["node"]), "--tls-key", str(files["node-key"])]
+    port = free_port()
+    address = f"tls://127.0.0.1:{port}"
+    processes = [subprocess.Popen([DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--protocol",
+                                   "tls", "--no-dashboard", *tls], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL, cwd=ROOT)]
+    time.sleep(2)
+    processes.append(subprocess.Popen([DASK, "worker", address, "--nthreads", "1", "--no-dashboard", "--preload",
+                                       "grader.distributed", *tls], stdout=subprocess.DEVNULL,
+                                      stderr=subprocess.DEVNULL, cwd=ROOT))
+    directory = make_class(tmp_path / "class", {"ana": ("ex03.py", SOLUTION)})
+    command = [sys.executable, "-m", "grader.cli", "batch", str(directory), "--device", "cpu", "--scheduler", address]
+    env = {**os.environ, "DASK_DISTRIBUTED__COMM__REQUIRE_ENCRYPTION": "True",
+           "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(files["ca"]),
+           "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(files["node"]),
+           "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(files["node-key"])}
+    try:
+        refused = subprocess.run([*command, "--out", str(tmp_path / "no")], capture_output=True, text=True,
+                                 timeout=120, check=False)
+        graded = subprocess.run([*command, "--out", str(tmp_path / "yes")], capture_output=True, text=True,
+                                timeout=300, check=False, env=env)
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            process.wait(timeout=60)
+    assert refused.returncode == 2 and "needs this grader's TLS certificate" in refused.stderr
+    assert refused.stderr.count("\n") == 1
+    assert graded.returncode == 0, graded.stderr
+    assert gradebook_rows(tmp_path / "yes")["ana"]["ex03"] == "15"
