@@ -103,10 +103,14 @@ class Postgres:
 # ---- the service
 
 def token(db_url: str, role: str, student: str | None = None) -> str:
-    command = [sys.executable, "-m", "grader.cli", "token", "add", "--role", role, "--db", db_url]
-    if student:
-        command += ["--student", student]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=True)
+    """A token made by `grade token add` (run in-process through click's runner)."""
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    arguments = ["token", "add", "--role", role, "--db", db_url] + (["--student", student] if student else [])
+    result = CliRunner().invoke(main, arguments)
+    assert result.exit_code == 0, result.output
     return result.stdout.strip()
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, SUBMISSIONS
-from service_support import Postgres, Server, token, wait_for
+from service_support import Server, token, wait_for
 
 from grader import exercises, grading
 from grader.report import to_dict, validation_errors
@@ -26,13 +26,6 @@ pytestmark = [pytest.mark.service, pytest.mark.slow]
 SOLUTION = (ROOT / "solutions" / "ex03.py").read_bytes()
 BUGGY = (SUBMISSIONS / "ex03" / "bug_no_zero_grad.py").read_bytes()
 LIMITS = grading.Limits(timeout=30)
-
-
-@pytest.fixture(scope="session")
-def postgres():
-    server = Postgres()
-    yield server
-    server.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -36,6 +36,12 @@ MAX_ATTEMPTS = 3  # a submission that breaks its worker this often ends `failed`
 WEBHOOK_GIVE_UP_S = 24 * 3600.0
 
 
+class RateLimited(Exception):
+    def __init__(self, retry_after_s: int):
+        super().__init__(f"retry after {retry_after_s} s")
+        self.retry_after_s = retry_after_s
+
+
 @dataclass(frozen=True)
 class Principal:
     token_id: int
@@ -112,12 +118,10 @@ class Store:
 
     # ---- submissions
     def add_submission(self, principal: Principal, exercise: str, student: str, filename: str, content: bytes,
-                       callback_url: str | None, base_url: str, idempotency_key: str | None) -> tuple[Submission, bool]:
-        """Store a submission (queued); returns it and whether it is new (False: the same Idempotency-Key)."""
-        if idempotency_key:
-            existing = self._by_key(principal.token_id, idempotency_key)
-            if existing is not None:
-                return existing, False
+                       callback_url: str | None, base_url: str, idempotency_key: str | None,
+                       rate: tuple[int, float] | None = None) -> tuple[Submission, bool]:
+        """Store a submission (queued), in one transaction; returns it and whether it is new (False: the same
+        Idempotency-Key as before). `rate` = (at most N, per S seconds) for this student, else RateLimited."""
         now = time.time()
         row = Submission(id=uuid.uuid4().hex, exercise=exercise, student=student, filename=filename,
                          sha256=hashlib.sha256(content).hexdigest(), content=content, callback_url=callback_url,
@@ -125,6 +129,19 @@ class Store:
                          status="queued", priority=0, attempts=0, created_at=now, queued_at=now)
         try:
             with self.session() as session:
+                if idempotency_key:
+                    existing = session.scalar(select(Submission).where(Submission.token_id == principal.token_id,
+                                                                       Submission.idempotency_key == idempotency_key))
+                    if existing is not None:
+                        return existing, False
+                if rate:
+                    limit, window = rate
+                    count, oldest = session.execute(
+                        select(func.count(), func.min(Submission.created_at))
+                        .where(Submission.student == student, Submission.created_at >= now - window,
+                               Submission.priority == 0)).one()
+                    if count >= limit:
+                        raise RateLimited(max(1, int((oldest or now) + window - now + 0.999)))
                 session.add(row)
         except IntegrityError:
             existing = self._by_key(principal.token_id, idempotency_key) if idempotency_key else None
@@ -137,15 +154,6 @@ class Store:
         with self.session() as session:
             return session.scalar(select(Submission).where(Submission.token_id == token_id,
                                                            Submission.idempotency_key == key))
-
-    def recent_count(self, student: str, since: float) -> tuple[int, float | None]:
-        """How many submissions the student made since `since`, and when the oldest of them was made."""
-        with self.session() as session:
-            count, oldest = session.execute(
-                select(func.count(), func.min(Submission.created_at))
-                .where(Submission.student == student, Submission.created_at >= since, Submission.priority == 0)
-            ).one()
-            return int(count), oldest
 
     def get(self, submission_id: str, principal: Principal) -> Submission | None:
         """The submission if the caller may see it (another student's reads as absent)."""
