@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from grader import __version__, exercises, grading, hints, layouts
+from grader.executor import ExecutorGone
 from grader.formats import gradebook
 from grader.report import RUN_STATUSES, to_json
 from grader.sandbox.runner import SandboxFailure, Zygote
@@ -92,6 +93,7 @@ class Options:
     limits: grading.Limits = field(default_factory=grading.Limits)
     force: bool = False
     sandbox: str = "auto"  # the workers' tier: "namespaces" refuses to grade below it (--require-sandbox)
+    scheduler: str | None = None  # a Dask scheduler's address: grade on its cluster (grader.distributed)
     layout: str = "auto"  # how DIR is laid out: grader/layouts.py
 
 
@@ -200,10 +202,11 @@ def write_atomic(path: Path, text: str) -> None:
 class Slot:
     """One job slot: its own warm workers (one per framework), used by one thread, restarted if they die."""
 
-    def __init__(self, out: Path, options: Options, stop: threading.Event):
+    def __init__(self, out: Path, options: Options, stop: threading.Event, factory: Any = Zygote):
         self.out = out
         self.options = options
         self.stop = stop
+        self.factory = factory  # Zygote, or a cluster's DaskWorker handle (same interface)
         self._workers: dict[tuple[str, bool], Zygote] = {}
         self._lock = threading.Lock()
 
@@ -216,7 +219,7 @@ class Slot:
             if current is None or not current.alive:
                 if current is not None:
                     current.close()
-                current = self._workers[key] = Zygote(*key, sandbox=self.options.sandbox)
+                current = self._workers[key] = self.factory(*key, sandbox=self.options.sandbox)
             return current
 
     def grade(self, task: Task) -> Done | None:
@@ -224,6 +227,8 @@ class Slot:
         assert task.path is not None
         try:
             report = self._grade_with_retry(task)
+        except ExecutorGone:
+            raise  # the cluster is gone: no submission's fault, the batch stops
         except (SubmissionNotFound, OSError) as exc:
             return self._problem(task, "unreadable", str(exc))
         except SandboxFailure as exc:
@@ -246,18 +251,20 @@ class Slot:
 
     def _grade_with_retry(self, task: Task) -> Any:
         """A worker that died (before the job, or under it) is replaced and the job tried once more;
-        a submission that kills its worker every time keeps the second report, marked grader-failure."""
-        for attempt in (1, 2):
+        a submission that kills its worker every time keeps the second report, marked grader-failure.
+        A cluster retries on other machines itself (up to its allowed-failures): one attempt here."""
+        last = 2 if self.factory is Zygote else 1
+        for attempt in range(1, last + 1):
             worker = self.worker(task.exercise)
             try:
                 report = grading.grade(task.exercise, task.path, device=self.options.device,
                                        limits=self.options.limits, worker=worker)
             except SandboxFailure:
                 worker.kill()
-                if attempt == 2 or self.stop.is_set():
+                if attempt == last or self.stop.is_set():
                     raise
                 continue
-            if attempt == 2 or self.stop.is_set() or report.sandbox.get("tier") != "failed":
+            if attempt == last or self.stop.is_set() or report.sandbox.get("tier") != "failed":
                 return report
             worker.kill()
         raise AssertionError("unreachable")
@@ -276,6 +283,9 @@ class Slot:
         with self._lock:
             workers = list(self._workers.values())
         for worker in workers:
+            if not isinstance(worker, Zygote):
+                worker.kill()  # a cluster's handle: stop waiting (its machine ends the job at its timeout)
+                continue
             try:
                 os.kill(worker.process.pid, signal.SIGTERM)
             except ProcessLookupError:
@@ -293,7 +303,7 @@ class Slot:
             workers = list(self._workers.values())
             self._workers.clear()
         for worker in workers:
-            if stopping:
+            if stopping and isinstance(worker, Zygote):
                 try:
                     worker.process.wait(timeout=STOP_GRACE_S)
                 except Exception:  # noqa: BLE001 - still there: no more grace
@@ -310,6 +320,9 @@ def _serve(slot: Slot, tasks: queue.SimpleQueue, results: queue.SimpleQueue) -> 
                 return
             try:
                 done = slot.grade(task)
+            except ExecutorGone as exc:
+                results.put(exc)  # the main thread raises it
+                return
             except Exception as exc:  # noqa: BLE001 - one failure never stops a worker slot
                 done = record_problem(slot.out, task, "grader-failure", f"{type(exc).__name__}: {exc}")
             if done is not None:
@@ -323,7 +336,9 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
         on_done: Callable[[Done], None] | None = None) -> BatchResult:
     """Grade DIR into OUT. `on_start(to_grade, skipped)` then `on_done(done)` for each graded file.
 
-    Raises BatchError for usage errors and grading.DeviceUnavailable when --device cuda has no CUDA.
+    Raises BatchError for usage errors and grading.DeviceUnavailable when --device cuda has no CUDA; with
+    a scheduler, ExecutorGone when it cannot be reached (after writing the gradebook of what was graded)
+    and grader.distributed.ClusterRefused when its workers cannot grade as asked.
     A KeyboardInterrupt (or `Interrupted`) stops the batch; the result says so, and every report
     finished before it is kept.
     """
@@ -357,6 +372,7 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
         if on_done:
             on_done(done)
     interrupted_by = None
+    lost: ExecutorGone | None = None
     stream = _grade_all(gradable, out, options)
     try:
         for done in stream:
@@ -370,6 +386,8 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
         interrupted_by = "SIGTERM"
     except KeyboardInterrupt:
         interrupted_by = "SIGINT"
+    except ExecutorGone as exc:
+        lost, interrupted_by = exc, "scheduler-gone"
     finally:
         stream.close()  # stops the slots and kills what they run, whatever ended the loop
     elapsed = time.monotonic() - started
@@ -381,6 +399,8 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
                            "jobs": options.jobs}
     summary_path = out / "summary.json"
     write_atomic(summary_path, json.dumps(summary, indent=2))
+    if lost is not None:
+        raise lost
     return BatchResult(len(present), graded, len(present) - len(todo), problems, interrupted_by, elapsed, summary,
                        [*files, summary_path])
 
@@ -417,7 +437,28 @@ def _grade_all(todo: list[Task], out: Path, options: Options) -> Iterator[Done]:
     results: queue.SimpleQueue = queue.SimpleQueue()
     for task in todo:
         tasks.put(task)
-    slots = [Slot(out, options, stop) for _ in range(max(1, min(options.jobs, len(todo))))]
+    factory: Any = Zygote
+    pool = None
+    if options.scheduler:
+        from grader.distributed import DaskPool
+
+        pool = DaskPool(options.scheduler, sandbox=options.sandbox)
+        factory = pool.worker
+    try:
+        yield from _grade_on(todo, out, options, stop, tasks, results, factory, pool)
+    finally:
+        if pool is not None:
+            pool.close()
+
+
+def _grade_on(todo: list[Task], out: Path, options: Options, stop: threading.Event, tasks: queue.SimpleQueue,
+              results: queue.SimpleQueue, factory: Any, pool: Any) -> Iterator[Done]:
+    jobs = options.jobs
+    if pool is not None:
+        for exercise_id in dict.fromkeys(t.exercise for t in todo):  # refuse a cluster that cannot grade now
+            pool.check(exercises.framework_of(exercise_id), options.device != "cpu")
+        jobs = jobs or pool.slots()
+    slots = [Slot(out, options, stop, factory) for _ in range(max(1, min(jobs, len(todo))))]
     if options.device == "cuda":
         _require_cuda(slots[0], todo[0].exercise)
     threads = []
@@ -437,6 +478,8 @@ def _grade_all(todo: list[Task], out: Path, options: Options) -> Iterator[Done]:
                 continue
             if done is None:
                 running -= 1
+            elif isinstance(done, ExecutorGone):
+                raise done
             else:
                 yield done
     except BaseException:

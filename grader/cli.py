@@ -293,7 +293,10 @@ def validate(reports: tuple[Path, ...]) -> None:
               help="Only this exercise (repeatable); default: every exercise anyone submitted.")
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Parallel workers [default: number of cores].")
 @click.option("--force", is_flag=True, help="Regrade even the submissions whose report is up to date.")
-@click.option("--require-sandbox", is_flag=True, help="Refuse to run unless the namespace sandbox tier is available.")
+@click.option("--require-sandbox", is_flag=True, help="Refuse to run unless the namespace sandbox tier is available "
+                                                        "(with --scheduler: on every Dask worker).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Grade on a Dask cluster, e.g. tcp://host:8786 (needs the `dask` extra).")
 @click.option("--layout", type=click.Choice(["auto", "folders", "canvas", "moodle", "gradescope"]), default="auto",
               show_default=True, help="How DIR is laid out: DIR/<student>/<EX>.py, or an LMS export.")
 @click.option("--feedback", is_flag=True,
@@ -304,27 +307,39 @@ def validate(reports: tuple[Path, ...]) -> None:
               help="Also report suspiciously alike pairs per exercise (needs the similarity extra).")
 @sandbox_options
 def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int | None, force: bool,
-          require_sandbox: bool, layout: str, feedback: bool, feedback_hidden: str, with_similarity: bool,
-          device: str, timeout: float, memory: int) -> None:
+          require_sandbox: bool, scheduler: str | None, layout: str, feedback: bool, feedback_hidden: str,
+          with_similarity: bool, device: str, timeout: float, memory: int) -> None:
     import dataclasses
 
     from grader import batch as batching
     from grader import grading
+    from grader.executor import ExecutorGone
 
-    if require_sandbox:
-        _require_namespace_tier()
+    if scheduler:
+        refused = _dask_refusal()
+        _quiet_dask_logs()
+    elif require_sandbox:
+        _require_namespace_tier()  # with a scheduler, each worker's tier is checked instead
     if with_similarity:
         _similarity_available()
     options = batching.Options(device=device, limits=grading.Limits(timeout, memory), force=force,
-                               sandbox="namespaces" if require_sandbox else "auto", layout=layout)
-    if jobs:
-        options = dataclasses.replace(options, jobs=jobs)
+                               sandbox="namespaces" if require_sandbox else "auto", layout=layout,
+                               scheduler=scheduler)
+    if jobs or scheduler:
+        options = dataclasses.replace(options, jobs=jobs or 0)  # 0: as many as the cluster's threads
     progress = _BatchProgress()
     try:
         with batching.sigterm_as_interrupt():
             result = batching.run(directory, out, exercise_ids, options, progress.start, progress.advance)
     except (batching.BatchError, grading.DeviceUnavailable) as exc:
         raise click.UsageError(str(exc)) from None
+    except ExecutorGone as exc:
+        raise GraderFailure(f"{str(exc).rstrip('.')}. Reports finished so far are kept; run the same command again to "
+                            "grade the rest.") from None
+    except Exception as exc:
+        if scheduler and isinstance(exc, refused):
+            raise click.UsageError(str(exc)) from None
+        raise
     finally:
         progress.close()
     click.echo(batching.render_summary(result.summary), nl=False)
@@ -460,6 +475,35 @@ def prairielearn_package(exercise: str, out: Path, wheel: Path | None, image: st
         raise click.ClickException(str(exc)) from None
     click.echo(f"Wrote {path}/: copy it into your course's questions/; build and push the image from "
                f"{path}/tests/Dockerfile.")
+
+
+class GraderFailure(click.ClickException):
+    """The grader itself could not go on (its cluster is gone): one line on stderr, exit status 3."""
+
+    exit_code = 3
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"Error: {self.format_message()}", err=True)
+
+
+def _dask_refusal() -> type[Exception]:
+    """Check that the `dask` extra is installed; returns the error a cluster that refuses raises."""
+    try:
+        from grader.distributed import ClusterRefused
+    except ModuleNotFoundError as exc:
+        raise click.UsageError(f"--scheduler needs the `dask` extra ({exc.name} is missing): "
+                               "pip install 'dl-grader[dask]'") from None
+    return ClusterRefused
+
+
+def _quiet_dask_logs() -> None:
+    """Dask's client logs a traceback when its scheduler goes away; the batch says it in one line instead."""
+    import logging
+
+    import distributed  # noqa: F401 - its logging configuration first, then ours over it
+
+    for name in ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)
 
 
 def _require_namespace_tier() -> None:
@@ -600,12 +644,11 @@ def _service_modules() -> Any:
 @click.option("--db", "db_url", default=None, help="SQLAlchemy URL [default: sqlite file grade-service.sqlite3 "
                                                    "in the working directory]; postgresql://user@host/db to share.")
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Parallel workers [default: number of cores].")
-@click.option("--scheduler", default=None, help="A Dask scheduler's address (not available yet).")
+@click.option("--scheduler", default=None, metavar="ADDRESS",
+              help="Grade on a Dask cluster, e.g. tcp://host:8786 (needs the `dask` extra).")
 def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler: str | None) -> None:
-    if scheduler:
-        raise click.UsageError("--scheduler (grading on a Dask cluster) is not available yet; "
-                               "leave it out to grade on this machine's workers.")
     service_app = _service_modules()
+    executor = _dask_executor(scheduler, jobs) if scheduler else None
     import logging
 
     import uvicorn
@@ -615,9 +658,22 @@ def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     config = service_app.Config.from_environment(db_url=db_url, jobs=jobs or default_jobs())
     try:
-        app = service_app.create_app(config)
+        app = service_app.create_app(config, executor)
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     except service_app.ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _dask_executor(scheduler: str, jobs: int | None) -> Any:
+    refused = _dask_refusal()
+    from grader.distributed import DaskExecutor
+    from grader.executor import ExecutorGone
+
+    try:
+        return DaskExecutor(scheduler, jobs, prewarm="ex03")
+    except ExecutorGone as exc:
+        raise GraderFailure(str(exc)) from None
+    except refused as exc:
         raise click.UsageError(str(exc)) from None
 
 

@@ -18,11 +18,16 @@ import threading
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Self
+from typing import Any, Protocol, Self
 
 from grader import exercises, grading, hints
 from grader.report import Report
 from grader.sandbox.runner import SandboxFailure, Zygote
+
+
+class ExecutorGone(RuntimeError):
+    """The place jobs run is gone as a whole (a Dask scheduler that cannot be reached): no job's fault,
+    so no job gets a report for it; the caller stops and a re-run resumes."""
 
 
 @dataclass(frozen=True)
@@ -69,9 +74,10 @@ def worker_failed(report: Report) -> bool:
 class _Slot:
     """One job slot: its own warm workers (one per framework), used by its own thread only."""
 
-    def __init__(self, device: str, sandbox: str):
+    def __init__(self, device: str, sandbox: str, factory: Any = Zygote):
         self.device = device
         self.sandbox = sandbox
+        self.factory = factory  # Zygote, or a remote worker with its interface (grader.distributed)
         self.workers: dict[tuple[str, bool], Zygote] = {}
         self.lock = threading.Lock()
         self.ready = threading.Event()
@@ -83,14 +89,14 @@ class _Slot:
             if current is None or not current.alive:
                 if current is not None:
                     current.close()
-                current = self.workers[key] = Zygote(*key, sandbox=self.sandbox)
+                current = self.workers[key] = self.factory(*key, sandbox=self.sandbox)
             return current
 
     def prewarm(self, exercise_id: str) -> None:
         try:
             self.worker(exercise_id).info()
             self.ready.set()
-        except (SandboxFailure, ValueError, OSError):
+        except (SandboxFailure, ExecutorGone, ValueError, OSError):
             pass
 
     def alive(self) -> bool:
@@ -103,6 +109,8 @@ class _Slot:
             report = grading.grade(job.exercise, job.path, device=job.device, limits=job.limits, worker=worker)
         except SandboxFailure as exc:
             return JobOutcome(None, True, f"the grading worker failed: {exc}")
+        except ExecutorGone as exc:  # not the submission's fault: counted like a worker that broke
+            return JobOutcome(None, True, str(exc))
         except grading.DeviceUnavailable as exc:
             return JobOutcome(None, False, str(exc))
         except Exception as exc:  # noqa: BLE001 - one job must never stop the slot
@@ -126,7 +134,8 @@ class _Slot:
             self.workers.clear()
         for worker in workers:
             try:
-                worker.process.stdin.close()  # all at once: torch's teardown takes a while
+                if isinstance(worker, Zygote):
+                    worker.process.stdin.close()  # all at once: torch's teardown takes a while
             except OSError:
                 pass
         for worker in workers:
@@ -140,9 +149,9 @@ class LocalExecutor:
     """The local warm pool: `jobs` slots, each a thread with its own zygotes, fed from one queue."""
 
     def __init__(self, jobs: int = 1, *, device: str = "auto", sandbox: str = "auto",
-                 prewarm: str | None = None):
+                 prewarm: str | None = None, factory: Any = Zygote):
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._slots = [_Slot(device, sandbox) for _ in range(max(1, jobs))]
+        self._slots = [_Slot(device, sandbox, factory) for _ in range(max(1, jobs))]
         self._closed = False
         self._threads = [threading.Thread(target=self._serve, args=(slot, prewarm), daemon=True,
                                           name=f"grader-slot-{i}") for i, slot in enumerate(self._slots)]

@@ -7,6 +7,7 @@ submission's stdout as data.
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import os
@@ -149,6 +150,13 @@ class Zygote:
 
     # ---- jobs
     def run(self, job: dict[str, Any]) -> Outcome:
+        return decode_event(self.run_raw(job))
+
+    def run_raw(self, job: dict[str, Any]) -> dict[str, Any]:
+        """Run one job and return what came back as plain JSON data, undecoded: the worker's finished event
+        with the channel's bytes and the output (base64). A grading machine of a cluster ships this back to
+        the trusted process, which decodes and validates it with `decode_event`, as `run` does here. Raises
+        SandboxFailure (and kills the worker) when the worker broke."""
         self.info()
         job_id = f"{os.getpid()}-{next(_job_ids)}"
         limits = job["limits"]
@@ -183,7 +191,9 @@ class Zygote:
                 hidden_text = _decode_capped(*_read_head(output, exchange.visible[1]))
         finally:
             output.close()
-        return _outcome(event, b"".join(exchange.chunks), exchange.overflow, exchange.visible, hidden_text)
+        return {**event, "channel": base64.b64encode(b"".join(exchange.chunks)).decode("ascii"),
+                "overflow": exchange.overflow, "visible_output": base64.b64encode(exchange.visible[0]).decode("ascii"),
+                "visible_size": exchange.visible[1], "hidden_output": hidden_text}
 
     def _exchange(self, exchange: _Exchange, job_write: int, result_read: int, timeout: float) -> dict[str, Any]:
         """Feed the job to the child, collect its channel, until the worker says how the child ended."""
@@ -376,6 +386,18 @@ def _drain(read_fd: int, budget: int) -> list[bytes]:
         chunks.append(chunk)
         budget -= len(chunk)
     return chunks
+
+
+def decode_event(event: dict[str, Any]) -> Outcome:
+    """What `Zygote.run_raw` returned (here or on another machine), decoded and validated into an Outcome."""
+    try:
+        raw = base64.b64decode(str(event.get("channel", "")), validate=True)
+        visible = (base64.b64decode(str(event.get("visible_output", "")), validate=True),
+                   int(event.get("visible_size", 0)))
+        hidden_output = str(event.get("hidden_output", ""))
+    except (ValueError, TypeError) as exc:
+        raise SandboxFailure(f"the grading worker's answer could not be read ({exc})") from None
+    return _outcome(event, raw, bool(event.get("overflow")), visible, hidden_output)
 
 
 def _outcome(event: dict[str, Any], raw: bytes, overflow: bool, visible: tuple[bytes, int],
