@@ -29,14 +29,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader import __version__, exercises, grading, hints
+from grader import __version__, exercises, grading, hints, layouts
 from grader.formats import gradebook
 from grader.report import RUN_STATUSES, to_json
 from grader.sandbox.runner import SandboxFailure, Zygote
-from grader.submission import SubmissionNotFound, file_sha256, find
+from grader.submission import SubmissionNotFound, file_sha256
 
 PROBLEM_SUFFIX = ".problem.json"
+ROSTER = "roster.json"
+LINK_MESSAGE = "a symbolic link, not a file: refused, never followed; submit the file itself."
 TOP_COUNT = 5  # how many failed checks and diagnoses the summary lists
+SKIPPED_SHOWN = 40  # entries of the class folder not graded, listed in the printed summary (all in summary.json)
 STOP_GRACE_S = 3.0  # how long an interrupted worker gets to kill its job's process tree
 
 
@@ -89,6 +92,7 @@ class Options:
     limits: grading.Limits = field(default_factory=grading.Limits)
     force: bool = False
     sandbox: str = "auto"  # the workers' tier: "namespaces" refuses to grade below it (--require-sandbox)
+    layout: str = "auto"  # how DIR is laid out: grader/layouts.py
 
 
 @dataclass(frozen=True)
@@ -105,21 +109,31 @@ class BatchResult:
 
 # ---- discovery and resume
 
-def discover(directory: Path, exercise_ids: Sequence[str] | None = None, out: Path | None = None) -> list[Task]:
-    """Every (student, exercise) pair: students are DIR's sub-folders (OUT excluded, when it lies inside DIR);
-    exercises are the ones asked for, or every exercise at least one student submitted. Ordered by exercise,
-    so that a worker stays on one framework."""
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise BatchError(f"no such directory: {directory}")
-    skip = Path(out).resolve() if out is not None else None
-    students = sorted(p for p in directory.iterdir()
-                      if p.is_dir() and not p.name.startswith(".") and p.resolve() != skip)
-    wanted = list(exercise_ids) if exercise_ids else exercises.exercise_ids()
-    found = {(s.name, e): find(s, e) for s in students for e in wanted}
-    if not exercise_ids:
-        wanted = [e for e in wanted if any(found[(s.name, e)] for s in students)]
-    return [Task(s.name, e, found[(s.name, e)]) for e in wanted for s in students]
+def discover(directory: Path, exercise_ids: Sequence[str] | None = None, out: Path | None = None,
+             layout: str = "auto") -> list[Task]:
+    """Every (student, exercise) pair: see `discover_class`."""
+    return discover_class(directory, exercise_ids, out, layout)[0]
+
+
+def discover_class(directory: Path, exercise_ids: Sequence[str] | None = None, out: Path | None = None,
+                   layout: str = "auto") -> tuple[list[Task], layouts.ClassFolder]:
+    """Every (student, exercise) pair, and what the class folder held besides (grader/layouts.py).
+
+    Students are those the layout finds (OUT excluded, when it lies inside DIR); exercises are the ones
+    asked for, or every exercise at least one student submitted. Ordered by exercise, so that a worker
+    stays on one framework. A student refused (a link, a reserved name) gets no task: `rebuild` gives
+    them a status instead.
+    """
+    try:
+        found = layouts.read(Path(directory), exercise_ids, layout, out)
+    except layouts.LayoutError as exc:
+        raise BatchError(str(exc)) from None
+    wanted = list(exercise_ids) if exercise_ids else [
+        e for e in exercises.exercise_ids()
+        if any(e in files for files in found.files.values()) or (found.refused and e in found.mentioned)]
+    students = sorted(found.students)
+    tasks = [Task(s, e, found.files.get(s, {}).get(e)) for e in wanted for s in students]
+    return tasks, found
 
 
 def is_current(task: Task, out: Path, references_digest: str, limits: dict[str, Any] | None = None) -> bool:
@@ -150,7 +164,7 @@ def unreadable(path: Path) -> str | None:
     references, say), and a syntax error's message would quote them back.
     """
     if path.is_symlink():
-        return "a symbolic link, not a file; submit the file itself."
+        return LINK_MESSAGE
     if not path.is_file():
         return "not a regular file."
     if not os.access(path, os.R_OK):
@@ -162,8 +176,11 @@ def record_problem(out: Path, task: Task, status: str, message: str) -> Done:
     """A file that could not be graded at all: remembered beside its report's place, for the gradebook."""
     record = {"student": task.student, "exercise": task.exercise, "path": str(task.path),
               "status": status, "message": message, "grader_version": __version__}
-    write_atomic(task.problem_path(out), json.dumps(record, indent=2))
-    task.report_path(out).unlink(missing_ok=True)  # an older report no longer matches the file
+    try:
+        write_atomic(task.problem_path(out), json.dumps(record, indent=2))
+        task.report_path(out).unlink(missing_ok=True)  # an older report no longer matches the file
+    except OSError:
+        pass  # OUT/<student> is not a folder we can write: the gradebook still says not-graded
     return Done(task, "problem", status=status)
 
 
@@ -217,9 +234,12 @@ class Slot:
             return self._problem(task, "grader-failure", f"{type(exc).__name__}: {exc}")
         if self.stop.is_set() and report.sandbox.get("tier") == "failed":
             return None  # its worker was stopped under it: not a result
-        report = hints.annotate(report)
-        write_atomic(task.report_path(self.out), to_json(report))
-        task.problem_path(self.out).unlink(missing_ok=True)
+        try:
+            report = hints.annotate(report)
+            write_atomic(task.report_path(self.out), to_json(report))
+            task.problem_path(self.out).unlink(missing_ok=True)
+        except Exception as exc:  # noqa: BLE001 - a report that cannot be written must not end the slot
+            return self._problem(task, "grader-failure", f"the report could not be written: {exc}")
         data = {"error": report.error, "sandbox": report.sandbox,
                 "checks": [{"status": c.status.value} for c in report.checks]}
         return Done(task, "graded", report.score, report.max_score, report_status(data))
@@ -288,7 +308,10 @@ def _serve(slot: Slot, tasks: queue.SimpleQueue, results: queue.SimpleQueue) -> 
                 task = tasks.get_nowait()
             except queue.Empty:
                 return
-            done = slot.grade(task)
+            try:
+                done = slot.grade(task)
+            except Exception as exc:  # noqa: BLE001 - one failure never stops a worker slot
+                done = record_problem(slot.out, task, "grader-failure", f"{type(exc).__name__}: {exc}")
             if done is not None:
                 results.put(done)
     finally:
@@ -307,10 +330,14 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
     started = time.monotonic()
     options = options or Options()
     out = Path(out)
-    tasks = discover(Path(directory), exercise_ids, out)
-    if not tasks:
-        raise BatchError(f"no student folders with submissions in {directory}")
+    tasks, found = discover_class(Path(directory), exercise_ids, out, options.layout)
+    if not tasks and not found.refused:
+        listed = "; ".join(f"{s.path}: {s.reason}" for s in found.skipped[:3])
+        raise BatchError(f"no submissions found in {directory} (read as the {found.layout!r} layout: "
+                         "DIR/<student>/<EX>.py, or a Canvas, Moodle or Gradescope export, see --layout)"
+                         + (f"; {listed}" if listed else ""))
     out.mkdir(parents=True, exist_ok=True)
+    write_roster(out, found)
     digests = {e: exercises.load(e).references_digest() for e in dict.fromkeys(t.exercise for t in tasks)}
     present = [t for t in tasks if t.path is not None]
     todo = [t for t in present if options.force or not is_current(t, out, digests[t.exercise], options.limits.as_job())]
@@ -318,13 +345,15 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
         on_start(len(todo), len(present) - len(todo))
     graded = problems = 0
     gradable = []
+    this_run: dict[tuple[str, str], str] = {}  # problems of this run: the status even where OUT is unwritable
     for task in todo:
         why = unreadable(task.path)
         if why is None:
             gradable.append(task)
             continue
         problems += 1
-        done = record_problem(out, task, "unreadable", why)
+        done = record_problem(out, task, "refused-link" if task.path.is_symlink() else "unreadable", why)
+        this_run[(task.student, task.exercise)] = str(done.status)
         if on_done:
             on_done(done)
     interrupted_by = None
@@ -333,6 +362,8 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
         for done in stream:
             graded += done.state == "graded"
             problems += done.state == "problem"
+            if done.state == "problem":
+                this_run[(done.task.student, done.task.exercise)] = str(done.status)
             if on_done:
                 on_done(done)
     except Interrupted:
@@ -342,7 +373,9 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
     finally:
         stream.close()  # stops the slots and kills what they run, whatever ended the loop
     elapsed = time.monotonic() - started
-    files, summary = rebuild(out, tasks)
+    files, summary = rebuild(out, tasks, found.refused, this_run)
+    summary["layout"] = found.layout
+    summary["skipped_files"] = [{"path": k.path, "student": k.student, "reason": k.reason} for k in found.skipped]
     summary["last_run"] = {"submissions": len(present), "graded": graded, "skipped": len(present) - len(todo),
                            "problems": problems, "interrupted": interrupted_by, "elapsed_s": round(elapsed, 3),
                            "jobs": options.jobs}
@@ -350,6 +383,29 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
     write_atomic(summary_path, json.dumps(summary, indent=2))
     return BatchResult(len(present), graded, len(present) - len(todo), problems, interrupted_by, elapsed, summary,
                        [*files, summary_path])
+
+
+def write_roster(out: Path, found: layouts.ClassFolder) -> None:
+    """OUT/roster.json: who each student folder is in the LMS (name, ids), for the LMS import files.
+
+    Merged with the roster on disk, so separate `--exercise` runs into one OUT keep everyone."""
+    try:
+        previous = json.loads((out / ROSTER).read_text("utf-8"))
+        students = previous.get("students", {}) if isinstance(previous, dict) else {}
+        students = students if isinstance(students, dict) else {}
+    except (OSError, ValueError):
+        students = {}
+    students.update({key: student.as_dict() for key, student in found.students.items()})
+    write_atomic(out / ROSTER, json.dumps({"layout": found.layout, "students": students}, indent=2))
+
+
+def read_roster(out: Path) -> dict[str, dict[str, Any]]:
+    try:
+        data = json.loads((Path(out) / ROSTER).read_text("utf-8"))
+        students = data.get("students", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+    return {str(k): v for k, v in students.items() if isinstance(v, dict)} if isinstance(students, dict) else {}
 
 
 def _grade_all(todo: list[Task], out: Path, options: Options) -> Iterator[Done]:
@@ -459,15 +515,24 @@ class Summary:
         self.failed_checks: Counter[tuple[str, str]] = Counter()
         self.diagnoses: Counter[tuple[str, str]] = Counter()
         self.statuses: Counter[str] = Counter()
+        self.not_run: Counter[tuple[str, str]] = Counter()
+        self.check_errors: Counter[tuple[str, str]] = Counter()
         self.students = 0
 
     def add_report(self, exercise_id: str, data: dict[str, Any]) -> None:
         self.scores.setdefault(exercise_id, Counter())[float(data.get("score", 0.0))] += 1
         self.max_scores[exercise_id] = float(data.get("max_score", 0.0))
+        status = report_status(data)
+        if status is not None and status != "notebook-cell-errors":
+            # A run that crashed, hung or never started failed no check on its merits: counted apart.
+            self.not_run[(exercise_id, status)] += 1
+            return
         diagnosed = set()  # a mistake counts once per student, however many checks it broke
         for check in data.get("checks", []):
-            if check.get("status") != "passed":
+            if check.get("status") == "failed":
                 self.failed_checks[(exercise_id, str(check.get("name")))] += 1
+            elif check.get("status") in ("error", "timeout"):
+                self.check_errors[(exercise_id, str(check.get("name")))] += 1
             if check.get("diagnosis"):
                 diagnosed.add(str(check["diagnosis"]))
         for code in diagnosed:
@@ -486,6 +551,9 @@ class Summary:
                               for (e, n), k in self.failed_checks.most_common()],
             "diagnoses": [{"exercise": e, "diagnosis": d, "count": k} for (e, d), k in self.diagnoses.most_common()],
             "statuses": dict(self.statuses.most_common()),
+            "not_run": [{"exercise": e, "status": s, "count": k} for (e, s), k in self.not_run.most_common()],
+            "check_errors": [{"exercise": e, "check": n, "count": k}
+                             for (e, n), k in self.check_errors.most_common()],
         }
 
 
@@ -506,18 +574,23 @@ def _distribution(scores: Counter[float], max_score: float) -> dict[str, Any]:
     }
 
 
-def rebuild(out: Path, tasks: Sequence[Task] = ()) -> tuple[list[Path], dict[str, Any]]:
+def rebuild(out: Path, tasks: Sequence[Task] = (), refused: dict[str, str] | None = None,
+            problems: dict[tuple[str, str], str] | None = None) -> tuple[list[Path], dict[str, Any]]:
     """Write the gradebook (and LMS CSVs) from the reports under OUT; returns the files and the summary.
 
     Students are the union of this run's folders and OUT's; exercises, those of this run's tasks and of
-    any report on disk (so separate `--exercise` runs into one OUT add up).
+    any report on disk (so separate `--exercise` runs into one OUT add up). A refused student (their
+    folder a link, their name one of OUT's own files) has a row with that status in every column.
     """
+    refused = dict(refused or {})
     submitted = {(t.student, t.exercise) for t in tasks if t.path is not None}
-    students = {t.student for t in tasks}
+    students = {t.student for t in tasks} | set(refused)
     exercise_ids = {t.exercise for t in tasks}
     known = set(exercises.exercise_ids())
+    roster = read_roster(out)
     for folder in out.iterdir():
-        if folder.is_dir() and not folder.name.startswith("."):
+        if folder.is_dir() and not folder.is_symlink() and not folder.name.startswith(".") \
+                and folder.name not in layouts.RESERVED:
             students.add(folder.name)
             exercise_ids |= {p.name.split(".")[0] for p in folder.glob("ex*.json")} & known
     ordered = sorted(exercise_ids)
@@ -529,14 +602,21 @@ def rebuild(out: Path, tasks: Sequence[Task] = ()) -> tuple[list[Path], dict[str
     def rows() -> Iterator[gradebook.Row]:
         for student in sorted(students):
             summary.students += 1
-            cells = {e: _cell(out, student, e, (student, e) in submitted, summary) for e in ordered}
-            yield gradebook.Row(student, cells)
+            if student in refused:
+                cells = {e: gradebook.Cell(None, None, refused[student]) for e in ordered}
+                summary.add_status(refused[student])
+            else:
+                cells = {e: _cell(out, student, e, (student, e) in submitted, summary, (problems or {}).get((student, e)))
+                         for e in ordered}
+            yield gradebook.Row(student, cells, roster.get(student, {}))
 
-    files = gradebook.write_all(out, ordered, titles, max_scores, rows())
+    moodle = any(who.get("moodle_participant") for who in roster.values())
+    files = gradebook.write_all(out, ordered, titles, max_scores, rows(), moodle_worksheet=moodle)
     return files, summary.as_dict()
 
 
-def _cell(out: Path, student: str, exercise_id: str, submitted: bool, summary: Summary) -> gradebook.Cell:
+def _cell(out: Path, student: str, exercise_id: str, submitted: bool, summary: Summary,
+          problem_now: str | None = None) -> gradebook.Cell:
     folder = out / student
     try:
         data = json.loads((folder / f"{exercise_id}.json").read_text("utf-8"))
@@ -551,7 +631,7 @@ def _cell(out: Path, student: str, exercise_id: str, submitted: bool, summary: S
     try:
         status = str(json.loads((folder / f"{exercise_id}{PROBLEM_SUFFIX}").read_text("utf-8"))["status"])
     except (OSError, ValueError, KeyError, TypeError):
-        status = "not-graded" if submitted else "missing"
+        status = problem_now or ("not-graded" if submitted else "missing")
     summary.add_status(status)
     return gradebook.Cell(None, None, status)
 
@@ -576,7 +656,16 @@ def render_summary(summary: dict[str, Any]) -> str:
     if summary["diagnoses"]:
         lines.append("Most frequent diagnoses (students):")
         lines += [f"  {d['count']:4d}  {d['exercise']}  {d['diagnosis']}" for d in summary["diagnoses"][:TOP_COUNT]]
+    if summary.get("not_run"):
+        lines.append("Runs that did not finish (their checks are not counted above):")
+        lines += [f"  {n['count']:4d}  {n['exercise']}  {n['status']}" for n in summary["not_run"][:TOP_COUNT]]
     if summary["statuses"]:
         statuses = ", ".join(f"{status} ×{count}" for status, count in summary["statuses"].items())
         lines.append(f"Not graded cleanly: {statuses} (see the status column of gradebook.csv).")
+    skipped = summary.get("skipped_files") or []
+    if skipped:
+        lines.append(f"Not graded ({len(skipped)} entries of the class folder, all in summary.json):")
+        lines += [f"  {s['path']}: {s['reason']}" for s in skipped[:SKIPPED_SHOWN]]
+        if len(skipped) > SKIPPED_SHOWN:
+            lines.append(f"  ... and {len(skipped) - SKIPPED_SHOWN} more (summary.json, skipped_files)")
     return "\n".join(lines) + "\n"

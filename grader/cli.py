@@ -241,24 +241,26 @@ def schema() -> None:
     click.echo(json.dumps(report_schema(), indent=2))
 
 
-@main.command(help="Check JSON reports against the schema.")
+@main.command(help="Check JSON files for shape and meaning: grade reports (score within 0..max, the sum of the "
+                   "checks, known statuses and codes), and the Gradescope and PrairieLearn results.json it writes.")
 @click.argument("reports", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def validate(reports: tuple[Path, ...]) -> None:
-    from grader.report import validation_errors
+    from grader.validate import problems
 
     failed = 0
     for path in reports:
         try:
-            errors = validation_errors(json.loads(path.read_text("utf-8")))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            errors = [f"not JSON: {exc}"]
+            kind, errors = problems(json.loads(path.read_text("utf-8")))
+        except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+            kind, errors = None, [f"not JSON: {exc}"]
+        what = f" ({kind})" if kind else ""
         if errors:
             failed += 1
-            click.echo(f"{path}: INVALID")
+            click.echo(f"{path}: INVALID{what}")
             for error in errors[:20]:
                 click.echo(f"  {error}")
         else:
-            click.echo(f"{path}: valid")
+            click.echo(f"{path}: valid{what}")
     sys.exit(1 if failed else 0)
 
 
@@ -272,9 +274,18 @@ def validate(reports: tuple[Path, ...]) -> None:
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Parallel workers [default: number of cores].")
 @click.option("--force", is_flag=True, help="Regrade even the submissions whose report is up to date.")
 @click.option("--require-sandbox", is_flag=True, help="Refuse to run unless the namespace sandbox tier is available.")
+@click.option("--layout", type=click.Choice(["auto", "folders", "canvas", "moodle", "gradescope"]), default="auto",
+              show_default=True, help="How DIR is laid out: DIR/<student>/<EX>.py, or an LMS export.")
+@click.option("--feedback", is_flag=True,
+              help="Also write each student's page (OUT/<student>/<EX>.html) and the class page OUT/class.html.")
+@click.option("--feedback-hidden", type=click.Choice(["outcome", "full"]), default="outcome", show_default=True,
+              help="Hidden checks on the student pages: their outcome only, or everything.")
+@click.option("--similarity", "with_similarity", is_flag=True,
+              help="Also report suspiciously alike pairs per exercise (needs the similarity extra).")
 @sandbox_options
 def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int | None, force: bool,
-          require_sandbox: bool, device: str, timeout: float, memory: int) -> None:
+          require_sandbox: bool, layout: str, feedback: bool, feedback_hidden: str, with_similarity: bool,
+          device: str, timeout: float, memory: int) -> None:
     import dataclasses
 
     from grader import batch as batching
@@ -282,8 +293,10 @@ def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int |
 
     if require_sandbox:
         _require_namespace_tier()
+    if with_similarity:
+        _similarity_available()
     options = batching.Options(device=device, limits=grading.Limits(timeout, memory), force=force,
-                               sandbox="namespaces" if require_sandbox else "auto")
+                               sandbox="namespaces" if require_sandbox else "auto", layout=layout)
     if jobs:
         options = dataclasses.replace(options, jobs=jobs)
     progress = _BatchProgress()
@@ -296,8 +309,62 @@ def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int |
         progress.close()
     click.echo(batching.render_summary(result.summary), nl=False)
     click.echo(f"Reports in {out}/<student>/; gradebook: {out / 'gradebook.csv'}")
+    if not result.interrupted_by:
+        _after_batch(out, result.summary, feedback, feedback_hidden, with_similarity)
     if result.interrupted_by:
         sys.exit(143 if result.interrupted_by == "SIGTERM" else 130)
+
+
+def _similarity_available() -> None:
+    from grader import similarity
+
+    try:
+        similarity._copydetect()
+    except similarity.SimilarityUnavailable as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _after_batch(out: Path, summary: dict[str, Any], feedback: bool, hidden: str, with_similarity: bool) -> None:
+    from grader import similarity
+
+    result = None
+    if with_similarity:
+        result = similarity.analyse(out)
+        click.echo(similarity.render(result), nl=False)
+    if feedback:
+        from grader.formats import classpage
+
+        if result is None:
+            result = _read_json(out / similarity.RESULT_FILE)
+        pages = classpage.write_student_pages(out, hidden)
+        page = classpage.write_class_page(out, summary, result)
+        click.echo(f"Feedback: {len(pages)} student page(s) written beside the reports; class page: {page}")
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+@main.command(help="(instructors) Report suspiciously alike submissions per exercise among the reports in OUT "
+                   "(OUT/similarity.json; with --feedback's class page, a side-by-side view).")
+@click.argument("out", metavar="OUT", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
+              help="Share of either file's code found in the other that flags a pair [default: 0.9].")
+def similarity(out: Path, threshold: float | None) -> None:
+    from grader import similarity as alike
+
+    _similarity_available()
+    result = alike.analyse(out, threshold if threshold is not None else alike.THRESHOLD)
+    click.echo(alike.render(result), nl=False)
+    summary = _read_json(out / "summary.json")
+    if isinstance(summary, dict) and (out / "class.html").exists():
+        from grader.formats import classpage
+
+        classpage.write_class_page(out, summary, result)
+        click.echo(f"Class page updated: {out / 'class.html'}")
 
 
 @main.command(help="(in Gradescope's container) Grade /autograder/submission into /autograder/results/results.json.")
@@ -338,6 +405,43 @@ def prairielearn(exercise: str | None, submission_dir: Path, results_path: Path,
     _lms_done(data["score"], results_path, status)
 
 
+@main.command("gradescope-package", help="(instructors) Build a Gradescope autograder zip for EX: setup.sh and "
+                                         "run_autograder installing this grader, pinned, with the hidden checks.")
+@click.argument("exercise", type=EXERCISE)
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=Path("autograder.zip"),
+              show_default=True)
+@click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The grader's wheel to ship [default: built from this checkout].")
+@click.option("--timeout", type=click.FloatRange(0.5), default=DEFAULT_TIMEOUT_S, show_default=True)
+def gradescope_package(exercise: str, out: Path, wheel: Path | None, timeout: float) -> None:
+    from grader import packaging
+
+    try:
+        path = packaging.gradescope_package(exercise, out, wheel, timeout)
+    except packaging.PackagingError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {path}: upload it under the assignment's Configure Autograder → Zip file upload.")
+
+
+@main.command("prairielearn-package", help="(instructors) Write a PrairieLearn question folder for EX: info.json "
+                                           "(external grading), question.html, the stub, tests/ with the grader.")
+@click.argument("exercise", type=EXERCISE)
+@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="The grader's wheel to ship [default: built from this checkout].")
+@click.option("--image", default=None, help="The Docker image PrairieLearn grades in (built from tests/Dockerfile).")
+@click.option("--timeout", type=click.FloatRange(0.5), default=DEFAULT_TIMEOUT_S, show_default=True)
+def prairielearn_package(exercise: str, out: Path, wheel: Path | None, image: str | None, timeout: float) -> None:
+    from grader import packaging
+
+    try:
+        path = packaging.prairielearn_package(exercise, out, wheel, image or packaging.PL_IMAGE, timeout)
+    except packaging.PackagingError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"Wrote {path}/: copy it into your course's questions/; build and push the image from "
+               f"{path}/tests/Dockerfile.")
+
+
 def _require_namespace_tier() -> None:
     try:
         from grader.sandbox import doctor
@@ -350,38 +454,89 @@ def _require_namespace_tier() -> None:
 
 
 class _BatchProgress:
-    """done/total, rate and ETA on stderr; silent when stderr is not a terminal (logs, CI, pipes)."""
+    """done/total, rate and an honest ETA on stderr, redrawn every second; silent off a terminal.
 
-    def __init__(self) -> None:
-        self.bar: Any = None
-        self.started = 0.0
+    The ETA is the time per finished submission so far times what is left, recomputed as the clock runs:
+    while one submission hangs for 60 s nothing finishes, so the time per submission, and the ETA, grow.
+    Before the first report there is no estimate, and the line says so instead of printing 00:00:00.
+    """
+
+    def __init__(self, stream: Any = None) -> None:
+        import threading
+
+        self.stream = stream if stream is not None else sys.stderr
+        self.total = 0
         self.done = 0
+        self.started = self.last_done = 0.0
+        self.active = False
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: Any = None
 
     def start(self, to_grade: int, skipped: int) -> None:
+        import threading
         import time
 
         if skipped:
             click.echo(f"{skipped} submissions unchanged since their report: skipped (--force regrades).", err=True)
-        self.started = time.monotonic()
-        if to_grade and sys.stderr.isatty():
-            self.bar = click.progressbar(length=to_grade, label="grading", file=sys.stderr, show_pos=True,
-                                         show_eta=True, item_show_func=self._rate)
-            self.bar.__enter__()
+        self.total = to_grade
+        self.started = self.last_done = time.monotonic()
+        if to_grade and self.stream.isatty():
+            self.active = True
+            self._thread = threading.Thread(target=self._tick, daemon=True)
+            self._thread.start()
 
     def advance(self, done: Any) -> None:
-        self.done += 1
-        if self.bar is not None:
-            self.bar.update(1, done)
-
-    def _rate(self, _: Any) -> str:
         import time
 
-        elapsed = time.monotonic() - self.started
-        return f"{self.done / elapsed:.1f}/s" if elapsed > 0 and self.done else ""
+        with self._lock:
+            self.done += 1
+            self.last_done = time.monotonic()
+        self._draw()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(1.0):
+            self._draw()
+
+    def _draw(self) -> None:
+        import time
+
+        if not self.active:
+            return
+        with self._lock:  # the ticker and the batch's own thread both draw: one line at a time
+            line = progress_line(self.done, self.total, time.monotonic() - self.started,
+                                 time.monotonic() - self.last_done)
+            self.stream.write("\r" + line.ljust(79))
+            self.stream.flush()
 
     def close(self) -> None:
-        if self.bar is not None:
-            self.bar.__exit__(None, None, None)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        if self.active:
+            self._draw()
+            self.stream.write("\n")
+            self.stream.flush()
+            self.active = False
+
+
+def progress_line(done: int, total: int, elapsed: float, since_last: float) -> str:
+    """`grading 12/100  1.3/s  ETA 00:01:08`; the ETA grows while nothing finishes."""
+    rate = f"{done / elapsed:.1f}/s" if done and elapsed > 0 else "-/s"
+    left = total - done
+    if left <= 0:
+        eta = "done"
+    elif not done:
+        eta = f"ETA: after the first report ({_clock(elapsed)} so far)"
+    else:
+        eta = "ETA " + _clock(elapsed / done * left)
+    waiting = f"  (no report for {since_last:.0f} s)" if done < total and since_last >= 10 else ""
+    return f"grading {done}/{total}  {rate}  {eta}{waiting}"
+
+
+def _clock(seconds: float) -> str:
+    seconds = round(seconds)
+    return f"{seconds // 3600:02d}:{seconds % 3600 // 60:02d}:{seconds % 60:02d}"
 
 
 @main.command(help="Show the sandbox tier this machine reaches and what each defence relies on.")

@@ -13,7 +13,7 @@ import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +39,7 @@ class CheckSpec:
     atol: float | None = None
     substitutes: tuple[str, ...] = ()  # reference functions the probe swaps in (for messages)
 
-    @property
+    @cached_property  # a hash of the arguments' JSON: asked for many times per grade
     def key(self) -> str:
         return invocation_key(self.probe, self.args)
 

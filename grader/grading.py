@@ -12,6 +12,7 @@ import platform
 import signal
 import time
 from dataclasses import dataclass, replace
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,7 @@ class Limits:
         return {"timeout": float(self.timeout), "memory_mib": int(self.memory_mib)}
 
 
+@cache  # importlib.metadata parses torch's METADATA file: ~10 ms, once per grade otherwise
 def versions() -> dict[str, str]:
     def installed(name: str) -> str:
         try:

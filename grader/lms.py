@@ -58,7 +58,7 @@ def find_submission(folder: Path, exercise_id: str | None = None) -> tuple[str, 
             found.setdefault(candidate.stem, candidate)
     if not found:
         names = " or ".join(f"{e}.py / {e}.ipynb" for e in wanted[:1]) if exercise_id else "an exNN.py file"
-        raise NoSubmission(f"no submission found: please upload {names}.")
+        raise NoSubmission(f"no submission found: please upload {names}. {_what_was_found(folder)}")
     if len(found) > 1:
         raise NoSubmission(f"the upload holds files for several exercises ({', '.join(sorted(found))}); "
                            "upload one exercise per assignment.")
@@ -75,6 +75,18 @@ def _files(folder: Path) -> list[Path]:
         if len(files) > MAX_FILES:
             break
     return files
+
+
+def _what_was_found(folder: Path, shown: int = 10) -> str:
+    """One sentence naming what the upload holds, so a student sees why `Ex03.py` was not taken."""
+    try:
+        names = sorted(str(p.relative_to(folder)) for p in _files(folder))
+    except (OSError, RecursionError):
+        return ""
+    if not names:
+        return "The upload is empty."
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"Found: {', '.join(names[:shown])}{more} (names are case-sensitive)."
 
 
 def _grade(submission_dir: Path, exercise_id: str | None, limits: grading.Limits | None) -> Any:

@@ -7,6 +7,7 @@ student's file, on the CPU, so references and submissions are measured the same 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,53 @@ def reference_documents(exercise_id: str, solution: Path | None = None) -> dict[
         }
         documents[relative] = {"exercise": exercise_id, "device": "cpu", "invocations": invocations}
     return documents
+
+
+# How far a fresh recording may lie from the stored one: REFERENCE_ULPS float32 ulps of the value, the value
+# floored at 1/64 of the field's largest magnitude (a loss converging to 1e-12 inherits w's rounding, relative to
+# the loss scale, not ulps of 1e-12). Summing the same numbers in another order (what another CPU's kernels do)
+# moved the solutions' trajectories by at most 8.5 such ulps (`python benchmarks/reference_drift.py`). 32 ulps
+# is 4% of the grading rtol (1e-4) and 0.6% of its atol (1e-5 x scale) at the floor: agreement within it cannot
+# change a verdict.
+REFERENCE_ULPS = 32
+REFERENCE_FLOOR = 2.0 ** -6
+FLOAT32_EPS = 2.0 ** -23
+
+
+def drift(stored: Any, fresh: Any, where: str = "", scale: float | None = None) -> list[str]:
+    """Where `fresh` departs from `stored` by more than REFERENCE_ULPS (structure and non-floats: exactly)."""
+    if isinstance(stored, dict) and isinstance(fresh, dict):
+        if set(stored) != set(fresh):
+            return [f"{where}: keys {sorted(set(stored) ^ set(fresh))} differ"]
+        return [line for key in sorted(stored) for line in drift(stored[key], fresh[key], f"{where}/{key}", scale)]
+    if isinstance(stored, list) and isinstance(fresh, list):
+        if len(stored) != len(fresh):
+            return [f"{where}: {len(stored)} entries stored, {len(fresh)} fresh"]
+        if scale is None:
+            scale = _largest_magnitude(stored)
+        return [line for index, (a, b) in enumerate(zip(stored, fresh, strict=True))
+                for line in drift(a, b, f"{where}[{index}]", scale)]
+    if _is_number(stored) and _is_number(fresh):
+        bound = REFERENCE_ULPS * FLOAT32_EPS * max(abs(stored), REFERENCE_FLOOR * (scale or abs(stored)))
+        if stored == fresh or abs(fresh - stored) <= bound or (math.isnan(stored) and math.isnan(fresh)):
+            return []
+        return [f"{where}: {stored!r} stored, {fresh!r} fresh (bound {bound:.3g})"]
+    return [] if stored == fresh else [f"{where}: {stored!r} stored, {fresh!r} fresh"]
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _largest_magnitude(values: list[Any]) -> float:
+    numbers = [abs(v) for v in _flatten(values) if _is_number(v) and math.isfinite(v)]
+    return max(numbers, default=0.0)
+
+
+def _flatten(values: Any) -> list[Any]:
+    if isinstance(values, list):
+        return [leaf for value in values for leaf in _flatten(value)]
+    return [values]
 
 
 def dumps(document: dict[str, Any]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,20 @@ def cuda_available() -> bool:
     except ImportError:
         return False
     return bool(torch.cuda.is_available())
+
+
+def cpu_capabilities() -> list[str]:
+    """The ATen CPU capabilities this CPU can run: default everywhere, avx2 and avx512 where its flags say so."""
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            flags = set(next(line for line in cpuinfo if line.startswith("flags")).split())
+    except (OSError, StopIteration):
+        flags = set()
+    found = ["default"]
+    if platform.machine() in ("x86_64", "AMD64"):
+        found += [name for name, needs in (("avx2", {"avx2", "fma"}), ("avx512", {"avx512f", "avx512bw"}))
+                  if needs <= flags]
+    return found
 
 
 requires_cuda = pytest.mark.skipif(not cuda_available(), reason="needs a CUDA device")

@@ -206,9 +206,12 @@ def test_summary_counts_what_the_reports_say(graded_class):
     assert dist["full_marks"] == 2  # ana and ben (the notebook)
     assert sum(dist["scores"].values()) == 7 and sum(dist["bands"].values()) == 7
     failed = {f["check"]: f["count"] for f in summary["failed_checks"]}
+    finished = [r for r in reports if batch.report_status(r) is None]  # crashes and hangs counted apart
     for check in reports[0]["checks"]:
         assert failed.get(check["name"], 0) == sum(
-            1 for r in reports for c in r["checks"] if c["name"] == check["name"] and c["status"] != "passed")
+            1 for r in finished for c in r["checks"] if c["name"] == check["name"] and c["status"] == "failed")
+    assert {(n["status"], n["count"]) for n in summary["not_run"]} == {("crashed", 1), ("timeout", 1),
+                                                                      ("syntax-error", 1)}
     diagnosed = sum(len({c["diagnosis"] for c in r["checks"] if c["diagnosis"]}) for r in reports)
     assert sum(d["count"] for d in summary["diagnoses"]) == diagnosed  # once per student and mistake
     assert summary["statuses"] == {s: 1 for s in EXPECTED_STATUS.values()}
@@ -322,7 +325,7 @@ def test_cli_batch_usage_errors(tmp_path):
     assert missing.exit_code == 2
     (tmp_path / "empty").mkdir()
     empty = runner.invoke(main, ["batch", str(tmp_path / "empty"), "--out", str(tmp_path / "out")])
-    assert empty.exit_code == 2 and "no student folders" in empty.output
+    assert empty.exit_code == 2 and "no submissions found" in empty.output and "--layout" in empty.output
     unknown = runner.invoke(main, ["batch", str(tmp_path / "empty"), "--out", "o", "--exercise", "ex99"])
     assert unknown.exit_code == 2
 

@@ -262,3 +262,47 @@ def test_installed_script_usage_error_is_one_line(tmp_path: Path) -> None:
     assert [line for line in run.stderr.splitlines() if line.strip()] == [
         f"Error: no such file: {tmp_path / 'missing.py'}"
     ]
+
+
+@pytest.mark.slow
+def test_validate_checks_meaning_and_the_lms_results_files(cli, tmp_path: Path) -> None:
+    """Shape is not enough: a report scoring 99 of 15 is invalid; Gradescope and PrairieLearn files are recognised."""
+    good = tmp_path / "good.json"
+    assert cli("ex03", SOLUTION, "--report", good).exit_code == 0
+    data = json.loads(good.read_text("utf-8"))
+    meaning = {
+        "score-above-max": (lambda d: d.update(score=99), "outside 0.."),
+        "score-not-the-sum": (lambda d: d.update(score=d["score"] - 1, full_marks=True), "not the sum"),
+        "max-not-the-sum": (lambda d: d.update(max_score=d["max_score"] + 1, score=d["score"] + 1), "maxima"),
+        "passed-without-points": (lambda d: (d["checks"][0].update(score=0), d.update(score=d["score"] - d["checks"][0]["max_score"])), "passed, but scored"),
+        "full-marks-lie": (lambda d: (d["checks"][0].update(status="failed", score=0), d.update(score=d["score"] - d["checks"][0]["max_score"])), "full_marks"),
+    }
+    for name, (edit, words) in meaning.items():
+        copy = json.loads(json.dumps(data))
+        edit(copy)
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(copy), "utf-8")
+        result = cli("validate", path)
+        assert result.exit_code == 1, name
+        assert f"{path}: INVALID (report)" in result.stdout and words in result.stdout, (name, result.stdout)
+
+    results = tmp_path / "results"
+    results.mkdir()
+    submission = tmp_path / "submission"
+    submission.mkdir()
+    (submission / "ex03.py").write_text(SOLUTION.read_text("utf-8"), "utf-8")
+    assert cli("gradescope", "ex03", "--submission", submission, "--results", results / "gs.json").exit_code == 0
+    assert cli("prairielearn", "ex03", "--submission", submission, "--results", results / "pl.json").exit_code == 0
+    result = cli("validate", results / "gs.json", results / "pl.json")
+    assert result.exit_code == 0, result.stdout
+    assert "gs.json: valid (gradescope)" in result.stdout and "pl.json: valid (prairielearn)" in result.stdout
+    gs = json.loads((results / "gs.json").read_text("utf-8"))
+    gs["tests"][0]["score"] = gs["tests"][0]["max_score"] + 5
+    (results / "gs-bad.json").write_text(json.dumps(gs), "utf-8")
+    pl = json.loads((results / "pl.json").read_text("utf-8"))
+    pl["score"] = 0.5
+    (results / "pl-bad.json").write_text(json.dumps(pl), "utf-8")
+    result = cli("validate", results / "gs-bad.json", results / "pl-bad.json")
+    assert result.exit_code == 1
+    assert "gs-bad.json: INVALID (gradescope)" in result.stdout and "above its max_score" in result.stdout
+    assert "pl-bad.json: INVALID (prairielearn)" in result.stdout and "points over their maxima" in result.stdout

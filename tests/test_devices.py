@@ -135,8 +135,11 @@ def test_tf32_is_off_on_cuda(grade_file, tmp_path: Path) -> None:
 
 @requires_cuda
 @pytest.mark.cuda
-def test_cuda_solution_gets_full_marks_on_cuda(grade_file) -> None:
-    report = grade_file("ex03", SOLUTION, device="cuda")
+@pytest.mark.parametrize("exercise_id", ["ex02", "ex03", "ex04", "ex05"])
+def test_cuda_solution_gets_full_marks_on_cuda(grade_file, exercise_id: str) -> None:
+    # A CUDA worker warms torch.nn/optim before it forks but runs no backward() there (a forked child could not
+    # restart autograd's device threads): every torch exercise's backward and optimizer must work in the child.
+    report = grade_file(exercise_id, SOLUTION.with_name(f"{exercise_id}.py"), device="cuda")
     assert report.devices == ("cuda",)
     assert report.full_marks, [(c.name, c.message) for c in report.checks if not c.passed]
     assert report.checks and all(c.device == "cuda" for c in report.checks)

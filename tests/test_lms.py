@@ -11,87 +11,18 @@ import jsonschema
 import pytest
 from click.testing import CliRunner
 
-from grader import lms
+from grader import lms, validate
 from grader.cli import main
 from grader.formats import gradebook, gradescope, prairielearn
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "ex03.py"
-VISIBILITY = ["hidden", "after_due_date", "after_published", "visible"]
-FORMATS = ["text", "html", "simple_format", "md", "ansi"]
 
-# Gradescope, "Autograder Specifications" → "Output format" (results.json): every key it documents,
-# and nothing else, so a typo in ours fails here.
-GRADESCOPE_SCHEMA = {
-    "type": "object",
-    "required": ["score", "tests"],
-    "additionalProperties": False,
-    "properties": {
-        "score": {"type": "number", "minimum": 0},
-        "execution_time": {"type": "number", "minimum": 0},
-        "output": {"type": "string"},
-        "output_format": {"enum": FORMATS},
-        "test_output_format": {"enum": FORMATS},
-        "test_name_format": {"enum": FORMATS},
-        "visibility": {"enum": VISIBILITY},
-        "stdout_visibility": {"enum": VISIBILITY},
-        "extra_data": {"type": "object"},
-        "leaderboard": {"type": "array"},
-        "tests": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "score", "max_score", "status", "output", "visibility"],
-                "additionalProperties": False,
-                "properties": {
-                    "name": {"type": "string", "minLength": 1},
-                    "name_format": {"enum": FORMATS},
-                    "number": {"type": "string"},
-                    "score": {"type": "number", "minimum": 0},
-                    "max_score": {"type": "number", "minimum": 0},
-                    "status": {"enum": ["passed", "failed"]},
-                    "output": {"type": "string"},
-                    "output_format": {"enum": FORMATS},
-                    "tags": {"type": "array", "items": {"type": "string"}},
-                    "visibility": {"enum": VISIBILITY},
-                    "extra_data": {"type": "object"},
-                },
-            },
-        },
-    },
-}
-
-# PrairieLearn, "External grading" → "Grading results": score is a fraction; gradable false means the
-# submission is not counted; tests carry points and max_points.
-PRAIRIELEARN_SCHEMA = {
-    "type": "object",
-    "required": ["gradable", "score"],
-    "additionalProperties": False,
-    "properties": {
-        "gradable": {"type": "boolean"},
-        "score": {"type": "number", "minimum": 0, "maximum": 1},
-        "message": {"type": "string"},
-        "output": {"type": "string"},
-        "images": {"type": "array"},
-        "tests": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["name", "points", "max_points"],
-                "additionalProperties": False,
-                "properties": {
-                    "name": {"type": "string", "minLength": 1},
-                    "description": {"type": "string"},
-                    "points": {"type": "number", "minimum": 0},
-                    "max_points": {"type": "number", "minimum": 0},
-                    "message": {"type": "string"},
-                    "output": {"type": "string"},
-                    "images": {"type": "array"},
-                },
-            },
-        },
-    },
-}
+# Gradescope, "Autograder Specifications" → "Output format" (results.json): every key it documents, and nothing
+# else, so a typo in ours fails here. PrairieLearn, "External grading" → "Grading results": score is a fraction;
+# gradable false means the submission is not counted. Both ship with the package (`grade validate` reads them).
+GRADESCOPE_SCHEMA = validate.lms_schema("gradescope")
+PRAIRIELEARN_SCHEMA = validate.lms_schema("prairielearn")
 
 
 def valid(data: dict, schema: dict) -> dict:

@@ -6,13 +6,19 @@ test has `name`, `score`, `max_score`, `status` ("passed" | "failed"), `output`,
 optionally `number` and `tags`. A hidden check becomes `after_published`: the student sees it once the
 instructor publishes the grades, never before. `validate` in tests/test_lms.py holds the schema we check
 this against.
+
+Outputs are Markdown (`output_format: md`, which Gradescope renders). A Gradescope student cannot run
+`grade hint`, so where a diagnosis names a hint, the hint's own text is in the test's output. Text that
+comes from the submission (messages quoting its exception, its prints) sits in fenced code blocks, with a
+fence longer than any run of backticks in it, so it is shown, never rendered as Markdown.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
-from grader import sanitize
+from grader import hints, sanitize
 from grader.report import CheckResult, Report
 
 OUTPUT_CAP = 10_000  # characters of the submission's own prints shown back to the student
@@ -21,15 +27,16 @@ VISIBILITY = {"visible": "visible", "hidden": "after_published"}
 
 def results(report: Report) -> dict[str, Any]:
     """Gradescope results for one graded report (every string through sanitize.deep)."""
+    texts = {h.number: h.text for h in hints.load(report.exercise)}
     return sanitize.deep({
         "score": report.score,
         "execution_time": max(0, round(report.duration_s)),
         "output": overall_output(report),
-        "output_format": "text",
-        "test_output_format": "text",
+        "output_format": "md",
+        "test_output_format": "md",
         "visibility": "visible",
         "stdout_visibility": "hidden",  # the grader's own stdout; the student's prints are in `output`
-        "tests": [test(number, check) for number, check in enumerate(report.checks, 1)],
+        "tests": [test(number, check, texts) for number, check in enumerate(report.checks, 1)],
         "extra_data": {
             "exercise": report.exercise,
             "max_score": report.max_score,
@@ -40,30 +47,40 @@ def results(report: Report) -> dict[str, Any]:
     })
 
 
-def test(number: int, check: CheckResult) -> dict[str, Any]:
-    lines = [check.message] if check.message else []
+def fenced(text: str) -> str:
+    """Text shown verbatim in Markdown: a code fence longer than any backtick run inside it."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"
+
+
+def test(number: int, check: CheckResult, hint_texts: dict[int, str] | None = None) -> dict[str, Any]:
+    lines = [fenced(check.message)] if check.message else []
     if check.diagnosis:
-        lines.append(f"diagnosis: {check.diagnosis}" + (f" (hint {check.hint} helps)" if check.hint else ""))
+        lines.append(f"**Diagnosis:** `{check.diagnosis}`")
+        text = (hint_texts or {}).get(check.hint or 0)
+        if text:
+            lines.append(f"**Hint {check.hint}:** {text}")
     return {
         "name": check.name,
         "number": str(number),
         "score": check.score,
         "max_score": check.max_score,
         "status": "passed" if check.passed else "failed",
-        "output": "\n".join(lines),
+        "output": "\n\n".join(lines),
         "visibility": VISIBILITY[check.visibility],
         "tags": [check.diagnosis] if check.diagnosis else [],
     }
 
 
 def overall_output(report: Report) -> str:
-    lines = [f"{report.exercise}: {report.title}", f"Score: {report.score:g}/{report.max_score:g}"]
+    lines = [f"**{report.exercise}: {report.title}**", f"Score: {report.score:g}/{report.max_score:g}"]
     if report.error:
-        lines += ["", "Problem: " + report.error]
+        lines += ["**Problem:**", fenced(report.error)]
     if report.output.strip():
         printed = report.output[-OUTPUT_CAP:]
-        lines += ["", "Your program printed:", printed]
-    return "\n".join(lines)
+        lines += ["**Your program printed:**", fenced(printed)]
+    return "\n\n".join(lines)
 
 
 def failure(message: str, execution_time: float = 0.0) -> dict[str, Any]:
@@ -72,7 +89,7 @@ def failure(message: str, execution_time: float = 0.0) -> dict[str, Any]:
         "score": 0.0,
         "execution_time": max(0, round(execution_time)),
         "output": message,
-        "output_format": "text",
+        "output_format": "text",  # our own words, nothing from a submission
         "visibility": "visible",
         "stdout_visibility": "hidden",
         "tests": [],

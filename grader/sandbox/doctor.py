@@ -113,7 +113,8 @@ def examine(sandbox: str = "auto") -> dict[str, Any]:
     result = next((m for m in outcome.messages if m.get("type") == "result"), {})
     inside = dict(result.get("fields", {})) if result.get("ok") else {"error": result.get("error", "no result")}
     inside["file_appeared_outside"] = wrote
-    found = {"plan": plan, "job": hello.get("tier", {}), "inside": inside, "defences": defences(plan, inside, repo)}
+    found = {"plan": plan, "job": hello.get("tier", {}), "inside": inside, "defences": defences(plan, inside, repo),
+             "environment": environment()}
     if "error" in inside:  # say so rather than report what nobody observed
         found["defences"] = [(name, relies_on, "not checked: the self-test did not run")
                              for name, relies_on, _ in found["defences"]]
@@ -172,6 +173,80 @@ def defences(plan: dict[str, Any], inside: dict[str, Any], repo: Path) -> list[t
     ]
 
 
+TORCH_PROBE = """
+import json, torch
+devices = []
+if torch.cuda.is_available():
+    devices = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+print(json.dumps({"torch": torch.__version__, "cuda_build": torch.version.cuda, "devices": devices}))
+"""
+
+# What grading loses without each piece (grade doctor prints it beside each missing one).
+COSTS = {
+    "numpy": "nothing can be graded: every comparison is NumPy (reinstall the grader)",
+    "torch": "the torch exercises cannot be graded (every check errors); the NumPy ones still can",
+    "cuda": "--device cuda is refused; grading on the CPU is unaffected",
+    "matplotlib": "no --plot, no curves in --html and --feedback pages, no plot in PrairieLearn results "
+                  "(pip install 'dl-grader[plot]')",
+    "copydetect": "no `grade similarity` / `batch --similarity` (pip install 'dl-grader[similarity]')",
+    "yaml": "no `batch --layout gradescope` (reading submission_metadata.yml; pip install 'dl-grader[instructor]')",
+}
+
+
+def _version(distribution: str) -> str | None:
+    from importlib import metadata
+
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def environment(torch_timeout_s: float = 120.0) -> dict[str, Any]:
+    """Python, numpy, torch and its CUDA devices, and the optional pieces, each with what its absence costs.
+
+    torch is asked in a child process: the grader's own process never imports it.
+    """
+    import json
+    import subprocess
+    import sys
+
+    found: dict[str, Any] = {"python": platform.python_version(), "numpy": _version("numpy"),
+                             "matplotlib": _version("matplotlib"), "copydetect": _version("copydetect"),
+                             "yaml": _version("PyYAML")}
+    try:
+        done = subprocess.run([sys.executable, "-c", TORCH_PROBE], capture_output=True, text=True,
+                              timeout=torch_timeout_s, check=False)
+        answer = json.loads(done.stdout.strip().splitlines()[-1]) if done.returncode == 0 else {}
+    except (OSError, subprocess.TimeoutExpired, ValueError, IndexError):
+        answer = {}
+    found["torch"] = answer.get("torch")
+    found["cuda_build"] = answer.get("cuda_build")
+    found["cuda_devices"] = list(answer.get("devices") or [])
+    missing = {name: COSTS[name] for name in ("numpy", "torch", "matplotlib", "copydetect", "yaml")
+               if not found[name]}
+    if not found["cuda_devices"]:
+        missing["cuda"] = COSTS["cuda"]
+    found["missing"] = missing
+    return found
+
+
+def render_environment(found: dict[str, Any]) -> list[str]:
+    def shown(name: str) -> str:
+        return found.get(name) or "MISSING"
+
+    devices = ", ".join(found.get("cuda_devices") or []) or "none"
+    build = f"CUDA {found['cuda_build']} build" if found.get("cuda_build") else "CPU build"
+    lines = ["Environment:",
+             f"  python {found.get('python')}, numpy {shown('numpy')}, torch {shown('torch')}"
+             + (f" ({build})" if found.get("torch") else ""),
+             f"  CUDA devices: {devices}",
+             f"  matplotlib {shown('matplotlib')}, copydetect {shown('copydetect')}, PyYAML {shown('yaml')}"]
+    for name, cost in (found.get("missing") or {}).items():
+        lines.append(f"  without {name}: {cost}")
+    return lines
+
+
 def _int(value: Any) -> str:
     return str(int(value)) if isinstance(value, (int, float)) else str(value)
 
@@ -207,4 +282,6 @@ def render(found: dict[str, Any]) -> str:
         lines.append(f"Inside the sandbox: pid {_int(inside.get('pid'))}, uid {_int(inside.get('uid'))}, "
                      f"{_int(inside.get('visible_processes'))} visible process(es), "
                      f"environment: {inside.get('env_names')}")
+    if found.get("environment"):
+        lines += ["", *render_environment(found["environment"])]
     return "\n".join(lines) + "\n"

@@ -38,9 +38,13 @@ SAFE_ENV = {
     "MKL_NUM_THREADS": "1",
     "PYTHONHASHSEED": "0",
     "PYTHONDONTWRITEBYTECODE": "1",
+    # One reduction order on every x86 CPU: ATen's AVX-512 kernels sum in 16 lanes where the default and AVX2
+    # ones sum in 8, which moves a float32 mean by an ulp (README "References across CPUs"). Passed through
+    # below when set, so a test can grade under each capability.
+    "ATEN_CPU_CAPABILITY": "default",
 }
 # Kept because some CPUs need them for correct BLAS results, and CUDA needs to see its devices.
-PASSED_THROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "CUDA_VISIBLE_DEVICES")
+PASSED_THROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "CUDA_VISIBLE_DEVICES", "ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS")
 OPEN_FILES = 256
 FILE_SIZE_BYTES = 8 * 1024 * 1024
 PROCESSES = 64  # per submission, threads included (RLIMIT_NPROC, and the pids cgroup where delegated)

@@ -386,6 +386,38 @@ def _remove_stale_scratch() -> None:
             shutil.rmtree(os.path.join(top, name), ignore_errors=True)
 
 
+def warm_torch(torch: Any, backward: bool) -> None:
+    """Load, once and before any fork, what a submission of any exercise needs on first use.
+
+    A first nn.Linear, MSELoss and SGD step touch lazily built kernels and dispatch tables; torch.optim would
+    also import torch._dynamo (~0.8 s), which lazy_dynamo defers until something really compiles. Done here,
+    every forked child inherits them warm.
+    backward() starts autograd's per-device threads: harmless on a CPU-only worker (a child's CPU backward
+    never needs them), but a forked child cannot restart them for CUDA, so a CUDA worker skips it.
+    """
+    import torch.nn
+    import torch.nn.functional
+    import torch.optim
+
+    from grader.sandbox import lazy_dynamo
+
+    lazy_dynamo.install()
+    generator_state = torch.random.get_rng_state()
+    model = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    inputs, targets = torch.ones(2, 1), torch.ones(2, 1)
+    if backward:
+        torch.nn.MSELoss()(model(inputs), targets).backward()
+    else:
+        with torch.no_grad():
+            torch.nn.MSELoss()(model(inputs), targets)
+        for parameter in model.parameters():
+            parameter.grad = torch.zeros_like(parameter)
+    optimizer.step()
+    optimizer.zero_grad()
+    torch.random.set_rng_state(generator_state)  # every child seeds anyway; leave no trace of the warm-up
+
+
 def _emit(message: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
@@ -419,6 +451,7 @@ def main() -> None:
         info["torch"] = torch.__version__
         if config.get("want_cuda"):
             info["cuda"] = bool(torch.cuda.is_available())
+        warm_torch(torch, backward=not info["cuda"])
     # NumPy (with numpy.random, which every job seeds) is imported once here, not once per child; the harness
     # is loaded now because the child's filesystem view has no course repository.
     for module in ("numpy", "numpy.random", "grader.sandbox.harness"):
