@@ -212,15 +212,22 @@ def test_an_upload_1100_folders_deep_gets_a_results_file(tmp_path):
     for _ in range(1100):  # os.makedirs and Path.mkdir(parents=True) recurse once per level
         deep += "/d"
         os.mkdir(deep)
-    deep = Path(deep)
-    (deep / "ex03.py").write_text("def forward(w, x):\n    return w * x\n", "utf-8")
-    results = tmp_path / "results" / "results.json"
-    outcome = CliRunner().invoke(main, ["gradescope", "ex03", "--submission", str(folder), "--results", str(results)])
-    assert outcome.exit_code == 0, outcome.output
-    assert json.loads(results.read_text("utf-8"))["score"] == 0
-    pl = tmp_path / "pl.json"
-    outcome = CliRunner().invoke(main, ["prairielearn", "ex03", "--submission", str(folder), "--results", str(pl)])
-    assert outcome.exit_code == 0 and json.loads(pl.read_text("utf-8"))["gradable"] is False
+    (Path(deep) / "ex03.py").write_text("def forward(w, x):\n    return w * x\n", "utf-8")
+    try:
+        results = tmp_path / "results" / "results.json"
+        outcome = CliRunner().invoke(main, ["gradescope", "ex03", "--submission", str(folder), "--results",
+                                            str(results)])
+        assert outcome.exit_code == 0, outcome.output
+        assert json.loads(results.read_text("utf-8"))["score"] == 0
+        pl = tmp_path / "pl.json"
+        outcome = CliRunner().invoke(main, ["prairielearn", "ex03", "--submission", str(folder), "--results",
+                                            str(pl)])
+        assert outcome.exit_code == 0 and json.loads(pl.read_text("utf-8"))["gradable"] is False
+    finally:  # shutil.rmtree (and so pytest's clean-up) recurses once per level too
+        os.unlink(os.path.join(deep, "ex03.py"))
+        while deep != str(folder):
+            os.rmdir(deep)
+            deep = os.path.dirname(deep)
 
 
 def test_a_grader_bug_is_exit_3_with_a_grader_failure_report(tmp_path, monkeypatch):
