@@ -133,11 +133,7 @@ class _Slot:
             workers = list(self.workers.values())
             self.workers.clear()
         for worker in workers:
-            try:
-                if isinstance(worker, Zygote):
-                    worker.process.stdin.close()  # all at once: torch's teardown takes a while
-            except OSError:
-                pass
+            worker.release()  # all at once: each exits on its own while the next is told
         for worker in workers:
             worker.close()
 

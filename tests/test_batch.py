@@ -210,7 +210,7 @@ def test_summary_counts_what_the_reports_say(graded_class):
     for check in reports[0]["checks"]:
         assert failed.get(check["name"], 0) == sum(
             1 for r in finished for c in r["checks"] if c["name"] == check["name"] and c["status"] == "failed")
-    assert {(n["status"], n["count"]) for n in summary["not_run"]} == {("crashed", 1), ("timeout", 1),
+    assert {(n["status"], n["count"]) for n in summary["not_run"]} == {("exited", 1), ("timeout", 1),
                                                                       ("syntax-error", 1)}
     diagnosed = sum(len({c["diagnosis"] for c in r["checks"] if c["diagnosis"]}) for r in reports)
     assert sum(d["count"] for d in summary["diagnoses"]) == diagnosed  # once per student and mistake

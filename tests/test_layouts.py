@@ -187,7 +187,7 @@ def test_three_exports_of_one_class_grade_to_the_same_scores(three_exports):
     canvas = {names[k]: v for k, v in scores["canvas"].items()}
     assert canvas == scores["moodle"] == scores["gradescope"]
     by_name = scores["moodle"]
-    assert by_name["Ana Lopez"] == ("15", "") and by_name["Cat Park"][1] == "ex03: crashed"
+    assert by_name["Ana Lopez"] == ("15", "") and by_name["Cat Park"][1] == "ex03: exited"
     assert 0 < float(by_name["Ben Ode"][0]) < 15
 
 
