@@ -1,4 +1,4 @@
-"""Turning a failed comparison into a named mistake (CONTRACT.md's diagnosis codes) and an explanation.
+"""Turning a failed comparison into a named mistake (docs/diagnoses.md's codes) and an explanation.
 
 Every detector looks at behaviour only: the numbers a submission returned (compared with float64
 simulations of each cataloged mistake, see mistakes.py), the same function's answers for the other

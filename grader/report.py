@@ -13,7 +13,7 @@ from grader import sanitize
 
 # Bump on any change to the report's shape; readers key on it. See schema/report.schema.json.
 SCHEMA_VERSION = "1.1"
-# How a run as a whole ended (the report's `status`, schema 1.1): CONTRACT.md's list.
+# How a run as a whole ended (the report's `status`, schema 1.1): docs/report.md's list.
 RUN_STATUSES = ("ok", "syntax-error", "import-error", "unreadable", "timeout", "memory-limit", "crashed", "exited",
                 "rejected", "grader-failure")
 

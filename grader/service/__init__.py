@@ -5,6 +5,6 @@
   the webhook outbox. Each operation is one short transaction.
 - worker.py: the process's background loops: claim jobs, grade them on the executor, heartbeat, store the
   report before acknowledging, requeue expired leases, deliver webhooks.
-- app.py: the FastAPI application (the HTTP API of CONTRACT.md and the two pages).
+- app.py: the FastAPI application (the HTTP API of docs/http-api.md and the two pages).
 - pages.py: the HTML of `/` and `/class` (no script, no external resource, everything escaped).
 """

@@ -1,4 +1,4 @@
-"""The HTTP API of CONTRACT.md's "Grading service" and the two pages, as one FastAPI application.
+"""The HTTP API of docs/http-api.md and the two pages, as one FastAPI application.
 
 Every error is `{"error": "one line for a person"}`. A submission is stored (committed) before 202 is
 answered; the grading happens in this process's background loops (worker.py) on the executor's warm
@@ -302,7 +302,7 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
             service.close()
 
     app = FastAPI(title="dl-grader service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Submissions over HTTP; the database is the record. See CONTRACT.md.")
+                  description="Submissions over HTTP; the database is the record. See docs/http-api.md in the repository.")
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     app.state.service = holder["service"]
