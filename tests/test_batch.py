@@ -284,7 +284,14 @@ def _slow_class(root: Path, count: int) -> Path:
 def _start_batch(directory: Path, out: Path) -> subprocess.Popen:
     command = [sys.executable, "-m", "grader.cli", "batch", str(directory), "--out", str(out), "--jobs", "1",
                "--device", "cpu", "--exercise", "ex03"]
-    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    # SIGINT as a terminal would deliver it, even where this test itself runs with SIGINT ignored (a shell's
+    # background job): an ignored SIGINT is inherited through exec, and Python then installs no KeyboardInterrupt
+    # handler. A handled one is reset to the default at exec.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.slow
