@@ -200,13 +200,26 @@ def remove_cgroup(directory: str) -> None:
         pass
 
 
-def job_cgroups(job_id: str, limits: dict[str, Any]) -> dict[str, str]:
-    """Create this job's cgroups with its limits (in the zygote, before forking)."""
+def job_cgroups(job_id: str, limits: dict[str, Any] | None = None, prefix: str = "job-") -> dict[str, str]:
+    """Create a job's cgroups (in the zygote, before forking), with its limits when they are known already
+    (a spare child's cgroups get theirs from `limit_cgroups` when its job arrives)."""
     made = {}
     for controller, base in PLAN.get("cgroups", {}).items():
-        directory = os.path.join(base, f"job-{job_id}")
+        directory = os.path.join(base, f"{prefix}{job_id}")
         try:
             os.mkdir(directory)
+            made[controller] = directory
+        except OSError:
+            remove_cgroup(directory)
+    return made if limits is None else limit_cgroups(made, limits)
+
+
+def limit_cgroups(cgroups: dict[str, str], limits: dict[str, Any]) -> dict[str, str]:
+    """Write a job's limits into its cgroups; what comes back are those that took them (any other is
+    removed, and its limit falls back to the rlimits and the RSS watchdog)."""
+    kept = {}
+    for controller, directory in cgroups.items():
+        try:
             if controller == "memory":
                 limit = str(int(limits["memory_mib"]) * 1024 * 1024)
                 _write(os.path.join(directory, "memory.limit_in_bytes"), limit)
@@ -215,10 +228,10 @@ def job_cgroups(job_id: str, limits: dict[str, Any]) -> dict[str, str]:
                     _write(swap, limit)  # no swapping our way past the limit
             else:
                 _write(os.path.join(directory, "pids.max"), str(int(limits.get("processes", PROCESSES))))
-            made[controller] = directory
+            kept[controller] = directory
         except OSError:
             remove_cgroup(directory)
-    return made
+    return kept
 
 
 def cgroup_pids(cgroups: dict[str, str]) -> list[int]:
@@ -394,7 +407,9 @@ def apply_rlimits(limits: dict[str, Any], processes: bool) -> None:
         resource.setrlimit(name, (cap, cap))
 
 
-def _join_cgroups(cgroups: dict[str, str]) -> None:
+def join_cgroups(cgroups: dict[str, str]) -> None:
+    """Move this process into its job's cgroups. On cgroup v1 this waits for an RCU grace period (about
+    10 ms) unless another move came just before: a spare child does it before its job arrives."""
     for directory in cgroups.values():
         _write(os.path.join(directory, "cgroup.procs"), str(os.getpid()))
 
@@ -685,7 +700,8 @@ def enter(job: dict[str, Any], workdir: str) -> dict[str, Any]:
     limits = job["limits"]
     tier = PLAN.get("tier", "process")
     cgroups = job.get("cgroups") or {}
-    _join_cgroups(cgroups)
+    if not job.get("joined"):
+        join_cgroups(cgroups)
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the file limit fails instead of killing
     defences = ["rlimits", "scrubbed-env", "process-tree-kill", "output-cap", "channel-validation"]

@@ -31,6 +31,7 @@ JOB_CAP_BYTES = 64 * 1024 * 1024  # what a child reads of its own job pipe (the 
 POLL_S = 0.02  # only where there is no pidfd to wake us when the child exits
 RSS_EVERY_S = 0.05  # only where no memory cgroup enforces the limit
 KILL_PATIENCE_S = 30.0
+SPARE_NAME = "grader-spare"  # a spare child's process name while it waits for its job
 
 
 def _prctl(option: int, value: int) -> None:
@@ -267,8 +268,110 @@ class _JobReader:
             self.fd = -1
 
 
-def run_job(control: dict[str, Any], fds: list[int], scratch: str, commands: Any = None) -> dict[str, Any]:
-    """Fork one child for a job this worker never reads, watch it, clean up after it.
+class Spare:
+    """A child forked ahead of its job, already in its own cgroups, waiting on a socket for the job's pipes.
+
+    Moving a process into a cgroup costs an RCU grace period on cgroup v1 (~10 ms, a quarter of a NumPy
+    submission's whole run), and a fork copies the page tables of a torch-sized worker: the spare pays both
+    while the trusted parent is still scoring the previous job. It is forked from this worker like any job's
+    child, after the previous job's process tree is gone, and it holds nothing of any job until its own
+    arrives: the descriptors (and the limits) come over its socket, exactly what a freshly forked child gets.
+    """
+
+    def __init__(self, scratch: str, number: int):
+        self.workdir = tempfile.mkdtemp(prefix="sub-", dir=scratch)
+        os.chmod(self.workdir, 0o777)  # the child may run as an unprivileged user
+        self.cgroups = isolation.job_cgroups(f"{os.getpid()}-{number}", prefix="spare-")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        name = _rename(SPARE_NAME)  # born with its name: whoever lists our children never sees it nameless
+        try:
+            self.pid = isolation.fork_job()
+        except BaseException:
+            _rename(name)
+            ours.close()
+            theirs.close()
+            self.discard()
+            raise
+        if self.pid == 0:
+            ours.close()
+            _wait_for_job(theirs, self.cgroups, self.workdir, name)
+        _rename(name)
+        theirs.close()
+        self.socket = ours
+
+    def hand_over(self, control: dict[str, Any], fds: list[int], limits: dict[str, Any]) -> dict[str, str] | None:
+        """Give the spare its job (closing our copies of the descriptors either way); the cgroups whose limits
+        hold, or None where the spare is gone and a child must be forked as before."""
+        cgroups = isolation.limit_cgroups(self.cgroups, limits)
+        message = json.dumps({"limits": limits, "cgroups": cgroups}).encode()
+        try:
+            socket.send_fds(self.socket, [message], fds)
+        except OSError:
+            return None
+        finally:
+            self.socket.close()
+        for fd in fds:
+            os.close(fd)
+        return cgroups
+
+    def close(self) -> None:
+        """The worker is closing: the spare holds nothing, so SIGKILL (as PID 1 of its own PID namespace it
+        would ignore SIGTERM) and reap it."""
+        self.socket.close()
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+            os.waitpid(self.pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        self.discard()
+
+    def discard(self) -> None:
+        """Its child gone (or never born): remove what was made for it."""
+        for directory in self.cgroups.values():
+            isolation.remove_cgroup(directory)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _wait_for_job(commands: socket.socket, cgroups: dict[str, str], workdir: str, name: str | None) -> None:
+    """In a spare child: join its cgroups, then wait for the job's descriptors and go on as `_child`."""
+    try:
+        _prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+        keep = commands.fileno()
+        devnull = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)  # not the worker's event pipe to the parent
+        os.closerange(3, keep)
+        os.closerange(keep + 1, 1 << 16)  # nor the worker's socket: its end of file tells the parent it died
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        isolation.join_cgroups(cgroups)
+        message, fds, _, _ = socket.recv_fds(commands, 65536, 3)
+        if not message or len(fds) != 3:
+            os._exit(0)  # the worker is closing, or has gone
+        control = json.loads(message)
+        commands.close()
+        _rename(name)  # the worker's name again, as a child forked for its job has
+    except BaseException:  # noqa: BLE001 - nothing may escape the fork
+        os._exit(72)
+    _child({"limits": control["limits"], "cgroups": control["cgroups"], "joined": True}, *fds, workdir)
+
+
+def _rename(name: str | None) -> str | None:
+    """Set this process's name (its /proc comm) and return the one it had; None where there is no /proc."""
+    if name is None:
+        return None
+    try:
+        with open("/proc/self/comm", "r+", encoding="utf-8") as comm:
+            old = comm.read().strip()
+            comm.seek(0)
+            comm.write(name)
+        return old
+    except OSError:
+        return None
+
+
+def run_job(control: dict[str, Any], fds: list[int], scratch: str, commands: Any = None,
+            spare: Spare | None = None) -> dict[str, Any]:
+    """Fork one child for a job this worker never reads (or hand it to the spare), watch it, clean up after it.
 
     `fds` are the job's own pipes, passed by the trusted parent: the read end of the job (which only the
     child reads), the write end of the result channel (which only the parent reads) and the output file.
@@ -276,6 +379,44 @@ def run_job(control: dict[str, Any], fds: list[int], scratch: str, commands: Any
     the parent may ask for the job to be stopped (its channel overflowed).
     """
     started = time.monotonic()
+    limits = control["limits"]
+    cgroups = spare.hand_over(control, fds, limits) if spare is not None else None
+    if cgroups is not None:
+        pid, workdir, made = spare.pid, spare.workdir, spare.cgroups
+    else:
+        if spare is not None:  # it died waiting: reap it, and fork as if there had been none
+            kill_tree()
+            spare.discard()
+        pid, workdir, cgroups = _fork_child(control, fds, scratch)
+        made = cgroups
+    watch = _watch(pid, started + float(limits["timeout"]), float(limits["memory_mib"]),
+                   "memory" not in cgroups, commands)
+    kill_tree(cgroups=cgroups, group=pid)
+    status = watch["status"]
+    if status is None:
+        try:
+            _, status = os.waitpid(pid, 0)
+        except ChildProcessError:
+            status = None
+    peak_rss, killed_for_memory = isolation.cgroup_memory(cgroups)
+    for directory in made.values():
+        isolation.remove_cgroup(directory)
+    shutil.rmtree(workdir, ignore_errors=True)
+    return {
+        "event": "finished",
+        "job_id": control["job_id"],
+        "exit_code": os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None,
+        "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
+        "timed_out": watch["timed_out"],
+        "memory_exceeded": watch["memory_exceeded"] or killed_for_memory,
+        "stopped": watch["stopped"],
+        "peak_rss_mib": round(max(peak_rss, watch["peak_rss"]), 1),
+        "duration_s": round(time.monotonic() - started, 4),
+    }
+
+
+def _fork_child(control: dict[str, Any], fds: list[int], scratch: str) -> tuple[int, str, dict[str, str]]:
+    """A child forked for this job now (where there is no spare): its pid, its directory, its cgroups."""
     job_fd, result_fd, output_fd = fds
     workdir = tempfile.mkdtemp(prefix="sub-", dir=scratch)
     os.chmod(workdir, 0o777)  # the child may run as an unprivileged user
@@ -291,30 +432,7 @@ def run_job(control: dict[str, Any], fds: list[int], scratch: str, commands: Any
         _child({"limits": limits, "cgroups": cgroups}, job_fd, result_fd, output_fd, workdir)
     for fd in fds:
         os.close(fd)
-    watch = _watch(pid, started + float(limits["timeout"]), float(limits["memory_mib"]),
-                   "memory" not in cgroups, commands)
-    kill_tree(cgroups=cgroups, group=pid)
-    status = watch["status"]
-    if status is None:
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:
-            status = None
-    peak_rss, killed_for_memory = isolation.cgroup_memory(cgroups)
-    for directory in cgroups.values():
-        isolation.remove_cgroup(directory)
-    shutil.rmtree(workdir, ignore_errors=True)
-    return {
-        "event": "finished",
-        "job_id": control["job_id"],
-        "exit_code": os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None,
-        "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
-        "timed_out": watch["timed_out"],
-        "memory_exceeded": watch["memory_exceeded"] or killed_for_memory,
-        "stopped": watch["stopped"],
-        "peak_rss_mib": round(max(peak_rss, watch["peak_rss"]), 1),
-        "duration_s": round(time.monotonic() - started, 4),
-    }
+    return pid, workdir, cgroups
 
 
 def _watch(pid: int, deadline: float, memory_mib: float, watch_rss: bool, commands: Any) -> dict[str, Any]:
@@ -418,6 +536,14 @@ def warm_torch(torch: Any, backward: bool) -> None:
     torch.random.set_rng_state(generator_state)  # every child seeds anyway; leave no trace of the warm-up
 
 
+def _spare(scratch: str, number: int) -> Spare | None:
+    try:
+        spare = Spare(scratch, number)
+    except OSError:  # no fork now (a process limit): the next job forks its own child
+        return None
+    return spare
+
+
 def _emit(message: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
@@ -462,6 +588,8 @@ def main() -> None:
     scratch = tempfile.mkdtemp(prefix=f"grader-zygote-{os.getpid()}-")
     os.chmod(scratch, 0o711)
     _emit(info)
+    spares = 0
+    spare = _spare(scratch, spares)
     try:
         # Every child is forked from this loop, so it never reads a job or a result: a control message is a
         # job id and limits, and the job's bytes go from the parent's pipe to the child's, past us.
@@ -476,8 +604,15 @@ def main() -> None:
                     os.close(fd)
                 _emit({"event": "refused", "job_id": control.get("job_id")})
                 continue
-            _emit(run_job(control, fds, scratch, commands))
+            given, spare = spare, None  # this job's from now on, whatever happens
+            _emit(run_job(control, fds, scratch, commands, given))
+            # The next job's child, forked while the parent scores this one (one at a time, after this
+            # job's tree is gone: a spare is never in a job's way, nor a job's processes in the spare's).
+            spares += 1
+            spare = _spare(scratch, spares)
     finally:
+        if spare is not None:
+            spare.close()
         kill_tree()
         shutil.rmtree(scratch, ignore_errors=True)
         for directory in info["sandbox"].get("cgroups", {}).values():
