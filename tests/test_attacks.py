@@ -25,8 +25,8 @@ from click.testing import CliRunner
 from grader import grading
 from grader.cli import main
 from grader.report import to_json
+from grader.sandbox.proctree import descendants_by_scan
 from grader.sandbox.runner import SandboxFailure, Zygote
-from grader.sandbox.zygote import _descendants_by_scan
 
 ROOT = Path(__file__).resolve().parent.parent
 ATTACKS = ROOT / "tests" / "attacks"
@@ -148,7 +148,7 @@ def attack_and_check(attack: str, worker: Zygote, sibling: Zygote, scene: Scene)
         assert RUN_ERROR[attack] in (report.error or ""), report.error
     # The grader, its worker and a sibling survive; nothing is left running.
     assert worker.alive and sibling.alive
-    assert _descendants_by_scan(worker.process.pid) == [], f"{attack} left processes behind"
+    assert descendants_by_scan(worker.process.pid) == [], f"{attack} left processes behind"
     assert _job_cgroups(worker) == []
     # Neighbours intact, nothing outside, no connection, no leak into the report.
     assert scene.digests() == scene.before
@@ -279,7 +279,7 @@ def test_a_batch_of_attackers_survives_and_grades_its_honest_students(tier_worke
         assert scene.digests() == scene.before
         assert scene.escaped_files() == [] and not scene.connection_attempted()
         # Whatever the test session still runs are its own workers (children); nothing below them.
-        assert all(_parent(pid) == os.getpid() for pid in _descendants_by_scan(os.getpid()))
+        assert all(_parent(pid) == os.getpid() for pid in descendants_by_scan(os.getpid()))
     finally:
         scene.close()
         shutil.rmtree(tmp_path, ignore_errors=True)
@@ -312,4 +312,4 @@ def test_a_memory_scan_in_a_batch_finds_no_earlier_students_code(neighbours, tmp
     assert "LEAK" not in scanner["output"], scanner["output"][:500]
     assert not scanner["full_marks"] and scanner["score"] < scanner["max_score"]
     assert sum(c["score"] for c in scanner["checks"] if c["visibility"] == "hidden") == 0
-    assert all(_parent(pid) == os.getpid() for pid in _descendants_by_scan(os.getpid()))
+    assert all(_parent(pid) == os.getpid() for pid in descendants_by_scan(os.getpid()))

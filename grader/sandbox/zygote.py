@@ -23,177 +23,29 @@ import socket
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from grader.sandbox import isolation
+from grader.sandbox import isolation, namespaces
+from grader.sandbox import plan as sandbox_plan
+from grader.sandbox.cgroups import cgroup_memory, job_cgroups, remove_cgroup
+from grader.sandbox.plan import Plan
+from grader.sandbox.proctree import descendants, kill_tree, rss_mib
+from grader.sandbox.syscalls import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, prctl
 
 JOB_CAP_BYTES = 64 * 1024 * 1024  # what a child reads of its own job pipe (the parent sends a few MB at most)
 POLL_S = 0.02  # only where there is no pidfd to wake us when the child exits
 RSS_EVERY_S = 0.05  # only where no memory cgroup enforces the limit
-KILL_PATIENCE_S = 30.0
 
 
 def _prctl(option: int, value: int) -> None:
     try:
-        isolation.prctl(option, value)
+        prctl(option, value)
     except (OSError, AttributeError):  # not Linux: nothing to set
         pass
 
 
-def descendants(root: int) -> list[int]:
-    """Every live process below `root` (children before grandchildren).
-
-    Follows /proc/<pid>/task/<tid>/children, which costs one read per process in the tree instead of a scan
-    of the whole machine; falls back to the full /proc scan where the kernel lacks those files.
-    """
-    if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"):
-        return _descendants_by_scan(root)
-    found: list[int] = []
-    frontier = [root]
-    seen = {root}
-    while frontier:
-        parent = frontier.pop()
-        for child in _children(parent):
-            if child not in seen:
-                seen.add(child)
-                found.append(child)
-                frontier.append(child)
-    return found
-
-
-def _children(pid: int) -> list[int]:
-    children: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return children
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as handle:
-                children.extend(int(x) for x in handle.read().split())
-        except (OSError, ValueError):
-            continue
-    return children
-
-
-def _descendants_by_scan(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        parents[int(name)] = int(fields[1])
-    found, frontier = [], [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found.extend(children)
-        frontier.extend(children)
-    return found
-
-
-def rss_mib(pids: list[int], baseline_mib: float = 0.0) -> float:
-    """Resident memory of `pids`, each counted beyond `baseline_mib`.
-
-    A forked child starts out sharing the worker's resident pages (torch, NumPy): counting them in every
-    process would charge a submission for the worker's imports, once per process. With the worker's own
-    resident size as the baseline, what is counted is roughly what the submission added, as a memory cgroup
-    would charge it.
-    """
-    total_kib = 0.0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status", "rb") as handle:
-                for line in handle:
-                    if line.startswith(b"VmRSS:"):
-                        total_kib += max(0.0, int(line.split()[1]) - baseline_mib * 1024)
-                        break
-        except (OSError, ValueError):
-            continue
-    return total_kib / 1024
-
-
-def kill_tree(grace_s: float = 0.2, cgroups: dict[str, str] | None = None, group: int | None = None) -> None:
-    """SIGTERM every descendant, then SIGKILL whatever is left, until nothing is left.
-
-    As a child subreaper we inherit orphans, so a grandchild that called setsid() is still ours; a job's
-    cgroups list its processes too, wherever they went. Stopping before killing keeps a fork bomb from
-    outrunning the scan.
-    """
-    me = os.getpid()
-
-    def alive() -> list[int]:
-        return sorted(set(descendants(me)) | set(isolation.cgroup_pids(cgroups or {})) - {me})
-
-    if group is not None:  # the job's session: all there is to find where there is no /proc (macOS)
-        _signal_group(group, signal.SIGTERM)
-    pids = alive()
-    if not pids and not _group_alive(group):
-        _reap()
-        return
-    for pid in pids:
-        _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while (pids or _group_alive(group)) and time.monotonic() < deadline:
-        _reap()
-        time.sleep(0.01)
-        pids = alive()
-    # Until every one is gone, zombies included: a process stuck in the kernel (a fork copying a large
-    # address space) takes its SIGKILL when it comes back, and must not outlive the job.
-    give_up = time.monotonic() + KILL_PATIENCE_S
-    while (pids or _group_alive(group)) and time.monotonic() < give_up:
-        for pid in pids:
-            _signal(pid, signal.SIGSTOP)
-        for pid in pids:
-            _signal(pid, signal.SIGKILL)
-        if group is not None:
-            _signal_group(group, signal.SIGKILL)
-        _reap()
-        time.sleep(0.005)
-        pids = alive()
-    _reap()
-
-
-def _group_alive(group: int | None) -> bool:
-    if group is None:
-        return False
-    try:
-        os.killpg(group, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _signal_group(group: int, sig: int) -> None:
-    try:
-        os.killpg(group, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _reap() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
-def _child(control: dict[str, Any], job_fd: int, result_fd: int, output_fd: int, workdir: str) -> None:
+def _child(plan: Plan, control: dict[str, Any], job_fd: int, result_fd: int, output_fd: int, workdir: str) -> None:
     """In the forked child: close every door, read this job from its own pipe, hand over to the harness.
 
     The job (the submission, the probe, the inputs) is read here, after the fork and inside the sandbox:
@@ -215,7 +67,7 @@ def _child(control: dict[str, Any], job_fd: int, result_fd: int, output_fd: int,
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        tier = isolation.enter(control, workdir)
+        tier = isolation.enter(plan, control, workdir)
         from grader.sandbox.harness import Channel, run
 
         channel = Channel(result_fd)
@@ -267,7 +119,7 @@ class _JobReader:
             self.fd = -1
 
 
-def run_job(control: dict[str, Any], fds: list[int], scratch: str, commands: Any = None) -> dict[str, Any]:
+def run_job(plan: Plan, control: dict[str, Any], fds: list[int], scratch: str, commands: Any = None) -> dict[str, Any]:
     """Fork one child for a job this worker never reads, watch it, clean up after it.
 
     `fds` are the job's own pipes, passed by the trusted parent: the read end of the job (which only the
@@ -280,87 +132,114 @@ def run_job(control: dict[str, Any], fds: list[int], scratch: str, commands: Any
     workdir = tempfile.mkdtemp(prefix="sub-", dir=scratch)
     os.chmod(workdir, 0o777)  # the child may run as an unprivileged user
     limits = control["limits"]
-    cgroups = isolation.job_cgroups(str(control["job_id"]), limits)
+    cgroups = job_cgroups(plan.cgroups, str(control["job_id"]), limits)
     try:
-        pid = isolation.fork_job()
+        pid = namespaces.fork_job(plan)
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
     if pid == 0:
-        _child({"limits": limits, "cgroups": cgroups}, job_fd, result_fd, output_fd, workdir)
+        _child(plan, {"limits": limits, "cgroups": cgroups}, job_fd, result_fd, output_fd, workdir)
     for fd in fds:
         os.close(fd)
-    watch = _watch(pid, started + float(limits["timeout"]), float(limits["memory_mib"]),
-                   "memory" not in cgroups, commands)
+    watch = Watch(pid, started + float(limits["timeout"]), float(limits["memory_mib"]),
+                  watch_rss="memory" not in cgroups, intermediate=namespaces.job_has_intermediate(plan))
+    watch.run(commands)
     kill_tree(cgroups=cgroups, group=pid)
-    status = watch["status"]
-    if status is None:
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:
-            status = None
-    peak_rss, killed_for_memory = isolation.cgroup_memory(cgroups)
+    status = watch.status if watch.status is not None else _wait(pid)
+    peak_rss, killed_for_memory = cgroup_memory(cgroups)
     for directory in cgroups.values():
-        isolation.remove_cgroup(directory)
+        remove_cgroup(directory)
     shutil.rmtree(workdir, ignore_errors=True)
     return {
         "event": "finished",
         "job_id": control["job_id"],
         "exit_code": os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
-        "timed_out": watch["timed_out"],
-        "memory_exceeded": watch["memory_exceeded"] or killed_for_memory,
-        "stopped": watch["stopped"],
-        "peak_rss_mib": round(max(peak_rss, watch["peak_rss"]), 1),
+        "timed_out": watch.timed_out,
+        "memory_exceeded": watch.memory_exceeded or killed_for_memory,
+        "stopped": watch.stopped,
+        "peak_rss_mib": round(max(peak_rss, watch.peak_rss), 1),
         "duration_s": round(time.monotonic() - started, 4),
     }
 
 
-def _watch(pid: int, deadline: float, memory_mib: float, watch_rss: bool, commands: Any) -> dict[str, Any]:
-    """Sleep in select() until the child exits, the deadline or an RSS check is due, or the parent says stop.
+def _wait(pid: int) -> int | None:
+    try:
+        return os.waitpid(pid, 0)[1]
+    except ChildProcessError:
+        return None
+
+
+@dataclass
+class Watch:
+    """One job's child, watched until it exits, runs past its deadline or its memory, or the parent says stop.
 
     The child's exit wakes us through a pidfd (no polling); the RSS watchdog ticks only where no memory
-    cgroup enforces the limit. Whatever the child left running is killed as soon as it has exited.
+    cgroup enforces the limit. What it saw is left in its fields for the job's account.
     """
-    state: dict[str, Any] = {"status": None, "timed_out": False, "memory_exceeded": False, "stopped": False,
-                             "peak_rss": 0.0}
-    pidfd = _pidfd(pid)
-    baseline = rss_mib([os.getpid()]) if watch_rss else 0.0
-    next_rss = time.monotonic()
-    while True:
-        now = time.monotonic()
-        done, status = os.waitpid(pid, os.WNOHANG)
+
+    pid: int
+    deadline: float  # time.monotonic()
+    memory_mib: float
+    watch_rss: bool  # no memory cgroup: the RSS watchdog enforces the limit
+    intermediate: bool  # the child's first process is an intermediate, not the student's
+    status: int | None = None  # the child's wait status, once it exited
+    timed_out: bool = False
+    memory_exceeded: bool = False
+    stopped: bool = False  # the parent asked for the job to be stopped (or has gone)
+    peak_rss: float = 0.0
+
+    def run(self, commands: Any) -> None:
+        """Sleep in select() until the child exits, the deadline or an RSS check is due, or the parent says stop."""
+        pidfd = _pidfd(self.pid)
+        baseline = rss_mib([os.getpid()]) if self.watch_rss else 0.0
+        next_rss = time.monotonic()
+        try:
+            while True:
+                now = time.monotonic()
+                if self._ended(now):
+                    return
+                if self.watch_rss and now >= next_rss:
+                    next_rss = now + RSS_EVERY_S
+                    if self._over_memory(baseline):
+                        return
+                wake = min(self.deadline, next_rss) if self.watch_rss else self.deadline
+                if pidfd is None:
+                    wake = min(wake, now + POLL_S)
+                if self._told_to_stop(commands, pidfd, max(0.0, wake - now)):
+                    return
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+
+    def _ended(self, now: float) -> bool:
+        done, status = os.waitpid(self.pid, os.WNOHANG)
         if done:
-            state["status"] = status
-            break
-        if now > deadline:
-            state["timed_out"] = True
-            break
-        if watch_rss and now >= next_rss:
-            next_rss = now + RSS_EVERY_S
-            below = descendants(pid)
-            used = rss_mib(below if below and isolation.job_has_intermediate() else [pid, *below], baseline)
-            state["peak_rss"] = max(state["peak_rss"], used)
-            if used > memory_mib:
-                state["memory_exceeded"] = True
-                break
-        wake = min(deadline, next_rss) if watch_rss else deadline
-        waiting = [] if commands is None else [commands]
-        if pidfd is None:
-            wake = min(wake, now + POLL_S)
-        else:
-            waiting.append(pidfd)
-        ready, _, _ = select.select(waiting, [], [], max(0.0, wake - now))
-        if commands is not None and commands in ready:
-            _, fds, _, _ = socket.recv_fds(commands, 4096, 4)  # a stop, or the parent has gone (empty)
-            for fd in fds:  # a stop carries none; anything else is closed unread
-                os.close(fd)
-            state["stopped"] = True
-            break
-    if pidfd is not None:
-        os.close(pidfd)
-    return state
+            self.status = status
+            return True
+        self.timed_out = now > self.deadline
+        return self.timed_out
+
+    def _over_memory(self, baseline: float) -> bool:
+        below = descendants(self.pid)
+        used = rss_mib(below if below and self.intermediate else [self.pid, *below], baseline)
+        self.peak_rss = max(self.peak_rss, used)
+        self.memory_exceeded = used > self.memory_mib
+        return self.memory_exceeded
+
+    def _told_to_stop(self, commands: Any, pidfd: int | None, timeout: float) -> bool:
+        """Wait up to `timeout` for the child's exit or a word from the parent; True for a stop."""
+        waiting = ([] if commands is None else [commands]) + ([] if pidfd is None else [pidfd])
+        ready, _, _ = select.select(waiting, [], [], timeout)
+        if commands is None or commands not in ready:
+            return False
+        _, fds, _, _ = socket.recv_fds(commands, 4096, 4)  # a stop, or the parent has gone (empty)
+        for fd in fds:  # a stop carries none; anything else is closed unread
+            os.close(fd)
+        self.stopped = True
+        return True
 
 
 def _pidfd(pid: int) -> int | None:
@@ -434,8 +313,8 @@ def _receive(commands: socket.socket) -> tuple[dict[str, Any] | None, list[int]]
 
 
 def main() -> None:
-    _prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)
-    _prctl(isolation.PR_SET_DUMPABLE, 0)  # a same-user child cannot read our memory through /proc
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(PR_SET_DUMPABLE, 0)  # a same-user child cannot read our memory through /proc
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # SIGTERM from the parent (a batch being stopped) unwinds through `finally`, which kills the job's tree.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -457,7 +336,8 @@ def main() -> None:
     for module in ("numpy", "numpy.random", "grader.sandbox.harness"):
         importlib.import_module(module)
 
-    info["sandbox"] = isolation.prepare(str(config.get("sandbox", "auto")), bool(config.get("cgroups", True)))
+    plan = sandbox_plan.prepare(str(config.get("sandbox", "auto")), bool(config.get("cgroups", True)))
+    info["sandbox"] = plan.as_dict()
     _remove_stale_scratch()
     scratch = tempfile.mkdtemp(prefix=f"grader-zygote-{os.getpid()}-")
     os.chmod(scratch, 0o711)
@@ -476,12 +356,12 @@ def main() -> None:
                     os.close(fd)
                 _emit({"event": "refused", "job_id": control.get("job_id")})
                 continue
-            _emit(run_job(control, fds, scratch, commands))
+            _emit(run_job(plan, control, fds, scratch, commands))
     finally:
         kill_tree()
         shutil.rmtree(scratch, ignore_errors=True)
-        for directory in info["sandbox"].get("cgroups", {}).values():
-            isolation.remove_cgroup(directory)
+        for directory in plan.cgroups.values():
+            remove_cgroup(directory)
         # Skip the interpreter's teardown: with torch loaded it takes ~0.4 s that every cold `grade` would
         # wait for, and everything is already cleaned up and said.
         try:
