@@ -54,17 +54,7 @@ def _child(plan: Plan, control: dict[str, Any], job_fd: int, result_fd: int, out
     code = 70
     try:
         os.setsid()
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(output_fd, 1)
-        os.dup2(output_fd, 2)
-        keep = sorted({job_fd, result_fd})
-        os.closerange(3, keep[0])
-        os.closerange(keep[0] + 1, keep[-1])
-        os.closerange(keep[-1] + 1, 1 << 16)
-        sys.stdin = open(0, closefd=False)  # noqa: SIM115
-        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        _only_the_jobs_descriptors(job_fd, result_fd, output_fd)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         tier = isolation.enter(plan, control, workdir)
@@ -87,6 +77,21 @@ def _child(plan: Plan, control: dict[str, Any], job_fd: int, result_fd: int, out
         except BaseException:  # noqa: BLE001, S110 - the fork must end here whatever happens
             pass
         os._exit(code)
+
+
+def _only_the_jobs_descriptors(job_fd: int, result_fd: int, output_fd: int) -> None:
+    """stdin from /dev/null, stdout and stderr to the job's output file; every other descriptor closed."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    keep = sorted({job_fd, result_fd})
+    os.closerange(3, keep[0])
+    os.closerange(keep[0] + 1, keep[-1])
+    os.closerange(keep[-1] + 1, 1 << 16)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
 
 class _JobReader:
@@ -322,6 +327,30 @@ def main() -> None:
     config, _ = _receive(commands)
     if config is None:
         os._exit(0)
+    info = _warm_up(config)
+    plan = sandbox_plan.prepare(str(config.get("sandbox", "auto")), bool(config.get("cgroups", True)))
+    info["sandbox"] = plan.as_dict()
+    _remove_stale_scratch()
+    scratch = tempfile.mkdtemp(prefix=f"grader-zygote-{os.getpid()}-")
+    os.chmod(scratch, 0o711)
+    _emit(info)
+    try:
+        _serve(plan, commands, scratch)
+    finally:
+        kill_tree()
+        shutil.rmtree(scratch, ignore_errors=True)
+        for directory in plan.cgroups.values():
+            remove_cgroup(directory)
+        # Skip the interpreter's teardown: with torch loaded it takes ~0.4 s that every cold `grade` would
+        # wait for, and everything is already cleaned up and said.
+        try:
+            sys.stdout.flush()
+        finally:
+            os._exit(0)
+
+
+def _warm_up(config: dict[str, Any]) -> dict[str, Any]:
+    """Import, once and before any fork, what every child needs; the `ready` event, less the sandbox plan."""
     info: dict[str, Any] = {"event": "ready", "pid": os.getpid(), "torch": None, "cuda": False}
     if config.get("framework") == "torch" or config.get("want_cuda"):
         import torch
@@ -335,39 +364,27 @@ def main() -> None:
     # is loaded now because the child's filesystem view has no course repository.
     for module in ("numpy", "numpy.random", "grader.sandbox.harness"):
         importlib.import_module(module)
+    return info
 
-    plan = sandbox_plan.prepare(str(config.get("sandbox", "auto")), bool(config.get("cgroups", True)))
-    info["sandbox"] = plan.as_dict()
-    _remove_stale_scratch()
-    scratch = tempfile.mkdtemp(prefix=f"grader-zygote-{os.getpid()}-")
-    os.chmod(scratch, 0o711)
-    _emit(info)
-    try:
-        # Every child is forked from this loop, so it never reads a job or a result: a control message is a
-        # job id and limits, and the job's bytes go from the parent's pipe to the child's, past us.
-        while True:
-            control, fds = _receive(commands)
-            if control is None:
-                break
-            if control.get("stop"):
-                continue  # a stop that came after its job had ended
-            if len(fds) != 3:
-                for fd in fds:
-                    os.close(fd)
-                _emit({"event": "refused", "job_id": control.get("job_id")})
-                continue
-            _emit(run_job(plan, control, fds, scratch, commands))
-    finally:
-        kill_tree()
-        shutil.rmtree(scratch, ignore_errors=True)
-        for directory in plan.cgroups.values():
-            remove_cgroup(directory)
-        # Skip the interpreter's teardown: with torch loaded it takes ~0.4 s that every cold `grade` would
-        # wait for, and everything is already cleaned up and said.
-        try:
-            sys.stdout.flush()
-        finally:
-            os._exit(0)
+
+def _serve(plan: Plan, commands: socket.socket, scratch: str) -> None:
+    """The job loop, until the parent has gone.
+
+    Every child is forked from this loop, so it never reads a job or a result: a control message is a job
+    id and limits, and the job's bytes go from the parent's pipe to the child's, past us.
+    """
+    while True:
+        control, fds = _receive(commands)
+        if control is None:
+            return
+        if control.get("stop"):
+            continue  # a stop that came after its job had ended
+        if len(fds) != 3:
+            for fd in fds:
+                os.close(fd)
+            _emit({"event": "refused", "job_id": control.get("job_id")})
+            continue
+        _emit(run_job(plan, control, fds, scratch, commands))
 
 
 if __name__ == "__main__":
