@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from grader import diagnose
+from grader.codes import DiagnosisCode
 from grader.exercises import CheckSpec, Exercise
 from grader.report import CheckResult, Status
 from grader.source import Code
@@ -114,8 +115,8 @@ def compare_trajectory(check: CheckSpec, observed: dict[str, Any], reference: di
 
 PROCESS_RULES = {
     # rule: (field that must count at least once per epoch, diagnosis when it does not, what to do)
-    "backward": ("backward_calls", "no-autograd", "call loss.backward() once per epoch"),
-    "optimizer": ("step_calls", "no-optimizer", "call optimizer.step() once per epoch"),
+    "backward": ("backward_calls", DiagnosisCode.NO_AUTOGRAD, "call loss.backward() once per epoch"),
+    "optimizer": ("step_calls", DiagnosisCode.NO_OPTIMIZER, "call optimizer.step() once per epoch"),
 }
 
 
@@ -235,8 +236,15 @@ def _same(value: float, target: float, allowed: float) -> bool:
 
 # Mistakes recognised by replaying a whole training run: a run that follows one is genuine training.
 TRAINING_MISTAKES = frozenset({
-    "gradient-not-averaged", "gradient-missing-factor-2", "gradient-sign", "grad-not-zeroed",
-    "loss-after-update", "step-before-backward", "shape-broadcast", "w-before-update", "history-aliases-tensor",
+    DiagnosisCode.GRADIENT_NOT_AVERAGED,
+    DiagnosisCode.GRADIENT_MISSING_FACTOR_2,
+    DiagnosisCode.GRADIENT_SIGN,
+    DiagnosisCode.GRAD_NOT_ZEROED,
+    DiagnosisCode.LOSS_AFTER_UPDATE,
+    DiagnosisCode.STEP_BEFORE_BACKWARD,
+    DiagnosisCode.SHAPE_BROADCAST,
+    DiagnosisCode.W_BEFORE_UPDATE,
+    DiagnosisCode.HISTORY_ALIASES_TENSOR,
 })
 
 

@@ -6,17 +6,27 @@ marks, 2 usage error (one line on stderr).
 
 from __future__ import annotations
 
+import inspect
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
-from grader import exercises
+from grader import exercises, grading, layouts, lms, packaging
+from grader import similarity as alike
 from grader.grading import DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT_S, DEVICES
+from grader.sandbox import doctor as sandbox_doctor
+from grader.sandbox.runner import SANDBOX_CHOICES
 
 SUBCOMMANDS_HELP = "Run `grade EX [FILE]` to grade a submission, e.g. `grade ex03`."
+
+
+def library_default(function: Callable[..., Any], parameter: str) -> Any:
+    """The library function's own keyword default, so that an option's default is written once."""
+    return inspect.signature(function).parameters[parameter].default
 
 
 class ExerciseType(click.ParamType):
@@ -74,7 +84,8 @@ def sandbox_options(function: Any) -> Any:
                             show_default=True, help="Memory limit per submission, MiB.")(function)
     function = click.option("--timeout", type=click.FloatRange(0.5), default=DEFAULT_TIMEOUT_S,
                             show_default=True, help="Wall-clock limit per submission, seconds.")(function)
-    return click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+    return click.option("--device", type=click.Choice(DEVICES), default=library_default(grading.grade, "device"),
+                        show_default=True,
                         help="auto = cpu, plus cuda when available.")(function)
 
 
@@ -297,8 +308,7 @@ def validate(reports: tuple[Path, ...]) -> None:
                                                         "(with --scheduler: on every Dask worker).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Grade on a Dask cluster, e.g. tcp://host:8786 (needs the `dask` extra).")
-@click.option("--layout", type=click.Choice(["auto", "folders", "canvas", "moodle", "gradescope"]), default="auto",
-              show_default=True, help="How DIR is laid out: DIR/<student>/<EX>.py, or an LMS export.")
+@click.option("--layout", type=click.Choice(layouts.LAYOUTS), default="auto", show_default=True, help="How DIR is laid out: DIR/<student>/<EX>.py, or an LMS export.")
 @click.option("--feedback", is_flag=True,
               help="Also write each student's page (OUT/<student>/<EX>.html) and the class page OUT/class.html.")
 @click.option("--feedback-hidden", type=click.Choice(["outcome", "full"]), default="outcome", show_default=True,
@@ -387,10 +397,9 @@ def _read_json(path: Path) -> Any:
                    "(OUT/similarity.json; with --feedback's class page, a side-by-side view).")
 @click.argument("out", metavar="OUT", type=click.Path(exists=True, file_okay=False, path_type=Path))
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0), default=None,
-              help="Share of either file's code found in the other that flags a pair [default: 0.9].")
+              help="Share of either file's code found in the other that flags a pair "
+                   f"[default: {alike.THRESHOLD:g}].")
 def similarity(out: Path, threshold: float | None) -> None:
-    from grader import similarity as alike
-
     _similarity_available()
     result = alike.analyse(out, threshold if threshold is not None else alike.THRESHOLD)
     click.echo(alike.render(result), nl=False)
@@ -405,9 +414,9 @@ def similarity(out: Path, threshold: float | None) -> None:
 @main.command(help="(in Gradescope's container) Grade /autograder/submission into /autograder/results/results.json.")
 @click.argument("exercise", type=EXERCISE, required=False)
 @click.option("--submission", "submission_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("/autograder/submission"), show_default=True)
+              default=library_default(lms.gradescope_entry, "submission_dir"), show_default=True)
 @click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("/autograder/results/results.json"), show_default=True)
+              default=library_default(lms.gradescope_entry, "results_path"), show_default=True)
 @click.option("--timeout", type=click.FloatRange(0.5), default=DEFAULT_TIMEOUT_S, show_default=True)
 def gradescope(exercise: str | None, submission_dir: Path, results_path: Path, timeout: float) -> None:
     from grader import grading, lms
@@ -426,9 +435,9 @@ def _lms_done(score: float, results_path: Path, status: str) -> None:
 @main.command(help="(in PrairieLearn's external grader) Grade /grade/student into /grade/results/results.json.")
 @click.argument("exercise", type=EXERCISE, required=False)
 @click.option("--submission", "submission_dir", type=click.Path(file_okay=False, path_type=Path),
-              default=Path("/grade/student"), show_default=True)
+              default=library_default(lms.prairielearn_entry, "submission_dir"), show_default=True)
 @click.option("--results", "results_path", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("/grade/results/results.json"), show_default=True)
+              default=library_default(lms.prairielearn_entry, "results_path"), show_default=True)
 @click.option("--timeout", type=click.FloatRange(0.5), default=DEFAULT_TIMEOUT_S, show_default=True)
 @click.option("--reveal-hidden", is_flag=True, help="Show hidden checks' messages too.")
 def prairielearn(exercise: str | None, submission_dir: Path, results_path: Path, timeout: float,
@@ -443,14 +452,12 @@ def prairielearn(exercise: str | None, submission_dir: Path, results_path: Path,
 @main.command("gradescope-package", help="(instructors) Build a Gradescope autograder zip for EX: setup.sh and "
                                          "run_autograder installing this grader, pinned, with the hidden checks.")
 @click.argument("exercise", type=EXERCISE)
-@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), default=Path("autograder.zip"),
-              show_default=True)
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path),
+              default=library_default(packaging.gradescope_package, "out"), show_default=True)
 @click.option("--wheel", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="The grader's wheel to ship [default: built from this checkout].")
 @click.option("--timeout", type=click.FloatRange(0.5), default=DEFAULT_TIMEOUT_S, show_default=True)
 def gradescope_package(exercise: str, out: Path, wheel: Path | None, timeout: float) -> None:
-    from grader import packaging
-
     try:
         path = packaging.gradescope_package(exercise, out, wheel, timeout)
     except packaging.PackagingError as exc:
@@ -467,8 +474,6 @@ def gradescope_package(exercise: str, out: Path, wheel: Path | None, timeout: fl
 @click.option("--image", default=None, help="The Docker image PrairieLearn grades in (built from tests/Dockerfile).")
 @click.option("--timeout", type=click.FloatRange(0.5), default=DEFAULT_TIMEOUT_S, show_default=True)
 def prairielearn_package(exercise: str, out: Path, wheel: Path | None, image: str | None, timeout: float) -> None:
-    from grader import packaging
-
     try:
         path = packaging.prairielearn_package(exercise, out, wheel, image or packaging.PL_IMAGE, timeout)
     except packaging.PackagingError as exc:
@@ -605,11 +610,9 @@ def _clock(seconds: float) -> str:
 
 @main.command(help="Show the sandbox tier this machine reaches and what each defence relies on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-@click.option("--sandbox", type=click.Choice(["auto", "namespaces", "userns", "process", "none"]), default="auto",
+@click.option("--sandbox", type=click.Choice(SANDBOX_CHOICES), default=library_default(sandbox_doctor.examine, "sandbox"),
               show_default=True, help="Examine this tier instead of the strongest available.")
 def doctor(as_json: bool, sandbox: str) -> None:
-    from grader.sandbox import doctor as sandbox_doctor
-
     found = sandbox_doctor.examine(sandbox)
     click.echo(json.dumps(found, indent=2) if as_json else sandbox_doctor.render(found), nl=as_json)
 

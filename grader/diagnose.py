@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from grader import mistakes
+from grader.codes import DiagnosisCode
 from grader.exercises import CheckSpec, Exercise
 from grader.report import CheckResult
 from grader.source import Code
@@ -53,83 +54,83 @@ class Evidence:
         return [p for p in self.peers if p.check.probe == self.check.probe and p.check.args != self.check.args]
 
 
-EXPLANATIONS = {
-    "gradient-not-averaged": (
+EXPLANATIONS: dict[DiagnosisCode, str] = {
+    DiagnosisCode.GRADIENT_NOT_AVERAGED: (
         "Your gradient is N times too large: it sums over the samples instead of averaging. "
         "`np.dot(2*x, y_pred - y)` already adds up the N products, so the `.mean()` after it averages a "
         "single number and changes nothing; use `np.mean(2*x*(y_pred - y))`. This is the notebooks' own bug, "
         "and it is why they concluded that autograd is 'not as exact': it is the other way round. Autograd "
         "computes the true MSE gradient and agrees with the corrected hand-written one to float precision."
     ),
-    "gradient-missing-factor-2": (
+    DiagnosisCode.GRADIENT_MISSING_FACTOR_2: (
         "Your gradient is half the true one. The derivative of (w*x - y)**2 is 2*x*(w*x - y): "
         "the factor 2 from the square is missing (or the loss was halved)."
     ),
-    "gradient-sign": (
+    DiagnosisCode.GRADIENT_SIGN: (
         "The sign is flipped, so training climbs the loss instead of descending it. The gradient is that of "
         "(y_pred - y)**2, i.e. 2*x*(y_pred - y), not 2*x*(y - y_pred), and gradient descent subtracts it: "
         "w = w - learning_rate * gradient."
     ),
-    "grad-not-zeroed": (
+    DiagnosisCode.GRAD_NOT_ZEROED: (
         "Your gradients accumulate across epochs: PyTorch adds each backward() into .grad, so every step "
         "uses the sum of all gradients so far. Reset it every epoch with w.grad.zero_() "
         "(or optimizer.zero_grad())."
     ),
-    "loss-after-update": (
+    DiagnosisCode.LOSS_AFTER_UPDATE: (
         "Your history is one epoch off: the loss is recorded after the update instead of before it. "
         "Record the loss computed from the prediction at the start of the epoch."
     ),
-    "step-before-backward": (
+    DiagnosisCode.STEP_BEFORE_BACKWARD: (
         "optimizer.step() runs before loss.backward(), so each step uses the previous epoch's gradient "
         "(or none at all in the first epoch). The order is: zero_grad(), backward(), step()."
     ),
-    "shape-broadcast": (
+    DiagnosisCode.SHAPE_BROADCAST: (
         "Your prediction and target have different shapes, e.g. (n, 1) against (n,): subtracting them "
         "broadcasts to an (n, n) matrix and the MSE averages the wrong numbers. Make the shapes equal "
         "(e.g. `y_pred.view(-1)` or `y.view(-1, 1)`)."
     ),
-    "ignores-arguments": (
+    DiagnosisCode.IGNORES_ARGUMENTS: (
         "Your function gives the answer for other arguments than the ones passed in: it uses global "
         "variables (the notebook's X, Y, learning_rate) or constants instead of its parameters. "
         "Use only the arguments passed in."
     ),
-    "no-autograd": (
+    DiagnosisCode.NO_AUTOGRAD: (
         "The gradient was not computed by autograd. This exercise is about backpropagation: create w with "
         "requires_grad=True, call loss.backward(), and read w.grad."
     ),
-    "no-optimizer": (
+    DiagnosisCode.NO_OPTIMIZER: (
         "The update bypasses torch.optim. Create torch.optim.SGD(..., lr=learning_rate) and let "
         "optimizer.step() update the parameters."
     ),
-    "device-mismatch": (
+    DiagnosisCode.DEVICE_MISMATCH: (
         "Some of your tensors are on the CPU while the inputs are on the GPU. Create new tensors with "
         "device=x.device (or move them with .to(x.device)), and do not go through NumPy or .tolist()."
     ),
-    "not-implemented": (
+    DiagnosisCode.NOT_IMPLEMENTED: (
         "This function still raises NotImplementedError from the stub. Replace the `raise` with your code."
     ),
-    "w-before-update": (
+    DiagnosisCode.W_BEFORE_UPDATE: (
         "Your history is one epoch off: it records w before the epoch's update instead of after it (where "
         "the tutorials print it). Append w after the update line, so each entry pairs the epoch's loss with "
         "the w that epoch produced."
     ),
-    "history-aliases-tensor": (
+    DiagnosisCode.HISTORY_ALIASES_TENSOR: (
         "Your history holds the live parameter tensor itself, not its value at that epoch: every entry is the "
         "same tensor, so after training each one shows the final value. Store a number instead: `w.item()` "
         "(or `w.detach().clone()`)."
     ),
-    "rebound-parameter": (
+    DiagnosisCode.REBOUND_PARAMETER: (
         "That line replaces w by a new tensor instead of updating it in place: the new w is the result of a "
         "computation, so it has no .grad of its own (or, made under torch.no_grad(), does not require grad), "
         "and the next backward() or w.grad fails. Update in place under torch.no_grad(): "
         "`w -= learning_rate * w.grad`, then `w.grad.zero_()`."
     ),
-    "argument-order": (
+    DiagnosisCode.ARGUMENT_ORDER: (
         "The grader, like anyone reading the exercise, calls the function in the order of its signature, so "
         "your function reads y as y_pred and the other way round. Reorder the parameters to the exercise's "
         "signature (and your calls to match)."
     ),
-    "module-not-initialised": (
+    DiagnosisCode.MODULE_NOT_INITIALISED: (
         "An nn.Module subclass must call `super().__init__()` first thing in its `__init__`: until it does, "
         "the module has nowhere to register its layers, and PyTorch refuses `self.linear = nn.Linear(...)`. "
         "Add `super().__init__()` as the first line of `__init__`."
@@ -154,7 +155,7 @@ GRADIENT_NOT_AVERAGED_NEUTRAL = (
 
 # Where autograd computes the gradient, a gradient N times too large comes from a summed loss, not np.dot.
 TORCH_EXPLANATIONS = {
-    "gradient-not-averaged": (
+    DiagnosisCode.GRADIENT_NOT_AVERAGED: (
         "Your gradient is N times too large: the loss sums over the samples instead of averaging them. The "
         "MSE is a mean (`.mean()`, or nn.MSELoss() with its default reduction='mean'), and autograd's gradient "
         "of it is exact."
@@ -170,9 +171,9 @@ def detector(function: Detector) -> Detector:
     return function
 
 
-def make(code: str, detail: str = "", framework: str = "numpy", source: Code | None = None) -> Diagnosis:
+def make(code: DiagnosisCode, detail: str = "", framework: str = "numpy", source: Code | None = None) -> Diagnosis:
     text = TORCH_EXPLANATIONS.get(code, EXPLANATIONS[code]) if framework == "torch" else EXPLANATIONS[code]
-    if code == "gradient-not-averaged":
+    if code == DiagnosisCode.GRADIENT_NOT_AVERAGED:
         text, own = _summing_in_their_words(text, framework, source)
         detail = f"{detail} {own}".strip()
     return Diagnosis(code, (detail.strip() + " " if detail else "") + text)
@@ -200,7 +201,7 @@ def _summing_in_their_words(text: str, framework: str, source: Code | None) -> t
 
 
 def from_behaviour(exercise: Exercise, check: CheckSpec, observed: dict[str, Any],
-                   expected: dict[str, Any], process_code: str | None = None,
+                   expected: dict[str, Any], process_code: DiagnosisCode | None = None,
                    peers: tuple[Peer, ...] = (), source: Code | None = None) -> Diagnosis | None:
     """The mistake behind a check that ran but did not match, or None when no evidence names one."""
     if process_code:
@@ -219,9 +220,9 @@ def from_behaviour(exercise: Exercise, check: CheckSpec, observed: dict[str, Any
 def _for_the_model(exercise: Exercise, check: CheckSpec, found: Diagnosis) -> Diagnosis:
     """ignores-arguments on a check that builds the student's own model speaks of sizes, not data."""
     model = any(name[:1].isupper() for name in exercise.functions)
-    if found.code != "ignores-arguments" or not model or check.probe in ("train", "trained_parameters"):
+    if found.code != DiagnosisCode.IGNORES_ARGUMENTS or not model or check.probe in ("train", "trained_parameters"):
         return found
-    return replace(found, explanation=found.explanation.replace(EXPLANATIONS["ignores-arguments"],
+    return replace(found, explanation=found.explanation.replace(EXPLANATIONS[DiagnosisCode.IGNORES_ARGUMENTS],
                                                                 IGNORES_ARGUMENTS_MODEL))
 
 
@@ -231,23 +232,24 @@ def from_error(exercise: Exercise, check: CheckSpec, error: dict[str, Any],
     kind, text = error.get("kind"), str(error.get("message", ""))
     evidence = error.get("evidence") if isinstance(error.get("evidence"), dict) else {}
     if kind == "not-implemented":
-        return make("not-implemented")
+        return make(DiagnosisCode.NOT_IMPLEMENTED)
     if kind == "exception" and isinstance(evidence.get("rebound"), str):
         return rebound_parameter(exercise, check, evidence["rebound"], source)
     if kind == "exception" and is_uninitialised_module(text):
         return uninitialised_module(exercise, source)
     if is_device_error(text):
-        return make("device-mismatch")
+        return make(DiagnosisCode.DEVICE_MISMATCH)
     if kind == "shape" and "(n, 1)" in text:
-        return make("shape-broadcast")
+        return make(DiagnosisCode.SHAPE_BROADCAST)
     if kind == "shape" and sized_for_other_arguments(check, text, peers):
-        return make("ignores-arguments", "Your answer has the size that another check's arguments give.")
+        return make(DiagnosisCode.IGNORES_ARGUMENTS, "Your answer has the size that another check's arguments give.")
     if kind == "exception" and mixes_other_arguments(check, text, peers):
         if any(name[:1].isupper() for name in exercise.functions):
             return _for_the_model(exercise, check, make(
-                "ignores-arguments", "Your model combined this check's data with a layer of another check's size."))
-        return make("ignores-arguments", "Your code combined the arguments with arrays of another size, one "
-                    "that only another check's data has: a global variable or a constant.")
+                DiagnosisCode.IGNORES_ARGUMENTS,
+                "Your model combined this check's data with a layer of another check's size."))
+        return make(DiagnosisCode.IGNORES_ARGUMENTS, "Your code combined the arguments with arrays of another size, "
+                    "one that only another check's data has: a global variable or a constant.")
     return None
 
 
@@ -256,8 +258,8 @@ def rebound_parameter(exercise: Exercise, check: CheckSpec, variable: str, sourc
     function = check.probe if check.probe in exercise.functions else "train"
     line = source.rebinding(function, variable) if source else None
     where = f"The cause is {line}." if line else f"The cause is an assignment `{variable} = ...` in your loop."
-    text = EXPLANATIONS["rebound-parameter"]
-    return Diagnosis("rebound-parameter", f"{where} {text}", cause_first=True)
+    text = EXPLANATIONS[DiagnosisCode.REBOUND_PARAMETER]
+    return Diagnosis(DiagnosisCode.REBOUND_PARAMETER, f"{where} {text}", cause_first=True)
 
 
 UNINITIALISED_MODULE = re.compile(
@@ -273,8 +275,8 @@ def uninitialised_module(exercise: Exercise, source: Code | None) -> Diagnosis:
     classes = [name for name in exercise.functions if name[:1].isupper()]
     line = next((found for name in classes if source and (found := source.init_without_super(name))), None)
     where = f"Your `__init__` ({line}) never calls `super().__init__()`." if line else ""
-    return Diagnosis("module-not-initialised", f"{where} {EXPLANATIONS['module-not-initialised']}".strip(),
-                     cause_first=True)
+    code = DiagnosisCode.MODULE_NOT_INITIALISED
+    return Diagnosis(code, f"{where} {EXPLANATIONS[code]}".strip(), cause_first=True)
 
 
 def missing_name(error: dict[str, Any], source: Code | None) -> str | None:
@@ -347,8 +349,8 @@ def _lengths(args: dict[str, Any]) -> set[int]:
 
 def standard_explanations(code: str) -> tuple[str, ...]:
     """The stock explanation texts of a code (every wording), for views that say them once."""
-    variants = {"gradient-not-averaged": (GRADIENT_NOT_AVERAGED_SUM, GRADIENT_NOT_AVERAGED_NEUTRAL),
-                "ignores-arguments": (IGNORES_ARGUMENTS_MODEL,)}.get(code, ())
+    variants = {DiagnosisCode.GRADIENT_NOT_AVERAGED: (GRADIENT_NOT_AVERAGED_SUM, GRADIENT_NOT_AVERAGED_NEUTRAL),
+                DiagnosisCode.IGNORES_ARGUMENTS: (IGNORES_ARGUMENTS_MODEL,)}.get(code, ())
     return tuple(t for t in (EXPLANATIONS.get(code), TORCH_EXPLANATIONS.get(code), *variants) if t)
 
 
@@ -383,7 +385,7 @@ def ratio(observed: Any, expected: Any) -> float | None:
 def broadcast_warning(evidence: Evidence) -> Diagnosis | None:
     """PyTorch's MSELoss warns when the target size differs from the input size."""
     if evidence.observed.get("broadcast_warning"):
-        return make("shape-broadcast", "PyTorch warned that the target size differs from the input size.")
+        return make(DiagnosisCode.SHAPE_BROADCAST, "PyTorch warned that the target size differs from the input size.")
     return None
 
 
@@ -392,7 +394,7 @@ def step_order(evidence: Evidence) -> Diagnosis | None:
     """optimizer.step() seen before the first backward(): the step cannot use this epoch's gradient."""
     order = str(evidence.observed.get("event_order") or "")
     if "S" in order and "B" in order and order.index("S") < order.index("B"):
-        return make("step-before-backward", "Your first optimizer.step() came before any backward().",
+        return make(DiagnosisCode.STEP_BEFORE_BACKWARD, "Your first optimizer.step() came before any backward().",
                     evidence.exercise.framework)
     return None
 
@@ -425,7 +427,7 @@ def history_aliases_tensor(evidence: Evidence) -> Diagnosis | None:
         line = evidence.source.append_of(function, aliased[0]) if evidence.source else None
         quoted = f" ({line})" if line else ""
         also = f" Apart from that, your run follows one with {description}." if description else ""
-        return make("history-aliases-tensor", f"Every {aliased[0]} in your history is the same value, "
+        return make(DiagnosisCode.HISTORY_ALIASES_TENSOR, f"Every {aliased[0]} in your history is the same value, "
                     f"{fmt_number(observed[aliased[0]][-1])}: the one it had at the end{quoted}.{also}")
     return None
 
@@ -457,8 +459,8 @@ def argument_order(evidence: Evidence) -> Diagnosis | None:
             continue  # the orders agree on these numbers: no evidence
         signature = evidence.source.signature(check.probe) if evidence.source else None
         wrote = f"You wrote `def {signature}`" if signature else f"Your `{check.probe}` takes ({order})"
-        return make("argument-order", f"{wrote}, and your train calls it as {check.probe}({order}), which is "
-                    f"consistent; but the exercise's signature is {check.probe}(x, y, y_pred).")
+        return make(DiagnosisCode.ARGUMENT_ORDER, f"{wrote}, and your train calls it as {check.probe}({order}), "
+                    f"which is consistent; but the exercise's signature is {check.probe}(x, y, y_pred).")
     return None
 
 
@@ -473,12 +475,12 @@ def gradient_factor(evidence: Evidence) -> Diagnosis | None:
     n = len(evidence.check.args.get("x", [])) or 1
     detail = f"Your gradient is {factor:.6g} times the true one"
     if n > 1 and abs(factor - n) < 1e-3 * n:
-        return make("gradient-not-averaged", f"{detail}, and there are N = {n} samples.",
+        return make(DiagnosisCode.GRADIENT_NOT_AVERAGED, f"{detail}, and there are N = {n} samples.",
                     source=evidence.source)
     if abs(factor - 0.5) < 1e-3:
-        return make("gradient-missing-factor-2")
+        return make(DiagnosisCode.GRADIENT_MISSING_FACTOR_2)
     if abs(factor + 1) < 1e-3:
-        return make("gradient-sign", "Your gradient is the true one with its sign flipped.")
+        return make(DiagnosisCode.GRADIENT_SIGN, "Your gradient is the true one with its sign flipped.")
     return None
 
 
@@ -490,8 +492,8 @@ def summed_loss(evidence: Evidence) -> Diagnosis | None:
     factor = ratio(evidence.observed["value"], evidence.expected.get("value"))
     n = len(evidence.check.args.get("y", [])) or 1
     if factor is not None and n > 1 and abs(factor - n) < 1e-3 * n:
-        return make("gradient-not-averaged", f"Your loss is {factor:.6g} times the MSE, and there are N = {n} "
-                    "samples: it sums the squared errors instead of averaging them.", evidence.exercise.framework,
+        return make(DiagnosisCode.GRADIENT_NOT_AVERAGED, f"Your loss is {factor:.6g} times the MSE, and there are "
+                    f"N = {n} samples: it sums the squared errors instead of averaging them.", evidence.exercise.framework,
                     evidence.source)
     return None
 
@@ -505,8 +507,8 @@ def broadcast_loss_value(evidence: Evidence) -> Diagnosis | None:
     y, y_pred = np.asarray(args["y"], float).reshape(-1), np.asarray(args["y_pred"], float).reshape(-1)
     broadcast = float(np.mean((y_pred[:, None] - y[None, :]) ** 2))
     if mistakes.deviation([evidence.observed["value"]], [broadcast]) <= mistakes.MATCH:
-        return make("shape-broadcast", f"Your loss is {broadcast:.6g}, the mean over all {y.size}×{y.size} "
-                    "pairs of predictions and targets.")
+        return make(DiagnosisCode.SHAPE_BROADCAST, f"Your loss is {broadcast:.6g}, the mean over all "
+                    f"{y.size}×{y.size} pairs of predictions and targets.")
     return None
 
 
@@ -604,8 +606,8 @@ def ignored_argument(evidence: Evidence) -> Diagnosis | None:
             if mistakes.fields_deviation(evidence.observed, mistakes.simulate(swapped), fields) <= mistakes.MATCH:
                 # A hidden check's arguments stay hidden: name the values only when that check is visible.
                 values = f" = {_short(other, names)}" if peer.check.visibility == "visible" else ""
-                return make("ignores-arguments", f"Your history is the correct one for {', '.join(names)}{values} "
-                            "from another check, not for the arguments passed in.")
+                return make(DiagnosisCode.IGNORES_ARGUMENTS, "Your history is the correct one for "
+                            f"{', '.join(names)}{values} from another check, not for the arguments passed in.")
     return None
 
 
@@ -648,7 +650,7 @@ def no_backward(evidence: Evidence) -> Diagnosis | None:
     requires_autograd = any(p.check.compare == "process" and p.check.require == "backward" for p in evidence.peers)
     observed = evidence.observed
     if requires_autograd and observed.get("backward_calls") == 0 and observed.get("autograd_grad_calls") == 0:
-        return make("no-autograd", "Your training never called backward().", evidence.exercise.framework)
+        return make(DiagnosisCode.NO_AUTOGRAD, "Your training never called backward().", evidence.exercise.framework)
     return None
 
 
@@ -661,7 +663,8 @@ def same_answer_for_other_arguments(evidence: Evidence) -> Diagnosis | None:
             continue  # the right answers coincide: no evidence either way
         for answer in (peer.observed, peer.reference):
             if answer is not None and _close(evidence.observed, answer, fields):
-                return make("ignores-arguments", "Your answer is the same as for another check's arguments.")
+                return make(DiagnosisCode.IGNORES_ARGUMENTS,
+                            "Your answer is the same as for another check's arguments.")
     return None
 
 

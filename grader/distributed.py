@@ -35,12 +35,13 @@ from distributed import Client, KilledWorker, WorkerPlugin, get_worker
 
 from grader import __version__, exercises
 from grader.executor import ExecutorGone, LocalExecutor
+from grader.sandbox import tiers
 from grader.sandbox.runner import START_TIMEOUT_S, Outcome, SandboxFailure, Zygote, decode_event
+from grader.sandbox.tiers import Tier
 
 PLUGIN_NAME = "dl-grader"
 CONNECT_TIMEOUT_S = 10.0
 WORKERS_TIMEOUT_S = 60.0  # how long a batch waits for the first worker to join
-NAMESPACES = "namespaces"
 
 
 class ClusterRefused(ValueError):
@@ -128,7 +129,7 @@ async def dask_setup(worker: Any) -> None:
 
 
 def _tier(info: dict[str, Any]) -> str:
-    return str((info.get("sandbox") or {}).get("tier", "unknown"))
+    return str((info.get("sandbox") or {}).get("tier", Tier.UNKNOWN))
 
 
 def describe(framework: str, want_cuda: bool) -> dict[str, Any]:
@@ -139,7 +140,7 @@ def describe(framework: str, want_cuda: bool) -> dict[str, Any]:
         except SandboxFailure as exc:  # it cannot start here (or not at the tier this worker insists on)
             zygote.kill()
             return {"address": get_worker().address, "grader_version": __version__, "info": {},
-                    "tier": "unavailable", "problem": str(exc)}
+                    "tier": Tier.UNAVAILABLE.value, "problem": str(exc)}
     return {"address": get_worker().address, "grader_version": __version__, "info": info, "tier": _tier(info)}
 
 
@@ -173,7 +174,7 @@ class DaskPool:
     def __init__(self, address: str, *, sandbox: str = "auto", security: Any = None,
                  connect_timeout_s: float = CONNECT_TIMEOUT_S, workers_timeout_s: float = WORKERS_TIMEOUT_S):
         self.address = address
-        self.require_tier = NAMESPACES if sandbox in ("namespaces", "userns") else None
+        self.require_tier = Tier.NAMESPACES.value if sandbox in ("namespaces", "userns") else None
         self.workers_timeout_s = workers_timeout_s
         self._info: dict[tuple[str, bool], dict[str, Any]] = {}
         self._lock = threading.Lock()
@@ -230,8 +231,7 @@ class DaskPool:
                 if self.require_tier and answer["tier"] != self.require_tier:
                     raise ClusterRefused(f"--require-sandbox: the Dask worker {answer['address']} reaches only the "
                                          f"{answer['tier']!r} sandbox tier, not {self.require_tier!r}")
-            order = ["none", "process", NAMESPACES]
-            weakest = min(answers, key=lambda a: order.index(a["tier"]) if a["tier"] in order else -1)
+            weakest = min(answers, key=lambda a: tiers.rank(a["tier"]))
             info = {**weakest["info"], "cuda": all(a["info"].get("cuda") for a in answers),
                     "workers": {a["address"]: a["tier"] for a in answers}}
             self._info[(framework, want_cuda)] = info

@@ -23,11 +23,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from grader import exercises, grading, hints
-from grader.batch import write_atomic
-from grader.formats import gradescope, prairielearn
+from grader import exercises, grading
 from grader.submission import SubmissionNotFound
 
+# The defaults of `grade gradescope` and `grade prairielearn` too: the command line reads them at every start,
+# so this module imports the formats and the results writer only where it uses them.
 GRADESCOPE_SUBMISSION = Path("/autograder/submission")
 GRADESCOPE_RESULTS = Path("/autograder/results/results.json")
 PRAIRIELEARN_SUBMISSION = Path("/grade/student")
@@ -91,6 +91,8 @@ def _what_was_found(folder: Path, shown: int = 10) -> str:
 
 def _grade(submission_dir: Path, exercise_id: str | None, limits: grading.Limits | None) -> Any:
     exercise, path = find_submission(submission_dir, exercise_id)
+    from grader import hints
+
     return hints.annotate(grading.grade(exercise, path, device="auto", limits=limits))
 
 
@@ -108,6 +110,8 @@ def gradescope_entry(exercise_id: str | None = None, submission_dir: Path = GRAD
     Where the grader fails (its sandbox cannot start, a bug), results.json still says so, with a zero and
     the reason: Gradescope shows "the autograder failed" with nothing to read when there is no file at all.
     """
+    from grader.formats import gradescope
+
     started = time.monotonic()
     try:
         report = _grade(submission_dir, exercise_id, limits)
@@ -117,7 +121,7 @@ def gradescope_entry(exercise_id: str | None = None, submission_dir: Path = GRAD
     except Exception as exc:  # noqa: BLE001 - the grader's own failure: still a results file
         data, status = gradescope.failure(_grader_failed(exc), time.monotonic() - started), "grader-failure"
     data.setdefault("extra_data", {})["status"] = status
-    write_atomic(Path(results_path), json.dumps(data, indent=2))
+    _write_results(Path(results_path), data)
     return data, status
 
 
@@ -133,6 +137,8 @@ def prairielearn_entry(exercise_id: str | None = None, submission_dir: Path = PR
                        reveal_hidden: bool = False) -> tuple[dict[str, Any], str]:
     """run_prairielearn, and the run's status. Nothing to grade, or a grader that failed, is `gradable: false`:
     the attempt does not count."""
+    from grader.formats import prairielearn
+
     try:
         report = _grade(submission_dir, exercise_id, limits)
         data, status = prairielearn.results(report, reveal_hidden), report.status
@@ -140,8 +146,14 @@ def prairielearn_entry(exercise_id: str | None = None, submission_dir: Path = PR
         data, status = prairielearn.failure(str(exc)), "unreadable"
     except Exception as exc:  # noqa: BLE001 - SandboxFailure or a bug: still a results file
         data, status = prairielearn.failure(_grader_failed(exc) + " This attempt does not count."), "grader-failure"
-    write_atomic(Path(results_path), json.dumps(data, indent=2))
+    _write_results(Path(results_path), data)
     return data, status
+
+
+def _write_results(path: Path, data: dict[str, Any]) -> None:
+    from grader.batch import write_atomic
+
+    write_atomic(path, json.dumps(data, indent=2))
 
 
 def _grader_failed(exc: BaseException) -> str:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from grader.codes import DiagnosisCode
+
 # A sequence "follows" a simulation when every epoch is within this relative deviation (see `deviation`).
 # Loose on purpose: float32 rounding of a correct run stays below 1e-4 (benchmarks/tolerances.py), while the
 # cataloged mistakes differ from each other and from the reference by more than 10 % within a few epochs.
@@ -226,36 +228,42 @@ def catalog(problem: Problem) -> list[Entry]:
     """The cataloged mistakes that can happen in this problem."""
     n = float(problem.n_samples)
     entries = [
-        Entry("summed", "gradient-not-averaged", Mistake(scale=n), f"steps that use {n:g} times the gradient"),
-        Entry("summed-loss", "gradient-not-averaged", Mistake(scale=n, loss_scale=n),
+        Entry("summed", DiagnosisCode.GRADIENT_NOT_AVERAGED, Mistake(scale=n),
+              f"steps that use {n:g} times the gradient"),
+        Entry("summed-loss", DiagnosisCode.GRADIENT_NOT_AVERAGED, Mistake(scale=n, loss_scale=n),
               f"a loss summed over the {n:g} samples (and so a gradient {n:g} times too large)"),
-        Entry("half", "gradient-missing-factor-2", Mistake(scale=0.5), "steps that use half the gradient"),
-        Entry("half-loss", "gradient-missing-factor-2", Mistake(scale=0.5, loss_scale=0.5),
+        Entry("half", DiagnosisCode.GRADIENT_MISSING_FACTOR_2, Mistake(scale=0.5),
+              "steps that use half the gradient"),
+        Entry("half-loss", DiagnosisCode.GRADIENT_MISSING_FACTOR_2, Mistake(scale=0.5, loss_scale=0.5),
               "a loss that is half the MSE (and so half the gradient)"),
-        Entry("sign", "gradient-sign", Mistake(scale=-1.0), "steps that add the gradient instead of subtracting it"),
-        Entry("accumulate", "grad-not-zeroed", Mistake(accumulate=True),
+        Entry("sign", DiagnosisCode.GRADIENT_SIGN, Mistake(scale=-1.0),
+              "steps that add the gradient instead of subtracting it"),
+        Entry("accumulate", DiagnosisCode.GRAD_NOT_ZEROED, Mistake(accumulate=True),
               "a .grad that keeps the sum of all the gradients so far"),
-        Entry("delay", "step-before-backward", Mistake(delay=True),
+        Entry("delay", DiagnosisCode.STEP_BEFORE_BACKWARD, Mistake(delay=True),
               "steps that each use the previous epoch's gradient (and none in the first epoch)"),
-        Entry("delay-accumulate", "step-before-backward", Mistake(delay=True, accumulate=True),
+        Entry("delay-accumulate", DiagnosisCode.STEP_BEFORE_BACKWARD, Mistake(delay=True, accumulate=True),
               "steps that each use the gradients of the earlier epochs, summed (none in the first epoch)"),
-        Entry("frozen", "step-before-backward", Mistake(frozen=True),  # step() always finds .grad zeroed or None
+        # step() always finds .grad zeroed or None
+        Entry("frozen", DiagnosisCode.STEP_BEFORE_BACKWARD, Mistake(frozen=True),
               "parameters that never move: every step found the gradient zeroed or missing"),
-        Entry("loss-after", "loss-after-update", Mistake(loss_after=True),
+        Entry("loss-after", DiagnosisCode.LOSS_AFTER_UPDATE, Mistake(loss_after=True),
               "the loss recorded after each update instead of before it"),
-        Entry("w-before", "w-before-update", Mistake(w_before=True),
+        Entry("w-before", DiagnosisCode.W_BEFORE_UPDATE, Mistake(w_before=True),
               "w recorded before each update instead of after it"),
-        Entry("broadcast", "shape-broadcast", Mistake(broadcast=True),
+        Entry("broadcast", DiagnosisCode.SHAPE_BROADCAST, Mistake(broadcast=True),
               "an MSE over every (prediction, target) pair, as an (n, 1) column against an (n,) vector gives"),
-        Entry("broadcast-loss", "shape-broadcast", Mistake(broadcast_loss_only=True),
+        Entry("broadcast-loss", DiagnosisCode.SHAPE_BROADCAST, Mistake(broadcast_loss_only=True),
               "a recorded loss over every (prediction, target) pair, as an (n, 1) column against (n,) gives"),
     ]
     if problem.objective is not None:  # no samples: nothing to sum or broadcast
-        return [e for e in entries if e.code not in ("gradient-not-averaged", "shape-broadcast")]
+        return [e for e in entries
+                if e.code not in (DiagnosisCode.GRADIENT_NOT_AVERAGED, DiagnosisCode.SHAPE_BROADCAST)]
     single_output = problem.y.ndim == 1 or problem.y.shape[1] == 1  # only (n, 1) against (n,) broadcasts
     scalar = len(problem.params) == 1  # only the scalar model's history records w
-    return [e for e in entries if (e.code != "gradient-not-averaged" or n > 1)
-            and (e.code != "shape-broadcast" or single_output) and (e.code != "w-before-update" or scalar)]
+    return [e for e in entries if (e.code != DiagnosisCode.GRADIENT_NOT_AVERAGED or n > 1)
+            and (e.code != DiagnosisCode.SHAPE_BROADCAST or single_output)
+            and (e.code != DiagnosisCode.W_BEFORE_UPDATE or scalar)]
 
 
 def matches(problem: Problem, observed: dict[str, Any], fields: tuple[str, ...]) -> list[tuple[Entry, float]]:

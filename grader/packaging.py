@@ -35,6 +35,7 @@ from grader import exercises
 from grader.grading import DEFAULT_TIMEOUT_S
 
 PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
+GRADESCOPE_ZIP = Path("autograder.zip")  # what Gradescope's Configure Autograder page uploads
 PL_IMAGE = "your-dockerhub-user/dl-grader:latest"
 PL_TIMEOUT_S = 120  # the whole container: start, import torch, grade
 
@@ -104,7 +105,7 @@ exec "$GRADE" gradescope {exercise} --submission "$ROOT/submission" \\
 """
 
 
-def gradescope_package(exercise_id: str, out: Path, wheel: Path | None = None,
+def gradescope_package(exercise_id: str, out: Path = GRADESCOPE_ZIP, wheel: Path | None = None,
                        timeout: float = DEFAULT_TIMEOUT_S) -> Path:
     """Write the Gradescope autograder zip to `out`; returns its path."""
     out = Path(out)

@@ -25,8 +25,9 @@ from click.testing import CliRunner
 from grader import grading
 from grader.cli import main
 from grader.report import to_json
+from grader.sandbox.proctree import descendants_by_scan
 from grader.sandbox.runner import SandboxFailure, Zygote
-from grader.sandbox.zygote import SPARE_NAME, _descendants_by_scan
+from grader.sandbox.zygote import SPARE_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 ATTACKS = ROOT / "tests" / "attacks"
@@ -165,7 +166,7 @@ def attack_and_check(attack: str, worker: Zygote, sibling: Zygote, scene: Scene)
 def _left_behind(worker: Zygote) -> list[int]:
     """The worker's processes other than its spare child (forked for the next job once this one's tree is
     gone, and named so): at most one spare, and nothing else."""
-    below = _descendants_by_scan(worker.process.pid)
+    below = descendants_by_scan(worker.process.pid)
     spares = [pid for pid in below if _name(pid) == SPARE_NAME]
     assert len(spares) <= 1, spares
     return [pid for pid in below if pid not in spares]
@@ -305,7 +306,7 @@ def test_a_batch_of_attackers_survives_and_grades_its_honest_students(tier_worke
 def _strays() -> list[int]:
     """What runs below this test session other than its own workers and their spare children."""
     me = os.getpid()
-    return [pid for pid in _descendants_by_scan(me)
+    return [pid for pid in descendants_by_scan(me)
             if _parent(pid) != me and not (_name(pid) == SPARE_NAME and _parent(_parent(pid)) == me)]
 
 

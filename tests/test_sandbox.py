@@ -18,7 +18,7 @@ from click.testing import CliRunner
 
 from grader import grading
 from grader.cli import main
-from grader.sandbox import doctor, isolation
+from grader.sandbox import doctor, rootfs, tiers
 from grader.sandbox.runner import SANDBOX_CHOICES, SandboxFailure, Zygote
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ def test_every_tier_grades_the_reference_solution_to_full_marks_and_says_which_t
 @linux_only
 def test_auto_picks_namespaces_where_the_kernel_allows_them(numpy_workers):
     plan = numpy_workers("auto").info()["sandbox"]
-    assert plan["tier"] in isolation.TIERS
+    assert plan["tier"] in tiers.TIERS
     if plan["tier"] != "namespaces":
         pytest.skip("namespaces unavailable here: " + "; ".join(plan["notes"]))
     assert plan["notes"] == []
@@ -90,13 +90,13 @@ def test_inside_the_namespaces_tier_the_doors_are_shut(numpy_workers):
     seen = fields(run_source(worker, probe, "look"))
     assert seen["pid"] == 1 and seen["procs"] == 1  # PID 1 of its own namespace, alone
     assert seen["uid"] != 0
-    assert seen["cwd"] == seen["home"] == isolation.SANDBOX_HOME
+    assert seen["cwd"] == seen["home"] == rootfs.SANDBOX_HOME
     assert not seen["grader_src"] and not seen["repo"]
     assert seen["python"] and seen["venv"]
     assert not seen["usr_writable"] and seen["tmp_writable"] and seen["ro_usr"]
     assert seen["hostname"] == "sandbox"
     assert seen["fds"] == 5  # stdin, stdout, stderr, the result pipe, and listdir's own: nothing of the worker's
-    tops = {p.strip("/").split("/")[0] for p in (*isolation.SYSTEM_PATHS, *isolation.python_paths())}
+    tops = {p.strip("/").split("/")[0] for p in (*rootfs.SYSTEM_PATHS, *rootfs.python_paths())}
     assert {"proc", "dev", "tmp", "usr"} <= set(seen["root"]) <= tops | {"proc", "dev", "tmp"}
 
 
@@ -130,7 +130,7 @@ def test_a_grader_that_is_not_root_gets_namespaces_through_a_user_namespace(subm
 
 
 def test_the_private_view_never_binds_the_course_repository():
-    for path in isolation.python_paths():
+    for path in rootfs.python_paths():
         assert not (ROOT / "solutions").resolve().is_relative_to(path)
         assert not (ROOT / "exercises").resolve().is_relative_to(path)
 

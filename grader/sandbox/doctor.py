@@ -15,8 +15,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from grader.sandbox.isolation import TIERS
 from grader.sandbox.runner import Zygote
+from grader.sandbox.tiers import Tier, at_least
 
 CANARY_NAME = "GRADER_DOCTOR_CANARY"
 
@@ -70,10 +70,6 @@ class SandboxTooWeak(RuntimeError):
     """This machine cannot reach the tier a caller requires (e.g. `grade batch --require-sandbox`)."""
 
 
-def tier_at_least(tier: str, wanted: str) -> bool:
-    return tier in TIERS and TIERS.index(tier) >= TIERS.index(wanted)
-
-
 def require_namespace_tier(worker: Zygote | None = None) -> dict[str, Any]:
     """The sandbox plan, or SandboxTooWeak when jobs would run below the namespaces tier.
 
@@ -87,8 +83,8 @@ def require_namespace_tier(worker: Zygote | None = None) -> dict[str, Any]:
     finally:
         if own:
             worker.close()
-    tier = str(plan.get("tier", "unknown"))
-    if not tier_at_least(tier, "namespaces"):
+    tier = str(plan.get("tier", Tier.UNKNOWN))
+    if not at_least(tier, Tier.NAMESPACES):
         why = "; ".join(plan.get("notes", [])) or "no namespaces on this platform"
         raise SandboxTooWeak(f"the sandbox here only reaches the {tier!r} tier, below 'namespaces' ({why}). "
                              "Grade on Linux with user namespaces enabled, or run as root.")
@@ -134,7 +130,7 @@ def defences(plan: dict[str, Any], inside: dict[str, Any], repo: Path) -> list[t
     """(defence, what it relies on here, what the self-test saw) for each defence of the threat model."""
     tier = plan.get("tier")
     cgroups = plan.get("cgroups", {})
-    namespaces = tier == "namespaces"
+    namespaces = tier == Tier.NAMESPACES
     uid_note = ("a user namespace: the student keeps the grader's uid, without capabilities"
                 if plan.get("userns") else f"a uid of its own ({_int(inside.get('uid'))}, shared with no other process)")
     return [
@@ -166,7 +162,7 @@ def defences(plan: dict[str, Any], inside: dict[str, Any], repo: Path) -> list[t
          else ("a uid of its own, no_new_privs" if plan.get("drop_uid") else "the grader's own uid"),
          f"CapEff {inside.get('cap_eff')}"),
         ("system calls", "seccomp filter: no nested namespaces, mount, ptrace, kernel modules, BPF, keyrings, "
-         "io_uring" if plan.get("tier") != "none" and platform.machine() == "x86_64"
+         "io_uring" if plan.get("tier") != Tier.NONE and platform.machine() == "x86_64"
          else "NOT DEFENDED (the filter is written for x86_64)", f"seccomp {inside.get('seccomp')}"),
         ("output and results", ("stdout/stderr to a file capped by RLIMIT_FSIZE, 64 KiB kept; the channel "
                                 "capped in size and count, only finite numbers, no pickle"), "on"),
@@ -253,12 +249,12 @@ def _int(value: Any) -> str:
 
 def render(found: dict[str, Any]) -> str:
     plan = found["plan"]
-    tier = plan.get("tier", "unknown")
-    lines = [f"Sandbox tier: {tier}" + ("" if tier == "namespaces" else "  (WARNING: below 'namespaces'; "
+    tier = str(plan.get("tier", Tier.UNKNOWN))
+    lines = [f"Sandbox tier: {tier}" + ("" if tier == Tier.NAMESPACES else "  (WARNING: below 'namespaces'; "
                                           "do not grade untrusted work here)")]
     if plan.get("notes"):
         lines += [f"  note: {note}" for note in plan["notes"]]
-    if tier == "namespaces":
+    if tier == Tier.NAMESPACES:
         bubblewrap = (f"found at {plan['bubblewrap']}, not needed" if plan.get("bubblewrap") else "not installed, "
                       "not needed") + ": the worker enters the same kernel namespaces itself, per submission"
     elif plan.get("requested") in ("process", "none"):

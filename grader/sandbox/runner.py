@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Self
 
 from grader.sandbox.channel import MAX_CHANNEL_BYTES, ChannelError, decode
-from grader.sandbox.isolation import scrubbed_environment
+from grader.sandbox.rlimits import scrubbed_environment
+from grader.sandbox.tiers import Tier
 
 START_TIMEOUT_S = 120.0  # a cold torch import on a loaded machine can take tens of seconds
 BACKSTOP_S = 15.0  # beyond the job's own timeout, before the parent gives up on the worker itself
@@ -107,7 +108,7 @@ class Zygote:
             if info.get("event") != "ready":
                 raise SandboxFailure("the grading worker did not start")
             reached = info.get("sandbox", {}).get("tier")
-            if self.sandbox in ("namespaces", "userns") and reached != "namespaces":
+            if self.sandbox in ("namespaces", "userns") and reached != Tier.NAMESPACES:
                 notes = "; ".join(info.get("sandbox", {}).get("notes", []))
                 self.kill()
                 raise SandboxFailure(f"the namespaces sandbox tier was required, but this worker only reaches "
@@ -142,7 +143,7 @@ class Zygote:
     @property
     def tier(self) -> str:
         """The tier every job of this worker runs at (decided by trying it when the worker started)."""
-        return str(self.info().get("sandbox", {}).get("tier", "unknown"))
+        return str(self.info().get("sandbox", {}).get("tier", Tier.UNKNOWN))
 
     @property
     def alive(self) -> bool:

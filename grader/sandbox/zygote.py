@@ -1,4 +1,4 @@
-"""A pre-warmed worker: imports torch once, then forks one sandboxed child per submission.
+"""A pre-warmed worker: imports torch once, then forks one sandboxed child per submission (ahead of it).
 
 Run as `python -I -m grader.sandbox.zygote FD` by `runner.Zygote`, FD being its end of a unix socket to the
 trusted parent. It never holds reference data, and it never reads a job or a result either: every child
@@ -23,178 +23,32 @@ import socket
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from typing import Any
 
-from grader.sandbox import isolation
+from grader.sandbox import isolation, namespaces
+from grader.sandbox import plan as sandbox_plan
+from grader.sandbox.cgroups import cgroup_memory, job_cgroups, remove_cgroup
+from grader.sandbox.cgroups import join as join_cgroups
+from grader.sandbox.cgroups import limit as limit_cgroups
+from grader.sandbox.plan import Plan
+from grader.sandbox.proctree import descendants, kill_tree, rss_mib
+from grader.sandbox.syscalls import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
 
 JOB_CAP_BYTES = 64 * 1024 * 1024  # what a child reads of its own job pipe (the parent sends a few MB at most)
 POLL_S = 0.02  # only where there is no pidfd to wake us when the child exits
 RSS_EVERY_S = 0.05  # only where no memory cgroup enforces the limit
-KILL_PATIENCE_S = 30.0
 SPARE_NAME = "grader-spare"  # a spare child's process name while it waits for its job
 
 
 def _prctl(option: int, value: int) -> None:
     try:
-        isolation.prctl(option, value)
+        prctl(option, value)
     except (OSError, AttributeError):  # not Linux: nothing to set
         pass
 
 
-def descendants(root: int) -> list[int]:
-    """Every live process below `root` (children before grandchildren).
-
-    Follows /proc/<pid>/task/<tid>/children, which costs one read per process in the tree instead of a scan
-    of the whole machine; falls back to the full /proc scan where the kernel lacks those files.
-    """
-    if not os.path.exists(f"/proc/{os.getpid()}/task/{os.getpid()}/children"):
-        return _descendants_by_scan(root)
-    found: list[int] = []
-    frontier = [root]
-    seen = {root}
-    while frontier:
-        parent = frontier.pop()
-        for child in _children(parent):
-            if child not in seen:
-                seen.add(child)
-                found.append(child)
-                frontier.append(child)
-    return found
-
-
-def _children(pid: int) -> list[int]:
-    children: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return children
-    for tid in tasks:
-        try:
-            with open(f"/proc/{pid}/task/{tid}/children", "rb") as handle:
-                children.extend(int(x) for x in handle.read().split())
-        except (OSError, ValueError):
-            continue
-    return children
-
-
-def _descendants_by_scan(root: int) -> list[int]:
-    parents: dict[int, int] = {}
-    for name in os.listdir("/proc") if os.path.isdir("/proc") else []:
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as handle:
-                stat = handle.read()
-        except OSError:
-            continue
-        fields = stat[stat.rfind(b")") + 2:].split()
-        parents[int(name)] = int(fields[1])
-    found, frontier = [], [root]
-    while frontier:
-        parent = frontier.pop()
-        children = [pid for pid, ppid in parents.items() if ppid == parent]
-        found.extend(children)
-        frontier.extend(children)
-    return found
-
-
-def rss_mib(pids: list[int], baseline_mib: float = 0.0) -> float:
-    """Resident memory of `pids`, each counted beyond `baseline_mib`.
-
-    A forked child starts out sharing the worker's resident pages (torch, NumPy): counting them in every
-    process would charge a submission for the worker's imports, once per process. With the worker's own
-    resident size as the baseline, what is counted is roughly what the submission added, as a memory cgroup
-    would charge it.
-    """
-    total_kib = 0.0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/status", "rb") as handle:
-                for line in handle:
-                    if line.startswith(b"VmRSS:"):
-                        total_kib += max(0.0, int(line.split()[1]) - baseline_mib * 1024)
-                        break
-        except (OSError, ValueError):
-            continue
-    return total_kib / 1024
-
-
-def kill_tree(grace_s: float = 0.2, cgroups: dict[str, str] | None = None, group: int | None = None) -> None:
-    """SIGTERM every descendant, then SIGKILL whatever is left, until nothing is left.
-
-    As a child subreaper we inherit orphans, so a grandchild that called setsid() is still ours; a job's
-    cgroups list its processes too, wherever they went. Stopping before killing keeps a fork bomb from
-    outrunning the scan.
-    """
-    me = os.getpid()
-
-    def alive() -> list[int]:
-        return sorted(set(descendants(me)) | set(isolation.cgroup_pids(cgroups or {})) - {me})
-
-    if group is not None:  # the job's session: all there is to find where there is no /proc (macOS)
-        _signal_group(group, signal.SIGTERM)
-    pids = alive()
-    if not pids and not _group_alive(group):
-        _reap()
-        return
-    for pid in pids:
-        _signal(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace_s
-    while (pids or _group_alive(group)) and time.monotonic() < deadline:
-        _reap()
-        time.sleep(0.01)
-        pids = alive()
-    # Until every one is gone, zombies included: a process stuck in the kernel (a fork copying a large
-    # address space) takes its SIGKILL when it comes back, and must not outlive the job.
-    give_up = time.monotonic() + KILL_PATIENCE_S
-    while (pids or _group_alive(group)) and time.monotonic() < give_up:
-        for pid in pids:
-            _signal(pid, signal.SIGSTOP)
-        for pid in pids:
-            _signal(pid, signal.SIGKILL)
-        if group is not None:
-            _signal_group(group, signal.SIGKILL)
-        _reap()
-        time.sleep(0.005)
-        pids = alive()
-    _reap()
-
-
-def _group_alive(group: int | None) -> bool:
-    if group is None:
-        return False
-    try:
-        os.killpg(group, 0)
-    except (ProcessLookupError, PermissionError):
-        return False
-    return True
-
-
-def _signal_group(group: int, sig: int) -> None:
-    try:
-        os.killpg(group, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _signal(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _reap() -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
-def _child(control: dict[str, Any], job_fd: int, result_fd: int, output_fd: int, workdir: str) -> None:
+def _child(plan: Plan, control: dict[str, Any], job_fd: int, result_fd: int, output_fd: int, workdir: str) -> None:
     """In the forked child: close every door, read this job from its own pipe, hand over to the harness.
 
     The job (the submission, the probe, the inputs) is read here, after the fork and inside the sandbox:
@@ -203,20 +57,10 @@ def _child(control: dict[str, Any], job_fd: int, result_fd: int, output_fd: int,
     code = 70
     try:
         os.setsid()
-        devnull = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(output_fd, 1)
-        os.dup2(output_fd, 2)
-        keep = sorted({job_fd, result_fd})
-        os.closerange(3, keep[0])
-        os.closerange(keep[0] + 1, keep[-1])
-        os.closerange(keep[-1] + 1, 1 << 16)
-        sys.stdin = open(0, closefd=False)  # noqa: SIM115
-        sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
-        sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
+        _only_the_jobs_descriptors(job_fd, result_fd, output_fd)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        tier = isolation.enter(control, workdir)
+        tier = isolation.enter(plan, control, workdir)
         from grader.sandbox.harness import Channel, run
 
         channel = Channel(result_fd)
@@ -236,6 +80,21 @@ def _child(control: dict[str, Any], job_fd: int, result_fd: int, output_fd: int,
         except BaseException:  # noqa: BLE001, S110 - the fork must end here whatever happens
             pass
         os._exit(code)
+
+
+def _only_the_jobs_descriptors(job_fd: int, result_fd: int, output_fd: int) -> None:
+    """stdin from /dev/null, stdout and stderr to the job's output file; every other descriptor closed."""
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(output_fd, 1)
+    os.dup2(output_fd, 2)
+    keep = sorted({job_fd, result_fd})
+    os.closerange(3, keep[0])
+    os.closerange(keep[0] + 1, keep[-1])
+    os.closerange(keep[-1] + 1, 1 << 16)
+    sys.stdin = open(0, closefd=False)  # noqa: SIM115
+    sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
+    sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
 
 
 class _JobReader:
@@ -278,14 +137,14 @@ class Spare:
     arrives: the descriptors (and the limits) come over its socket, exactly what a freshly forked child gets.
     """
 
-    def __init__(self, scratch: str, number: int):
+    def __init__(self, plan: Plan, scratch: str, number: int):
         self.workdir = tempfile.mkdtemp(prefix="sub-", dir=scratch)
         os.chmod(self.workdir, 0o777)  # the child may run as an unprivileged user
-        self.cgroups = isolation.job_cgroups(f"{os.getpid()}-{number}", prefix="spare-")
+        self.cgroups = job_cgroups(plan.cgroups, f"{os.getpid()}-{number}", prefix="spare-")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         name = _rename(SPARE_NAME)  # born with its name: whoever lists our children never sees it nameless
         try:
-            self.pid = isolation.fork_job()
+            self.pid = namespaces.fork_job(plan)
         except BaseException:
             _rename(name)
             ours.close()
@@ -294,15 +153,15 @@ class Spare:
             raise
         if self.pid == 0:
             ours.close()
-            _wait_for_job(theirs, self.cgroups, self.workdir, name)
+            _wait_for_job(plan, theirs, self.cgroups, self.workdir, name)
         _rename(name)
         theirs.close()
         self.socket = ours
 
-    def hand_over(self, control: dict[str, Any], fds: list[int], limits: dict[str, Any]) -> dict[str, str] | None:
-        """Give the spare its job (closing our copies of the descriptors either way); the cgroups whose limits
-        hold, or None where the spare is gone and a child must be forked as before."""
-        cgroups = isolation.limit_cgroups(self.cgroups, limits)
+    def hand_over(self, fds: list[int], limits: dict[str, Any]) -> dict[str, str] | None:
+        """Give the spare its job (closing our copies of the descriptors if it took them); the cgroups whose
+        limits hold, or None where the spare is gone and a child must be forked as before."""
+        cgroups = limit_cgroups(self.cgroups, limits)
         message = json.dumps({"limits": limits, "cgroups": cgroups}).encode()
         try:
             socket.send_fds(self.socket, [message], fds)
@@ -328,14 +187,22 @@ class Spare:
     def discard(self) -> None:
         """Its child gone (or never born): remove what was made for it."""
         for directory in self.cgroups.values():
-            isolation.remove_cgroup(directory)
+            remove_cgroup(directory)
         shutil.rmtree(self.workdir, ignore_errors=True)
 
 
-def _wait_for_job(commands: socket.socket, cgroups: dict[str, str], workdir: str, name: str | None) -> None:
+def _spare(plan: Plan, scratch: str, number: int) -> Spare | None:
+    try:
+        return Spare(plan, scratch, number)
+    except OSError:  # no fork now (a process limit): the next job forks its own child
+        return None
+
+
+def _wait_for_job(plan: Plan, commands: socket.socket, cgroups: dict[str, str], workdir: str,
+                  name: str | None) -> None:
     """In a spare child: join its cgroups, then wait for the job's descriptors and go on as `_child`."""
     try:
-        _prctl(isolation.PR_SET_PDEATHSIG, signal.SIGKILL)
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
         keep = commands.fileno()
         devnull = os.open(os.devnull, os.O_RDWR)
         for fd in (0, 1, 2):
@@ -343,7 +210,7 @@ def _wait_for_job(commands: socket.socket, cgroups: dict[str, str], workdir: str
         os.closerange(3, keep)
         os.closerange(keep + 1, 1 << 16)  # nor the worker's socket: its end of file tells the parent it died
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        isolation.join_cgroups(cgroups)
+        join_cgroups(cgroups)
         message, fds, _, _ = socket.recv_fds(commands, 65536, 3)
         if not message or len(fds) != 3:
             os._exit(0)  # the worker is closing, or has gone
@@ -352,7 +219,7 @@ def _wait_for_job(commands: socket.socket, cgroups: dict[str, str], workdir: str
         _rename(name)  # the worker's name again, as a child forked for its job has
     except BaseException:  # noqa: BLE001 - nothing may escape the fork
         os._exit(72)
-    _child({"limits": control["limits"], "cgroups": control["cgroups"], "joined": True}, *fds, workdir)
+    _child(plan, {"limits": control["limits"], "cgroups": control["cgroups"], "joined": True}, *fds, workdir)
 
 
 def _rename(name: str | None) -> str | None:
@@ -360,16 +227,16 @@ def _rename(name: str | None) -> str | None:
     if name is None:
         return None
     try:
-        with open("/proc/self/comm", "r+", encoding="utf-8") as comm:
+        with open("/proc/self/comm", encoding="utf-8") as comm:
             old = comm.read().strip()
-            comm.seek(0)
+        with open("/proc/self/comm", "w", encoding="utf-8") as comm:
             comm.write(name)
         return old
     except OSError:
         return None
 
 
-def run_job(control: dict[str, Any], fds: list[int], scratch: str, commands: Any = None,
+def run_job(plan: Plan, control: dict[str, Any], fds: list[int], scratch: str, commands: Any = None,
             spare: Spare | None = None) -> dict[str, Any]:
     """Fork one child for a job this worker never reads (or hand it to the spare), watch it, clean up after it.
 
@@ -380,105 +247,132 @@ def run_job(control: dict[str, Any], fds: list[int], scratch: str, commands: Any
     """
     started = time.monotonic()
     limits = control["limits"]
-    cgroups = spare.hand_over(control, fds, limits) if spare is not None else None
-    if cgroups is not None:
+    cgroups = spare.hand_over(fds, limits) if spare is not None else None
+    if spare is not None and cgroups is not None:
         pid, workdir, made = spare.pid, spare.workdir, spare.cgroups
     else:
         if spare is not None:  # it died waiting: reap it, and fork as if there had been none
             kill_tree()
             spare.discard()
-        pid, workdir, cgroups = _fork_child(control, fds, scratch)
+        pid, workdir, cgroups = _fork_child(plan, control, fds, scratch)
         made = cgroups
-    watch = _watch(pid, started + float(limits["timeout"]), float(limits["memory_mib"]),
-                   "memory" not in cgroups, commands)
+    watch = Watch(pid, started + float(limits["timeout"]), float(limits["memory_mib"]),
+                  watch_rss="memory" not in cgroups, intermediate=namespaces.job_has_intermediate(plan))
+    watch.run(commands)
     kill_tree(cgroups=cgroups, group=pid)
-    status = watch["status"]
-    if status is None:
-        try:
-            _, status = os.waitpid(pid, 0)
-        except ChildProcessError:
-            status = None
-    peak_rss, killed_for_memory = isolation.cgroup_memory(cgroups)
+    status = watch.status if watch.status is not None else _wait(pid)
+    peak_rss, killed_for_memory = cgroup_memory(cgroups)
     for directory in made.values():
-        isolation.remove_cgroup(directory)
+        remove_cgroup(directory)
     shutil.rmtree(workdir, ignore_errors=True)
     return {
         "event": "finished",
         "job_id": control["job_id"],
         "exit_code": os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None,
         "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
-        "timed_out": watch["timed_out"],
-        "memory_exceeded": watch["memory_exceeded"] or killed_for_memory,
-        "stopped": watch["stopped"],
-        "peak_rss_mib": round(max(peak_rss, watch["peak_rss"]), 1),
+        "timed_out": watch.timed_out,
+        "memory_exceeded": watch.memory_exceeded or killed_for_memory,
+        "stopped": watch.stopped,
+        "peak_rss_mib": round(max(peak_rss, watch.peak_rss), 1),
         "duration_s": round(time.monotonic() - started, 4),
     }
 
 
-def _fork_child(control: dict[str, Any], fds: list[int], scratch: str) -> tuple[int, str, dict[str, str]]:
+def _fork_child(plan: Plan, control: dict[str, Any], fds: list[int], scratch: str) -> tuple[int, str, dict[str, str]]:
     """A child forked for this job now (where there is no spare): its pid, its directory, its cgroups."""
     job_fd, result_fd, output_fd = fds
     workdir = tempfile.mkdtemp(prefix="sub-", dir=scratch)
     os.chmod(workdir, 0o777)  # the child may run as an unprivileged user
     limits = control["limits"]
-    cgroups = isolation.job_cgroups(str(control["job_id"]), limits)
+    cgroups = job_cgroups(plan.cgroups, str(control["job_id"]), limits)
     try:
-        pid = isolation.fork_job()
+        pid = namespaces.fork_job(plan)
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
     if pid == 0:
-        _child({"limits": limits, "cgroups": cgroups}, job_fd, result_fd, output_fd, workdir)
+        _child(plan, {"limits": limits, "cgroups": cgroups}, job_fd, result_fd, output_fd, workdir)
     for fd in fds:
         os.close(fd)
     return pid, workdir, cgroups
 
 
-def _watch(pid: int, deadline: float, memory_mib: float, watch_rss: bool, commands: Any) -> dict[str, Any]:
-    """Sleep in select() until the child exits, the deadline or an RSS check is due, or the parent says stop.
+def _wait(pid: int) -> int | None:
+    try:
+        return os.waitpid(pid, 0)[1]
+    except ChildProcessError:
+        return None
+
+
+@dataclass
+class Watch:
+    """One job's child, watched until it exits, runs past its deadline or its memory, or the parent says stop.
 
     The child's exit wakes us through a pidfd (no polling); the RSS watchdog ticks only where no memory
-    cgroup enforces the limit. Whatever the child left running is killed as soon as it has exited.
+    cgroup enforces the limit. What it saw is left in its fields for the job's account.
     """
-    state: dict[str, Any] = {"status": None, "timed_out": False, "memory_exceeded": False, "stopped": False,
-                             "peak_rss": 0.0}
-    pidfd = _pidfd(pid)
-    baseline = rss_mib([os.getpid()]) if watch_rss else 0.0
-    next_rss = time.monotonic()
-    while True:
-        now = time.monotonic()
-        done, status = os.waitpid(pid, os.WNOHANG)
+
+    pid: int
+    deadline: float  # time.monotonic()
+    memory_mib: float
+    watch_rss: bool  # no memory cgroup: the RSS watchdog enforces the limit
+    intermediate: bool  # the child's first process is an intermediate, not the student's
+    status: int | None = None  # the child's wait status, once it exited
+    timed_out: bool = False
+    memory_exceeded: bool = False
+    stopped: bool = False  # the parent asked for the job to be stopped (or has gone)
+    peak_rss: float = 0.0
+
+    def run(self, commands: Any) -> None:
+        """Sleep in select() until the child exits, the deadline or an RSS check is due, or the parent says stop."""
+        pidfd = _pidfd(self.pid)
+        baseline = rss_mib([os.getpid()]) if self.watch_rss else 0.0
+        next_rss = time.monotonic()
+        try:
+            while True:
+                now = time.monotonic()
+                if self._ended(now):
+                    return
+                if self.watch_rss and now >= next_rss:
+                    next_rss = now + RSS_EVERY_S
+                    if self._over_memory(baseline):
+                        return
+                wake = min(self.deadline, next_rss) if self.watch_rss else self.deadline
+                if pidfd is None:
+                    wake = min(wake, now + POLL_S)
+                if self._told_to_stop(commands, pidfd, max(0.0, wake - now)):
+                    return
+        finally:
+            if pidfd is not None:
+                os.close(pidfd)
+
+    def _ended(self, now: float) -> bool:
+        done, status = os.waitpid(self.pid, os.WNOHANG)
         if done:
-            state["status"] = status
-            break
-        if now > deadline:
-            state["timed_out"] = True
-            break
-        if watch_rss and now >= next_rss:
-            next_rss = now + RSS_EVERY_S
-            below = descendants(pid)
-            used = rss_mib(below if below and isolation.job_has_intermediate() else [pid, *below], baseline)
-            state["peak_rss"] = max(state["peak_rss"], used)
-            if used > memory_mib:
-                state["memory_exceeded"] = True
-                break
-        wake = min(deadline, next_rss) if watch_rss else deadline
-        waiting = [] if commands is None else [commands]
-        if pidfd is None:
-            wake = min(wake, now + POLL_S)
-        else:
-            waiting.append(pidfd)
-        ready, _, _ = select.select(waiting, [], [], max(0.0, wake - now))
-        if commands is not None and commands in ready:
-            _, fds, _, _ = socket.recv_fds(commands, 4096, 4)  # a stop, or the parent has gone (empty)
-            for fd in fds:  # a stop carries none; anything else is closed unread
-                os.close(fd)
-            state["stopped"] = True
-            break
-    if pidfd is not None:
-        os.close(pidfd)
-    return state
+            self.status = status
+            return True
+        self.timed_out = now > self.deadline
+        return self.timed_out
+
+    def _over_memory(self, baseline: float) -> bool:
+        below = descendants(self.pid)
+        used = rss_mib(below if below and self.intermediate else [self.pid, *below], baseline)
+        self.peak_rss = max(self.peak_rss, used)
+        self.memory_exceeded = used > self.memory_mib
+        return self.memory_exceeded
+
+    def _told_to_stop(self, commands: Any, pidfd: int | None, timeout: float) -> bool:
+        """Wait up to `timeout` for the child's exit or a word from the parent; True for a stop."""
+        waiting = ([] if commands is None else [commands]) + ([] if pidfd is None else [pidfd])
+        ready, _, _ = select.select(waiting, [], [], timeout)
+        if commands is None or commands not in ready:
+            return False
+        _, fds, _, _ = socket.recv_fds(commands, 4096, 4)  # a stop, or the parent has gone (empty)
+        for fd in fds:  # a stop carries none; anything else is closed unread
+            os.close(fd)
+        self.stopped = True
+        return True
 
 
 def _pidfd(pid: int) -> int | None:
@@ -536,14 +430,6 @@ def warm_torch(torch: Any, backward: bool) -> None:
     torch.random.set_rng_state(generator_state)  # every child seeds anyway; leave no trace of the warm-up
 
 
-def _spare(scratch: str, number: int) -> Spare | None:
-    try:
-        spare = Spare(scratch, number)
-    except OSError:  # no fork now (a process limit): the next job forks its own child
-        return None
-    return spare
-
-
 def _emit(message: dict[str, Any]) -> None:
     sys.stdout.write(json.dumps(message) + "\n")
     sys.stdout.flush()
@@ -560,8 +446,8 @@ def _receive(commands: socket.socket) -> tuple[dict[str, Any] | None, list[int]]
 
 
 def main() -> None:
-    _prctl(isolation.PR_SET_CHILD_SUBREAPER, 1)
-    _prctl(isolation.PR_SET_DUMPABLE, 0)  # a same-user child cannot read our memory through /proc
+    _prctl(PR_SET_CHILD_SUBREAPER, 1)
+    _prctl(PR_SET_DUMPABLE, 0)  # a same-user child cannot read our memory through /proc
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     # SIGTERM from the parent (a batch being stopped) unwinds through `finally`, which kills the job's tree.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
@@ -569,6 +455,30 @@ def main() -> None:
     config, _ = _receive(commands)
     if config is None:
         os._exit(0)
+    info = _warm_up(config)
+    plan = sandbox_plan.prepare(str(config.get("sandbox", "auto")), bool(config.get("cgroups", True)))
+    info["sandbox"] = plan.as_dict()
+    _remove_stale_scratch()
+    scratch = tempfile.mkdtemp(prefix=f"grader-zygote-{os.getpid()}-")
+    os.chmod(scratch, 0o711)
+    _emit(info)
+    try:
+        _serve(plan, commands, scratch)
+    finally:
+        kill_tree()
+        shutil.rmtree(scratch, ignore_errors=True)
+        for directory in plan.cgroups.values():
+            remove_cgroup(directory)
+        # Skip the interpreter's teardown: with torch loaded it takes ~0.4 s that every cold `grade` would
+        # wait for, and everything is already cleaned up and said.
+        try:
+            sys.stdout.flush()
+        finally:
+            os._exit(0)
+
+
+def _warm_up(config: dict[str, Any]) -> dict[str, Any]:
+    """Import, once and before any fork, what every child needs; the `ready` event, less the sandbox plan."""
     info: dict[str, Any] = {"event": "ready", "pid": os.getpid(), "torch": None, "cuda": False}
     if config.get("framework") == "torch" or config.get("want_cuda"):
         import torch
@@ -582,21 +492,23 @@ def main() -> None:
     # is loaded now because the child's filesystem view has no course repository.
     for module in ("numpy", "numpy.random", "grader.sandbox.harness"):
         importlib.import_module(module)
+    return info
 
-    info["sandbox"] = isolation.prepare(str(config.get("sandbox", "auto")), bool(config.get("cgroups", True)))
-    _remove_stale_scratch()
-    scratch = tempfile.mkdtemp(prefix=f"grader-zygote-{os.getpid()}-")
-    os.chmod(scratch, 0o711)
-    _emit(info)
+
+def _serve(plan: Plan, commands: socket.socket, scratch: str) -> None:
+    """The job loop, until the parent has gone.
+
+    Every child is forked from this loop, so it never reads a job or a result: a control message is a job
+    id and limits, and the job's bytes go from the parent's pipe to the child's, past us. The next job's
+    child is forked (a spare) once a job's tree is gone, while the parent scores it.
+    """
     spares = 0
-    spare = _spare(scratch, spares)
+    spare = _spare(plan, scratch, spares)
     try:
-        # Every child is forked from this loop, so it never reads a job or a result: a control message is a
-        # job id and limits, and the job's bytes go from the parent's pipe to the child's, past us.
         while True:
             control, fds = _receive(commands)
             if control is None:
-                break
+                return
             if control.get("stop"):
                 continue  # a stop that came after its job had ended
             if len(fds) != 3:
@@ -605,24 +517,12 @@ def main() -> None:
                 _emit({"event": "refused", "job_id": control.get("job_id")})
                 continue
             given, spare = spare, None  # this job's from now on, whatever happens
-            _emit(run_job(control, fds, scratch, commands, given))
-            # The next job's child, forked while the parent scores this one (one at a time, after this
-            # job's tree is gone: a spare is never in a job's way, nor a job's processes in the spare's).
+            _emit(run_job(plan, control, fds, scratch, commands, given))
             spares += 1
-            spare = _spare(scratch, spares)
+            spare = _spare(plan, scratch, spares)
     finally:
         if spare is not None:
             spare.close()
-        kill_tree()
-        shutil.rmtree(scratch, ignore_errors=True)
-        for directory in info["sandbox"].get("cgroups", {}).values():
-            isolation.remove_cgroup(directory)
-        # Skip the interpreter's teardown: with torch loaded it takes ~0.4 s that every cold `grade` would
-        # wait for, and everything is already cleaned up and said.
-        try:
-            sys.stdout.flush()
-        finally:
-            os._exit(0)
 
 
 if __name__ == "__main__":
