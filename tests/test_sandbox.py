@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +21,9 @@ from click.testing import CliRunner
 from grader import grading
 from grader.cli import main
 from grader.sandbox import doctor, rootfs, tiers
+from grader.sandbox.proctree import descendants_by_scan
 from grader.sandbox.runner import SANDBOX_CHOICES, SandboxFailure, Zygote
+from grader.sandbox.zygote import SPARE_NAME
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "ex03.py"
@@ -272,5 +276,58 @@ def test_the_worker_children_are_forked_from_never_holds_a_job_its_output_or_its
         assert any(marker in c.message for c in report.checks)
         assert _memory_hits(worker.process.pid, marker.encode()) == 0
         assert _memory_hits(worker.process.pid, b"def _as_weight(") == 0  # nor the solution's own code
+        # nor the spare child already forked for the next job (it was forked after this job ended)
+        spare = _wait_for_spare(worker)
+        assert _memory_hits(spare, marker.encode()) == 0
+        assert _memory_hits(spare, b"def _as_weight(") == 0
         # and it still grades the next submission, which finds nothing of this one
         assert grading.grade("ex03", SOLUTION, device="cpu", worker=worker).full_marks
+
+
+def _wait_for_spare(worker: Zygote, patience_s: float = 10.0) -> int:
+    deadline = time.monotonic() + patience_s
+    while time.monotonic() < deadline:
+        spares = [pid for pid in descendants_by_scan(worker.process.pid) if _name(pid) == SPARE_NAME]
+        if spares:
+            assert len(spares) == 1, spares
+            return spares[0]
+        time.sleep(0.01)
+    raise AssertionError("the worker forked no spare child for its next job")
+
+
+def _name(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
+            return comm.read().strip()
+    except OSError:
+        return ""
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().split(b")")[-1].split()[0] in (b"Z", b"X")  # a zombie: dead, its reaper late
+    except OSError:
+        return True
+
+
+@linux_only
+@pytest.mark.parametrize("how", ["closed", "killed"])
+def test_the_spare_child_never_outlives_its_worker(how, tmp_path):
+    # The spare waits, holding nothing, for the next job's descriptors; its worker closed by the parent or
+    # SIGKILLed (its own socket then reads end of file, and PR_SET_PDEATHSIG fires), it goes too.
+    worker = Zygote("numpy")
+    try:
+        assert grading.grade("ex01", ROOT / "solutions" / "ex01.py", device="cpu", worker=worker).full_marks
+        spare = _wait_for_spare(worker)
+        if how == "closed":
+            worker.close()
+        else:
+            os.kill(worker.process.pid, signal.SIGKILL)
+            worker.process.wait()
+        deadline = time.monotonic() + 5.0
+        while not _gone(spare) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert _gone(spare), f"the spare child {spare} outlived its worker ({how})"
+    finally:
+        worker.close()
