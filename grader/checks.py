@@ -16,6 +16,7 @@ import numpy as np
 from grader import diagnose
 from grader.exercises import CheckSpec, Exercise
 from grader.report import CheckResult, Status
+from grader.sandbox.protocol import ChildError, Result
 from grader.source import Code
 
 MALFORMED_RESULT = "the grader received a result it cannot read as numbers; no points for this check."
@@ -262,7 +263,7 @@ def _close(observed: Any, expected: Any, tol: Tolerance) -> bool:
     return bool(np.all(np.abs(got - want) <= tol.absolute(want) + tol.rtol * np.abs(want)))
 
 
-def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | None,
+def evaluate(exercise: Exercise, check: CheckSpec, observed: Result | None,
              reference: dict[str, Any] | None, device: str, run_problem: str | None,
              timed_out: bool, peers: tuple[diagnose.Peer, ...] = (), source: Code | None = None) -> CheckResult:
     """One check on one device. `peers` (the other checks' answers and references on the same device) are
@@ -277,10 +278,9 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | No
     if observed is None:
         status = Status.TIMEOUT if timed_out else Status.ERROR
         return replace(base, status=status, message=run_problem or "the grader received no result.")
-    if not observed.get("ok"):
-        error = observed.get("error")
-        return _from_error(exercise, check, base, error if isinstance(error, dict) else {}, peers, source)
-    fields, expected = observed.get("fields") or {}, reference["fields"]
+    if not observed.ok:
+        return _from_error(exercise, check, base, observed.error or ChildError(), peers, source)
+    fields, expected = observed.fields or {}, reference["fields"]
     reveal = check.visibility == "visible"
     tol = tolerance_for(exercise, check)
     code = None
@@ -356,18 +356,18 @@ EXCEPTION_ADVICE = {
 }
 
 
-def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: dict[str, Any],
+def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: ChildError,
                 peers: tuple[diagnose.Peer, ...] = (), source: Code | None = None) -> CheckResult:
-    kind = error.get("kind", "exception")
-    message = diagnose.missing_name(error, source) or str(error.get("message", "")).strip()
+    kind = error.kind
+    message = diagnose.missing_name(error, source) or error.message.strip()
     if kind in ("type", "shape"):
         result = replace(base, status=Status.FAILED, message=message)
     elif kind == "not-implemented":
         result = replace(base, status=Status.FAILED, message="Not implemented yet.")
     else:
-        where = error.get("where")
+        where = error.where
         text = f"{message} (at {where})" if where else message
         if kind == "exception":
-            text = "your code raised " + text + EXCEPTION_ADVICE.get(str(error.get("type")), "")
+            text = "your code raised " + text + EXCEPTION_ADVICE.get(str(error.type), "")
         result = replace(base, status=Status.ERROR, message=text)
     return diagnose.attach(result, diagnose.from_error(exercise, check, error, peers, source))

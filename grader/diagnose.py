@@ -20,6 +20,7 @@ import numpy as np
 from grader import mistakes
 from grader.exercises import CheckSpec, Exercise
 from grader.report import CheckResult
+from grader.sandbox.protocol import ChildError
 from grader.source import Code
 
 
@@ -225,11 +226,10 @@ def _for_the_model(exercise: Exercise, check: CheckSpec, found: Diagnosis) -> Di
                                                                 IGNORES_ARGUMENTS_MODEL))
 
 
-def from_error(exercise: Exercise, check: CheckSpec, error: dict[str, Any],
+def from_error(exercise: Exercise, check: CheckSpec, error: ChildError,
                peers: tuple[Peer, ...] = (), source: Code | None = None) -> Diagnosis | None:
     """The mistake behind a check whose probe raised (the student's exception or a wrong type/shape)."""
-    kind, text = error.get("kind"), str(error.get("message", ""))
-    evidence = error.get("evidence") if isinstance(error.get("evidence"), dict) else {}
+    kind, text, evidence = error.kind, error.message, error.evidence
     if kind == "not-implemented":
         return make("not-implemented")
     if kind == "exception" and isinstance(evidence.get("rebound"), str):
@@ -277,11 +277,11 @@ def uninitialised_module(exercise: Exercise, source: Code | None) -> Diagnosis:
                      cause_first=True)
 
 
-def missing_name(error: dict[str, Any], source: Code | None) -> str | None:
+def missing_name(error: ChildError, source: Code | None) -> str | None:
     """A better message for a function the run did not define, when the source does define it, inside a
     block that did not run (`if torch.cuda.is_available():` on a machine without a GPU, say)."""
-    name = error.get("name")
-    if error.get("kind") != "missing" or not isinstance(name, str) or source is None:
+    name = error.name
+    if error.kind != "missing" or name is None or source is None:
         return None
     guard = source.guard(name)
     if guard is None:

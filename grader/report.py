@@ -13,9 +13,25 @@ from grader import sanitize
 
 # Bump on any change to the report's shape; readers key on it. See schema/report.schema.json.
 SCHEMA_VERSION = "1.1"
-# How a run as a whole ended (the report's `status`, schema 1.1): docs/report.md's list.
-RUN_STATUSES = ("ok", "syntax-error", "import-error", "unreadable", "timeout", "memory-limit", "crashed", "exited",
-                "rejected", "grader-failure")
+
+
+class RunStatus(enum.StrEnum):
+    """How a run as a whole ended (the report's `status`, schema 1.1): docs/report.md's list. Decided in one
+    place, grading.run_status; serialised as its value."""
+
+    OK = "ok"
+    SYNTAX_ERROR = "syntax-error"
+    IMPORT_ERROR = "import-error"
+    UNREADABLE = "unreadable"
+    TIMEOUT = "timeout"
+    MEMORY_LIMIT = "memory-limit"
+    CRASHED = "crashed"
+    EXITED = "exited"
+    REJECTED = "rejected"
+    GRADER_FAILURE = "grader-failure"
+
+
+RUN_STATUSES = tuple(s.value for s in RunStatus)
 
 
 class Status(str, enum.Enum):
@@ -72,7 +88,9 @@ class Report:
     output: str = ""  # what the submission printed before any hidden check ran (capped), labelled by check
     references_sha256: str = ""
     schema_version: str = SCHEMA_VERSION
-    status: str = "ok"  # one of RUN_STATUSES, decided in grading.run_status() only
+    # How the run ended, decided in grading.run_status() only; None for a report of a 1.0 grader (read from
+    # disk), which never said: such a report is not current, and is regraded rather than classified.
+    status: RunStatus | None = RunStatus.OK
     hidden_output: str = ""  # what it printed while hidden checks ran: for the instructor, never the student
     cell_errors: tuple[str, ...] = ()  # notebook cells that raised (the next cells still ran), always listed
 
@@ -87,7 +105,7 @@ class Report:
     @property
     def full_marks(self) -> bool:
         return bool(self.checks) and all(c.passed for c in self.checks) and self.error is None \
-            and self.status == "ok"
+            and self.status is RunStatus.OK
 
     def with_checks(self, checks: tuple[CheckResult, ...]) -> Report:
         return replace(self, checks=checks)
@@ -101,6 +119,7 @@ def to_dict(report: Report) -> dict[str, Any]:
     data["full_marks"] = report.full_marks
     data["checks"] = [{**asdict(c), "status": c.status.value} for c in report.checks]
     data["devices"] = list(report.devices)
+    data["status"] = report.status.value if report.status is not None else None
     data["cell_errors"] = list(report.cell_errors)
     return sanitize.deep(data)  # messages, output, paths: a submission's text, safe in any file or viewer
 
@@ -118,7 +137,8 @@ def from_dict(data: dict[str, Any]) -> Report:
     fields["checks"] = checks
     fields["submission"] = Submission(**data["submission"])
     fields["devices"] = tuple(data["devices"])
-    fields.setdefault("status", "ok")  # a 1.0 report on disk: its `error` still says what went wrong
+    status = data.get("status")
+    fields["status"] = RunStatus(status) if status is not None else None  # None: a 1.0 grader's report
     fields["cell_errors"] = tuple(data.get("cell_errors") or ())
     return Report(**fields)
 
@@ -143,6 +163,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "CheckResult",
     "Report",
+    "RunStatus",
     "Status",
     "Submission",
     "from_dict",
