@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader import __version__, exercises, grading, hints, layouts
+from grader import __version__, exercises, grading, layouts
 from grader.executor import ExecutorGone
 from grader.formats import gradebook
 from grader.report import RUN_STATUSES, to_json
@@ -240,7 +240,6 @@ class Slot:
         if self.stop.is_set() and report.sandbox.get("tier") == "failed":
             return None  # its worker was stopped under it: not a result
         try:
-            report = hints.annotate(report)
             write_atomic(task.report_path(self.out), to_json(report))
             task.problem_path(self.out).unlink(missing_ok=True)
         except Exception as exc:  # noqa: BLE001 - a report that cannot be written must not end the slot

@@ -270,14 +270,14 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: Result | None,
     evidence for diagnoses only: a function that returned another check's answer ignores its arguments.
     `source` (the student's parsed code) only lets messages quote the student's own lines."""
     base = CheckResult(
-        name=check.name, status=Status.ERROR, score=0.0, max_score=check.points, message="",
+        name=check.name, status=Status.ERROR, score=0.0, max_score=check.points, symptom="",
         visibility=check.visibility, device=device,
     )
     if reference is None:
-        return replace(base, message="no reference recorded for this check (run `grade record`).")
+        return replace(base, symptom="no reference recorded for this check (run `grade record`).")
     if observed is None:
         status = Status.TIMEOUT if timed_out else Status.ERROR
-        return replace(base, status=status, message=run_problem or "the grader received no result.")
+        return replace(base, status=status, symptom=run_problem or "the grader received no result.")
     if not observed.ok:
         return _from_error(exercise, check, base, observed.error or ChildError(), peers, source)
     fields, expected = observed.fields or {}, reference["fields"]
@@ -295,13 +295,13 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: Result | None,
         else:
             verdict = compare_value(check, fields, expected, tol, reveal)
     except (TypeError, ValueError, ArithmeticError):
-        return replace(base, message=MALFORMED_RESULT)
+        return replace(base, symptom=MALFORMED_RESULT)
     # Plotting data for visible checks only, passed or not: hidden references must never leave the grader.
     trajectory = _trajectory(check, fields, expected) if reveal else None
     if verdict.passed:
-        return replace(base, status=Status.PASSED, score=check.points, message=verdict.message,
+        return replace(base, status=Status.PASSED, score=check.points, symptom=verdict.message,
                        trajectory=trajectory)
-    result = replace(base, status=Status.FAILED, message=verdict.message,
+    result = replace(base, status=Status.FAILED, symptom=verdict.message,
                      first_divergent_epoch=verdict.first_divergent_epoch, trajectory=trajectory)
     if code is None and not shapes_fit(fields, expected):
         return result  # no replay on shapes the reference does not have (80,000 forged rows of weights)
@@ -361,13 +361,13 @@ def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: 
     kind = error.kind
     message = diagnose.missing_name(error, source) or error.message.strip()
     if kind in ("type", "shape"):
-        result = replace(base, status=Status.FAILED, message=message)
+        result = replace(base, status=Status.FAILED, symptom=message)
     elif kind == "not-implemented":
-        result = replace(base, status=Status.FAILED, message="Not implemented yet.")
+        result = replace(base, status=Status.FAILED, symptom="Not implemented yet.")
     else:
         where = error.where
         text = f"{message} (at {where})" if where else message
         if kind == "exception":
             text = "your code raised " + text + EXCEPTION_ADVICE.get(str(error.type), "")
-        result = replace(base, status=Status.ERROR, message=text)
+        result = replace(base, status=Status.ERROR, symptom=text)
     return diagnose.attach(result, diagnose.from_error(exercise, check, error, peers, source))

@@ -352,13 +352,20 @@ def standard_explanations(code: str) -> tuple[str, ...]:
     return tuple(t for t in (EXPLANATIONS.get(code), TORCH_EXPLANATIONS.get(code), *variants) if t)
 
 
+def without_stock_text(code: str, explanation: str) -> str:
+    """An explanation (as `make` wrote it: what is particular to this check, then the code's stock text)
+    less its stock text: what a view that says the stock text once still prints on later checks."""
+    for text in standard_explanations(code):
+        explanation = explanation.replace(text, "")
+    return explanation
+
+
 def attach(result: CheckResult, found: Diagnosis | None) -> CheckResult:
+    """The result with the mistake named: its code and explanation as their own fields (report.compose
+    writes the message from them)."""
     if found is None:
         return result
-    if found.cause_first:  # the cause, then what Python said about it
-        symptom = f" What Python then said: {result.message}" if result.message else ""
-        return replace(result, diagnosis=found.code, message=f"{found.explanation}{symptom}".strip())
-    return replace(result, diagnosis=found.code, message=f"{result.message} {found.explanation}".strip())
+    return replace(result, diagnosis=found.code, explanation=found.explanation, cause_first=found.cause_first)
 
 
 def ratio(observed: Any, expected: Any) -> float | None:

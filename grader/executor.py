@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, Self
 
-from grader import exercises, grading, hints
+from grader import exercises, grading
 from grader.report import Report
 from grader.sandbox.runner import SandboxFailure, Zygote
 
@@ -120,7 +120,7 @@ class _Slot:
             worker.kill()  # a fresh one for the next job
         else:
             self.ready.set()
-        return JobOutcome(hints.annotate(report), failed)
+        return JobOutcome(report, failed)
 
     def kill(self) -> None:
         with self.lock:

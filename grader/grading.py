@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from grader import __version__, checks, diagnose, exercises
+from grader import __version__, checks, diagnose, exercises, hints
 from grader.report import CheckResult, Report, RunStatus, Status, Submission
 from grader.sandbox.protocol import ChildError, Done, Hello, Outcome, Phase, Result, SandboxFailure
 from grader.sandbox.runner import Zygote
@@ -99,7 +99,7 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
     skipped_cells = notebook_cell_problems(outcome)
     if skipped_cells and not all(r.passed for r in results):  # why a function may be missing or stale
         problem = f"{problem} {skipped_cells}" if problem else skipped_cells
-    return Report(
+    return hints.annotate(Report(  # the one place a report's checks get the hint that helps
         exercise=exercise.id,
         title=exercise.title,
         submission=loaded.submission,
@@ -115,7 +115,7 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         status=status,
         hidden_output=outcome.hidden_output if outcome else "",
         cell_errors=tuple(notebook_cell_errors(outcome)),
-    )
+    ))
 
 
 def failure_report(exercise_id: str, path: Path | str, reason: str, limits: Limits | None = None) -> Report:
@@ -138,7 +138,7 @@ def failure_report(exercise_id: str, path: Path | str, reason: str, limits: Limi
     message = f"the grader failed ({reason}); this is not your doing: please report it."
     return Report(
         exercise=exercise_id, title=title, submission=Submission(str(path), sha, kind, size),
-        checks=tuple(CheckResult(name=n, status=Status.ERROR, score=0.0, max_score=p, message=message,
+        checks=tuple(CheckResult(name=n, status=Status.ERROR, score=0.0, max_score=p, symptom=message,
                                  visibility=v) for n, p, v in names),
         devices=(), grader_version=__version__, versions=versions(),
         sandbox={"tier": "failed", "limits": (limits or Limits()).as_job()}, error=message,
@@ -362,7 +362,7 @@ def _evaluate(exercise: exercises.Exercise, check: Any, observed: Result | None,
         return checks.evaluate(exercise, check, observed, reference, device, problem, timed_out, peers, source)
     except Exception:  # noqa: BLE001 - see above
         return CheckResult(name=check.name, status=Status.FAILED, score=0.0, max_score=check.points,
-                           message=checks.MALFORMED_RESULT, visibility=check.visibility, device=device)
+                           symptom=checks.MALFORMED_RESULT, visibility=check.visibility, device=device)
 
 
 def _fields(result: Result | None, reference: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -381,7 +381,7 @@ def _combine(per_device: list[CheckResult], devices: list[str]) -> CheckResult:
         return replace(per_device[0], device=",".join(devices))
     first = failing[0]
     if len(devices) > 1:
-        return replace(first, message=f"[on {first.device}] {first.message}")
+        return replace(first, failed_on=first.device)
     return first
 
 

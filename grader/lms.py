@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from grader import exercises, grading, hints
+from grader import exercises, grading
 from grader.batch import write_atomic
 from grader.formats import gradescope, prairielearn
 from grader.submission import SubmissionNotFound
@@ -91,7 +91,7 @@ def _what_was_found(folder: Path, shown: int = 10) -> str:
 
 def _grade(submission_dir: Path, exercise_id: str | None, limits: grading.Limits | None) -> Any:
     exercise, path = find_submission(submission_dir, exercise_id)
-    return hints.annotate(grading.grade(exercise, path, device="auto", limits=limits))
+    return grading.grade(exercise, path, device="auto", limits=limits)
 
 
 def run_gradescope(exercise_id: str | None = None, submission_dir: Path = GRADESCOPE_SUBMISSION,
