@@ -32,7 +32,7 @@ from typing import Any
 from grader import __version__, exercises, grading, layouts
 from grader.executor import ExecutorGone
 from grader.formats import gradebook
-from grader.report import RUN_STATUSES, to_json
+from grader.report import RUN_STATUSES, Report, Status, from_dict, to_json
 from grader.sandbox.runner import SandboxFailure, Zygote
 from grader.submission import SubmissionNotFound, file_sha256
 
@@ -150,6 +150,7 @@ def is_current(task: Task, out: Path, references_digest: str, limits: dict[str, 
         return False
     return (
         isinstance(data, dict)
+        and data.get("status") in RUN_STATUSES  # a report that does not say how its run ended is regraded
         and data.get("grader_version") == __version__
         and data.get("references_sha256") == references_digest
         and isinstance(data.get("submission"), dict)
@@ -244,9 +245,7 @@ class Slot:
             task.problem_path(self.out).unlink(missing_ok=True)
         except Exception as exc:  # noqa: BLE001 - a report that cannot be written must not end the slot
             return self._problem(task, "grader-failure", f"the report could not be written: {exc}")
-        data = {"error": report.error, "sandbox": report.sandbox,
-                "checks": [{"status": c.status.value} for c in report.checks]}
-        return Done(task, "graded", report.score, report.max_score, report_status(data))
+        return Done(task, "graded", report.score, report.max_score, gradebook.status_of(report))
 
     def _grade_with_retry(self, task: Task) -> Any:
         """A worker that died (before the job, or under it) is replaced and the job tried once more;
@@ -519,35 +518,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 # ---- gradebook and summary, rebuilt from the reports on disk
 
-def report_status(data: dict[str, Any]) -> str | None:
-    """Why a report did not grade cleanly, as one word for the gradebook (None: it did, whatever the score).
-
-    From schema 1.1 the report's own `status` says it; the rest reads reports written by 1.0 graders."""
-    status = data.get("status")
-    if isinstance(status, str) and status in RUN_STATUSES:
-        return None if status == "ok" else status
-    error = data.get("error")
-    if not error:
-        return None
-    tier = (data.get("sandbox") or {}).get("tier")
-    if tier == "failed":
-        return "grader-failure"
-    if tier == "not-run":
-        return "syntax-error" if str(error).startswith("SyntaxError") else "unreadable"
-    if any(c.get("status") == "timeout" for c in data.get("checks", [])):
-        return "timeout"
-    text = str(error)
-    if "memory" in text:
-        return "memory-limit"
-    if "could not be imported" in text:
-        return "import-error"
-    if "rejected your results" in text:
-        return "rejected-results"
-    if text.startswith("Some cells of your notebook raised"):
-        return "notebook-cell-errors"  # graded, but some cells did not run
-    return "crashed"
-
-
 class Summary:
     """What the class got wrong, accumulated one report at a time (counters only: flat in class size)."""
 
@@ -561,22 +531,22 @@ class Summary:
         self.check_errors: Counter[tuple[str, str]] = Counter()
         self.students = 0
 
-    def add_report(self, exercise_id: str, data: dict[str, Any]) -> None:
-        self.scores.setdefault(exercise_id, Counter())[float(data.get("score", 0.0))] += 1
-        self.max_scores[exercise_id] = float(data.get("max_score", 0.0))
-        status = report_status(data)
-        if status is not None and status != "notebook-cell-errors":
+    def add_report(self, exercise_id: str, report: Report) -> None:
+        self.scores.setdefault(exercise_id, Counter())[float(report.score)] += 1
+        self.max_scores[exercise_id] = float(report.max_score)
+        status = gradebook.status_of(report)
+        if status is not None:
             # A run that crashed, hung or never started failed no check on its merits: counted apart.
             self.not_run[(exercise_id, status)] += 1
             return
         diagnosed = set()  # a mistake counts once per student, however many checks it broke
-        for check in data.get("checks", []):
-            if check.get("status") == "failed":
-                self.failed_checks[(exercise_id, str(check.get("name")))] += 1
-            elif check.get("status") in ("error", "timeout"):
-                self.check_errors[(exercise_id, str(check.get("name")))] += 1
-            if check.get("diagnosis"):
-                diagnosed.add(str(check["diagnosis"]))
+        for check in report.checks:
+            if check.status is Status.FAILED:
+                self.failed_checks[(exercise_id, check.name)] += 1
+            elif check.status in (Status.ERROR, Status.TIMEOUT):
+                self.check_errors[(exercise_id, check.name)] += 1
+            if check.diagnosis:
+                diagnosed.add(check.diagnosis)
         for code in diagnosed:
             self.diagnoses[(exercise_id, code)] += 1
 
@@ -657,19 +627,24 @@ def rebuild(out: Path, tasks: Sequence[Task] = (), refused: dict[str, str] | Non
     return files, summary.as_dict()
 
 
+def read_report(path: Path) -> Report | None:
+    """The report at `path` through the result model (report.from_dict); None when there is none, or it
+    cannot be read as one."""
+    try:
+        return from_dict(json.loads(path.read_text("utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _cell(out: Path, student: str, exercise_id: str, submitted: bool, summary: Summary,
           problem_now: str | None = None) -> gradebook.Cell:
     folder = out / student
-    try:
-        data = json.loads((folder / f"{exercise_id}.json").read_text("utf-8"))
-        score, max_score = float(data["score"]), float(data["max_score"])
-    except (OSError, ValueError, KeyError, TypeError):
-        data = None
-    if data is not None:
-        summary.add_report(exercise_id, data)
-        status = report_status(data)
+    report = read_report(folder / f"{exercise_id}.json")
+    if report is not None:
+        summary.add_report(exercise_id, report)
+        status = gradebook.status_of(report)
         summary.add_status(status)
-        return gradebook.Cell(score, max_score, status)
+        return gradebook.Cell(report.score, report.max_score, status)
     try:
         status = str(json.loads((folder / f"{exercise_id}{PROBLEM_SUFFIX}").read_text("utf-8"))["status"])
     except (OSError, ValueError, KeyError, TypeError):
