@@ -2,9 +2,10 @@
 
 The data flows one way, as in single mode:
 DIR/<student>/<EX>.py|.ipynb → skip those whose report on disk is current (same file sha256, grader
-version and references digest) → grade the rest on N slots, each owning its own pre-warmed `Zygote`
-(the worker only runs probes and never sees reference data; this process compares, through
-`grading.grade(..., worker=...)`, exactly as single mode does) → each report written atomically as soon
+version and references digest) → grade the rest as jobs of an executor (executor.LocalExecutor: N slots,
+each owning its own pre-warmed `Zygote`, or a cluster's workers through the same slots; the worker only
+runs probes and never sees reference data; this process compares, through `grading.grade(...,
+worker=...)`, exactly as single mode does) → each report written atomically as soon
 as it is ready → the gradebook and summary are rebuilt from the reports on disk, one student at a time.
 
 Nothing is lost: a submission that crashes, hangs or attacks its worker gets a report (the worker is
@@ -30,18 +31,17 @@ from pathlib import Path
 from typing import Any
 
 from grader import __version__, exercises, grading, layouts
-from grader.executor import ExecutorGone
+from grader.executor import ExecutorGone, Job, JobOutcome, LocalExecutor
 from grader.formats import gradebook
 from grader.report import RUN_STATUSES, Report, Status, from_dict, to_json
 from grader.sandbox.runner import SandboxFailure, Zygote
-from grader.submission import SubmissionNotFound, file_sha256
+from grader.submission import file_sha256
 
 PROBLEM_SUFFIX = ".problem.json"
 ROSTER = "roster.json"
 LINK_MESSAGE = "a symbolic link, not a file: refused, never followed; submit the file itself."
 TOP_COUNT = 5  # how many failed checks and diagnoses the summary lists
 SKIPPED_SHOWN = 40  # entries of the class folder not graded, listed in the printed summary (all in summary.json)
-STOP_GRACE_S = 3.0  # how long an interrupted worker gets to kill its job's process tree
 
 
 class BatchError(ValueError):
@@ -198,135 +198,24 @@ def write_atomic(path: Path, text: str) -> None:
         temporary.unlink(missing_ok=True)
 
 
-# ---- grading on warm workers
+# ---- grading on the executor's warm workers
 
-class Slot:
-    """One job slot: its own warm workers (one per framework), used by one thread, restarted if they die."""
-
-    def __init__(self, out: Path, options: Options, stop: threading.Event, factory: Any = Zygote):
-        self.out = out
-        self.options = options
-        self.stop = stop
-        self.factory = factory  # Zygote, or a cluster's DaskWorker handle (same interface)
-        self._workers: dict[tuple[str, bool], Zygote] = {}
-        self._lock = threading.Lock()
-
-    def worker(self, exercise_id: str) -> Zygote:
-        key = (exercises.framework_of(exercise_id), self.options.device != "cpu")
-        with self._lock:
-            if self.stop.is_set():
-                raise SandboxFailure("the batch is stopping")
-            current = self._workers.get(key)
-            if current is None or not current.alive:
-                if current is not None:
-                    current.close()
-                current = self._workers[key] = self.factory(*key, sandbox=self.options.sandbox)
-            return current
-
-    def grade(self, task: Task) -> Done | None:
-        """Grade one task and write its report; None when the batch was stopped before it finished."""
-        assert task.path is not None
-        try:
-            report = self._grade_with_retry(task)
-        except ExecutorGone:
-            raise  # the cluster is gone: no submission's fault, the batch stops
-        except (SubmissionNotFound, OSError) as exc:
-            return self._problem(task, "unreadable", str(exc))
-        except SandboxFailure as exc:
-            if self.stop.is_set():
-                return None
-            return self._problem(task, "grader-failure", str(exc))
-        except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch
-            return self._problem(task, "grader-failure", f"{type(exc).__name__}: {exc}")
-        if self.stop.is_set() and report.sandbox.get("tier") == "failed":
-            return None  # its worker was stopped under it: not a result
-        try:
-            write_atomic(task.report_path(self.out), to_json(report))
-            task.problem_path(self.out).unlink(missing_ok=True)
-        except Exception as exc:  # noqa: BLE001 - a report that cannot be written must not end the slot
-            return self._problem(task, "grader-failure", f"the report could not be written: {exc}")
-        return Done(task, "graded", report.score, report.max_score, gradebook.status_of(report))
-
-    def _grade_with_retry(self, task: Task) -> Any:
-        """A worker that died (before the job, or under it) is replaced and the job tried once more;
-        a submission that kills its worker every time keeps the second report, marked grader-failure.
-        A cluster retries on other machines itself (up to its allowed-failures): one attempt here."""
-        last = 2 if self.factory is Zygote else 1
-        for attempt in range(1, last + 1):
-            worker = self.worker(task.exercise)
-            try:
-                report = grading.grade(task.exercise, task.path, device=self.options.device,
-                                       limits=self.options.limits, worker=worker)
-            except SandboxFailure:
-                worker.kill()
-                if attempt == last or self.stop.is_set():
-                    raise
-                continue
-            if attempt == last or self.stop.is_set() or report.sandbox.get("tier") != "failed":
-                return report
-            worker.kill()
-        raise AssertionError("unreachable")
-
-    def _problem(self, task: Task, status: str, message: str) -> Done:
-        return record_problem(self.out, task, status, message)
-
-    def prewarm(self, exercise_id: str) -> None:
-        try:
-            self.worker(exercise_id)
-        except SandboxFailure:
-            pass
-
-    def terminate(self) -> None:
-        """From another thread: ask each worker to kill its job's process tree and exit."""
-        with self._lock:
-            workers = list(self._workers.values())
-        for worker in workers:
-            if not isinstance(worker, Zygote):
-                worker.kill()  # a cluster's handle: stop waiting (its machine ends the job at its timeout)
-                continue
-            try:
-                os.kill(worker.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    def release(self) -> None:
-        """Tell each worker there is no more work (it exits on its own), without waiting for it."""
-        with self._lock:
-            workers = list(self._workers.values())
-        for worker in workers:
-            worker.release()
-
-    def close(self, stopping: bool = False) -> None:
-        with self._lock:
-            workers = list(self._workers.values())
-            self._workers.clear()
-        for worker in workers:
-            if stopping and isinstance(worker, Zygote):
-                try:
-                    worker.process.wait(timeout=STOP_GRACE_S)
-                except Exception:  # noqa: BLE001 - still there: no more grace
-                    worker.kill()
-            worker.close()
-
-
-def _serve(slot: Slot, tasks: queue.SimpleQueue, results: queue.SimpleQueue) -> None:
+def finish(out: Path, task: Task, outcome: JobOutcome) -> Done | None:
+    """Write what became of one task: its report, or its problem. None when the batch was stopped under it."""
+    if outcome.stopped:
+        return None
+    report = outcome.report
+    if report is None:
+        if outcome.unreadable:
+            return record_problem(out, task, "unreadable", str(outcome.error))
+        why = str(outcome.error) if isinstance(outcome.error, SandboxFailure) else outcome.problem
+        return record_problem(out, task, "grader-failure", why or "the grader failed")
     try:
-        while not slot.stop.is_set():
-            try:
-                task = tasks.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                done = slot.grade(task)
-            except ExecutorGone as exc:
-                results.put(exc)  # the main thread raises it
-                return
-            except Exception as exc:  # noqa: BLE001 - one failure never stops a worker slot
-                done = record_problem(slot.out, task, "grader-failure", f"{type(exc).__name__}: {exc}")
-            if done is not None:
-                results.put(done)
-    finally:
-        results.put(None)  # this slot is finished
+        write_atomic(task.report_path(out), to_json(report))
+        task.problem_path(out).unlink(missing_ok=True)
+    except Exception as exc:  # noqa: BLE001 - a report that cannot be written must not end the batch
+        return record_problem(out, task, "grader-failure", f"the report could not be written: {exc}")
+    return Done(task, "graded", report.score, report.max_score, gradebook.status_of(report))
 
 
 def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, options: Options | None = None,
@@ -427,14 +316,9 @@ def read_roster(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def _grade_all(todo: list[Task], out: Path, options: Options) -> Iterator[Done]:
-    """Yield each Done as it arrives; on interrupt, stop every slot and kill what they were running."""
+    """Yield each Done as it arrives; on interrupt, stop the executor and kill what it was running."""
     if not todo:
         return
-    stop = threading.Event()
-    tasks: queue.SimpleQueue = queue.SimpleQueue()
-    results: queue.SimpleQueue = queue.SimpleQueue()
-    for task in todo:
-        tasks.put(task)
     factory: Any = Zygote
     pool = None
     if options.scheduler:
@@ -443,62 +327,55 @@ def _grade_all(todo: list[Task], out: Path, options: Options) -> Iterator[Done]:
         pool = DaskPool(options.scheduler, sandbox=options.sandbox)
         factory = pool.worker
     try:
-        yield from _grade_on(todo, out, options, stop, tasks, results, factory, pool)
+        yield from _grade_on(todo, out, options, factory, pool)
     finally:
         if pool is not None:
             pool.close()
 
 
-def _grade_on(todo: list[Task], out: Path, options: Options, stop: threading.Event, tasks: queue.SimpleQueue,
-              results: queue.SimpleQueue, factory: Any, pool: Any) -> Iterator[Done]:
+def _grade_on(todo: list[Task], out: Path, options: Options, factory: Any, pool: Any) -> Iterator[Done]:
     jobs = options.jobs
     if pool is not None:
         for exercise_id in dict.fromkeys(t.exercise for t in todo):  # refuse a cluster that cannot grade now
             pool.check(exercises.framework_of(exercise_id), options.device != "cpu")
         jobs = jobs or pool.slots()
-    slots = [Slot(out, options, stop, factory) for _ in range(max(1, min(jobs, len(todo))))]
-    if options.device == "cuda":
-        _require_cuda(slots[0], todo[0].exercise)
-    threads = []
-    stopping = False
-    try:
-        for slot in slots:
-            slot.prewarm(todo[0].exercise)  # every slot's torch import starts now, side by side
-        for slot in slots:
-            thread = threading.Thread(target=_serve, args=(slot, tasks, results), daemon=True)
-            thread.start()
-            threads.append(thread)
-        running = len(threads)
-        while running:
-            try:
-                done = results.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if done is None:
-                running -= 1
-            elif isinstance(done, ExecutorGone):
-                raise done
-            else:
+    # A worker that died (before the job, or under it) is replaced and the job tried once more; a submission
+    # that kills its worker every time keeps the second report, marked grader-failure. A cluster retries on
+    # other machines itself (up to its allowed-failures): one attempt here.
+    executor = LocalExecutor(max(1, min(jobs, len(todo))), device=options.device, sandbox=options.sandbox,
+                             prewarm=todo[0].exercise, factory=factory, retries=1 if factory is Zygote else 0)
+    try:  # every slot's torch import has started, side by side
+        if options.device == "cuda":
+            _require_cuda(executor, todo[0].exercise)
+        finished: queue.SimpleQueue = queue.SimpleQueue()
+        for task in todo:
+            future = executor.submit(Job(task.exercise, task.path, options.device, options.limits))
+            future.add_done_callback(lambda f, task=task: finished.put((task, f.result())))
+        for _ in todo:
+            task, outcome = _next(finished)
+            if isinstance(outcome.error, ExecutorGone):
+                raise outcome.error  # the cluster is gone: no submission's fault, the batch stops
+            done = finish(out, task, outcome)
+            if done is not None:
                 yield done
     except BaseException:
-        stopping = True
-        stop.set()
-        for slot in slots:
-            slot.terminate()
+        executor.interrupt()
         raise
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=STOP_GRACE_S + 5)
-        for slot in slots:  # all at once: a worker takes a while to exit (torch's teardown)
-            slot.release()
-        for slot in slots:
-            slot.close(stopping)
+        executor.close()
 
 
-def _require_cuda(slot: Slot, exercise_id: str) -> None:
-    info = slot.worker(exercise_id).info()
-    if not info.get("cuda"):
+def _next(finished: queue.SimpleQueue) -> tuple[Task, JobOutcome]:
+    """The next finished job, waiting in short steps so that the main thread takes Ctrl-C promptly."""
+    while True:
+        try:
+            return finished.get(timeout=0.2)
+        except queue.Empty:
+            continue
+
+
+def _require_cuda(executor: LocalExecutor, exercise_id: str) -> None:
+    if not executor.worker_info(exercise_id).get("cuda"):
         raise grading.DeviceUnavailable("--device cuda was asked for, but CUDA is not available on this machine.")
 
 
