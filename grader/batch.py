@@ -34,6 +34,7 @@ from grader import __version__, exercises, grading, layouts
 from grader.executor import ExecutorGone, Job, JobOutcome, LocalExecutor
 from grader.formats import gradebook
 from grader.report import RUN_STATUSES, Report, Status, from_dict, to_json
+from grader.sandbox.protocol import Ready
 from grader.sandbox.runner import SandboxFailure, Zygote
 from grader.submission import file_sha256
 
@@ -375,7 +376,7 @@ def _next(finished: queue.SimpleQueue) -> tuple[Task, JobOutcome]:
 
 
 def _require_cuda(executor: LocalExecutor, exercise_id: str) -> None:
-    if not executor.worker_info(exercise_id).get("cuda"):
+    if not Ready.from_wire(executor.worker_info(exercise_id)).cuda:
         raise grading.DeviceUnavailable("--device cuda was asked for, but CUDA is not available on this machine.")
 
 

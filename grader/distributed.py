@@ -35,6 +35,7 @@ from distributed import Client, KilledWorker, WorkerPlugin, get_worker
 
 from grader import __version__, exercises
 from grader.executor import ExecutorGone, LocalExecutor
+from grader.sandbox.protocol import Ready
 from grader.sandbox.runner import START_TIMEOUT_S, Outcome, SandboxFailure, Zygote, decode_event
 
 PLUGIN_NAME = "dl-grader"
@@ -128,7 +129,7 @@ async def dask_setup(worker: Any) -> None:
 
 
 def _tier(info: dict[str, Any]) -> str:
-    return str((info.get("sandbox") or {}).get("tier", "unknown"))
+    return Ready.from_wire(info).tier
 
 
 def describe(framework: str, want_cuda: bool) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import numpy as np
 
 from grader import __version__, checks, diagnose, exercises, hints
 from grader.report import CheckResult, Report, RunStatus, Status, Submission
-from grader.sandbox.protocol import ChildError, Done, Hello, Outcome, Phase, Result, SandboxFailure
+from grader.sandbox.protocol import ChildError, Done, Hello, Outcome, Phase, Ready, Result, SandboxFailure
 from grader.sandbox.runner import Zygote
 from grader.source import Code
 from grader.submission import MAX_SUBMISSION_BYTES, Loaded, file_sha256, read
@@ -62,7 +62,7 @@ def start_worker(exercise_id: str, device: str = "auto") -> Zygote:
 def resolve_devices(exercise: exercises.Exercise, device: str, worker_info: dict[str, Any]) -> list[str]:
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}")
-    cuda = bool(worker_info.get("cuda"))
+    cuda = Ready.from_wire(worker_info).cuda
     if device == "cuda" and not cuda:
         raise DeviceUnavailable("--device cuda was asked for, but CUDA is not available on this machine.")
     if exercise.framework == "numpy":

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from grader.sandbox.isolation import TIERS
+from grader.sandbox.protocol import Ready
 from grader.sandbox.runner import Zygote
 
 CANARY_NAME = "GRADER_DOCTOR_CANARY"
@@ -84,7 +85,7 @@ def require_namespace_tier(worker: Zygote | None = None) -> dict[str, Any]:
     own = worker is None
     worker = worker or Zygote("numpy")
     try:
-        plan = dict(worker.info().get("sandbox", {}))
+        plan = Ready.from_wire(worker.info()).sandbox
     finally:
         if own:
             worker.close()
@@ -105,7 +106,7 @@ def examine(sandbox: str = "auto") -> dict[str, Any]:
         os.environ[CANARY_NAME] = "visible"
         try:
             with Zygote("numpy", sandbox=sandbox) as worker:
-                plan = dict(worker.info().get("sandbox", {}))
+                plan = Ready.from_wire(worker.info()).sandbox
                 outcome = worker.run(_job(listener.getsockname()[1], repo, outside))
         finally:
             os.environ.pop(CANARY_NAME, None)

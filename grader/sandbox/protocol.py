@@ -203,10 +203,35 @@ def decode_capped(data: bytes, size: int) -> str:
 
 
 def ready(event: Any) -> dict[str, Any]:
-    """The worker's first line: what it found (torch, cuda, its sandbox plan). SandboxFailure otherwise."""
+    """The worker's first line, checked: Zygote.info() keeps it as sent; read it through `Ready`."""
     if not isinstance(event, dict) or event.get("event") != "ready":
         raise SandboxFailure("the grading worker did not start")
     return event
+
+
+@dataclass(frozen=True)
+class Ready:
+    """What a worker found where it runs (its `ready` event, Zygote.info()): torch, CUDA, its sandbox plan."""
+
+    torch: str | None
+    cuda: bool
+    sandbox: dict[str, Any]  # the plan every job of the worker runs under: tier, defences, notes, cgroups
+
+    @classmethod
+    def from_wire(cls, info: Any) -> Ready:
+        info = info if isinstance(info, dict) else {}
+        sandbox = info.get("sandbox")
+        return cls(_str_or_none(info.get("torch")), info.get("cuda") is True,
+                   dict(sandbox) if isinstance(sandbox, dict) else {})
+
+    @property
+    def tier(self) -> str:
+        return str(self.sandbox.get("tier", "unknown"))
+
+    @property
+    def notes(self) -> list[str]:
+        notes = self.sandbox.get("notes")
+        return [str(n) for n in notes] if isinstance(notes, list) else []
 
 
 def finished(event: Any) -> dict[str, Any]:
@@ -217,15 +242,10 @@ def finished(event: Any) -> dict[str, Any]:
     return event
 
 
-def reached_tier(info: dict[str, Any]) -> str:
-    """The sandbox tier a worker's ready event says its jobs run at."""
-    sandbox = info.get("sandbox")
-    return str(sandbox.get("tier", "unknown")) if isinstance(sandbox, dict) else "unknown"
-
-
 def _str_or_none(value: Any) -> str | None:
     return value if isinstance(value, str) else None
 
 
-__all__ = ["ChildError", "Done", "Hello", "LoadError", "Message", "Outcome", "Phase", "Result", "SandboxFailure",
+__all__ = ["ChildError", "Done", "Hello", "LoadError", "Message", "Outcome", "Phase", "Ready", "Result",
+           "SandboxFailure",
            "decode_event", "finished", "parse_channel", "parse_message", "ready"]

@@ -81,9 +81,9 @@ class Zygote:
         if self._info is None:
             line = self._read_line(START_TIMEOUT_S)
             info = protocol.ready(json.loads(line))
-            reached = info.get("sandbox", {}).get("tier")
+            reached = protocol.Ready.from_wire(info).tier
             if self.sandbox in ("namespaces", "userns") and reached != "namespaces":
-                notes = "; ".join(info.get("sandbox", {}).get("notes", []))
+                notes = "; ".join(protocol.Ready.from_wire(info).notes)
                 self.kill()
                 raise SandboxFailure(f"the namespaces sandbox tier was required, but this worker only reaches "
                                      f"{reached!r} ({notes or 'no namespaces here'})")
@@ -117,7 +117,7 @@ class Zygote:
     @property
     def tier(self) -> str:
         """The tier every job of this worker runs at (decided by trying it when the worker started)."""
-        return protocol.reached_tier(self.info())
+        return protocol.Ready.from_wire(self.info()).tier
 
     @property
     def alive(self) -> bool:
