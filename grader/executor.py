@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol, Self
 
 from grader import exercises, grading
-from grader.report import Report
+from grader.report import Report, RunStatus
 from grader.sandbox.runner import SandboxFailure, Zygote
 from grader.submission import SubmissionNotFound
 
@@ -82,7 +82,7 @@ class Executor(Protocol):
 
 def worker_failed(report: Report) -> bool:
     """True when the report says the grader's worker broke under the job (not the submission's own fault)."""
-    return report.sandbox.get("tier") == "failed" or getattr(report, "status", None) == "grader-failure"
+    return report.sandbox.get("tier") == "failed" or report.status is RunStatus.GRADER_FAILURE
 
 
 class _Slot:
