@@ -52,9 +52,8 @@ def usage(observed: dict[str, Any], reference: dict[str, Any], check: CheckSpec,
 def run_submission(worker: Zygote, exercise: Exercise, path: Path) -> dict[str, dict[str, Any]]:
     """The raw fields each check's probe returned for a submission, keyed by invocation key (CPU)."""
     loaded = read(path, exercise.id)
-    outcome, _, _ = grading._run(worker, exercise, loaded, exercise.checks, ["cpu"], grading.Limits())
-    return {m["key"]: m["fields"] for m in (outcome.messages if outcome else ())
-            if m.get("type") == "result" and m.get("ok")}
+    outcome, _, _ = grading.run_probes(worker, exercise, loaded, exercise.checks, ["cpu"], grading.Limits())
+    return {r.key: r.fields for r in (outcome.results if outcome else ()) if r.ok}
 
 
 def simulated(check: CheckSpec, reference: dict[str, Any]) -> dict[str, dict[str, Any]]:

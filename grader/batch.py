@@ -2,9 +2,10 @@
 
 The data flows one way, as in single mode:
 DIR/<student>/<EX>.py|.ipynb → skip those whose report on disk is current (same file sha256, grader
-version and references digest) → grade the rest on N slots, each owning its own pre-warmed `Zygote`
-(the worker only runs probes and never sees reference data; this process compares, through
-`grading.grade(..., worker=...)`, exactly as single mode does) → each report written atomically as soon
+version and references digest) → grade the rest as jobs of an executor (executor.LocalExecutor: N slots,
+each owning its own pre-warmed `Zygote`, or a cluster's workers through the same slots; the worker only
+runs probes and never sees reference data; this process compares, through `grading.grade(...,
+worker=...)`, exactly as single mode does) → each report written atomically as soon
 as it is ready → the gradebook and summary are rebuilt from the reports on disk, one student at a time.
 
 Nothing is lost: a submission that crashes, hangs or attacks its worker gets a report (the worker is
@@ -29,19 +30,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader import __version__, exercises, grading, hints, layouts
-from grader.executor import ExecutorGone
+from grader import __version__, exercises, grading, layouts
+from grader.executor import ExecutorGone, Job, JobOutcome, LocalExecutor
 from grader.formats import gradebook
-from grader.report import RUN_STATUSES, to_json
+from grader.report import RUN_STATUSES, Report, Status, from_dict, to_json
+from grader.sandbox.protocol import Ready
 from grader.sandbox.runner import SandboxFailure, Zygote
-from grader.submission import SubmissionNotFound, file_sha256
+from grader.submission import file_sha256
 
 PROBLEM_SUFFIX = ".problem.json"
 ROSTER = "roster.json"
 LINK_MESSAGE = "a symbolic link, not a file: refused, never followed; submit the file itself."
 TOP_COUNT = 5  # how many failed checks and diagnoses the summary lists
 SKIPPED_SHOWN = 40  # entries of the class folder not graded, listed in the printed summary (all in summary.json)
-STOP_GRACE_S = 3.0  # how long an interrupted worker gets to kill its job's process tree
 
 
 class BatchError(ValueError):
@@ -150,6 +151,7 @@ def is_current(task: Task, out: Path, references_digest: str, limits: dict[str, 
         return False
     return (
         isinstance(data, dict)
+        and data.get("status") in RUN_STATUSES  # a report that does not say how its run ended is regraded
         and data.get("grader_version") == __version__
         and data.get("references_sha256") == references_digest
         and isinstance(data.get("submission"), dict)
@@ -197,138 +199,24 @@ def write_atomic(path: Path, text: str) -> None:
         temporary.unlink(missing_ok=True)
 
 
-# ---- grading on warm workers
+# ---- grading on the executor's warm workers
 
-class Slot:
-    """One job slot: its own warm workers (one per framework), used by one thread, restarted if they die."""
-
-    def __init__(self, out: Path, options: Options, stop: threading.Event, factory: Any = Zygote):
-        self.out = out
-        self.options = options
-        self.stop = stop
-        self.factory = factory  # Zygote, or a cluster's DaskWorker handle (same interface)
-        self._workers: dict[tuple[str, bool], Zygote] = {}
-        self._lock = threading.Lock()
-
-    def worker(self, exercise_id: str) -> Zygote:
-        key = (exercises.framework_of(exercise_id), self.options.device != "cpu")
-        with self._lock:
-            if self.stop.is_set():
-                raise SandboxFailure("the batch is stopping")
-            current = self._workers.get(key)
-            if current is None or not current.alive:
-                if current is not None:
-                    current.close()
-                current = self._workers[key] = self.factory(*key, sandbox=self.options.sandbox)
-            return current
-
-    def grade(self, task: Task) -> Done | None:
-        """Grade one task and write its report; None when the batch was stopped before it finished."""
-        assert task.path is not None
-        try:
-            report = self._grade_with_retry(task)
-        except ExecutorGone:
-            raise  # the cluster is gone: no submission's fault, the batch stops
-        except (SubmissionNotFound, OSError) as exc:
-            return self._problem(task, "unreadable", str(exc))
-        except SandboxFailure as exc:
-            if self.stop.is_set():
-                return None
-            return self._problem(task, "grader-failure", str(exc))
-        except Exception as exc:  # noqa: BLE001 - one submission must never stop the batch
-            return self._problem(task, "grader-failure", f"{type(exc).__name__}: {exc}")
-        if self.stop.is_set() and report.sandbox.get("tier") == "failed":
-            return None  # its worker was stopped under it: not a result
-        try:
-            report = hints.annotate(report)
-            write_atomic(task.report_path(self.out), to_json(report))
-            task.problem_path(self.out).unlink(missing_ok=True)
-        except Exception as exc:  # noqa: BLE001 - a report that cannot be written must not end the slot
-            return self._problem(task, "grader-failure", f"the report could not be written: {exc}")
-        data = {"error": report.error, "sandbox": report.sandbox,
-                "checks": [{"status": c.status.value} for c in report.checks]}
-        return Done(task, "graded", report.score, report.max_score, report_status(data))
-
-    def _grade_with_retry(self, task: Task) -> Any:
-        """A worker that died (before the job, or under it) is replaced and the job tried once more;
-        a submission that kills its worker every time keeps the second report, marked grader-failure.
-        A cluster retries on other machines itself (up to its allowed-failures): one attempt here."""
-        last = 2 if self.factory is Zygote else 1
-        for attempt in range(1, last + 1):
-            worker = self.worker(task.exercise)
-            try:
-                report = grading.grade(task.exercise, task.path, device=self.options.device,
-                                       limits=self.options.limits, worker=worker)
-            except SandboxFailure:
-                worker.kill()
-                if attempt == last or self.stop.is_set():
-                    raise
-                continue
-            if attempt == last or self.stop.is_set() or report.sandbox.get("tier") != "failed":
-                return report
-            worker.kill()
-        raise AssertionError("unreachable")
-
-    def _problem(self, task: Task, status: str, message: str) -> Done:
-        return record_problem(self.out, task, status, message)
-
-    def prewarm(self, exercise_id: str) -> None:
-        try:
-            self.worker(exercise_id)
-        except SandboxFailure:
-            pass
-
-    def terminate(self) -> None:
-        """From another thread: ask each worker to kill its job's process tree and exit."""
-        with self._lock:
-            workers = list(self._workers.values())
-        for worker in workers:
-            if not isinstance(worker, Zygote):
-                worker.kill()  # a cluster's handle: stop waiting (its machine ends the job at its timeout)
-                continue
-            try:
-                os.kill(worker.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-
-    def release(self) -> None:
-        """Tell each worker there is no more work (it exits on its own), without waiting for it."""
-        with self._lock:
-            workers = list(self._workers.values())
-        for worker in workers:
-            worker.release()
-
-    def close(self, stopping: bool = False) -> None:
-        with self._lock:
-            workers = list(self._workers.values())
-            self._workers.clear()
-        for worker in workers:
-            if stopping and isinstance(worker, Zygote):
-                try:
-                    worker.process.wait(timeout=STOP_GRACE_S)
-                except Exception:  # noqa: BLE001 - still there: no more grace
-                    worker.kill()
-            worker.close()
-
-
-def _serve(slot: Slot, tasks: queue.SimpleQueue, results: queue.SimpleQueue) -> None:
+def finish(out: Path, task: Task, outcome: JobOutcome) -> Done | None:
+    """Write what became of one task: its report, or its problem. None when the batch was stopped under it."""
+    if outcome.stopped:
+        return None
+    report = outcome.report
+    if report is None:
+        if outcome.unreadable:
+            return record_problem(out, task, "unreadable", str(outcome.error))
+        why = str(outcome.error) if isinstance(outcome.error, SandboxFailure) else outcome.problem
+        return record_problem(out, task, "grader-failure", why or "the grader failed")
     try:
-        while not slot.stop.is_set():
-            try:
-                task = tasks.get_nowait()
-            except queue.Empty:
-                return
-            try:
-                done = slot.grade(task)
-            except ExecutorGone as exc:
-                results.put(exc)  # the main thread raises it
-                return
-            except Exception as exc:  # noqa: BLE001 - one failure never stops a worker slot
-                done = record_problem(slot.out, task, "grader-failure", f"{type(exc).__name__}: {exc}")
-            if done is not None:
-                results.put(done)
-    finally:
-        results.put(None)  # this slot is finished
+        write_atomic(task.report_path(out), to_json(report))
+        task.problem_path(out).unlink(missing_ok=True)
+    except Exception as exc:  # noqa: BLE001 - a report that cannot be written must not end the batch
+        return record_problem(out, task, "grader-failure", f"the report could not be written: {exc}")
+    return Done(task, "graded", report.score, report.max_score, gradebook.status_of(report))
 
 
 def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, options: Options | None = None,
@@ -429,14 +317,9 @@ def read_roster(out: Path) -> dict[str, dict[str, Any]]:
 
 
 def _grade_all(todo: list[Task], out: Path, options: Options) -> Iterator[Done]:
-    """Yield each Done as it arrives; on interrupt, stop every slot and kill what they were running."""
+    """Yield each Done as it arrives; on interrupt, stop the executor and kill what it was running."""
     if not todo:
         return
-    stop = threading.Event()
-    tasks: queue.SimpleQueue = queue.SimpleQueue()
-    results: queue.SimpleQueue = queue.SimpleQueue()
-    for task in todo:
-        tasks.put(task)
     factory: Any = Zygote
     pool = None
     if options.scheduler:
@@ -445,62 +328,55 @@ def _grade_all(todo: list[Task], out: Path, options: Options) -> Iterator[Done]:
         pool = DaskPool(options.scheduler, sandbox=options.sandbox)
         factory = pool.worker
     try:
-        yield from _grade_on(todo, out, options, stop, tasks, results, factory, pool)
+        yield from _grade_on(todo, out, options, factory, pool)
     finally:
         if pool is not None:
             pool.close()
 
 
-def _grade_on(todo: list[Task], out: Path, options: Options, stop: threading.Event, tasks: queue.SimpleQueue,
-              results: queue.SimpleQueue, factory: Any, pool: Any) -> Iterator[Done]:
+def _grade_on(todo: list[Task], out: Path, options: Options, factory: Any, pool: Any) -> Iterator[Done]:
     jobs = options.jobs
     if pool is not None:
         for exercise_id in dict.fromkeys(t.exercise for t in todo):  # refuse a cluster that cannot grade now
             pool.check(exercises.framework_of(exercise_id), options.device != "cpu")
         jobs = jobs or pool.slots()
-    slots = [Slot(out, options, stop, factory) for _ in range(max(1, min(jobs, len(todo))))]
-    if options.device == "cuda":
-        _require_cuda(slots[0], todo[0].exercise)
-    threads = []
-    stopping = False
-    try:
-        for slot in slots:
-            slot.prewarm(todo[0].exercise)  # every slot's torch import starts now, side by side
-        for slot in slots:
-            thread = threading.Thread(target=_serve, args=(slot, tasks, results), daemon=True)
-            thread.start()
-            threads.append(thread)
-        running = len(threads)
-        while running:
-            try:
-                done = results.get(timeout=0.2)
-            except queue.Empty:
-                continue
-            if done is None:
-                running -= 1
-            elif isinstance(done, ExecutorGone):
-                raise done
-            else:
+    # A worker that died (before the job, or under it) is replaced and the job tried once more; a submission
+    # that kills its worker every time keeps the second report, marked grader-failure. A cluster retries on
+    # other machines itself (up to its allowed-failures): one attempt here.
+    executor = LocalExecutor(max(1, min(jobs, len(todo))), device=options.device, sandbox=options.sandbox,
+                             prewarm=todo[0].exercise, factory=factory, retries=1 if factory is Zygote else 0)
+    try:  # every slot's torch import has started, side by side
+        if options.device == "cuda":
+            _require_cuda(executor, todo[0].exercise)
+        finished: queue.SimpleQueue = queue.SimpleQueue()
+        for task in todo:
+            future = executor.submit(Job(task.exercise, task.path, options.device, options.limits))
+            future.add_done_callback(lambda f, task=task: finished.put((task, f.result())))
+        for _ in todo:
+            task, outcome = _next(finished)
+            if isinstance(outcome.error, ExecutorGone):
+                raise outcome.error  # the cluster is gone: no submission's fault, the batch stops
+            done = finish(out, task, outcome)
+            if done is not None:
                 yield done
     except BaseException:
-        stopping = True
-        stop.set()
-        for slot in slots:
-            slot.terminate()
+        executor.interrupt()
         raise
     finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=STOP_GRACE_S + 5)
-        for slot in slots:  # all at once: a worker takes a while to exit (torch's teardown)
-            slot.release()
-        for slot in slots:
-            slot.close(stopping)
+        executor.close()
 
 
-def _require_cuda(slot: Slot, exercise_id: str) -> None:
-    info = slot.worker(exercise_id).info()
-    if not info.get("cuda"):
+def _next(finished: queue.SimpleQueue) -> tuple[Task, JobOutcome]:
+    """The next finished job, waiting in short steps so that the main thread takes Ctrl-C promptly."""
+    while True:
+        try:
+            return finished.get(timeout=0.2)
+        except queue.Empty:
+            continue
+
+
+def _require_cuda(executor: LocalExecutor, exercise_id: str) -> None:
+    if not Ready.from_wire(executor.worker_info(exercise_id)).cuda:
         raise grading.DeviceUnavailable("--device cuda was asked for, but CUDA is not available on this machine.")
 
 
@@ -520,35 +396,6 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 # ---- gradebook and summary, rebuilt from the reports on disk
 
-def report_status(data: dict[str, Any]) -> str | None:
-    """Why a report did not grade cleanly, as one word for the gradebook (None: it did, whatever the score).
-
-    From schema 1.1 the report's own `status` says it; the rest reads reports written by 1.0 graders."""
-    status = data.get("status")
-    if isinstance(status, str) and status in RUN_STATUSES:
-        return None if status == "ok" else status
-    error = data.get("error")
-    if not error:
-        return None
-    tier = (data.get("sandbox") or {}).get("tier")
-    if tier == "failed":
-        return "grader-failure"
-    if tier == "not-run":
-        return "syntax-error" if str(error).startswith("SyntaxError") else "unreadable"
-    if any(c.get("status") == "timeout" for c in data.get("checks", [])):
-        return "timeout"
-    text = str(error)
-    if "memory" in text:
-        return "memory-limit"
-    if "could not be imported" in text:
-        return "import-error"
-    if "rejected your results" in text:
-        return "rejected-results"
-    if text.startswith("Some cells of your notebook raised"):
-        return "notebook-cell-errors"  # graded, but some cells did not run
-    return "crashed"
-
-
 class Summary:
     """What the class got wrong, accumulated one report at a time (counters only: flat in class size)."""
 
@@ -562,22 +409,22 @@ class Summary:
         self.check_errors: Counter[tuple[str, str]] = Counter()
         self.students = 0
 
-    def add_report(self, exercise_id: str, data: dict[str, Any]) -> None:
-        self.scores.setdefault(exercise_id, Counter())[float(data.get("score", 0.0))] += 1
-        self.max_scores[exercise_id] = float(data.get("max_score", 0.0))
-        status = report_status(data)
-        if status is not None and status != "notebook-cell-errors":
+    def add_report(self, exercise_id: str, report: Report) -> None:
+        self.scores.setdefault(exercise_id, Counter())[float(report.score)] += 1
+        self.max_scores[exercise_id] = float(report.max_score)
+        status = gradebook.status_of(report)
+        if status is not None:
             # A run that crashed, hung or never started failed no check on its merits: counted apart.
             self.not_run[(exercise_id, status)] += 1
             return
         diagnosed = set()  # a mistake counts once per student, however many checks it broke
-        for check in data.get("checks", []):
-            if check.get("status") == "failed":
-                self.failed_checks[(exercise_id, str(check.get("name")))] += 1
-            elif check.get("status") in ("error", "timeout"):
-                self.check_errors[(exercise_id, str(check.get("name")))] += 1
-            if check.get("diagnosis"):
-                diagnosed.add(str(check["diagnosis"]))
+        for check in report.checks:
+            if check.status is Status.FAILED:
+                self.failed_checks[(exercise_id, check.name)] += 1
+            elif check.status in (Status.ERROR, Status.TIMEOUT):
+                self.check_errors[(exercise_id, check.name)] += 1
+            if check.diagnosis:
+                diagnosed.add(check.diagnosis)
         for code in diagnosed:
             self.diagnoses[(exercise_id, code)] += 1
 
@@ -658,19 +505,24 @@ def rebuild(out: Path, tasks: Sequence[Task] = (), refused: dict[str, str] | Non
     return files, summary.as_dict()
 
 
+def read_report(path: Path) -> Report | None:
+    """The report at `path` through the result model (report.from_dict); None when there is none, or it
+    cannot be read as one."""
+    try:
+        return from_dict(json.loads(path.read_text("utf-8")))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
 def _cell(out: Path, student: str, exercise_id: str, submitted: bool, summary: Summary,
           problem_now: str | None = None) -> gradebook.Cell:
     folder = out / student
-    try:
-        data = json.loads((folder / f"{exercise_id}.json").read_text("utf-8"))
-        score, max_score = float(data["score"]), float(data["max_score"])
-    except (OSError, ValueError, KeyError, TypeError):
-        data = None
-    if data is not None:
-        summary.add_report(exercise_id, data)
-        status = report_status(data)
+    report = read_report(folder / f"{exercise_id}.json")
+    if report is not None:
+        summary.add_report(exercise_id, report)
+        status = gradebook.status_of(report)
         summary.add_status(status)
-        return gradebook.Cell(score, max_score, status)
+        return gradebook.Cell(report.score, report.max_score, status)
     try:
         status = str(json.loads((folder / f"{exercise_id}{PROBLEM_SUFFIX}").read_text("utf-8"))["status"])
     except (OSError, ValueError, KeyError, TypeError):

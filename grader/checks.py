@@ -17,6 +17,7 @@ from grader import diagnose
 from grader.codes import DiagnosisCode
 from grader.exercises import CheckSpec, Exercise
 from grader.report import CheckResult, Status
+from grader.sandbox.protocol import ChildError, Result
 from grader.source import Code
 
 MALFORMED_RESULT = "the grader received a result it cannot read as numbers; no points for this check."
@@ -270,25 +271,24 @@ def _close(observed: Any, expected: Any, tol: Tolerance) -> bool:
     return bool(np.all(np.abs(got - want) <= tol.absolute(want) + tol.rtol * np.abs(want)))
 
 
-def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | None,
+def evaluate(exercise: Exercise, check: CheckSpec, observed: Result | None,
              reference: dict[str, Any] | None, device: str, run_problem: str | None,
              timed_out: bool, peers: tuple[diagnose.Peer, ...] = (), source: Code | None = None) -> CheckResult:
     """One check on one device. `peers` (the other checks' answers and references on the same device) are
     evidence for diagnoses only: a function that returned another check's answer ignores its arguments.
     `source` (the student's parsed code) only lets messages quote the student's own lines."""
     base = CheckResult(
-        name=check.name, status=Status.ERROR, score=0.0, max_score=check.points, message="",
+        name=check.name, status=Status.ERROR, score=0.0, max_score=check.points, symptom="",
         visibility=check.visibility, device=device,
     )
     if reference is None:
-        return replace(base, message="no reference recorded for this check (run `grade record`).")
+        return replace(base, symptom="no reference recorded for this check (run `grade record`).")
     if observed is None:
         status = Status.TIMEOUT if timed_out else Status.ERROR
-        return replace(base, status=status, message=run_problem or "the grader received no result.")
-    if not observed.get("ok"):
-        error = observed.get("error")
-        return _from_error(exercise, check, base, error if isinstance(error, dict) else {}, peers, source)
-    fields, expected = observed.get("fields") or {}, reference["fields"]
+        return replace(base, status=status, symptom=run_problem or "the grader received no result.")
+    if not observed.ok:
+        return _from_error(exercise, check, base, observed.error or ChildError(), peers, source)
+    fields, expected = observed.fields or {}, reference["fields"]
     reveal = check.visibility == "visible"
     tol = tolerance_for(exercise, check)
     code = None
@@ -303,13 +303,13 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: dict[str, Any] | No
         else:
             verdict = compare_value(check, fields, expected, tol, reveal)
     except (TypeError, ValueError, ArithmeticError):
-        return replace(base, message=MALFORMED_RESULT)
+        return replace(base, symptom=MALFORMED_RESULT)
     # Plotting data for visible checks only, passed or not: hidden references must never leave the grader.
     trajectory = _trajectory(check, fields, expected) if reveal else None
     if verdict.passed:
-        return replace(base, status=Status.PASSED, score=check.points, message=verdict.message,
+        return replace(base, status=Status.PASSED, score=check.points, symptom=verdict.message,
                        trajectory=trajectory)
-    result = replace(base, status=Status.FAILED, message=verdict.message,
+    result = replace(base, status=Status.FAILED, symptom=verdict.message,
                      first_divergent_epoch=verdict.first_divergent_epoch, trajectory=trajectory)
     if code is None and not shapes_fit(fields, expected):
         return result  # no replay on shapes the reference does not have (80,000 forged rows of weights)
@@ -364,18 +364,18 @@ EXCEPTION_ADVICE = {
 }
 
 
-def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: dict[str, Any],
+def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: ChildError,
                 peers: tuple[diagnose.Peer, ...] = (), source: Code | None = None) -> CheckResult:
-    kind = error.get("kind", "exception")
-    message = diagnose.missing_name(error, source) or str(error.get("message", "")).strip()
+    kind = error.kind
+    message = diagnose.missing_name(error, source) or error.message.strip()
     if kind in ("type", "shape"):
-        result = replace(base, status=Status.FAILED, message=message)
+        result = replace(base, status=Status.FAILED, symptom=message)
     elif kind == "not-implemented":
-        result = replace(base, status=Status.FAILED, message="Not implemented yet.")
+        result = replace(base, status=Status.FAILED, symptom="Not implemented yet.")
     else:
-        where = error.get("where")
+        where = error.where
         text = f"{message} (at {where})" if where else message
         if kind == "exception":
-            text = "your code raised " + text + EXCEPTION_ADVICE.get(str(error.get("type")), "")
-        result = replace(base, status=Status.ERROR, message=text)
+            text = "your code raised " + text + EXCEPTION_ADVICE.get(str(error.type), "")
+        result = replace(base, status=Status.ERROR, symptom=text)
     return diagnose.attach(result, diagnose.from_error(exercise, check, error, peers, source))

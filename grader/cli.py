@@ -202,7 +202,6 @@ def _emit(report: Any, output_format: str, report_path: Path | None, plot_path: 
     from grader.formats import human
     from grader.report import to_json
 
-    report = hints.annotate(report)
     if report_path:
         report_path.parent.mkdir(parents=True, exist_ok=True)
         report_path.write_text(to_json(report), "utf-8")

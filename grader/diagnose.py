@@ -21,6 +21,7 @@ from grader import mistakes
 from grader.codes import DiagnosisCode
 from grader.exercises import CheckSpec, Exercise
 from grader.report import CheckResult
+from grader.sandbox.protocol import ChildError
 from grader.source import Code
 
 
@@ -226,11 +227,10 @@ def _for_the_model(exercise: Exercise, check: CheckSpec, found: Diagnosis) -> Di
                                                                 IGNORES_ARGUMENTS_MODEL))
 
 
-def from_error(exercise: Exercise, check: CheckSpec, error: dict[str, Any],
+def from_error(exercise: Exercise, check: CheckSpec, error: ChildError,
                peers: tuple[Peer, ...] = (), source: Code | None = None) -> Diagnosis | None:
     """The mistake behind a check whose probe raised (the student's exception or a wrong type/shape)."""
-    kind, text = error.get("kind"), str(error.get("message", ""))
-    evidence = error.get("evidence") if isinstance(error.get("evidence"), dict) else {}
+    kind, text, evidence = error.kind, error.message, error.evidence
     if kind == "not-implemented":
         return make(DiagnosisCode.NOT_IMPLEMENTED)
     if kind == "exception" and isinstance(evidence.get("rebound"), str):
@@ -279,11 +279,11 @@ def uninitialised_module(exercise: Exercise, source: Code | None) -> Diagnosis:
     return Diagnosis(code, f"{where} {EXPLANATIONS[code]}".strip(), cause_first=True)
 
 
-def missing_name(error: dict[str, Any], source: Code | None) -> str | None:
+def missing_name(error: ChildError, source: Code | None) -> str | None:
     """A better message for a function the run did not define, when the source does define it, inside a
     block that did not run (`if torch.cuda.is_available():` on a machine without a GPU, say)."""
-    name = error.get("name")
-    if error.get("kind") != "missing" or not isinstance(name, str) or source is None:
+    name = error.name
+    if error.kind != "missing" or name is None or source is None:
         return None
     guard = source.guard(name)
     if guard is None:
@@ -354,13 +354,20 @@ def standard_explanations(code: str) -> tuple[str, ...]:
     return tuple(t for t in (EXPLANATIONS.get(code), TORCH_EXPLANATIONS.get(code), *variants) if t)
 
 
+def without_stock_text(code: str, explanation: str) -> str:
+    """An explanation (as `make` wrote it: what is particular to this check, then the code's stock text)
+    less its stock text: what a view that says the stock text once still prints on later checks."""
+    for text in standard_explanations(code):
+        explanation = explanation.replace(text, "")
+    return explanation
+
+
 def attach(result: CheckResult, found: Diagnosis | None) -> CheckResult:
+    """The result with the mistake named: its code and explanation as their own fields (report.compose
+    writes the message from them)."""
     if found is None:
         return result
-    if found.cause_first:  # the cause, then what Python said about it
-        symptom = f" What Python then said: {result.message}" if result.message else ""
-        return replace(result, diagnosis=found.code, message=f"{found.explanation}{symptom}".strip())
-    return replace(result, diagnosis=found.code, message=f"{result.message} {found.explanation}".strip())
+    return replace(result, diagnosis=found.code, explanation=found.explanation, cause_first=found.cause_first)
 
 
 def ratio(observed: Any, expected: Any) -> float | None:

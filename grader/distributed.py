@@ -36,6 +36,7 @@ from distributed import Client, KilledWorker, WorkerPlugin, get_worker
 from grader import __version__, exercises
 from grader.executor import ExecutorGone, LocalExecutor
 from grader.sandbox import tiers
+from grader.sandbox.protocol import Ready
 from grader.sandbox.runner import START_TIMEOUT_S, Outcome, SandboxFailure, Zygote, decode_event
 from grader.sandbox.tiers import Tier
 
@@ -129,7 +130,7 @@ async def dask_setup(worker: Any) -> None:
 
 
 def _tier(info: dict[str, Any]) -> str:
-    return str((info.get("sandbox") or {}).get("tier", Tier.UNKNOWN))
+    return Ready.from_wire(info).tier
 
 
 def describe(framework: str, want_cuda: bool) -> dict[str, Any]:

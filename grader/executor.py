@@ -7,22 +7,29 @@ one single mode would write. The zygotes only run probes; nothing here forks fro
 references or results (each zygote is a fresh interpreter, started by exec).
 
 A submission that kills or wedges its worker gets a report marked as a grader failure (`worker_failed`),
-and the slot starts a fresh worker for the next job; whether to try again is the caller's decision (the
-service counts attempts in its database).
+and the slot starts a fresh worker for the next job; whether to try again is the caller's decision: the
+service counts attempts in its database, `grade batch` asks the executor for `retries` (one more attempt
+on a fresh worker). `interrupt()` stops an executor now (a batch's Ctrl-C or SIGTERM): each worker is told
+to kill its job's process tree and exit, and the jobs not finished come back `stopped`.
 """
 
 from __future__ import annotations
 
+import os
 import queue
+import signal
 import threading
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol, Self
 
-from grader import exercises, grading, hints
-from grader.report import Report
+from grader import exercises, grading
+from grader.report import Report, RunStatus
 from grader.sandbox.runner import SandboxFailure, Zygote
+from grader.submission import SubmissionNotFound
+
+STOP_GRACE_S = 3.0  # how long an interrupted worker gets to kill its job's process tree
 
 
 class ExecutorGone(RuntimeError):
@@ -47,6 +54,13 @@ class JobOutcome:
     report: Report | None
     worker_failed: bool  # the worker died or stopped answering under this job (its report says so)
     problem: str | None = None  # no report at all: the file could not be read, or the grader broke
+    error: BaseException | None = None  # what ended the job without a report, for callers that tell kinds apart
+    stopped: bool = False  # the executor was interrupted before the job finished: no result either way
+
+    @property
+    def unreadable(self) -> bool:
+        """No report because the submission could not be read (gone, or not a file we may read)."""
+        return isinstance(self.error, (SubmissionNotFound, OSError))
 
     @property
     def ok(self) -> bool:
@@ -68,23 +82,29 @@ class Executor(Protocol):
 
 def worker_failed(report: Report) -> bool:
     """True when the report says the grader's worker broke under the job (not the submission's own fault)."""
-    return report.sandbox.get("tier") == "failed" or getattr(report, "status", None) == "grader-failure"
+    return report.sandbox.get("tier") == "failed" or report.status is RunStatus.GRADER_FAILURE
 
 
 class _Slot:
     """One job slot: its own warm workers (one per framework), used by its own thread only."""
 
-    def __init__(self, device: str, sandbox: str, factory: Any = Zygote):
+    def __init__(self, device: str, sandbox: str, factory: Any = Zygote, retries: int = 0,
+                 stop: threading.Event | None = None):
         self.device = device
         self.sandbox = sandbox
         self.factory = factory  # Zygote, or a remote worker with its interface (grader.distributed)
+        self.retries = retries  # more attempts on a fresh worker, for a job its worker broke under
+        self.stop = stop or threading.Event()
         self.workers: dict[tuple[str, bool], Zygote] = {}
         self.lock = threading.Lock()
         self.ready = threading.Event()
+        self.warmed = threading.Event()  # prewarm() is over, however it went
 
     def worker(self, exercise_id: str) -> Zygote:
         key = (exercises.framework_of(exercise_id), self.device != "cpu")
         with self.lock:
+            if self.stop.is_set():
+                raise SandboxFailure("the executor is stopping")
             current = self.workers.get(key)
             if current is None or not current.alive:
                 if current is not None:
@@ -98,29 +118,43 @@ class _Slot:
             self.ready.set()
         except (SandboxFailure, ExecutorGone, ValueError, OSError):
             pass
+        finally:
+            self.warmed.set()
 
     def alive(self) -> bool:
         with self.lock:
             return any(w.alive for w in self.workers.values())
 
     def run(self, job: Job) -> JobOutcome:
+        for attempt in range(self.retries + 1):
+            outcome = self._attempt(job)
+            if self.stop.is_set() and (outcome.worker_failed or outcome.report is None):
+                return replace(outcome, stopped=True)  # its worker was stopped under it: not a result
+            if not outcome.worker_failed or attempt == self.retries:
+                return outcome
+        raise AssertionError("unreachable")
+
+    def _attempt(self, job: Job) -> JobOutcome:
+        worker = None
         try:
             worker = self.worker(job.exercise)
             report = grading.grade(job.exercise, job.path, device=job.device, limits=job.limits, worker=worker)
         except SandboxFailure as exc:
-            return JobOutcome(None, True, f"the grading worker failed: {exc}")
+            if worker is not None:
+                worker.kill()  # a fresh one for the next job
+            return JobOutcome(None, True, f"the grading worker failed: {exc}", exc)
         except ExecutorGone as exc:  # not the submission's fault: counted like a worker that broke
-            return JobOutcome(None, True, str(exc))
+            return JobOutcome(None, True, str(exc), exc)
         except grading.DeviceUnavailable as exc:
-            return JobOutcome(None, False, str(exc))
+            return JobOutcome(None, False, str(exc), exc)
         except Exception as exc:  # noqa: BLE001 - one job must never stop the slot
-            return JobOutcome(None, False, f"{type(exc).__name__}: {exc}")
+            return JobOutcome(None, False, f"{type(exc).__name__}: {exc}", exc)
         failed = worker_failed(report)
         if failed:
             worker.kill()  # a fresh one for the next job
         else:
             self.ready.set()
-        return JobOutcome(hints.annotate(report), failed)
+        return JobOutcome(report, failed)
 
     def kill(self) -> None:
         with self.lock:
@@ -128,13 +162,37 @@ class _Slot:
         for worker in workers:
             worker.kill()
 
+    def terminate(self) -> None:
+        """From another thread: ask each worker to kill its job's process tree and exit (a cluster's handle:
+        stop waiting; its machine ends the job at its timeout)."""
+        with self.lock:
+            workers = list(self.workers.values())
+        for worker in workers:
+            if not isinstance(worker, Zygote):
+                worker.kill()
+                continue
+            try:
+                os.kill(worker.process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def release(self) -> None:
+        """No more jobs: each worker exits on its own (close() still waits for it)."""
+        with self.lock:
+            workers = list(self.workers.values())
+        for worker in workers:
+            worker.release()
+
     def close(self) -> None:
         with self.lock:
             workers = list(self.workers.values())
             self.workers.clear()
         for worker in workers:
-            worker.release()  # all at once: each exits on its own while the next is told
-        for worker in workers:
+            if self.stop.is_set() and isinstance(worker, Zygote):
+                try:  # told to stop: the worker is killing its job's tree
+                    worker.process.wait(timeout=STOP_GRACE_S)
+                except Exception:  # noqa: BLE001 - still there: no more grace
+                    worker.kill()
             worker.close()
 
 
@@ -145,10 +203,14 @@ class LocalExecutor:
     """The local warm pool: `jobs` slots, each a thread with its own zygotes, fed from one queue."""
 
     def __init__(self, jobs: int = 1, *, device: str = "auto", sandbox: str = "auto",
-                 prewarm: str | None = None, factory: Any = Zygote):
+                 prewarm: str | None = None, factory: Any = Zygote, retries: int = 0):
+        """`prewarm`: an exercise whose worker every slot starts at once; `retries`: more attempts, each on a
+        fresh worker, for a job whose worker broke under it (the service decides that itself: 0)."""
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
-        self._slots = [_Slot(device, sandbox, factory) for _ in range(max(1, jobs))]
+        self._stop = threading.Event()
+        self._slots = [_Slot(device, sandbox, factory, retries, self._stop) for _ in range(max(1, jobs))]
         self._closed = False
+        self._prewarm = prewarm
         self._threads = [threading.Thread(target=self._serve, args=(slot, prewarm), daemon=True,
                                           name=f"grader-slot-{i}") for i, slot in enumerate(self._slots)]
         for thread in self._threads:
@@ -176,6 +238,21 @@ class LocalExecutor:
                 return True
         return False
 
+    def worker_info(self, exercise_id: str) -> dict[str, Any]:
+        """What a worker for the exercise found where it runs (torch, cuda): the first slot's. Call it before
+        submitting jobs (a worker answers one thread at a time): it waits for the slot's prewarm."""
+        slot = self._slots[0]
+        if self._prewarm:
+            slot.warmed.wait()
+        return slot.worker(exercise_id).info()
+
+    def interrupt(self) -> None:
+        """Stop now, from any thread: running jobs' workers kill their process trees and exit; every job not
+        finished comes back `stopped`. close() still follows."""
+        self._stop.set()
+        for slot in self._slots:
+            slot.terminate()
+
     def _serve(self, slot: _Slot, prewarm: str | None) -> None:
         if prewarm:
             slot.prewarm(prewarm)
@@ -186,7 +263,14 @@ class LocalExecutor:
             job, future = item
             if not future.set_running_or_notify_cancel():
                 continue
-            future.set_result(slot.run(job))
+            if self._stop.is_set():
+                future.set_result(JobOutcome(None, False, "the executor was stopped", stopped=True))
+                continue
+            try:
+                outcome = slot.run(job)
+            except Exception as exc:  # noqa: BLE001 - the slot's own failure ends this job, never the slot
+                outcome = JobOutcome(None, False, f"{type(exc).__name__}: {exc}", exc)
+            future.set_result(outcome)
 
     def close(self, wait: bool = True) -> None:
         """Stop the slots. `wait=False` kills the jobs still running (their futures get failed outcomes)."""
@@ -199,7 +283,9 @@ class LocalExecutor:
             for slot in self._slots:
                 slot.kill()
         for thread in self._threads:
-            thread.join(timeout=grading.DEFAULT_TIMEOUT_S + 30)
+            thread.join(timeout=STOP_GRACE_S + 5 if self._stop.is_set() else grading.DEFAULT_TIMEOUT_S + 30)
+        for slot in self._slots:  # all at once: a worker takes a while to exit (torch's teardown)
+            slot.release()
         for slot in self._slots:
             slot.close()
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import numpy as np
 
-from grader import __version__, checks, diagnose, exercises
-from grader.report import CheckResult, Report, Status, Submission
-from grader.sandbox.runner import Outcome, SandboxFailure, Zygote
+from grader import __version__, checks, diagnose, exercises, hints
+from grader.report import CheckResult, Report, RunStatus, Status, Submission
+from grader.sandbox.protocol import ChildError, Done, Hello, Outcome, Phase, Ready, Result, SandboxFailure
+from grader.sandbox.runner import Zygote
 from grader.source import Code
 from grader.submission import MAX_SUBMISSION_BYTES, Loaded, file_sha256, read
 
@@ -61,7 +62,7 @@ def start_worker(exercise_id: str, device: str = "auto") -> Zygote:
 def resolve_devices(exercise: exercises.Exercise, device: str, worker_info: dict[str, Any]) -> list[str]:
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}")
-    cuda = bool(worker_info.get("cuda"))
+    cuda = Ready.from_wire(worker_info).cuda
     if device == "cuda" and not cuda:
         raise DeviceUnavailable("--device cuda was asked for, but CUDA is not available on this machine.")
     if exercise.framework == "numpy":
@@ -87,7 +88,7 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         devices = resolve_devices(exercise, device, info)
         outcome, failure, tier = None, None, {"tier": "not-run"}
         if not loaded.problem:
-            outcome, failure, tier = _run(worker, exercise, loaded, selected, devices, limits)
+            outcome, failure, tier = run_probes(worker, exercise, loaded, selected, devices, limits)
     finally:
         if own_worker:
             worker.close()
@@ -98,7 +99,7 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
     skipped_cells = notebook_cell_problems(outcome)
     if skipped_cells and not all(r.passed for r in results):  # why a function may be missing or stale
         problem = f"{problem} {skipped_cells}" if problem else skipped_cells
-    return Report(
+    return hints.annotate(Report(  # the one place a report's checks get the hint that helps
         exercise=exercise.id,
         title=exercise.title,
         submission=loaded.submission,
@@ -114,7 +115,7 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         status=status,
         hidden_output=outcome.hidden_output if outcome else "",
         cell_errors=tuple(notebook_cell_errors(outcome)),
-    )
+    ))
 
 
 def failure_report(exercise_id: str, path: Path | str, reason: str, limits: Limits | None = None) -> Report:
@@ -137,24 +138,28 @@ def failure_report(exercise_id: str, path: Path | str, reason: str, limits: Limi
     message = f"the grader failed ({reason}); this is not your doing: please report it."
     return Report(
         exercise=exercise_id, title=title, submission=Submission(str(path), sha, kind, size),
-        checks=tuple(CheckResult(name=n, status=Status.ERROR, score=0.0, max_score=p, message=message,
+        checks=tuple(CheckResult(name=n, status=Status.ERROR, score=0.0, max_score=p, symptom=message,
                                  visibility=v) for n, p, v in names),
         devices=(), grader_version=__version__, versions=versions(),
         sandbox={"tier": "failed", "limits": (limits or Limits()).as_job()}, error=message,
-        references_sha256=digest, status="grader-failure",
+        references_sha256=digest, status=RunStatus.GRADER_FAILURE,
     )
 
 
-def _run(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, selected: tuple[Any, ...],
-         devices: list[str], limits: Limits) -> tuple[Outcome | None, str | None, dict[str, Any]]:
+def run_probes(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, selected: tuple[Any, ...],
+               devices: list[str], limits: Limits) -> tuple[Outcome | None, str | None, dict[str, Any]]:
+    """Run the probes of `selected` on `loaded` in `worker`: the typed outcome (None and the reason when the
+    worker itself failed) and the sandbox tier the job ran at. What grade(), `grade record`, the doctor and
+    the benchmarks run submissions through."""
+    hidden = hidden_keys(selected)
     job = {
         "exercise": exercise.id,
         "module_name": exercise.id,
         "probe_source": exercise.probe_source,
         "cells": [{"label": c.label, "source": c.source} for c in loaded.cells],
         "forgiving_cells": loaded.submission.kind == "ipynb",
-        "invocations": [i for i in exercise.invocations(selected) if i["key"] not in hidden_keys(selected)],
-        "hidden_invocations": [i for i in exercise.invocations(selected) if i["key"] in hidden_keys(selected)],
+        "invocations": [i for i in exercise.invocations(selected) if i["key"] not in hidden],
+        "hidden_invocations": [i for i in exercise.invocations(selected) if i["key"] in hidden],
         "devices": devices,
         "limits": limits.as_job(),
     }
@@ -162,10 +167,10 @@ def _run(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, selected:
         outcome = worker.run(job)
     except SandboxFailure as exc:
         return None, str(exc), {"tier": "failed"}
-    outcome = in_their_phase(outcome, hidden_keys(selected))
-    hello = next((m for m in outcome.messages if m["type"] == "hello"), {})
+    outcome = in_their_phase(outcome, hidden)
+    hello = outcome.hello
     # The child's hello is sent before student code runs; when the channel was rejected, the worker knows.
-    tier = hello.get("tier") if isinstance(hello.get("tier"), dict) else {"tier": worker.tier}
+    tier = hello.tier if hello is not None and hello.tier is not None else {"tier": worker.tier}
     return outcome, None, tier
 
 
@@ -179,13 +184,16 @@ def in_their_phase(outcome: Outcome, hidden: set[str]) -> Outcome:
     """Only the messages sent in their own phase: visible results and load errors before the hidden checks'
     inputs were handed over, hidden results after. A visible result sent later could carry the hidden inputs
     into what the student reads (its message), so it is dropped, and its check gets no result."""
+    def hidden_result(message: Any) -> bool:
+        return isinstance(message, Result) and message.key in hidden
+
     if outcome.hidden_from is None:
-        kept = [m for m in outcome.messages if not (m["type"] == "result" and str(m.get("key")) in hidden)]
+        kept = [m for m in outcome.messages if not hidden_result(m)]
     else:
         kept = [m for i, m in enumerate(outcome.messages)
-                if m["type"] in ("hello", "phase", "done")
-                or (i < outcome.hidden_from and not (m["type"] == "result" and str(m.get("key")) in hidden))
-                or (i > outcome.hidden_from and m["type"] == "result" and str(m.get("key")) in hidden)]
+                if isinstance(m, (Hello, Phase, Done))
+                or (i < outcome.hidden_from and not hidden_result(m))
+                or (i > outcome.hidden_from and hidden_result(m))]
     return replace(outcome, messages=tuple(kept))
 
 
@@ -203,12 +211,12 @@ def labelled_output(outcome: Outcome | None, selected: tuple[Any, ...], devices:
     for check in selected:  # a run several checks share is named after the first of them
         names.setdefault(check.key, check.name)
     cuts = []
-    for message in outcome.messages:
-        at = message.get("output_at") if message["type"] == "result" else None
-        if isinstance(at, list) and len(at) == 2 and all(isinstance(v, float) for v in at):
-            name = names.get(str(message.get("key")), str(message.get("key")))
+    for result in outcome.results:
+        at = result.output_at
+        if at is not None:
+            name = names.get(result.key, result.key)
             if len(devices) > 1:
-                name += f", on {message.get('device')}"
+                name += f", on {result.device}"
             cuts.append((int(min(max(at[0], 0), len(raw))), int(min(max(at[1], 0), len(raw))), name))
     if not any(end > start for start, end, _ in cuts):
         return outcome.output
@@ -229,57 +237,53 @@ def labelled_output(outcome: Outcome | None, selected: tuple[Any, ...], devices:
     return text + truncated.lstrip("\n") if truncated else text
 
 
-def run_status(loaded: Loaded, outcome: Outcome | None, failure: str | None) -> str:
+def run_status(loaded: Loaded, outcome: Outcome | None, failure: str | None) -> RunStatus:
     """How the run as a whole ended (the report's `status`): the one place that decides it.
 
     From what happened only: the reader's verdict, the worker's account (exit status, signal, limits) and
     the kinds of message on the channel; never from the wording of a message.
     """
     if loaded.problem:
-        return loaded.problem_status or "unreadable"
+        return RunStatus(loaded.problem_status or RunStatus.UNREADABLE)
     if failure is not None or outcome is None:
-        return "grader-failure"
+        return RunStatus.GRADER_FAILURE
     if outcome.channel_error:
-        return "rejected"
-    load_error = next((m for m in outcome.messages if m["type"] == "load_error" and not m.get("continued")), None)
-    if load_error:
-        error = load_error.get("error")
-        return "exited" if isinstance(error, dict) and error.get("type") == "SystemExit" else "import-error"
+        return RunStatus.REJECTED
+    if outcome.load_error is not None:
+        return RunStatus.EXITED if outcome.load_error.error.type == "SystemExit" else RunStatus.IMPORT_ERROR
     if outcome.memory_exceeded:
-        return "memory-limit"
+        return RunStatus.MEMORY_LIMIT
     if outcome.timed_out:
-        return "timeout"
-    if any(m["type"] == "done" for m in outcome.messages):
-        return "ok"
+        return RunStatus.TIMEOUT
+    if outcome.done:
+        return RunStatus.OK
     if outcome.signal:
-        return "crashed"
-    if not any(m["type"] == "hello" for m in outcome.messages):
-        return "grader-failure"  # the child never reached the point where a submission's code can run
-    return "exited"
+        return RunStatus.CRASHED
+    if outcome.hello is None:
+        return RunStatus.GRADER_FAILURE  # the child never reached the point where a submission's code can run
+    return RunStatus.EXITED
 
 
-def run_problem(status: str, loaded: Loaded, outcome: Outcome | None, limits: Limits,
+def run_problem(status: RunStatus, loaded: Loaded, outcome: Outcome | None, limits: Limits,
                 failure: str | None = None) -> str | None:
     """What went wrong with the run as a whole, in words for the student (None when it finished)."""
-    if status in ("unreadable", "syntax-error"):
+    if status in (RunStatus.UNREADABLE, RunStatus.SYNTAX_ERROR):
         return loaded.problem
-    if status == "ok":
+    if status is RunStatus.OK:
         return None
-    if status == "grader-failure" or outcome is None:
+    if status is RunStatus.GRADER_FAILURE or outcome is None:
         return f"the grader could not run your submission ({failure or 'its sandbox did not start'}); " \
                "please report this."
-    if status == "rejected":
+    if status is RunStatus.REJECTED:
         return f"the grader rejected your results: {outcome.channel_error}."
-    if status in ("import-error", "exited") and any(m["type"] == "load_error" for m in outcome.messages):
-        load_error = next(m for m in outcome.messages if m["type"] == "load_error" and not m.get("continued"))
-        error = load_error.get("error")
-        return "your file could not be imported: " + describe_load_error(error if isinstance(error, dict) else {})
-    if status == "memory-limit":
+    if status in (RunStatus.IMPORT_ERROR, RunStatus.EXITED) and outcome.load_error is not None:
+        return "your file could not be imported: " + describe_load_error(outcome.load_error.error)
+    if status is RunStatus.MEMORY_LIMIT:
         return f"your code used more than {limits.memory_mib} MiB of memory and was stopped."
-    if status == "timeout":
+    if status is RunStatus.TIMEOUT:
         return (f"your code did not finish within {limits.timeout:g} s (an endless loop, or far too many "
                 "epochs?); checks that had not finished get no points.")
-    if status == "crashed":
+    if status is RunStatus.CRASHED:
         sig = outcome.signal
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else ""
         return f"your code crashed the grading process (signal {sig} {name}).".replace(" )", ")")
@@ -290,9 +294,7 @@ def run_problem(status: str, loaded: Loaded, outcome: Outcome | None, limits: Li
 def notebook_cell_errors(outcome: Outcome | None) -> list[str]:
     """Each notebook cell that raised (the cells after it still ran), in words for the student; listed in
     every report, full marks or not (Report.cell_errors)."""
-    errors = [m.get("error") for m in (outcome.messages if outcome else ())
-              if m["type"] == "load_error" and m.get("continued")]
-    return [describe_cell_error(e) for e in errors if isinstance(e, dict)]
+    return [describe_cell_error(e) for e in (outcome.cell_errors if outcome else ())]
 
 
 def notebook_cell_problems(outcome: Outcome | None) -> str | None:
@@ -305,19 +307,19 @@ def notebook_cell_problems(outcome: Outcome | None) -> str | None:
         "; ".join(described[:3]) + more + "."
 
 
-def describe_cell_error(error: dict[str, Any]) -> str:
-    lines = str(error.get("message", "")).strip().splitlines() or ["an error"]
-    where, cell = error.get("where"), str(error.get("cell") or "")
+def describe_cell_error(error: ChildError) -> str:
+    lines = error.message.strip().splitlines() or ["an error"]
+    where, cell = error.where, error.cell
     text = lines[-1] + (f" (at {where})" if where else "")
     if cell and not str(where or "").startswith(cell + ","):  # raised in a function another cell defined
         text = f"{cell} stopped: {text}"
-    if error.get("type") == "EOFError":
+    if error.type == "EOFError":
         text += " — input() cannot read anything while grading; give the value directly instead"
     return text
 
 
-def describe_load_error(error: dict[str, Any]) -> str:
-    kind, message, where = error.get("type"), str(error.get("message", "")), error.get("where")
+def describe_load_error(error: ChildError) -> str:
+    kind, message, where = error.type, error.message, error.where
     text = message + (f" (at {where})" if where else "")
     if kind == "EOFError":
         text += (" Your file calls input() while it is being imported, and input() is not available while "
@@ -333,10 +335,9 @@ def describe_load_error(error: dict[str, Any]) -> str:
 def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: list[str],
              outcome: Outcome | None, problem: str | None, source: Code | None = None) -> tuple[CheckResult, ...]:
     references = exercise.references()
-    received: dict[tuple[str, str], dict[str, Any]] = {}
-    for message in outcome.messages if outcome else ():
-        if message["type"] == "result":
-            received.setdefault((str(message.get("key")), str(message.get("device"))), message)
+    received: dict[tuple[str, str], Result] = {}
+    for result in outcome.results if outcome else ():
+        received.setdefault((result.key, result.device), result)
     timed_out = bool(outcome and outcome.timed_out)
     peers = {device: tuple(diagnose.Peer(c, _fields(received.get((c.key, device)), references.get(c.key)),
                                          (references.get(c.key) or {}).get("fields")) for c in selected)
@@ -352,7 +353,7 @@ def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: l
     return tuple(results)
 
 
-def _evaluate(exercise: exercises.Exercise, check: Any, observed: dict[str, Any] | None,
+def _evaluate(exercise: exercises.Exercise, check: Any, observed: Result | None,
               reference: dict[str, Any] | None, device: str, problem: str | None, timed_out: bool,
               peers: tuple[Any, ...], source: Code | None = None) -> CheckResult:
     """checks.evaluate, fenced: the numbers are the submission's, so whatever they make the comparison or a
@@ -361,13 +362,13 @@ def _evaluate(exercise: exercises.Exercise, check: Any, observed: dict[str, Any]
         return checks.evaluate(exercise, check, observed, reference, device, problem, timed_out, peers, source)
     except Exception:  # noqa: BLE001 - see above
         return CheckResult(name=check.name, status=Status.FAILED, score=0.0, max_score=check.points,
-                           message=checks.MALFORMED_RESULT, visibility=check.visibility, device=device)
+                           symptom=checks.MALFORMED_RESULT, visibility=check.visibility, device=device)
 
 
-def _fields(message: dict[str, Any] | None, reference: dict[str, Any] | None) -> dict[str, Any] | None:
+def _fields(result: Result | None, reference: dict[str, Any] | None) -> dict[str, Any] | None:
     """A result's fields when its probe ran without an error and its arrays have the reference's shapes:
     evidence for the other checks' diagnoses."""
-    fields = message.get("fields") if message and message.get("ok") else None
+    fields = result.fields if result and result.ok else None
     if not isinstance(fields, dict) or not checks.shapes_fit(fields, (reference or {}).get("fields") or {}):
         return None
     return fields
@@ -380,7 +381,7 @@ def _combine(per_device: list[CheckResult], devices: list[str]) -> CheckResult:
         return replace(per_device[0], device=",".join(devices))
     first = failing[0]
     if len(devices) > 1:
-        return replace(first, message=f"[on {first.device}] {first.message}")
+        return replace(first, failed_on=first.device)
     return first
 
 

@@ -8,6 +8,7 @@ or unwritable one never stops a hint from being shown.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -43,12 +44,19 @@ def parse(markdown: str) -> list[Hint]:
 
 
 def load(exercise_id: str) -> list[Hint]:
-    """The exercise's hints, in order (empty when it has none)."""
+    """The exercise's hints, in order (empty when it has none). hints.md is parsed once per version of the
+    file, however many reports and formats ask."""
     path = exercises.course_root() / exercise_id / "hints.md"
     try:
-        return parse(path.read_text("utf-8"))
+        stat = path.stat()
+        return list(_parsed(str(path), stat.st_mtime_ns, stat.st_size))
     except (OSError, UnicodeDecodeError):
         return []
+
+
+@functools.lru_cache(maxsize=64)
+def _parsed(path: str, mtime_ns: int, size: int) -> tuple[Hint, ...]:
+    return tuple(parse(Path(path).read_text("utf-8")))
 
 
 def state_file() -> Path:

@@ -91,9 +91,7 @@ def _what_was_found(folder: Path, shown: int = 10) -> str:
 
 def _grade(submission_dir: Path, exercise_id: str | None, limits: grading.Limits | None) -> Any:
     exercise, path = find_submission(submission_dir, exercise_id)
-    from grader import hints
-
-    return hints.annotate(grading.grade(exercise, path, device="auto", limits=limits))
+    return grading.grade(exercise, path, device="auto", limits=limits)
 
 
 def run_gradescope(exercise_id: str | None = None, submission_dir: Path = GRADESCOPE_SUBMISSION,

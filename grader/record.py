@@ -31,18 +31,16 @@ def recorded_fields(exercise_id: str, solution: Path | None = None) -> dict[str,
         raise RecordingError(f"{solution}: {loaded.problem}")
     limits = grading.Limits(timeout=300)
     with grading.start_worker(exercise_id, "cpu") as worker:
-        outcome, problem, _ = grading._run(worker, exercise, loaded, exercise.checks, ["cpu"], limits)
+        outcome, problem, _ = grading.run_probes(worker, exercise, loaded, exercise.checks, ["cpu"], limits)
     if problem or outcome is None:
         raise RecordingError(f"{exercise_id}: the solution did not run cleanly: {problem}")
     fields: dict[str, dict[str, Any]] = {}
-    for message in outcome.messages:
-        if message["type"] != "result":
-            continue
-        if not message.get("ok"):
-            raise RecordingError(f"{exercise_id}: the solution failed a probe: {message.get('error')}")
+    for result in outcome.results:
+        if not result.ok or not isinstance(result.fields, dict):
+            raise RecordingError(f"{exercise_id}: the solution failed a probe: {result.error}")
         # The process evidence (where each backward()/step() went) is checked against the run's own history,
         # never against a reference: it is not recorded.
-        fields[message["key"]] = {k: v for k, v in message["fields"].items() if k not in PROCESS_EVIDENCE}
+        fields[result.key] = {k: v for k, v in result.fields.items() if k not in PROCESS_EVIDENCE}
     return fields
 
 

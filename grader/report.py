@@ -13,9 +13,25 @@ from grader import sanitize
 
 # Bump on any change to the report's shape; readers key on it. See schema/report.schema.json.
 SCHEMA_VERSION = "1.1"
-# How a run as a whole ended (the report's `status`, schema 1.1): docs/report.md's list.
-RUN_STATUSES = ("ok", "syntax-error", "import-error", "unreadable", "timeout", "memory-limit", "crashed", "exited",
-                "rejected", "grader-failure")
+
+
+class RunStatus(enum.StrEnum):
+    """How a run as a whole ended (the report's `status`, schema 1.1): docs/report.md's list. Decided in one
+    place, grading.run_status; serialised as its value."""
+
+    OK = "ok"
+    SYNTAX_ERROR = "syntax-error"
+    IMPORT_ERROR = "import-error"
+    UNREADABLE = "unreadable"
+    TIMEOUT = "timeout"
+    MEMORY_LIMIT = "memory-limit"
+    CRASHED = "crashed"
+    EXITED = "exited"
+    REJECTED = "rejected"
+    GRADER_FAILURE = "grader-failure"
+
+
+RUN_STATUSES = tuple(s.value for s in RunStatus)
 
 
 class Status(str, enum.Enum):
@@ -26,15 +42,23 @@ class Status(str, enum.Enum):
     SKIPPED = "skipped"
 
 
+SAID_THEN = " What Python then said: "  # between a cause named first and the error it led to
+
+
 @dataclass(frozen=True)
 class CheckResult:
-    """One graded check: what a student reads and what an LMS stores."""
+    """One graded check: what a student reads and what an LMS stores.
+
+    What the check saw (`symptom`), the mistake named (`diagnosis`), its `explanation` and whether that
+    cause goes before the symptom are separate fields; `message` composes them into the text the report's
+    JSON carries (schema 1.1's `message`), and formats render from the fields.
+    """
 
     name: str
     status: Status
     score: float
     max_score: float
-    message: str
+    symptom: str  # what the check itself found: the quantity, the epoch, expected vs got, or the error
     diagnosis: str | None = None
     visibility: str = "visible"
     device: str | None = None
@@ -42,10 +66,72 @@ class CheckResult:
     # Plotting data: {"variation": ..., "epochs": [...], "expected": {...}, "observed": {...}}; not scored.
     trajectory: dict[str, Any] | None = None
     first_divergent_epoch: int | None = None
+    explanation: str | None = None  # the diagnosis's explanation with the fix (diagnose.py), None without one
+    cause_first: bool = False  # the explanation goes before the symptom (the error the cause led to)
+    failed_on: str | None = None  # where several devices were graded: the one this failure comes from
+
+    def __post_init__(self) -> None:
+        # The composed message trims the symptom where it meets the explanation: so does the model, so that
+        # a report read back from its JSON is the report that was written.
+        if self.explanation is not None:
+            trimmed = self.symptom.rstrip() if self.cause_first else self.symptom.lstrip()
+            object.__setattr__(self, "symptom", trimmed)
+            object.__setattr__(self, "cause_first", self.cause_first and bool(trimmed))
+        else:
+            object.__setattr__(self, "cause_first", False)
 
     @property
     def passed(self) -> bool:
         return self.status is Status.PASSED
+
+    @property
+    def message(self) -> str:
+        """The whole text for the student (the JSON report's `message`)."""
+        return compose(self.symptom, self.explanation, self.cause_first, self.failed_on)
+
+
+def compose(symptom: str, explanation: str | None, cause_first: bool = False, failed_on: str | None = None) -> str:
+    """A check's message: its symptom and its diagnosis's explanation, the cause first where it is one."""
+    if explanation is None:
+        body = symptom
+    elif cause_first:
+        body = f"{explanation}{SAID_THEN}{symptom}".strip() if symptom else explanation.strip()
+    else:
+        body = f"{symptom} {explanation}".strip()
+    return f"[on {failed_on}] {body}" if failed_on else body
+
+
+def _check_from_dict(data: dict[str, Any], several_devices: bool) -> CheckResult:
+    """A check read back from its JSON: the symptom, and where the cause came first, recovered from the
+    message by the one rule `compose` writes it with (verified: a message it cannot have written, say one
+    edited by hand, is kept whole as the symptom)."""
+    fields = {k: v for k, v in data.items() if k in CheckResult.__dataclass_fields__}
+    message, explanation = str(data.get("message", "")), data.get("explanation")
+    fields["status"] = status = Status(data["status"])
+    failed_on = data.get("device") if several_devices and status is not Status.PASSED else None
+    if failed_on and message.startswith(f"[on {failed_on}] "):
+        message = message[len(f"[on {failed_on}] "):]
+    else:
+        failed_on = None
+    fields["failed_on"] = failed_on
+    for symptom, cause_first in _readings(message, explanation):
+        if compose(symptom, explanation, cause_first) == message:
+            return CheckResult(**fields, symptom=symptom, cause_first=cause_first)
+    return CheckResult(**{**fields, "explanation": None}, symptom=compose(message, None, False, None))
+
+
+def _readings(message: str, explanation: str | None) -> list[tuple[str, bool]]:
+    """The (symptom, cause_first) pairs `compose` may have made `message` from."""
+    if explanation is None:
+        return [(message, False)]
+    readings = [("", False)] if message == explanation.strip() else []
+    lead = f"{explanation}{SAID_THEN}".lstrip()
+    if message.startswith(lead):
+        readings.append((message[len(lead):], True))
+    tail = f" {explanation}".rstrip()
+    if message.endswith(tail):
+        readings.append((message[:len(message) - len(tail)], False))
+    return readings
 
 
 @dataclass(frozen=True)
@@ -72,7 +158,9 @@ class Report:
     output: str = ""  # what the submission printed before any hidden check ran (capped), labelled by check
     references_sha256: str = ""
     schema_version: str = SCHEMA_VERSION
-    status: str = "ok"  # one of RUN_STATUSES, decided in grading.run_status() only
+    # How the run ended, decided in grading.run_status() only; None for a report of a 1.0 grader (read from
+    # disk), which never said: such a report is not current, and is regraded rather than classified.
+    status: RunStatus | None = RunStatus.OK
     hidden_output: str = ""  # what it printed while hidden checks ran: for the instructor, never the student
     cell_errors: tuple[str, ...] = ()  # notebook cells that raised (the next cells still ran), always listed
 
@@ -87,7 +175,7 @@ class Report:
     @property
     def full_marks(self) -> bool:
         return bool(self.checks) and all(c.passed for c in self.checks) and self.error is None \
-            and self.status == "ok"
+            and self.status is RunStatus.OK
 
     def with_checks(self, checks: tuple[CheckResult, ...]) -> Report:
         return replace(self, checks=checks)
@@ -99,10 +187,19 @@ def to_dict(report: Report) -> dict[str, Any]:
     data["score"] = report.score
     data["max_score"] = report.max_score
     data["full_marks"] = report.full_marks
-    data["checks"] = [{**asdict(c), "status": c.status.value} for c in report.checks]
+    data["checks"] = [_check_to_dict(c) for c in report.checks]
     data["devices"] = list(report.devices)
+    data["status"] = report.status.value if report.status is not None else None
     data["cell_errors"] = list(report.cell_errors)
     return sanitize.deep(data)  # messages, output, paths: a submission's text, safe in any file or viewer
+
+
+def _check_to_dict(check: CheckResult) -> dict[str, Any]:
+    data = asdict(check)
+    symptom_at = list(data).index("symptom")
+    del data["symptom"], data["cause_first"], data["failed_on"]  # in `message`, composed
+    items = list({**data, "status": check.status.value}.items())
+    return dict(items[:symptom_at] + [("message", check.message)] + items[symptom_at:])
 
 
 def to_json(report: Report) -> str:
@@ -111,14 +208,14 @@ def to_json(report: Report) -> str:
 
 def from_dict(data: dict[str, Any]) -> Report:
     """Rebuild a report read from disk (batch resume, gradebook)."""
-    checks = tuple(
-        CheckResult(**{**c, "status": Status(c["status"])}) for c in data["checks"]
-    )
+    several_devices = len(data.get("devices") or ()) > 1
+    checks = tuple(_check_from_dict(c, several_devices) for c in data["checks"])
     fields = {k: v for k, v in data.items() if k in Report.__dataclass_fields__}
     fields["checks"] = checks
     fields["submission"] = Submission(**data["submission"])
     fields["devices"] = tuple(data["devices"])
-    fields.setdefault("status", "ok")  # a 1.0 report on disk: its `error` still says what went wrong
+    status = data.get("status")
+    fields["status"] = RunStatus(status) if status is not None else None  # None: a 1.0 grader's report
     fields["cell_errors"] = tuple(data.get("cell_errors") or ())
     return Report(**fields)
 
@@ -143,6 +240,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "CheckResult",
     "Report",
+    "RunStatus",
     "Status",
     "Submission",
     "from_dict",

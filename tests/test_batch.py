@@ -18,7 +18,8 @@ from click.testing import CliRunner
 
 from grader import __version__, batch, grading, submission
 from grader.cli import main
-from grader.report import validation_errors
+from grader.formats import gradebook
+from grader.report import RUN_STATUSES, from_dict, to_json, validation_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = (ROOT / "solutions" / "ex03.py").read_text("utf-8")
@@ -122,9 +123,11 @@ def test_is_current_needs_same_file_grader_and_references(tmp_path):
     task = batch.Task("a", "ex03", path)
     out = tmp_path / "out"
     record = {"grader_version": __version__, "references_sha256": "refs", "sandbox": {"tier": "process"},
-              "submission": {"sha256": submission.file_sha256(path)}}
+              "submission": {"sha256": submission.file_sha256(path)}, "status": "ok"}
     batch.write_atomic(task.report_path(out), json.dumps(record))
     assert batch.is_current(task, out, "refs")
+    batch.write_atomic(task.report_path(out), json.dumps({k: v for k, v in record.items() if k != "status"}))
+    assert not batch.is_current(task, out, "refs")  # it never said how its run ended: regraded, not guessed
     assert not batch.is_current(task, out, "other references")
     batch.write_atomic(task.report_path(out), json.dumps({**record, "grader_version": "0.0.0-old"}))
     assert not batch.is_current(task, out, "refs")
@@ -150,17 +153,17 @@ def test_write_atomic_leaves_no_temporary_file(tmp_path):
     assert [p.name for p in target.parent.iterdir()] == ["ex03.json"]
 
 
-@pytest.mark.parametrize(("report", "expected"), [
-    ({"error": None, "checks": [{"status": "failed"}]}, None),
-    ({"error": "x", "sandbox": {"tier": "failed"}}, "grader-failure"),
-    ({"error": "SyntaxError in ex03.py, line 1", "sandbox": {"tier": "not-run"}}, "syntax-error"),
-    ({"error": "the file is empty.", "sandbox": {"tier": "not-run"}}, "unreadable"),
-    ({"error": "did not finish", "sandbox": {"tier": "process"}, "checks": [{"status": "timeout"}]}, "timeout"),
-    ({"error": "your code used more than 64 MiB of memory", "sandbox": {"tier": "process"}}, "memory-limit"),
-    ({"error": "your code crashed the grading process (signal 11)", "sandbox": {"tier": "process"}}, "crashed"),
-])
-def test_report_status_words(report, expected):
-    assert batch.report_status(report) == expected
+@pytest.mark.parametrize("status", RUN_STATUSES)
+def test_the_status_column_is_the_reports_status(status):
+    report = from_dict({**json.loads(to_json(grading.failure_report("ex03", "nowhere.py", "x"))), "status": status})
+    assert gradebook.status_of(report) == (None if status == "ok" else status)
+
+
+def test_a_report_without_a_status_is_never_classified_by_its_wording():
+    data = json.loads(to_json(grading.failure_report("ex03", "nowhere.py", "x")))
+    for error in ("your code used more than 64 MiB of memory", "SyntaxError in ex03.py", "could not be imported"):
+        old = {k: v for k, v in {**data, "error": error, "schema_version": "1.0"}.items() if k != "status"}
+        assert gradebook.status_of(from_dict(old)) == gradebook.NOT_GRADED
 
 
 # ---- the class, graded
@@ -206,7 +209,7 @@ def test_summary_counts_what_the_reports_say(graded_class):
     assert dist["full_marks"] == 2  # ana and ben (the notebook)
     assert sum(dist["scores"].values()) == 7 and sum(dist["bands"].values()) == 7
     failed = {f["check"]: f["count"] for f in summary["failed_checks"]}
-    finished = [r for r in reports if batch.report_status(r) is None]  # crashes and hangs counted apart
+    finished = [r for r in reports if r["status"] == "ok"]  # crashes and hangs counted apart
     for check in reports[0]["checks"]:
         assert failed.get(check["name"], 0) == sum(
             1 for r in finished for c in r["checks"] if c["name"] == check["name"] and c["status"] == "failed")
@@ -260,9 +263,9 @@ def test_a_submission_that_kills_its_worker_does_not_stop_the_batch(tmp_path):
 
 @pytest.mark.slow
 def test_a_slot_restarts_a_worker_that_died(tmp_path):
-    import threading
+    from grader.executor import _Slot
 
-    slot = batch.Slot(tmp_path, batch.Options(jobs=1, device="cpu", limits=LIMITS), threading.Event())
+    slot = _Slot("cpu", "auto")  # the batch's slots are the executor's
     try:
         first = slot.worker("ex03")
         first.info()
@@ -369,9 +372,12 @@ def test_cli_batch_prints_a_summary_and_no_progress_bar_off_a_terminal(tmp_path)
 
 def test_gradebook_is_rebuilt_from_every_report_on_disk(tmp_path):
     out = tmp_path / "out"
-    fake = {"score": 7.0, "max_score": 10.0, "error": None, "sandbox": {"tier": "namespaces"},
-            "checks": [{"name": "a check", "status": "failed", "diagnosis": "gradient-sign"},
-                       {"name": "another", "status": "failed", "diagnosis": "gradient-sign"}]}
+    fake = {**json.loads(to_json(grading.failure_report("ex01", "ana/ex01.py", "x"))),
+            "score": 7.0, "max_score": 10.0, "error": None, "sandbox": {"tier": "namespaces"}, "status": "ok",
+            "checks": [{"name": "a check", "status": "failed", "diagnosis": "gradient-sign", "score": 7.0,
+                        "max_score": 8.0, "message": "", "visibility": "visible"},
+                       {"name": "another", "status": "failed", "diagnosis": "gradient-sign", "score": 0.0,
+                        "max_score": 2.0, "message": "", "visibility": "visible"}]}
     batch.write_atomic(out / "ana" / "ex01.json", json.dumps(fake))  # from an earlier `--exercise ex01` run
     batch.write_atomic(out / "ben" / "ex03.problem.json", json.dumps({"status": "unreadable"}))
     tasks = [batch.Task("ana", "ex03", None), batch.Task("ben", "ex03", tmp_path / "ben" / "ex03.py")]

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 from grader import checks, diagnose, exercises, mistakes
 from grader.exercises import CheckSpec
 from grader.report import Status
+from grader.sandbox.protocol import Result
 
 EX03 = exercises.load("ex03")
 TOL = checks.Tolerance(rtol=1e-4, atol=1e-5)
@@ -89,7 +90,7 @@ def test_evaluate_passes_the_other_checks_answers_to_the_diagnosis():
     other = spec(x=[1.0, 2.0, 3.0, 4.0], y=[5.0, 10.0, 15.0, 20.0], w=0.0, learning_rate=0.01, n_iters=12)
     notebook_run = run_of(mistakes.Mistake())
     reference = {"fields": run_of(mistakes.Mistake(), y=[5.0, 10.0, 15.0, 20.0])}
-    observed = {"ok": True, "fields": notebook_run}  # trained on the notebook's Y whatever y was passed
+    observed = Result("k", "cpu", True, notebook_run, None, None)  # trained on the notebook's Y whatever y was passed
     peers = (diagnose.Peer(notebook, notebook_run, notebook_run), diagnose.Peer(other, notebook_run, reference["fields"]))
     result = checks.evaluate(EX03, other, observed, reference, "cpu", None, False, peers)
     assert result.status is Status.FAILED and result.diagnosis == "ignores-arguments"
@@ -100,7 +101,7 @@ def test_evaluate_passes_the_other_checks_answers_to_the_diagnosis():
 def test_a_passing_check_never_carries_a_diagnosis():
     check = spec(x=[1.0, 2.0, 3.0, 4.0], y=[2.0, 4.0, 6.0, 8.0], w=0.0, learning_rate=0.01, n_iters=12)
     reference = {"fields": run_of(mistakes.Mistake())}
-    result = checks.evaluate(EX03, check, {"ok": True, "fields": run_of(mistakes.Mistake())}, reference, "cpu",
+    result = checks.evaluate(EX03, check, Result("k", "cpu", True, run_of(mistakes.Mistake()), None, None), reference, "cpu",
                              None, False)
     assert result.passed and result.diagnosis is None
 

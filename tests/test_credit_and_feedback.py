@@ -19,6 +19,7 @@ from grader.cli import main
 from grader.exercises import CheckSpec
 from grader.formats import human, plot
 from grader.report import CheckResult, Report, Status, Submission
+from grader.sandbox.protocol import ChildError
 from grader.source import Code
 from grader.submission import read
 
@@ -134,7 +135,7 @@ def test_argument_order_needs_the_train_calling_in_that_order():
 ])
 def test_a_module_without_super_init_is_named(message):
     code = Code([("ex05.py", STUDENT)])
-    found = diagnose.from_error(EX05, check("structure"), {"kind": "exception", "message": message}, source=code)
+    found = diagnose.from_error(EX05, check("structure"), ChildError(message=message), source=code)
     assert found.code == "module-not-initialised" and "ex05.py, line 21" in found.explanation
 
 
@@ -142,19 +143,19 @@ def test_a_rebound_parameter_names_its_cause_before_the_error():
     error = {"kind": "exception", "message": "TypeError: unsupported operand type(s) for *: 'float' and 'NoneType'",
              "evidence": {"rebound": "w", "requires_grad": True}}
     code = Code([("ex03.py", STUDENT)])
-    found = diagnose.from_error(EX03, TRAIN, error, source=code)
+    found = diagnose.from_error(EX03, TRAIN, ChildError.from_wire(error), source=code)
     assert found.code == "rebound-parameter"
     base = CheckResult("train", Status.ERROR, 0, 3, "your code raised " + error["message"])
     message = diagnose.attach(base, found).message
     assert message.index("w = w - learning_rate * w.grad") < message.index("unsupported operand")
-    assert diagnose.from_error(EX03, TRAIN, {**error, "evidence": {}}) is None  # no evidence, no code
+    assert diagnose.from_error(EX03, TRAIN, ChildError.from_wire({**error, "evidence": {}})) is None  # no evidence, no code
 
 
 def test_a_function_hidden_under_a_cuda_guard_is_not_called_missing():
     error = {"kind": "missing", "message": "`forward` is not defined in your file.", "name": "forward"}
-    text = diagnose.missing_name(error, Code([("ex03.py", STUDENT)]))
+    text = diagnose.missing_name(ChildError.from_wire(error), Code([("ex03.py", STUDENT)]))
     assert "if torch.cuda.is_available():" in text and "not defined in your file" not in text
-    assert diagnose.missing_name({**error, "name": "loss"}, Code([("ex03.py", STUDENT)])) is None
+    assert diagnose.missing_name(ChildError.from_wire({**error, "name": "loss"}), Code([("ex03.py", STUDENT)])) is None
 
 
 def test_the_summed_gradient_message_quotes_np_sum_not_np_dot():

@@ -20,6 +20,7 @@ from conftest import SUBMISSIONS, requires_cuda
 from grader import diagnose, exercises, mistakes
 from grader.exercises import CheckSpec
 from grader.report import schema as report_schema
+from grader.sandbox.protocol import ChildError
 
 CONTRACT_CODES = {
     "gradient-not-averaged", "gradient-missing-factor-2", "gradient-sign", "grad-not-zeroed", "loss-after-update",
@@ -112,12 +113,12 @@ EX03 = exercises.load("ex03")
     "TypeError: can't convert cuda:0 device type tensor to numpy. Use Tensor.cpu() to copy the tensor first.",
 ])
 def test_device_errors_are_classified_as_device_mismatch(message):
-    found = diagnose.from_error(EX03, check("train"), {"kind": "exception", "message": message})
+    found = diagnose.from_error(EX03, check("train"), ChildError(message=message))
     assert found is not None and found.code == "device-mismatch"
 
 
 def test_an_unrelated_runtime_error_gets_no_diagnosis():
-    found = diagnose.from_error(EX03, check("train"), {"kind": "exception", "message": "RuntimeError: boom"})
+    found = diagnose.from_error(EX03, check("train"), ChildError(message="RuntimeError: boom"))
     assert found is None
 
 
@@ -125,8 +126,8 @@ def test_a_history_as_long_as_another_checks_n_iters_means_ignored_arguments():
     this = check("train", "trajectory", ("loss", "w"), n_iters=30)
     peer = diagnose.Peer(check("train", "trajectory", ("loss", "w"), n_iters=100), None, None)
     text = "train(...) returned 100 entries for n_iters=30; expected one per epoch."
-    assert diagnose.from_error(EX03, this, {"kind": "shape", "message": text}, (peer,)).code == "ignores-arguments"
-    assert diagnose.from_error(EX03, this, {"kind": "shape", "message": text}, ()) is None
+    assert diagnose.from_error(EX03, this, ChildError(kind="shape", message=text), (peer,)).code == "ignores-arguments"
+    assert diagnose.from_error(EX03, this, ChildError(kind="shape", message=text), ()) is None
 
 
 def train_check(**args) -> CheckSpec:

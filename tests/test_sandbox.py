@@ -45,9 +45,9 @@ def run_source(worker: Zygote, source: str, probe: str, limits: dict | None = No
 
 
 def fields(outcome) -> dict:
-    result = next(m for m in outcome.messages if m["type"] == "result")
-    assert result["ok"], result
-    return result["fields"]
+    result = outcome.results[0]
+    assert result.ok, result
+    return result.fields
 
 
 @pytest.mark.slow
@@ -147,7 +147,7 @@ def test_the_memory_limit_stops_an_allocation_and_says_so(tier, cgroups, numpy_w
     probe = "def hog(ctx):\n    blocks = [bytearray(32 << 20) for _ in range(40)]\n    return {'n': len(blocks)}\n"
     outcome = run_source(worker, probe, "hog", {"timeout": 20.0, "memory_mib": 300})
     assert outcome.memory_exceeded
-    assert not any(m["type"] == "result" for m in outcome.messages)
+    assert not outcome.results
     for directory in worker.info()["sandbox"].get("cgroups", {}).values():
         assert not [n for n in os.listdir(directory) if n.startswith("job-")]
 
@@ -164,7 +164,7 @@ def test_a_leftover_holding_the_channel_does_not_hold_the_job_until_the_deadline
     outcome = run_source(worker, probe, "leave", {"timeout": 30.0, "memory_mib": 1024})
     assert fields(outcome) == {"ok": 1.0}
     assert not outcome.timed_out
-    assert any(m["type"] == "done" for m in outcome.messages)
+    assert outcome.done
 
 
 @pytest.mark.slow

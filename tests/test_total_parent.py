@@ -21,6 +21,7 @@ from grader import checks, exercises, grading, lms
 from grader.cli import main
 from grader.report import RUN_STATUSES, to_dict, validation_errors
 from grader.sandbox.channel import ChannelError, decode, encode
+from grader.sandbox.protocol import parse_message
 from grader.submission import read
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -113,7 +114,7 @@ def test_a_forged_process_count_fails_its_check_and_nothing_else(count):
     exercise = exercises.load("ex03")
     check = next(c for c in exercise.checks if c.compare == "process")
     reference = exercise.references()[check.key]
-    observed = {"type": "result", "ok": True, "fields": {**reference["fields"], "backward_calls": count}}
+    observed = parse_message({"type": "result", "ok": True, "fields": {**reference["fields"], "backward_calls": count}})
     result = checks.evaluate(exercise, check, observed, reference, "cpu", None, False)
     assert result.score == 0 and result.status.value in ("failed", "error")
 

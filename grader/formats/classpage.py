@@ -38,8 +38,9 @@ def student_report(report: Report, hidden: str = "outcome") -> Report:
     for check in report.checks:
         if check.visibility == "hidden":
             outcome = "passed" if check.status is Status.PASSED else check.status.value
-            check = dataclasses.replace(check, message=f"hidden check: {outcome}; details are not shown.",
-                                        diagnosis=None, hint=None, trajectory=None, first_divergent_epoch=None)
+            check = dataclasses.replace(check, symptom=f"hidden check: {outcome}; details are not shown.",
+                                        diagnosis=None, explanation=None, failed_on=None, hint=None,
+                                        trajectory=None, first_divergent_epoch=None)
         checks.append(check)
     return report.with_checks(tuple(checks))
 

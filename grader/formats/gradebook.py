@@ -33,9 +33,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self, TextIO
 
+from grader.report import Report, RunStatus
+
 CANVAS_FIXED = ("Student", "ID", "SIS User ID", "SIS Login ID", "Section")
 MOODLE_ID = "Username"
 MOODLE_WORKSHEET_ID = ("Identifier", "Full name")
+
+
+NOT_GRADED = "not-graded"  # submitted, and no report of this grader says how its run ended
+
+
+def status_of(report: Report) -> str | None:
+    """A report's status column: its run status (CONTRACT.md's list), None when it ran to the end, whatever
+    the score. A report without a status (a 1.0 grader's, which a batch regrades) is clean when it records no
+    error, else `not-graded`: never a status guessed from the wording of its error."""
+    if report.status is None:
+        return None if report.error is None else NOT_GRADED
+    return None if report.status is RunStatus.OK else report.status.value
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import textwrap
 
 from grader import sanitize
-from grader.diagnose import standard_explanations
-from grader.report import CheckResult, Report, Status
+from grader.diagnose import without_stock_text
+from grader.report import CheckResult, Report, Status, compose
 
 SYMBOLS = {
     Status.PASSED: "PASS",
@@ -64,16 +64,19 @@ def render(report: Report, hint_count: int = 0) -> str:
 
 
 def _message(check: CheckResult, explained: set[str]) -> str:
-    """The check's message; a diagnosis's stock explanation is printed once, at its first check."""
+    """The check's message; a diagnosis's stock explanation is printed once, at its first check (later ones
+    keep their own finding and what is particular to them)."""
     if not check.diagnosis:
         return check.message
     if check.diagnosis not in explained:
         explained.add(check.diagnosis)
         return check.message
-    brief = check.message
-    for text in standard_explanations(check.diagnosis):
-        brief = brief.replace(text, "")
-    return brief if brief == check.message else brief.strip() + " (Same mistake as above.)"
+    if check.explanation is None:
+        return check.message
+    own = without_stock_text(check.diagnosis, check.explanation)
+    if own == check.explanation:
+        return check.message
+    return compose(check.symptom, own, check.cause_first, check.failed_on).strip() + " (Same mistake as above.)"
 
 
 def next_step(report: Report, hint_count: int = 0) -> str:

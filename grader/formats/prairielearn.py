@@ -15,7 +15,7 @@ import base64
 from typing import Any
 
 from grader import hints, sanitize
-from grader.report import CheckResult, Report
+from grader.report import CheckResult, Report, RunStatus
 
 OUTPUT_CAP = 10_000
 IMAGE_CAP = 600_000  # bytes of base64 PNG: results.json must stay under 1 MB
@@ -29,7 +29,7 @@ def results(report: Report, reveal_hidden: bool = False) -> dict[str, Any]:
         message += ". Problem: " + report.error
     texts = {h.number: h.text for h in hints.load(report.exercise)}
     data = {
-        "gradable": report.status != "grader-failure",  # the grader failed, not the student
+        "gradable": report.status is not RunStatus.GRADER_FAILURE,  # the grader failed, not the student
         "score": round(min(1.0, max(0.0, score)), 6),
         "message": message,
         "output": report.output[-OUTPUT_CAP:],

@@ -12,9 +12,11 @@ import os
 import platform
 import socket
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from grader.sandbox.protocol import Ready
 from grader.sandbox.runner import Zygote
 from grader.sandbox.tiers import Tier, at_least
 
@@ -79,7 +81,7 @@ def require_namespace_tier(worker: Zygote | None = None) -> dict[str, Any]:
     own = worker is None
     worker = worker or Zygote("numpy")
     try:
-        plan = dict(worker.info().get("sandbox", {}))
+        plan = Ready.from_wire(worker.info()).sandbox
     finally:
         if own:
             worker.close()
@@ -100,16 +102,19 @@ def examine(sandbox: str = "auto") -> dict[str, Any]:
         os.environ[CANARY_NAME] = "visible"
         try:
             with Zygote("numpy", sandbox=sandbox) as worker:
-                plan = dict(worker.info().get("sandbox", {}))
+                plan = Ready.from_wire(worker.info()).sandbox
                 outcome = worker.run(_job(listener.getsockname()[1], repo, outside))
         finally:
             os.environ.pop(CANARY_NAME, None)
         wrote = os.path.exists(os.path.join(outside, "written-from-the-sandbox"))
-    hello = next((m for m in outcome.messages if m.get("type") == "hello"), {})
-    result = next((m for m in outcome.messages if m.get("type") == "result"), {})
-    inside = dict(result.get("fields", {})) if result.get("ok") else {"error": result.get("error", "no result")}
+    hello = outcome.hello
+    result = next(iter(outcome.results), None)
+    if result is not None and result.ok and isinstance(result.fields, dict):
+        inside = dict(result.fields)
+    else:
+        inside = {"error": asdict(result.error) if result and result.error else "no result"}
     inside["file_appeared_outside"] = wrote
-    found = {"plan": plan, "job": hello.get("tier", {}), "inside": inside, "defences": defences(plan, inside, repo),
+    found = {"plan": plan, "job": (hello.tier if hello else None) or {}, "inside": inside, "defences": defences(plan, inside, repo),
              "environment": environment()}
     if "error" in inside:  # say so rather than report what nobody observed
         found["defences"] = [(name, relies_on, "not checked: the self-test did not run")

@@ -19,42 +19,19 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from typing import Any, Self
 
-from grader.sandbox.channel import MAX_CHANNEL_BYTES, ChannelError, decode
+from grader.sandbox import protocol
+from grader.sandbox.channel import MAX_CHANNEL_BYTES
+from grader.sandbox.protocol import OUTPUT_CAP_BYTES, Outcome, SandboxFailure, decode_capped, decode_event
 from grader.sandbox.rlimits import scrubbed_environment
 from grader.sandbox.tiers import Tier
 
 START_TIMEOUT_S = 120.0  # a cold torch import on a loaded machine can take tens of seconds
 BACKSTOP_S = 15.0  # beyond the job's own timeout, before the parent gives up on the worker itself
 SANDBOX_CHOICES = ("auto", "namespaces", "userns", "process", "none")
-OUTPUT_CAP_BYTES = 64 * 1024  # what we keep of a submission's prints
 CHANNEL_CAP_BYTES = MAX_CHANNEL_BYTES + 1  # one byte over the decoder's limit, so it can say "too much"
 MAX_EVENT_BYTES = 1 << 16
-
-
-class SandboxFailure(RuntimeError):
-    """The worker itself failed (not the submission): it died, hung, or spoke nonsense."""
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What came back from one job, decoded and validated, still untrusted numbers."""
-
-    messages: tuple[dict[str, Any], ...]
-    channel_error: str | None
-    exit_code: int | None
-    signal: int | None
-    timed_out: bool
-    memory_exceeded: bool
-    overflow: bool
-    output: str  # printed before any hidden check ran (capped): what a student may read
-    duration_s: float
-    peak_rss_mib: float
-    hidden_output: str = ""  # printed once the hidden checks' inputs were handed over: instructors only
-    output_raw: bytes = b""  # `output`'s bytes, for labelling by the results' output offsets
-    hidden_from: int | None = None  # index in `messages` of the phase message: later ones are hidden checks'
 
 
 _job_ids = itertools.count(1)
@@ -104,12 +81,10 @@ class Zygote:
         """Wait until the worker has imported what it needs; returns what it found (torch, cuda)."""
         if self._info is None:
             line = self._read_line(START_TIMEOUT_S)
-            info = json.loads(line)
-            if info.get("event") != "ready":
-                raise SandboxFailure("the grading worker did not start")
-            reached = info.get("sandbox", {}).get("tier")
+            info = protocol.ready(json.loads(line))
+            reached = protocol.Ready.from_wire(info).tier
             if self.sandbox in ("namespaces", "userns") and reached != Tier.NAMESPACES:
-                notes = "; ".join(info.get("sandbox", {}).get("notes", []))
+                notes = "; ".join(protocol.Ready.from_wire(info).notes)
                 self.kill()
                 raise SandboxFailure(f"the namespaces sandbox tier was required, but this worker only reaches "
                                      f"{reached!r} ({notes or 'no namespaces here'})")
@@ -143,7 +118,7 @@ class Zygote:
     @property
     def tier(self) -> str:
         """The tier every job of this worker runs at (decided by trying it when the worker started)."""
-        return str(self.info().get("sandbox", {}).get("tier", Tier.UNKNOWN))
+        return protocol.Ready.from_wire(self.info()).tier
 
     @property
     def alive(self) -> bool:
@@ -189,7 +164,7 @@ class Zygote:
                 exchange.visible = _read_head(output)
                 hidden_text = ""
             else:
-                hidden_text = _decode_capped(*_read_head(output, exchange.visible[1]))
+                hidden_text = decode_capped(*_read_head(output, exchange.visible[1]))
         finally:
             output.close()
         return {**event, "channel": base64.b64encode(b"".join(exchange.chunks)).decode("ascii"),
@@ -259,10 +234,7 @@ class Zygote:
                 raise SandboxFailure("the grading worker spoke nonsense")
             return None
         line, _, self._buffer = self._buffer.partition(b"\n")
-        event = json.loads(line)
-        if not isinstance(event, dict) or event.get("event") != "finished":
-            raise SandboxFailure(f"the grading worker answered {str(event)[:80]!r}")
-        return event
+        return protocol.finished(json.loads(line))
 
     def _stop(self) -> None:
         try:
@@ -358,13 +330,6 @@ def _read_head(output: Any, start: int = 0) -> tuple[bytes, int]:
         return b"", 0
 
 
-def _decode_capped(data: bytes, size: int) -> str:
-    text = data[:OUTPUT_CAP_BYTES].decode("utf-8", "replace")
-    if size > OUTPUT_CAP_BYTES:
-        text += f"\n[... output truncated: {size} bytes in all]"
-    return text
-
-
 def _socketpair() -> tuple[socket.socket, socket.socket]:
     """A message-preserving unix socket pair (one control message, with its descriptors, per job)."""
     try:
@@ -387,42 +352,3 @@ def _drain(read_fd: int, budget: int) -> list[bytes]:
         chunks.append(chunk)
         budget -= len(chunk)
     return chunks
-
-
-def decode_event(event: dict[str, Any]) -> Outcome:
-    """What `Zygote.run_raw` returned (here or on another machine), decoded and validated into an Outcome."""
-    try:
-        raw = base64.b64decode(str(event.get("channel", "")), validate=True)
-        visible = (base64.b64decode(str(event.get("visible_output", "")), validate=True),
-                   int(event.get("visible_size", 0)))
-        hidden_output = str(event.get("hidden_output", ""))
-    except (ValueError, TypeError) as exc:
-        raise SandboxFailure(f"the grading worker's answer could not be read ({exc})") from None
-    return _outcome(event, raw, bool(event.get("overflow")), visible, hidden_output)
-
-
-def _outcome(event: dict[str, Any], raw: bytes, overflow: bool, visible: tuple[bytes, int],
-             hidden_output: str) -> Outcome:
-    channel_error = None
-    try:
-        messages = tuple(decode(raw))
-    except ChannelError as exc:
-        messages, channel_error = (), str(exc)
-    if overflow:
-        channel_error = "the submission sent more result data than the grader accepts"
-    phase = next((i for i, m in enumerate(messages) if m["type"] == "phase"), None)
-    return Outcome(
-        messages=messages,
-        channel_error=channel_error,
-        exit_code=event.get("exit_code"),
-        signal=event.get("signal"),
-        timed_out=bool(event.get("timed_out")),
-        memory_exceeded=bool(event.get("memory_exceeded")),
-        overflow=overflow,
-        output=_decode_capped(*visible),
-        duration_s=float(event.get("duration_s", 0.0)),
-        peak_rss_mib=float(event.get("peak_rss_mib", 0.0)),
-        hidden_output=hidden_output,
-        output_raw=visible[0][:OUTPUT_CAP_BYTES],
-        hidden_from=phase,
-    )

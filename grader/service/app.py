@@ -248,14 +248,14 @@ class Service:
         return row, new
 
     def gradebook_csv(self) -> str:
-        from grader.batch import report_status
-        from grader.formats.gradebook import number
+        from grader.formats.gradebook import number, status_of
+        from grader.report import from_dict
 
         ids = exercises.exercise_ids()
         max_scores = {e: float(sum(c.points for c in exercises.load(e).checks)) for e in ids}
         best: dict[tuple[str, str], tuple[float, str | None]] = {}
         for student, exercise, score, report, _created in self.store.graded():
-            status = report_status(json.loads(report)) if report else None
+            status = status_of(from_dict(json.loads(report))) if report else None
             key = (student, exercise)
             if self.config.gradebook == "latest" or key not in best or (score or 0.0) >= best[key][0]:
                 best[key] = (score or 0.0, status)

@@ -166,12 +166,12 @@ def class_view(service: Any) -> HTMLResponse:
     diagnoses: Counter[tuple[str, str]] = Counter()
     seen: set[tuple[str, str, str]] = set()
     for student, exercise, score, report, _created in service.store.graded():
-        data = json.loads(report) if report else {}
+        graded = from_dict(json.loads(report)) if report else None
         best = latest.get((student, exercise))
         if best is None or (score or 0.0) >= best[0]:
-            latest[(student, exercise)] = (score or 0.0, float(data.get("max_score") or 0.0))
-        for check in data.get("checks", []):
-            code = check.get("diagnosis")
+            latest[(student, exercise)] = (score or 0.0, float(graded.max_score) if graded else 0.0)
+        for check in graded.checks if graded else ():
+            code = check.diagnosis
             if code and (student, exercise, code) not in seen:
                 seen.add((student, exercise, code))
                 diagnoses[(exercise, code)] += 1
