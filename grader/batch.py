@@ -36,6 +36,7 @@ from grader.formats import gradebook
 from grader.report import RUN_STATUSES, Report, Status, from_dict, to_json
 from grader.sandbox.protocol import Ready
 from grader.sandbox.runner import SandboxFailure, Zygote
+from grader.sandbox.tiers import Tier
 from grader.submission import file_sha256
 
 PROBLEM_SUFFIX = ".problem.json"
@@ -156,7 +157,7 @@ def is_current(task: Task, out: Path, references_digest: str, limits: dict[str, 
         and data.get("references_sha256") == references_digest
         and isinstance(data.get("submission"), dict)
         and data["submission"].get("sha256") == sha
-        and (data.get("sandbox") or {}).get("tier") != "failed"  # the grader's fault: try again
+        and (data.get("sandbox") or {}).get("tier") != Tier.FAILED  # the grader's fault: try again
         and (limits is None or (data.get("sandbox") or {}).get("limits") == limits)
     )
 

@@ -27,6 +27,7 @@ from typing import Any, Protocol, Self
 from grader import exercises, grading
 from grader.report import Report, RunStatus
 from grader.sandbox.runner import SandboxFailure, Zygote
+from grader.sandbox.tiers import Tier
 from grader.submission import SubmissionNotFound
 
 STOP_GRACE_S = 3.0  # how long an interrupted worker gets to kill its job's process tree
@@ -82,7 +83,7 @@ class Executor(Protocol):
 
 def worker_failed(report: Report) -> bool:
     """True when the report says the grader's worker broke under the job (not the submission's own fault)."""
-    return report.sandbox.get("tier") == "failed" or report.status is RunStatus.GRADER_FAILURE
+    return report.sandbox.get("tier") == Tier.FAILED or report.status is RunStatus.GRADER_FAILURE
 
 
 class _Slot:
@@ -303,6 +304,6 @@ def grade_all(executor: Executor, jobs: list[Job]) -> list[JobOutcome]:
 
 
 def unrun_report(exercise_id: str, submission_path: Path, problem: str, limits: grading.Limits | None = None,
-                 tier: str = "failed") -> Report:
+                 tier: str = Tier.FAILED) -> Report:
     """A valid report for a submission that could not be graded at all (every check scores 0 with `problem`)."""
     return grading.report_without_run(exercise_id, submission_path, problem, limits or grading.Limits(), tier)

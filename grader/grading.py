@@ -22,6 +22,7 @@ from grader import __version__, checks, diagnose, exercises, hints
 from grader.report import CheckResult, Report, RunStatus, Status, Submission
 from grader.sandbox.protocol import ChildError, Done, Hello, Outcome, Phase, Ready, Result, SandboxFailure
 from grader.sandbox.runner import Zygote
+from grader.sandbox.tiers import Tier
 from grader.source import Code
 from grader.submission import MAX_SUBMISSION_BYTES, Loaded, file_sha256, read
 
@@ -86,7 +87,7 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         selected = tuple(c for c in exercise.checks if include_hidden or c.visibility == "visible")
         info = worker.info()
         devices = resolve_devices(exercise, device, info)
-        outcome, failure, tier = None, None, {"tier": "not-run"}
+        outcome, failure, tier = None, None, {"tier": Tier.NOT_RUN}
         if not loaded.problem:
             outcome, failure, tier = run_probes(worker, exercise, loaded, selected, devices, limits)
     finally:
@@ -141,7 +142,7 @@ def failure_report(exercise_id: str, path: Path | str, reason: str, limits: Limi
         checks=tuple(CheckResult(name=n, status=Status.ERROR, score=0.0, max_score=p, symptom=message,
                                  visibility=v) for n, p, v in names),
         devices=(), grader_version=__version__, versions=versions(),
-        sandbox={"tier": "failed", "limits": (limits or Limits()).as_job()}, error=message,
+        sandbox={"tier": Tier.FAILED, "limits": (limits or Limits()).as_job()}, error=message,
         references_sha256=digest, status=RunStatus.GRADER_FAILURE,
     )
 
@@ -166,7 +167,7 @@ def run_probes(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, sel
     try:
         outcome = worker.run(job)
     except SandboxFailure as exc:
-        return None, str(exc), {"tier": "failed"}
+        return None, str(exc), {"tier": Tier.FAILED}
     outcome = in_their_phase(outcome, hidden)
     hello = outcome.hello
     # The child's hello is sent before student code runs; when the channel was rejected, the worker knows.
@@ -386,7 +387,7 @@ def _combine(per_device: list[CheckResult], devices: list[str]) -> CheckResult:
 
 
 def report_without_run(exercise_id: str, path: Path | str, problem: str, limits: Limits | None = None,
-                       tier: str = "failed") -> Report:
+                       tier: str = Tier.FAILED) -> Report:
     """A valid report for a submission that was never run to the end (every check gets `problem`, no
     points): what the service stores when a submission has broken its worker too many times."""
     exercise = exercises.load(exercise_id)
