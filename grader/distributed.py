@@ -78,7 +78,10 @@ class GradingPlugin(WorkerPlugin):
             zygote.close()
 
     def _start(self, framework: str, want_cuda: bool) -> Zygote:
-        zygote = Zygote(framework, want_cuda, sandbox=self.sandbox)
+        # die_with_parent: a Dask worker may be SIGKILLed (or its nanny kill it) at any time, even while this
+        # zygote still imports torch; it starts zygotes from its event loop and its task threads, which last
+        # as long as the worker process.
+        zygote = Zygote(framework, want_cuda, sandbox=self.sandbox, die_with_parent=True)
         with self._lock:
             self._all.append(zygote)
         return zygote

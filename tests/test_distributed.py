@@ -140,6 +140,33 @@ class Cluster:
             time.sleep(0.5)
 
 
+def _with_start_times(processes: list[psutil.Process]) -> dict[int, float]:
+    found = {}
+    for process in processes:
+        try:
+            found[process.pid] = process.create_time()
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def _still_running(processes: dict[int, float], within: float) -> list[str]:
+    """Which of these processes (pid -> create time) are still alive, not zombies, after `within` s."""
+    deadline = time.monotonic() + within
+    while True:
+        alive = []
+        for pid, created in processes.items():
+            try:
+                process = psutil.Process(pid)
+                if process.create_time() == created and process.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(f"{pid} {' '.join(_cmdline(process))[:80]}")
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
 def _cmdline(process: psutil.Process) -> list[str]:
     try:
         return process.cmdline()
@@ -210,15 +237,45 @@ def test_a_worker_killed_mid_batch_costs_no_report(cluster, tmp_path):
     deadline = time.monotonic() + 120
     while len(list(out.glob("s*/ex03.json"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    busy = cluster.busy()
-    assert busy, "nothing was running on the cluster"
+    below: dict[int, float] = {}
+    while len(below) < 2 and time.monotonic() < deadline:  # a worker whose zygote is running a job's child
+        busy = cluster.busy()
+        victim = psutil.Process(cluster.worker_pids()[busy[0]]) if busy else None
+        below = _with_start_times(victim.children(recursive=True)) if victim else {}
+    assert busy and len(below) >= 2, "nothing was running on the cluster"
+    assert any("grader.sandbox.zygote" in " ".join(_cmdline(p)) for p in victim.children())
     cluster.remember()
     cluster.kill_worker(busy[0])
+    assert _still_running(below, within=3.0) == []  # they die with their worker, not at the job's timeout
     runner.join(timeout=300)
     assert result["r"].graded == 8 and result["r"].problems == 0
     assert {gradebook_rows(out)[f"s{i:02d}"]["ex03"] for i in range(8)} == {"15"}
     cluster.client.wait_for_workers(2, timeout=120)  # its nanny started a fresh one
     cluster.wait_warm()
+
+
+def test_a_worker_killed_while_its_zygote_starts_leaves_nothing_running(cluster):
+    # Between its start and its first job a zygote reads nothing from its worker (it is importing torch),
+    # so only PR_SET_PDEATHSIG tells it that its worker is gone.
+    nanny = cluster.add_worker("doomed")
+    cluster.processes.remove(nanny)
+    zygotes: list[psutil.Process] = []
+    deadline = time.monotonic() + 60
+    while not zygotes and time.monotonic() < deadline:
+        try:
+            zygotes = [p for p in psutil.Process(nanny.pid).children(recursive=True)
+                       if "grader.sandbox.zygote" in " ".join(_cmdline(p))]
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.02)
+    assert zygotes, "the worker started no zygote"
+    worker = zygotes[0].parent()
+    assert worker is not None
+    everything = _with_start_times([psutil.Process(nanny.pid), *psutil.Process(nanny.pid).children(recursive=True)])
+    nanny.kill()
+    worker.kill()
+    nanny.wait()
+    assert _still_running(everything, within=2.0) == []
 
 
 def test_a_submission_that_ends_every_worker_it_touches_is_a_graded_failure(cluster, tmp_path):
