@@ -45,8 +45,9 @@ def free_port() -> int:
 class Cluster:
     """A real scheduler and `workers` real `dask worker` processes (each with its nanny) on loopback."""
 
-    def __init__(self, root: Path, workers: int = 2, allowed_failures: int = 1, env: dict[str, str] | None = None):
-        self.address = f"tcp://127.0.0.1:{free_port()}"
+    def __init__(self, root: Path, workers: int = 2, allowed_failures: int = 1, env: dict[str, str] | None = None,
+                 port: int | None = None):
+        self.address = f"tcp://127.0.0.1:{port or free_port()}"
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(allowed_failures),
