@@ -37,6 +37,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from distributed import Client, KilledWorker, WorkerPlugin, get_worker
+from distributed.diagnostics.plugin import SchedulerPlugin
 
 from grader import __version__, exercises
 from grader.executor import ExecutorGone, LocalExecutor
@@ -44,6 +45,11 @@ from grader.sandbox.runner import START_TIMEOUT_S, Outcome, SandboxFailure, Zygo
 
 log = logging.getLogger("grader.distributed")
 PLUGIN_NAME = "dl-grader"
+# Dask batches each stream's messages and, after one send, waits out an interval before the next: 10 ms from a
+# client to its scheduler, 5 ms from the scheduler to a worker, 2 ms back. Grading tasks are few and large
+# (one message each way, hundreds of ms of work), so there is little to batch, and in a job's sequential round
+# trip those waits were most of its ~10 ms (see the README's "Past one machine"). 1 ms everywhere.
+STREAM_INTERVAL_S = 0.001
 CONNECT_TIMEOUT_S = 10.0
 WORKERS_TIMEOUT_S = 60.0  # how long a batch waits for the first worker to join
 NAMESPACES = "namespaces"
@@ -130,10 +136,37 @@ def _plugin() -> GradingPlugin:
 _PLUGIN_LOCK = threading.Lock()
 
 
-async def dask_setup(worker: Any) -> None:
+async def dask_setup(server: Any) -> None:
     """`dask worker ADDRESS --preload grader.distributed`: warm zygotes on this machine from the start.
-    GRADE_WORKER_SANDBOX (auto | namespaces | userns | process | none) picks their tier."""
-    await worker.plugin_add(GradingPlugin(), name=PLUGIN_NAME)
+    GRADE_WORKER_SANDBOX (auto | namespaces | userns | process | none) picks their tier.
+    `dask scheduler --preload grader.distributed` (optional) shortens the scheduler's streams to its workers."""
+    from distributed import Scheduler
+
+    if isinstance(server, Scheduler):
+        server.add_plugin(QuickStreams(), name=f"{PLUGIN_NAME}-streams")
+        return
+    _quicker(getattr(server, "batched_stream", None))
+    await server.plugin_add(GradingPlugin(), name=PLUGIN_NAME)
+
+
+def _quicker(stream: Any) -> None:
+    """STREAM_INTERVAL_S on one of Dask's batched streams (BatchedSend.interval, in seconds; a stream without
+    one, as a later Dask might have, is left as it is)."""
+    interval = getattr(stream, "interval", None)
+    if isinstance(interval, int | float) and interval > STREAM_INTERVAL_S:
+        stream.interval = STREAM_INTERVAL_S
+
+
+class QuickStreams(SchedulerPlugin):
+    """On the scheduler: its streams to each worker (made just before add_worker is called) and to each client
+    (made just after add_client, so set on the loop's next turn) send after STREAM_INTERVAL_S."""
+
+    def add_worker(self, scheduler: Any = None, worker: str | None = None) -> None:
+        _quicker(scheduler.stream_comms.get(worker) if scheduler is not None else None)
+
+    def add_client(self, scheduler: Any = None, client: str | None = None) -> None:
+        if scheduler is not None:
+            scheduler.loop.add_callback(lambda: _quicker(scheduler.client_comms.get(client)))
 
 
 def _tier(info: dict[str, Any]) -> str:
@@ -329,6 +362,7 @@ class DaskWorker:
         if client.status != "running":  # reconnecting: a task sent now would wait in its buffer
             self.lost = True
             raise ExecutorGone(f"lost the Dask scheduler at {self.pool.address}: not connected")
+        _quicker(client.scheduler_comm)  # a new stream after each of Dask's own reconnections
         try:
             future = client.submit(run_job, self.framework, self.want_cuda, job, self.pool.require_tier,
                                              __version__, pure=False,
