@@ -418,11 +418,15 @@ def test_mutual_tls_between_grader_scheduler_and_workers(tmp_path):
            "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(files["ca"]),
            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(files["node"]),
            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(files["node-key"])}
+    serve = [sys.executable, "-m", "grader.cli", "serve", "--scheduler", address, "--db",
+             f"sqlite:///{tmp_path / 'service.sqlite3'}", "--port", str(free_port())]
     try:
         refused = subprocess.run([*command, "--out", str(tmp_path / "no")], capture_output=True, text=True,
                                  timeout=120, check=False)
         graded = subprocess.run([*command, "--out", str(tmp_path / "yes")], capture_output=True, text=True,
                                 timeout=300, check=False, env=env)
+        served = _serve_answers_healthz(serve, env) if _has_service_extra() else None
+        serve_refused = subprocess.run(serve, capture_output=True, text=True, timeout=120, check=False)
     finally:
         for process in processes:
             process.terminate()
@@ -432,3 +436,39 @@ def test_mutual_tls_between_grader_scheduler_and_workers(tmp_path):
     assert refused.stderr.count("\n") == 1
     assert graded.returncode == 0, graded.stderr
     assert gradebook_rows(tmp_path / "yes")["ana"]["ex03"] == "15"
+    if served is not None:  # grade serve --scheduler takes the same TLS settings from the same variables
+        assert served == 200
+        assert serve_refused.returncode == 2 and "needs this grader's TLS certificate" in serve_refused.stderr
+
+
+def _has_service_extra() -> bool:
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _serve_answers_healthz(command: list[str], env: dict[str, str]) -> int:
+    """Start `grade serve`, wait until /healthz answers 200 (or it exits), stop it; the last status seen."""
+    import urllib.error
+    import urllib.request
+
+    port = command[command.index("--port") + 1]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    status = 0
+    try:
+        deadline = time.monotonic() + 180
+        while status != 200 and process.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+                    status = answer.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except OSError:
+                pass
+            time.sleep(0.5)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    return status
