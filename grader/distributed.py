@@ -240,9 +240,12 @@ class DaskPool:
 
     def _connect(self) -> Client:
         try:
-            return Client(self.address, timeout=self.connect_timeout_s, security=self.security, set_as_default=False)
+            client = Client(self.address, timeout=self.connect_timeout_s, security=self.security,
+                            set_as_default=False)
         except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, a bad address: one line either way
             raise ExecutorGone(f"cannot reach the Dask scheduler at {self.address}: {_one_line(exc)}") from None
+        _quicker(client.scheduler_comm)
+        return client
 
     def alive(self) -> bool:
         return self.client.status == "running"

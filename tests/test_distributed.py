@@ -55,7 +55,8 @@ class Cluster:
         self.processes: list[subprocess.Popen] = []
         self.seen: dict[int, float] = {}  # every process of the cluster ever seen: pid -> create time
         self.scheduler = self._start([DASK, "scheduler", "--host", "127.0.0.1", "--port",
-                                      self.address.rsplit(":", 1)[1], "--no-dashboard"], "scheduler")
+                                      self.address.rsplit(":", 1)[1], "--no-dashboard", "--preload",
+                                      "grader.distributed"], "scheduler")
         for i in range(workers):
             self.add_worker(f"worker{i}")
         self.client = distributed.Client(self.address, timeout=60, set_as_default=False)
@@ -126,19 +127,7 @@ class Cluster:
 
     def left_running(self, within: float) -> list[str]:
         """The cluster's processes (zygotes and job children included) still alive after `within` s."""
-        deadline = time.monotonic() + within
-        while True:
-            alive = []
-            for pid, created in self.seen.items():
-                try:
-                    process = psutil.Process(pid)
-                    if process.create_time() == created and process.status() != psutil.STATUS_ZOMBIE:
-                        alive.append(f"{pid} {' '.join(_cmdline(process))[:80]}")
-                except psutil.NoSuchProcess:
-                    pass
-            if not alive or time.monotonic() > deadline:
-                return alive
-            time.sleep(0.5)
+        return _still_running(self.seen, within)
 
 
 def _with_start_times(processes: list[psutil.Process]) -> dict[int, float]:
@@ -225,6 +214,21 @@ def test_the_service_executor_on_the_cluster_makes_local_reports(cluster, tmp_pa
     assert there.report.score == here.report.score < there.report.max_score
     assert [(c.status, c.diagnosis) for c in there.report.checks] == [(c.status, c.diagnosis)
                                                                       for c in here.report.checks]
+
+
+def test_the_preloads_and_the_pool_shorten_dasks_message_batching(cluster):
+    from grader.distributed import STREAM_INTERVAL_S, DaskPool
+
+    pool = DaskPool(cluster.address)
+    try:
+        assert pool.client.scheduler_comm.interval == STREAM_INTERVAL_S
+        intervals = pool.client.run_on_scheduler(lambda dask_scheduler: [
+            s.interval for s in [*dask_scheduler.stream_comms.values(), *dask_scheduler.client_comms.values()]])
+        assert intervals and max(intervals) <= STREAM_INTERVAL_S
+        assert set(pool.client.run(lambda dask_worker=None: dask_worker.batched_stream.interval).values()) == {
+            STREAM_INTERVAL_S}
+    finally:
+        pool.close()
 
 
 def test_a_worker_killed_mid_batch_costs_no_report(cluster, tmp_path):
