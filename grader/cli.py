@@ -671,6 +671,7 @@ def _dask_executor(scheduler: str, jobs: int | None) -> Any:
     from grader.distributed import DaskExecutor
     from grader.executor import ExecutorGone
 
+    _quiet_dask_logs()  # a lost scheduler is the service's own one-line warnings, not Dask's tracebacks
     try:
         return DaskExecutor(scheduler, jobs, prewarm="ex03")
     except ExecutorGone as exc:

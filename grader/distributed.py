@@ -18,11 +18,16 @@ Faults: a Dask worker that dies under a job has its task run again elsewhere by 
 `distributed.scheduler.allowed-failures` times; a job that ends every worker it touches then raises
 `KilledWorker`, which becomes a graded failure (a report marked grader-failure), never a traceback. A
 scheduler that cannot be reached raises `ExecutorGone`: the batch stops, keeps every report it wrote, and a
-re-run resumes.
+re-run resumes. The service's `DaskExecutor` instead holds the jobs it was given while the scheduler is away
+(they are no submission's fault: none is failed or counted as an attempt for it), reconnects every second,
+and runs them again once a scheduler with workers answers at the same address.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import logging
 import os
 import threading
 import uuid
@@ -32,6 +37,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 from distributed import Client, KilledWorker, WorkerPlugin, get_worker
+from distributed.diagnostics.plugin import SchedulerPlugin
 
 from grader import __version__, exercises
 from grader.executor import ExecutorGone, LocalExecutor
@@ -40,7 +46,14 @@ from grader.sandbox.protocol import Ready
 from grader.sandbox.runner import START_TIMEOUT_S, Outcome, SandboxFailure, Zygote, decode_event
 from grader.sandbox.tiers import Tier
 
+log = logging.getLogger("grader.distributed")
 PLUGIN_NAME = "dl-grader"
+# Dask batches each stream's messages and, after one send, waits out an interval before the next: 10 ms from a
+# client to its scheduler, 5 ms from the scheduler to a worker, 2 ms back. Grading tasks are few and large
+# (one message each way, hundreds of ms of work), so there is little to batch, and a job's sequential round
+# trip waited in those windows (the rest of its ~10 ms is Dask's own CPU per task: the README's "Past one
+# machine" has the figures). 1 ms everywhere.
+STREAM_INTERVAL_S = 0.001
 CONNECT_TIMEOUT_S = 10.0
 WORKERS_TIMEOUT_S = 60.0  # how long a batch waits for the first worker to join
 
@@ -80,7 +93,10 @@ class GradingPlugin(WorkerPlugin):
             zygote.close()
 
     def _start(self, framework: str, want_cuda: bool) -> Zygote:
-        zygote = Zygote(framework, want_cuda, sandbox=self.sandbox)
+        # die_with_parent: a Dask worker may be SIGKILLed (or its nanny kill it) at any time, even while this
+        # zygote still imports torch; it starts zygotes from its event loop and its task threads, which last
+        # as long as the worker process.
+        zygote = Zygote(framework, want_cuda, sandbox=self.sandbox, die_with_parent=True)
         with self._lock:
             self._all.append(zygote)
         return zygote
@@ -123,10 +139,37 @@ def _plugin() -> GradingPlugin:
 _PLUGIN_LOCK = threading.Lock()
 
 
-async def dask_setup(worker: Any) -> None:
+async def dask_setup(server: Any) -> None:
     """`dask worker ADDRESS --preload grader.distributed`: warm zygotes on this machine from the start.
-    GRADE_WORKER_SANDBOX (auto | namespaces | userns | process | none) picks their tier."""
-    await worker.plugin_add(GradingPlugin(), name=PLUGIN_NAME)
+    GRADE_WORKER_SANDBOX (auto | namespaces | userns | process | none) picks their tier.
+    `dask scheduler --preload grader.distributed` (optional) shortens the scheduler's streams to its workers."""
+    from distributed import Scheduler
+
+    if isinstance(server, Scheduler):
+        server.add_plugin(QuickStreams(), name=f"{PLUGIN_NAME}-streams")
+        return
+    _quicker(getattr(server, "batched_stream", None))
+    await server.plugin_add(GradingPlugin(), name=PLUGIN_NAME)
+
+
+def _quicker(stream: Any) -> None:
+    """STREAM_INTERVAL_S on one of Dask's batched streams (BatchedSend.interval, in seconds; a stream without
+    one, as a later Dask might have, is left as it is)."""
+    interval = getattr(stream, "interval", None)
+    if isinstance(interval, int | float) and interval > STREAM_INTERVAL_S:
+        stream.interval = STREAM_INTERVAL_S
+
+
+class QuickStreams(SchedulerPlugin):
+    """On the scheduler: its streams to each worker (made just before add_worker is called) and to each client
+    (made just after add_client, so set on the loop's next turn) send after STREAM_INTERVAL_S."""
+
+    def add_worker(self, scheduler: Any = None, worker: str | None = None) -> None:
+        _quicker(scheduler.stream_comms.get(worker) if scheduler is not None else None)
+
+    def add_client(self, scheduler: Any = None, client: str | None = None) -> None:
+        if scheduler is not None:
+            scheduler.loop.add_callback(lambda: _quicker(scheduler.client_comms.get(client)))
 
 
 def _tier(info: dict[str, Any]) -> str:
@@ -167,6 +210,12 @@ def run_job(framework: str, want_cuda: bool, job: dict[str, Any], require_tier: 
     return {"failure": why}
 
 
+def echo(job: dict[str, Any]) -> int:
+    """(a task) A job's size, nothing run: the cluster's own per-task cost, as benchmarks/dask_overhead.py
+    measures it (a function of this module, so it travels by name like run_job, not pickled by value)."""
+    return len(json.dumps(job))
+
+
 # ---- in the trusted process (batch or service): a client of the scheduler
 
 class DaskPool:
@@ -177,8 +226,10 @@ class DaskPool:
         self.address = address
         self.require_tier = Tier.NAMESPACES.value if sandbox in ("namespaces", "userns") else None
         self.workers_timeout_s = workers_timeout_s
+        self.connect_timeout_s = connect_timeout_s
         self._info: dict[tuple[str, bool], dict[str, Any]] = {}
         self._lock = threading.Lock()
+        self._connecting = threading.Lock()
         if address.startswith("tls://"):
             from distributed.security import Security
 
@@ -187,13 +238,38 @@ class DaskPool:
                 raise ClusterRefused(f"{address} needs this grader's TLS certificate: set "
                                      "DASK_DISTRIBUTED__COMM__TLS__CA_FILE, DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT "
                                      "and DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY")
+        self.security = security
+        self.client = self._connect()
+
+    def _connect(self) -> Client:
         try:
-            self.client = Client(address, timeout=connect_timeout_s, security=security, set_as_default=False)
+            client = Client(self.address, timeout=self.connect_timeout_s, security=self.security,
+                            set_as_default=False)
         except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, a bad address: one line either way
-            raise ExecutorGone(f"cannot reach the Dask scheduler at {address}: {_one_line(exc)}") from None
+            raise ExecutorGone(f"cannot reach the Dask scheduler at {self.address}: {_one_line(exc)}") from None
+        _quicker(client.scheduler_comm)
+        return client
 
     def alive(self) -> bool:
         return self.client.status == "running"
+
+    def reconnect(self) -> bool:
+        """A new client in place of one whose scheduler went away (Dask's own gives up after its connect
+        timeout, and a restarted scheduler has new workers to check). True once connected."""
+        with self._connecting:
+            if self.alive():
+                return True
+            old = self.client
+            with suppress(Exception):
+                old.close(timeout=2)
+            try:
+                client = self._connect()
+            except ExecutorGone:
+                return False
+            with self._lock:
+                self._info.clear()
+                self.client = client
+            return True
 
     def nthreads(self) -> dict[str, int]:
         try:
@@ -263,9 +339,14 @@ class DaskWorker:
         self._closed = False
         self._future: Any = None
         self._tier: str | None = None
+        self.lost = False  # it raised ExecutorGone: the scheduler went away under it
 
     def info(self) -> dict[str, Any]:
-        return self.pool.check(self.framework, self.want_cuda)
+        try:
+            return self.pool.check(self.framework, self.want_cuda)
+        except ExecutorGone:
+            self.lost = True
+            raise
 
     @property
     def tier(self) -> str:
@@ -282,21 +363,28 @@ class DaskWorker:
         if self._closed:
             raise SandboxFailure("the grading worker was stopped")
         self.info()
+        client = self.pool.client
+        if client.status != "running":  # reconnecting: a task sent now would wait in its buffer
+            self.lost = True
+            raise ExecutorGone(f"lost the Dask scheduler at {self.pool.address}: not connected")
+        _quicker(client.scheduler_comm)  # a new stream after each of Dask's own reconnections
         try:
-            future = self.pool.client.submit(run_job, self.framework, self.want_cuda, job, self.pool.require_tier,
+            future = client.submit(run_job, self.framework, self.want_cuda, job, self.pool.require_tier,
                                              __version__, pure=False,
                                              key=f"grade-{job.get('exercise', 'job')}-{uuid.uuid4().hex}")
         except Exception as exc:  # noqa: BLE001 - a client whose scheduler went away
+            self.lost = True
             raise ExecutorGone(f"lost the Dask scheduler at {self.pool.address}: {_one_line(exc)}") from None
         self._future = future
         try:
-            answer = future.result()
+            answer = _wait(future, client)
         except KilledWorker:
             raise SandboxFailure("this submission ended every grading machine it ran on; it was not tried "
                                  "again") from None
         except (CancelledError, OSError, TimeoutError) as exc:
             if self._closed:
                 raise SandboxFailure("the grading worker was stopped") from None
+            self.lost = True
             raise ExecutorGone(f"lost the Dask scheduler at {self.pool.address}: {_one_line(exc)}") from None
         except Exception as exc:  # noqa: BLE001 - the task itself broke on its machine
             raise SandboxFailure(f"the grading machine failed: {type(exc).__name__}: {_one_line(exc)}") from None
@@ -326,15 +414,50 @@ class DaskWorker:
 
 class DaskExecutor(LocalExecutor):
     """The executor interface over a Dask cluster (`grade serve --scheduler`): slots whose workers are
-    `DaskWorker` handles, so the report is made here exactly as the local pool makes it."""
+    `DaskWorker` handles, so the report is made here exactly as the local pool makes it.
+
+    A scheduler that goes away is no submission's fault, so no job's outcome says it: a slot whose job lost
+    the scheduler holds the job and runs it again once a scheduler with workers answers at the same address
+    (a thread reconnects every `retry_s`; Dask workers exit with their scheduler, so whatever restarts the
+    scheduler restarts them too). Meanwhile `healthy()` is False (the service's /healthz answers 503), the
+    service's heartbeat keeps the held jobs' leases, and the rest of its queue stays queued. Closing the
+    executor ends the wait: the held jobs' outcomes are failures that a closing service has already handed
+    back to its queue."""
 
     def __init__(self, address: str, jobs: int | None = None, *, device: str = "auto", sandbox: str = "auto",
-                 prewarm: str | None = None, security: Any = None):
+                 prewarm: str | None = None, security: Any = None, retry_s: float = 1.0):
         self.pool = DaskPool(address, sandbox=sandbox, security=security)
         if prewarm:
             self.pool.check(exercises.framework_of(prewarm), device != "cpu")  # refuse a bad cluster now
+        self._closing = threading.Event()
+        self._retry_s = retry_s
         super().__init__(jobs or self.pool.slots(), device=device, sandbox=sandbox, prewarm=prewarm,
                          factory=self.pool.worker)
+        for slot in self._slots:  # before any job can be submitted: their threads look `run` up per job
+            slot.run = functools.partial(self._run_through_outages, slot, slot.run)  # type: ignore[method-assign]
+        self._reconnector = threading.Thread(target=self._reconnect_loop, daemon=True, name="grader-dask-reconnect")
+        self._reconnector.start()
+
+    def _run_through_outages(self, slot: Any, run: Any, job: Any) -> Any:
+        while True:
+            outcome = run(job)
+            with slot.lock:
+                handles = list(slot.workers.values())
+            if not any(getattr(h, "lost", False) for h in handles) or self._closing.is_set():
+                return outcome
+            slot.close()  # fresh handles once the scheduler is back
+            what = f"{job.path.parent.name}/{job.path.name}"
+            log.warning("lost the Dask scheduler at %s; holding %s until a scheduler with workers answers there",
+                        self.pool.address, what)
+            while not self.healthy():
+                if self._closing.wait(self._retry_s):
+                    return outcome
+            log.warning("the Dask scheduler at %s answers again; grading %s", self.pool.address, what)
+
+    def _reconnect_loop(self) -> None:
+        while not self._closing.wait(self._retry_s):
+            if not self.pool.alive() and self.pool.reconnect():
+                log.warning("reconnected to the Dask scheduler at %s", self.pool.address)
 
     def healthy(self) -> bool:
         try:
@@ -343,8 +466,19 @@ class DaskExecutor(LocalExecutor):
             return False
 
     def close(self, wait: bool = True) -> None:
+        self._closing.set()
         super().close(wait)
         self.pool.close()
+
+
+def _wait(future: Any, client: Client) -> Any:
+    """The future's result; CancelledError if its client closes first (it may never say so otherwise)."""
+    while True:
+        try:
+            return future.result(timeout=1.0)
+        except TimeoutError:
+            if client.status in ("closing", "closed"):
+                raise CancelledError(f"the client is {client.status}") from None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -45,8 +45,9 @@ def free_port() -> int:
 class Cluster:
     """A real scheduler and `workers` real `dask worker` processes (each with its nanny) on loopback."""
 
-    def __init__(self, root: Path, workers: int = 2, allowed_failures: int = 1, env: dict[str, str] | None = None):
-        self.address = f"tcp://127.0.0.1:{free_port()}"
+    def __init__(self, root: Path, workers: int = 2, allowed_failures: int = 1, env: dict[str, str] | None = None,
+                 port: int | None = None):
+        self.address = f"tcp://127.0.0.1:{port or free_port()}"
         self.root = root
         root.mkdir(parents=True, exist_ok=True)
         self.env = {**os.environ, "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": str(allowed_failures),
@@ -54,7 +55,8 @@ class Cluster:
         self.processes: list[subprocess.Popen] = []
         self.seen: dict[int, float] = {}  # every process of the cluster ever seen: pid -> create time
         self.scheduler = self._start([DASK, "scheduler", "--host", "127.0.0.1", "--port",
-                                      self.address.rsplit(":", 1)[1], "--no-dashboard"], "scheduler")
+                                      self.address.rsplit(":", 1)[1], "--no-dashboard", "--preload",
+                                      "grader.distributed"], "scheduler")
         for i in range(workers):
             self.add_worker(f"worker{i}")
         self.client = distributed.Client(self.address, timeout=60, set_as_default=False)
@@ -125,19 +127,34 @@ class Cluster:
 
     def left_running(self, within: float) -> list[str]:
         """The cluster's processes (zygotes and job children included) still alive after `within` s."""
-        deadline = time.monotonic() + within
-        while True:
-            alive = []
-            for pid, created in self.seen.items():
-                try:
-                    process = psutil.Process(pid)
-                    if process.create_time() == created and process.status() != psutil.STATUS_ZOMBIE:
-                        alive.append(f"{pid} {' '.join(_cmdline(process))[:80]}")
-                except psutil.NoSuchProcess:
-                    pass
-            if not alive or time.monotonic() > deadline:
-                return alive
-            time.sleep(0.5)
+        return _still_running(self.seen, within)
+
+
+def _with_start_times(processes: list[psutil.Process]) -> dict[int, float]:
+    found = {}
+    for process in processes:
+        try:
+            found[process.pid] = process.create_time()
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def _still_running(processes: dict[int, float], within: float) -> list[str]:
+    """Which of these processes (pid -> create time) are still alive, not zombies, after `within` s."""
+    deadline = time.monotonic() + within
+    while True:
+        alive = []
+        for pid, created in processes.items():
+            try:
+                process = psutil.Process(pid)
+                if process.create_time() == created and process.status() != psutil.STATUS_ZOMBIE:
+                    alive.append(f"{pid} {' '.join(_cmdline(process))[:80]}")
+            except psutil.NoSuchProcess:
+                pass
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
 
 
 def _cmdline(process: psutil.Process) -> list[str]:
@@ -199,6 +216,21 @@ def test_the_service_executor_on_the_cluster_makes_local_reports(cluster, tmp_pa
                                                                       for c in here.report.checks]
 
 
+def test_the_preloads_and_the_pool_shorten_dasks_message_batching(cluster):
+    from grader.distributed import STREAM_INTERVAL_S, DaskPool
+
+    pool = DaskPool(cluster.address)
+    try:
+        assert pool.client.scheduler_comm.interval == STREAM_INTERVAL_S
+        intervals = pool.client.run_on_scheduler(lambda dask_scheduler: [
+            s.interval for s in [*dask_scheduler.stream_comms.values(), *dask_scheduler.client_comms.values()]])
+        assert intervals and max(intervals) <= STREAM_INTERVAL_S
+        assert set(pool.client.run(lambda dask_worker=None: dask_worker.batched_stream.interval).values()) == {
+            STREAM_INTERVAL_S}
+    finally:
+        pool.close()
+
+
 def test_a_worker_killed_mid_batch_costs_no_report(cluster, tmp_path):
     slow = "import time\ntime.sleep(1.0)\n" + SOLUTION
     directory = make_class(tmp_path / "class", {f"s{i:02d}": ("ex03.py", slow + f"\n# {i}\n") for i in range(8)})
@@ -210,15 +242,45 @@ def test_a_worker_killed_mid_batch_costs_no_report(cluster, tmp_path):
     deadline = time.monotonic() + 120
     while len(list(out.glob("s*/ex03.json"))) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
-    busy = cluster.busy()
-    assert busy, "nothing was running on the cluster"
+    below: dict[int, float] = {}
+    while len(below) < 2 and time.monotonic() < deadline:  # a worker whose zygote is running a job's child
+        busy = cluster.busy()
+        victim = psutil.Process(cluster.worker_pids()[busy[0]]) if busy else None
+        below = _with_start_times(victim.children(recursive=True)) if victim else {}
+    assert busy and len(below) >= 2, "nothing was running on the cluster"
+    assert any("grader.sandbox.zygote" in " ".join(_cmdline(p)) for p in victim.children())
     cluster.remember()
     cluster.kill_worker(busy[0])
+    assert _still_running(below, within=3.0) == []  # they die with their worker, not at the job's timeout
     runner.join(timeout=300)
     assert result["r"].graded == 8 and result["r"].problems == 0
     assert {gradebook_rows(out)[f"s{i:02d}"]["ex03"] for i in range(8)} == {"15"}
     cluster.client.wait_for_workers(2, timeout=120)  # its nanny started a fresh one
     cluster.wait_warm()
+
+
+def test_a_worker_killed_while_its_zygote_starts_leaves_nothing_running(cluster):
+    # Between its start and its first job a zygote reads nothing from its worker (it is importing torch),
+    # so only PR_SET_PDEATHSIG tells it that its worker is gone.
+    nanny = cluster.add_worker("doomed")
+    cluster.processes.remove(nanny)
+    zygotes: list[psutil.Process] = []
+    deadline = time.monotonic() + 60
+    while not zygotes and time.monotonic() < deadline:
+        try:
+            zygotes = [p for p in psutil.Process(nanny.pid).children(recursive=True)
+                       if "grader.sandbox.zygote" in " ".join(_cmdline(p))]
+        except psutil.NoSuchProcess:
+            break
+        time.sleep(0.02)
+    assert zygotes, "the worker started no zygote"
+    worker = zygotes[0].parent()
+    assert worker is not None
+    everything = _with_start_times([psutil.Process(nanny.pid), *psutil.Process(nanny.pid).children(recursive=True)])
+    nanny.kill()
+    worker.kill()
+    nanny.wait()
+    assert _still_running(everything, within=2.0) == []
 
 
 def test_a_submission_that_ends_every_worker_it_touches_is_a_graded_failure(cluster, tmp_path):
@@ -360,11 +422,15 @@ def test_mutual_tls_between_grader_scheduler_and_workers(tmp_path):
            "DASK_DISTRIBUTED__COMM__TLS__CA_FILE": str(files["ca"]),
            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__CERT": str(files["node"]),
            "DASK_DISTRIBUTED__COMM__TLS__CLIENT__KEY": str(files["node-key"])}
+    serve = [sys.executable, "-m", "grader.cli", "serve", "--scheduler", address, "--db",
+             f"sqlite:///{tmp_path / 'service.sqlite3'}", "--port", str(free_port())]
     try:
         refused = subprocess.run([*command, "--out", str(tmp_path / "no")], capture_output=True, text=True,
                                  timeout=120, check=False)
         graded = subprocess.run([*command, "--out", str(tmp_path / "yes")], capture_output=True, text=True,
                                 timeout=300, check=False, env=env)
+        served = _serve_answers_healthz(serve, env) if _has_service_extra() else None
+        serve_refused = subprocess.run(serve, capture_output=True, text=True, timeout=120, check=False)
     finally:
         for process in processes:
             process.terminate()
@@ -374,3 +440,39 @@ def test_mutual_tls_between_grader_scheduler_and_workers(tmp_path):
     assert refused.stderr.count("\n") == 1
     assert graded.returncode == 0, graded.stderr
     assert gradebook_rows(tmp_path / "yes")["ana"]["ex03"] == "15"
+    if served is not None:  # grade serve --scheduler takes the same TLS settings from the same variables
+        assert served == 200
+        assert serve_refused.returncode == 2 and "needs this grader's TLS certificate" in serve_refused.stderr
+
+
+def _has_service_extra() -> bool:
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _serve_answers_healthz(command: list[str], env: dict[str, str]) -> int:
+    """Start `grade serve`, wait until /healthz answers 200 (or it exits), stop it; the last status seen."""
+    import urllib.error
+    import urllib.request
+
+    port = command[command.index("--port") + 1]
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
+    status = 0
+    try:
+        deadline = time.monotonic() + 180
+        while status != 200 and process.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as answer:
+                    status = answer.status
+            except urllib.error.HTTPError as exc:
+                status = exc.code
+            except OSError:
+                pass
+            time.sleep(0.5)
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+    return status

@@ -45,11 +45,17 @@ class Zygote:
     output itself (see zygote.py).
     """
 
-    def __init__(self, framework: str, want_cuda: bool = False, sandbox: str = "auto", cgroups: bool = True):
+    def __init__(self, framework: str, want_cuda: bool = False, sandbox: str = "auto", cgroups: bool = True,
+                 die_with_parent: bool = False):
         """`sandbox`: "auto" picks the strongest tier that works here; "namespaces" (as root, else through a
         user namespace) and "userns" (always through a user namespace, as a non-root grader gets them) make
         info() raise SandboxFailure where they cannot be had; "process" and "none" ask for a weaker one.
-        `cgroups=False` does without cgroups even where they are delegated (RSS watchdog, RLIMIT_NPROC)."""
+        `cgroups=False` does without cgroups even where they are delegated (RSS watchdog, RLIMIT_NPROC).
+
+        Without a parent the worker exits as soon as it next reads its socket (idle, or watching a job). With
+        `die_with_parent` it is also sent SIGTERM the moment the thread that started it ends, through
+        PR_SET_PDEATHSIG (Linux), even while it is still importing torch: for a parent that can be killed
+        at any time and whose starting thread lives as long as the process (a Dask worker's)."""
         if sandbox not in SANDBOX_CHOICES:
             raise ValueError(f"unknown sandbox tier {sandbox!r}")
         self.framework = framework
@@ -60,7 +66,8 @@ class Zygote:
         self._socket, theirs = _socketpair()
         try:
             self.process = subprocess.Popen(
-                [sys.executable, "-I", "-m", "grader.sandbox.zygote", str(theirs.fileno())],
+                [sys.executable, "-I", "-m", "grader.sandbox.zygote", str(theirs.fileno()),
+                 *([str(os.getpid())] if die_with_parent else [])],
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL,

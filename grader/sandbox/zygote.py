@@ -445,7 +445,18 @@ def _receive(commands: socket.socket) -> tuple[dict[str, Any] | None, list[int]]
     return json.loads(message), fds
 
 
+def _die_with_parent(parent: int) -> None:
+    """SIGTERM when the thread that started us ends (a Dask worker SIGKILLed), which unwinds through main's
+    `finally` and kills the job's tree; if the parent is already gone, go now."""
+    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(0)
+
+
 def main() -> None:
+    if len(sys.argv) > 2:  # a first thing: a parent may die during the slow imports below
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        _die_with_parent(int(sys.argv[2]))
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_DUMPABLE, 0)  # a same-user child cannot read our memory through /proc
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
