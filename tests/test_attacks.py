@@ -25,7 +25,7 @@ from click.testing import CliRunner
 from grader import grading
 from grader.cli import main
 from grader.report import to_json
-from grader.sandbox.proctree import descendants_by_scan
+from grader.sandbox.proctree import descendants_by_scan, name_of
 from grader.sandbox.runner import SandboxFailure, Zygote
 from grader.sandbox.zygote import SPARE_NAME
 
@@ -167,17 +167,9 @@ def _left_behind(worker: Zygote) -> list[int]:
     """The worker's processes other than its spare child (forked for the next job once this one's tree is
     gone, and named so): at most one spare, and nothing else."""
     below = descendants_by_scan(worker.process.pid)
-    spares = [pid for pid in below if _name(pid) == SPARE_NAME]
+    spares = [pid for pid in below if name_of(pid) == SPARE_NAME]
     assert len(spares) <= 1, spares
     return [pid for pid in below if pid not in spares]
-
-
-def _name(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
-            return comm.read().strip()
-    except OSError:
-        return ""
 
 
 def _job_cgroups(worker: Zygote) -> list[str]:
@@ -307,7 +299,7 @@ def _strays() -> list[int]:
     """What runs below this test session other than its own workers and their spare children."""
     me = os.getpid()
     return [pid for pid in descendants_by_scan(me)
-            if _parent(pid) != me and not (_name(pid) == SPARE_NAME and _parent(_parent(pid)) == me)]
+            if _parent(pid) != me and not (name_of(pid) == SPARE_NAME and _parent(_parent(pid)) == me)]
 
 
 def _parent(pid: int) -> int:

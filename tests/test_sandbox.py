@@ -21,7 +21,7 @@ from click.testing import CliRunner
 from grader import grading
 from grader.cli import main
 from grader.sandbox import doctor, rootfs, tiers
-from grader.sandbox.proctree import descendants_by_scan
+from grader.sandbox.proctree import descendants_by_scan, name_of
 from grader.sandbox.runner import SANDBOX_CHOICES, SandboxFailure, Zygote
 from grader.sandbox.zygote import SPARE_NAME
 
@@ -287,20 +287,12 @@ def test_the_worker_children_are_forked_from_never_holds_a_job_its_output_or_its
 def _wait_for_spare(worker: Zygote, patience_s: float = 10.0) -> int:
     deadline = time.monotonic() + patience_s
     while time.monotonic() < deadline:
-        spares = [pid for pid in descendants_by_scan(worker.process.pid) if _name(pid) == SPARE_NAME]
+        spares = [pid for pid in descendants_by_scan(worker.process.pid) if name_of(pid) == SPARE_NAME]
         if spares:
             assert len(spares) == 1, spares
             return spares[0]
         time.sleep(0.01)
     raise AssertionError("the worker forked no spare child for its next job")
-
-
-def _name(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
-            return comm.read().strip()
-    except OSError:
-        return ""
 
 
 def _gone(pid: int) -> bool:

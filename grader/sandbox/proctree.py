@@ -71,6 +71,15 @@ def descendants_by_scan(root: int) -> list[int]:
     return found
 
 
+def name_of(pid: int) -> str:
+    """A process's name (its /proc comm: a spare child is `grader-spare`); "" where it is gone or unknown."""
+    try:
+        with open(f"/proc/{pid}/comm", encoding="utf-8") as comm:
+            return comm.read().strip()
+    except OSError:
+        return ""
+
+
 def rss_mib(pids: list[int], baseline_mib: float = 0.0) -> float:
     """Resident memory of `pids`, each counted beyond `baseline_mib`.
 
