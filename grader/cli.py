@@ -648,7 +648,10 @@ def _service_modules() -> Any:
               help="Grade on a Dask cluster, e.g. tcp://host:8786 (needs the `dask` extra).")
 def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler: str | None) -> None:
     service_app = _service_modules()
-    executor = _dask_executor(scheduler, jobs) if scheduler else None
+    if scheduler:  # refuse an unreachable or unfit cluster now, in one line; the runner connects on its own
+        checked = _dask_executor(scheduler, jobs)
+        jobs = checked.capacity
+        checked.close(wait=False)
     import logging
 
     import uvicorn
@@ -656,9 +659,9 @@ def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler:
     from grader.batch import default_jobs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = service_app.Config.from_environment(db_url=db_url, jobs=jobs or default_jobs())
+    config = service_app.Config.from_environment(db_url=db_url, jobs=jobs or default_jobs(), scheduler=scheduler)
     try:
-        app = service_app.create_app(config, executor)
+        app = service_app.create_app(config)
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     except service_app.ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None

@@ -1,8 +1,9 @@
 """The HTTP API of docs/http-api.md and the two pages, as one FastAPI application.
 
 Every error is `{"error": "one line for a person"}`. A submission is stored (committed) before 202 is
-answered; the grading happens in this process's background loops (worker.py) on the executor's warm
-workers. The OpenAPI document at /openapi.json describes every answer an endpoint can give.
+answered; the grading happens in grading runner processes (runner.py), which lease the jobs from the
+database themselves: this process only stores, answers and serves pages. The OpenAPI document at
+/openapi.json describes every answer an endpoint can give.
 """
 
 from __future__ import annotations
@@ -32,9 +33,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from grader import exercises, grading
-from grader.executor import Executor, LocalExecutor
+from grader.executor import Executor
 from grader.service import pages
-from grader.service.db import make_engine, migrate
+from grader.service.db import default_url, make_engine, migrate
+from grader.service.runner import Runners, RunnerSpec
 from grader.service.store import Principal, RateLimited, Store
 from grader.service.worker import Dispatcher, Metrics, Timing
 
@@ -56,6 +58,8 @@ class Config:
     timing: Timing = field(default_factory=Timing)
     limits: grading.Limits = field(default_factory=grading.Limits)
     device: str = "auto"
+    scheduler: str | None = None  # grade on this Dask cluster (one runner holds its `jobs` slots)
+    runner_nice: int = 5  # the runners' niceness above this process's: under load the API answers first
 
     @classmethod
     def from_environment(cls, **given: Any) -> Config:
@@ -66,6 +70,8 @@ class Config:
             extra.update(rate_limit=int(count), rate_window_s=float(window or 60))
         if os.environ.get("GRADE_SERVICE_GRADEBOOK") in ("best", "latest"):
             extra["gradebook"] = os.environ["GRADE_SERVICE_GRADEBOOK"]
+        if os.environ.get("GRADE_SERVICE_RUNNER_NICE", "").lstrip("-").isdigit():
+            extra["runner_nice"] = int(os.environ["GRADE_SERVICE_RUNNER_NICE"])
         return cls(**{**extra, **given})
 
 
@@ -165,7 +171,12 @@ def state(row: Any) -> SubmissionState:
 
 
 class Service:
-    """What the routes need: the store, the dispatcher, the configuration. Made at start-up."""
+    """What the routes need: the store, the graders, the configuration. Made at start-up.
+
+    By default the grading runs in runner processes (runner.py: `jobs` runners of one slot each, or one
+    runner with `jobs` slots on a Dask cluster), each leasing jobs from the database. Given an executor
+    object, this process grades on it itself instead (one in-process dispatcher, as an embedding may want).
+    """
 
     def __init__(self, config: Config, executor: Executor | None = None):
         self.config = config
@@ -178,17 +189,48 @@ class Service:
         self.exercise_ids = exercises.exercise_ids()
         self.executor: Executor | None = None
         self.dispatcher: Dispatcher | None = None
+        self.runners: Runners | None = None
 
     def start(self) -> None:
-        """Start the warm workers and the background loops (in the server's process, after any fork)."""
-        self.executor = self._given_executor or LocalExecutor(self.config.jobs, device=self.config.device,
-                                                              prewarm="ex03")
-        self.dispatcher = Dispatcher(self.store, self.executor, self.secret, self.config.timing, self.metrics,
-                                     self.config.limits)
-        self.metrics.workers.set(self.executor.capacity)
-        self.dispatcher.start()
+        """Start the graders: the runner processes, or the given executor's in-process dispatcher."""
+        if self._given_executor is not None:
+            self.executor = self._given_executor
+            self.dispatcher = Dispatcher(self.store, self.executor, self.secret, self.config.timing, self.metrics,
+                                         self.config.limits)
+            self.dispatcher.start()
+        else:
+            self.runners = Runners(self.runner_specs(), self.metrics.latency.observe)
+            self.runners.start()
+        self.metrics.workers.set(self.capacity)
+
+    def runner_specs(self) -> list[RunnerSpec]:
+        config = self.config
+        common = {"db_url": config.db_url or default_url(), "secret": self.secret, "device": config.device,
+                  "timeout": config.limits.timeout, "memory_mib": config.limits.memory_mib, "nice": config.runner_nice}
+        if config.scheduler:  # the cluster grades; one runner keeps its slots busy and does the comparing
+            return [RunnerSpec(slots=config.jobs, index=0, scheduler=config.scheduler, webhooks=True, **common)]
+        return [RunnerSpec(slots=1, index=i, webhooks=i == 0, **common) for i in range(max(1, config.jobs))]
+
+    @property
+    def capacity(self) -> int:
+        if self.runners is not None:
+            return self.runners.capacity
+        return self.executor.capacity if self.executor is not None else 0
+
+    def healthy_workers(self) -> bool:
+        if self.runners is not None:
+            return self.runners.healthy()
+        return self.executor is not None and bool(self.executor.healthy())
+
+    def wake(self) -> None:
+        if self.runners is not None:
+            self.runners.wake()
+        if self.dispatcher is not None:
+            self.dispatcher.wake.set()
 
     def close(self) -> None:
+        if self.runners is not None:
+            self.runners.close()  # each runner stops claiming and hands back what it was grading
         if self.dispatcher is not None:
             self.dispatcher.close()  # stops claiming; what it was grading goes back in the queue
         if self.executor is not None:
@@ -244,7 +286,7 @@ class Service:
                                 f"{self.config.rate_window_s:g} s; try again in {exc.retry_after_s} s.",
                            {"Retry-After": str(exc.retry_after_s)}) from None
         if new:
-            self.dispatcher.wake.set()
+            self.wake()
         return row, new
 
     def gradebook_csv(self) -> str:
@@ -387,14 +429,14 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
         if body.exercise is not None and body.exercise not in exercises.exercise_ids():
             raise ApiError(422, f"unknown exercise {body.exercise!r}.")
         queued = service().store.regrade(body.exercise, body.student)
-        service().dispatcher.wake.set()
+        service().wake()
         return Regraded(queued=queued)
 
     @app.get("/api/v1/queue", response_model=QueueState, responses=errors(401, 503))
     def queue_state(caller: Caller) -> QueueState:
         counts, oldest = service().store.counts()
         age = round(max(0.0, time.time() - oldest), 3) if oldest is not None else None
-        return QueueState(counts=counts, oldest_queued_age_s=age, workers=service().executor.capacity)
+        return QueueState(counts=counts, oldest_queued_age_s=age, workers=service().capacity)
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
     def healthz() -> JSONResponse:
@@ -403,7 +445,7 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
             database = True
         except Exception:  # noqa: BLE001 - any failure means "not healthy"
             database = False
-        ok = database and service().executor.healthy()
+        ok = database and service().healthy_workers()
         return JSONResponse({"ok": ok}, 200 if ok else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse, responses={200: {"content": {"text/plain": {}}}})
@@ -416,7 +458,7 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
             metrics.queue_depth.set(counts.get("queued", 0))
         except Exception as exc:  # noqa: BLE001 - the database is away: serve what this process knows
             log.warning("metrics: the database did not answer (%s)", str(exc).splitlines()[0][:200])
-        metrics.healthy_workers.set(1 if service().executor.healthy() else 0)
+        metrics.healthy_workers.set(1 if service().healthy_workers() else 0)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     pages.add_routes(app, service)
