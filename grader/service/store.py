@@ -35,6 +35,7 @@ ROLES = ("student", "lms", "instructor")
 STATUSES = ("queued", "running", "graded", "failed")
 MAX_ATTEMPTS = 3  # a submission that breaks its worker this often ends `failed`, never a requeue loop
 WEBHOOK_GIVE_UP_S = 24 * 3600.0
+_WITHOUT_CONTENT = [c for c in Submission.__table__.c if c.name != "content"]  # what a reader sees of a row
 
 
 class RateLimited(Exception):
@@ -158,25 +159,30 @@ class Store:
             return session.scalar(select(Submission).where(Submission.token_id == token_id,
                                                            Submission.idempotency_key == key))
 
-    def get(self, submission_id: str, principal: Principal) -> Submission | None:
-        """The submission if the caller may see it (another student's reads as absent)."""
-        with self.session() as session:
-            row = session.get(Submission, submission_id)
+    def get(self, submission_id: str, principal: Principal) -> Any:
+        """The submission (without its file) if the caller may see it (another student's reads as absent).
+        Core, not the ORM: a client polling for its report calls this often."""
+        table = Submission.__table__
+        with self.engine.connect() as connection:
+            row = connection.execute(select(*_WITHOUT_CONTENT).where(table.c.id == submission_id)).first()
         if row is None or (not principal.reads_all and row.student != principal.student):
             return None
         return row
 
     def list(self, principal: Principal, exercise: str | None, student: str | None, limit: int = 100,
-             with_reports: bool = False) -> list[Submission]:
-        query = select(Submission).order_by(Submission.created_at.desc(), Submission.id).limit(limit)
+             with_reports: bool = False) -> list[Any]:
+        """The caller's visible submissions, newest first (without their files; their reports if asked)."""
+        table = Submission.__table__
+        columns = _WITHOUT_CONTENT if with_reports else [c for c in _WITHOUT_CONTENT if c.name != "report"]
+        query = select(*columns).order_by(table.c.created_at.desc(), table.c.id).limit(limit)
         if not principal.reads_all:
-            query = query.where(Submission.student == principal.student)
+            query = query.where(table.c.student == principal.student)
         if exercise:
-            query = query.where(Submission.exercise == exercise)
+            query = query.where(table.c.exercise == exercise)
         if student:
-            query = query.where(Submission.student == student)
-        with self.session() as session:
-            return list(session.scalars(query))
+            query = query.where(table.c.student == student)
+        with self.engine.connect() as connection:
+            return list(connection.execute(query))
 
     def graded(self) -> list[tuple[str, str, float, str | None, float]]:
         """(student, exercise, score, report JSON, created_at) of every graded or failed submission, oldest first."""
