@@ -107,6 +107,29 @@ def test_tokens_roles_and_visibility(service):
     assert server.get("/api/v1/gradebook.csv", service.alice).status == 403
 
 
+def test_a_revoked_token_signs_no_one_in_and_the_list_says_so(service):
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    server, db = service.server, service.server.db_url
+    fresh = token(db, "lms")
+    result = CliRunner().invoke(main, ["token", "revoke", fresh, "--db", db])
+    assert result.exit_code == 0 and result.stdout.startswith("revoked token "), result.output
+    number = result.stdout.split()[2]
+    answer = server.get("/api/v1/submissions", fresh)
+    assert answer.status == 401 and "revoked" in answer.json()["error"]
+    listed = CliRunner().invoke(main, ["token", "list", "--db", db])
+    assert listed.exit_code == 0 and fresh not in listed.stdout
+    lines = {line.split("\t")[0]: line.split("\t") for line in listed.stdout.splitlines()}
+    assert lines[number][1] == "lms" and lines[number][4].startswith("revoked ")
+    assert all(cells[4] == "active" for key, cells in lines.items() if key != number)
+    assert CliRunner().invoke(main, ["token", "revoke", number, "--db", db]).exit_code == 0  # again: still revoked
+    unknown = CliRunner().invoke(main, ["token", "revoke", "gr_never-issued", "--db", db])
+    assert unknown.exit_code == 2 and "no such token" in unknown.output
+    assert server.get("/api/v1/submissions", service.lms).status == 200  # the others still sign in
+
+
 def test_bad_submissions_get_one_line_errors(service):
     server = service.server
     unknown = server.submit(service.lms, "ex99", SOLUTION, student="dora")

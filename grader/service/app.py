@@ -102,6 +102,22 @@ def add_token(db_url: str | None, role: str, student: str | None) -> str:
         engine.dispose()
 
 
+def list_tokens(db_url: str | None) -> list[Any]:
+    engine, store = open_store(db_url)
+    try:
+        return store.tokens()
+    finally:
+        engine.dispose()
+
+
+def revoke_token(db_url: str | None, token_or_id: str) -> Any:
+    engine, store = open_store(db_url)
+    try:
+        return store.revoke_token(token_or_id)
+    finally:
+        engine.dispose()
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         self.status, self.message, self.headers = status, message, headers
@@ -246,7 +262,7 @@ class Service:
             return cached[0]
         principal = self.store.principal(token)
         if principal is None:
-            raise ApiError(401, "that token is not known to this service.")
+            raise ApiError(401, "that token is not known to this service, or it was revoked.")
         if len(self._principals) > 10_000:
             self._principals.clear()
         self._principals[token] = (principal, time.monotonic() + PRINCIPAL_CACHE_S)

@@ -41,6 +41,7 @@ class Token(Base):
     role: Mapped[str] = mapped_column(String(16))  # student | lms | instructor
     student: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # `grade token revoke`
 
 
 class Submission(Base):

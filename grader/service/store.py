@@ -100,9 +100,29 @@ class Store:
         return token
 
     def principal(self, token: str) -> Principal | None:
+        """Who a token is; None for one that is not known or was revoked."""
         with self.session() as session:
-            row = session.scalar(select(Token).where(Token.token_sha256 == hash_token(token)))
+            row = session.scalar(select(Token).where(Token.token_sha256 == hash_token(token),
+                                                     Token.revoked_at.is_(None)))
             return Principal(row.id, row.role, row.student) if row else None
+
+    def tokens(self) -> list[Token]:
+        """Every token (its hash, never the token itself), oldest first."""
+        with self.session() as session:
+            return list(session.scalars(select(Token).order_by(Token.id)))
+
+    def revoke_token(self, token_or_id: str) -> Token | None:
+        """Revoke a token given as itself (`gr_...`) or by its id (`grade token list`); None if there is none.
+        Its submissions and reports stay; it no longer signs anyone in."""
+        if token_or_id.isdigit():
+            condition = Token.id == int(token_or_id)
+        else:
+            condition = Token.token_sha256 == hash_token(token_or_id)
+        with self.session() as session:
+            row = session.scalar(select(Token).where(condition))
+            if row is not None and row.revoked_at is None:
+                row.revoked_at = time.time()
+            return row
 
     def setting(self, key: str, make: Any) -> str:
         """The stored value of a setting, made (and stored) once by `make()` when there is none."""
