@@ -79,12 +79,12 @@ class ConfigurationError(ValueError):
     """The service cannot start: a bad database URL, or a database that does not answer."""
 
 
-def open_store(db_url: str | None) -> tuple[Any, Store]:
+def open_store(db_url: str | None, checkpoints: bool = True) -> tuple[Any, Store]:
     """The engine and store for a URL, migrated to the newest schema; ConfigurationError when it cannot be."""
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     try:
-        engine = make_engine(db_url)
+        engine = make_engine(db_url, checkpoints)
         migrate(engine)
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise ConfigurationError(f"--db {db_url!r} is not a database URL this service can use ({exc}).") from None
@@ -196,7 +196,8 @@ class Service:
 
     def __init__(self, config: Config, executor: Executor | None = None):
         self.config = config
-        self.engine, self.store = open_store(config.db_url)
+        # with runners, their commits checkpoint SQLite's WAL; a POST's commit never waits for one
+        self.engine, self.store = open_store(config.db_url, checkpoints=executor is not None)
         self.secret = os.environ.get("GRADE_WEBHOOK_SECRET") or self.store.setting(
             "webhook_secret", lambda: secrets.token_hex(32))
         self.metrics = Metrics()
@@ -218,6 +219,10 @@ class Service:
             self.runners = Runners(self.runner_specs(), self.metrics.latency.observe)
             self.runners.start()
         self.metrics.workers.set(self.capacity)
+        try:
+            self.store.warm()
+        except Exception as exc:  # noqa: BLE001 - the database is away now: the first POSTs pay instead
+            log.warning("could not warm the database connections (%s)", str(exc).splitlines()[0][:200])
 
     def runner_specs(self) -> list[RunnerSpec]:
         config = self.config
