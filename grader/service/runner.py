@@ -26,6 +26,7 @@ runner requeues its job, and the parent starts a new runner in its place.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -162,6 +163,8 @@ def main(argv: list[str]) -> int:
     except (ExecutorGone, ValueError, OSError) as exc:  # a cluster gone or refused: the parent tries again later
         log.error("grading runner %d cannot grade: %s", os.getpid(), " ".join(str(exc).split())[:300])
         return 3
+    gc.collect()
+    gc.freeze()  # the modules and the warm-up's objects: out of the collector's sight (a full pass is ~0.1 s)
     metrics = Metrics()
     metrics.latency = relay  # the parent keeps the histogram: each stored report's time goes up the pipe
     dispatcher = Dispatcher(Store(engine), executor, spec.secret, Timing.from_environment(), metrics, spec.limits,
