@@ -81,8 +81,21 @@ def build_executor(spec: RunnerSpec) -> Any:
 
         return DaskExecutor(spec.scheduler, spec.slots, device=spec.device, prewarm="ex03")
     from grader.executor import LocalExecutor
+    from grader.sandbox.runner import Zygote
 
-    return LocalExecutor(spec.slots, device=spec.device, prewarm="ex03")
+    if not spec.nice:
+        return LocalExecutor(spec.slots, device=spec.device, prewarm="ex03")
+
+    def nicer_zygote(*args: Any, **kwargs: Any) -> Zygote:
+        """A zygote inherits the runner's niceness, but it starts a session of its own, and where the kernel
+        groups the scheduling by session (autogroup: desktops, shells) that niceness counts only inside
+        its group: the group's own niceness is what makes the sandboxed children yield to the API."""
+        zygote = Zygote(*args, **kwargs)
+        with contextlib.suppress(OSError), open(f"/proc/{zygote.process.pid}/autogroup", "w") as autogroup:
+            autogroup.write(str(spec.nice))
+        return zygote
+
+    return LocalExecutor(spec.slots, device=spec.device, prewarm="ex03", factory=nicer_zygote)
 
 
 def die_with_parent(parent: int) -> None:
@@ -139,6 +152,9 @@ def main(argv: list[str]) -> int:
     parent = int(argv[1]) if len(argv) > 1 else os.getppid()
     die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the parent's to handle: it stops us
+    import faulthandler
+
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID`: every thread's stack, on stderr
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     line = sys.stdin.buffer.readline()
