@@ -650,7 +650,10 @@ def _service_modules() -> Any:
               help="Grade on a Dask cluster, e.g. tcp://host:8786 (needs the `dask` extra).")
 def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler: str | None) -> None:
     service_app = _service_modules()
-    executor = _dask_executor(scheduler, jobs) if scheduler else None
+    if scheduler:  # refuse an unreachable or unfit cluster now, in one line; the runner connects on its own
+        checked = _dask_executor(scheduler, jobs)
+        jobs = checked.capacity
+        checked.close(wait=False)
     import logging
 
     import uvicorn
@@ -658,9 +661,9 @@ def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler:
     from grader.batch import default_jobs
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = service_app.Config.from_environment(db_url=db_url, jobs=jobs or default_jobs())
+    config = service_app.Config.from_environment(db_url=db_url, jobs=jobs or default_jobs(), scheduler=scheduler)
     try:
-        app = service_app.create_app(config, executor)
+        app = service_app.create_app(config)
         uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
     except service_app.ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
@@ -699,6 +702,43 @@ def token_add(role: str, student: str | None, db_url: str | None) -> None:
         click.echo(service_app.add_token(db_url, role, student))
     except service_app.ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
+
+
+@token.command("list", help="The tokens, one a line: id, role, student, created, revoked (never the token itself).")
+@click.option("--db", "db_url", default=None, help="SQLAlchemy URL, as for `grade serve`.")
+def token_list(db_url: str | None) -> None:
+    import datetime
+
+    service_app = _service_modules()
+
+    def when(seconds: float | None) -> str:
+        if seconds is None:
+            return "-"
+        return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    try:
+        rows = service_app.list_tokens(db_url)
+    except service_app.ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    for row in rows:
+        revoked = f"revoked {when(row.revoked_at)}" if row.revoked_at else "active"
+        click.echo(f"{row.id}\t{row.role}\t{row.student or '-'}\t{when(row.created_at)}\t{revoked}")
+
+
+@token.command("revoke", help="Revoke a token, given as itself or by its id from `grade token list`; a running "
+                              "service stops taking it within a minute. Its submissions and reports stay.")
+@click.argument("token_or_id")
+@click.option("--db", "db_url", default=None, help="SQLAlchemy URL, as for `grade serve`.")
+def token_revoke(token_or_id: str, db_url: str | None) -> None:
+    service_app = _service_modules()
+    try:
+        row = service_app.revoke_token(db_url, token_or_id.strip())
+    except service_app.ConfigurationError as exc:
+        raise click.UsageError(str(exc)) from None
+    if row is None:
+        raise click.UsageError("no such token in this database (give the token itself, or its id from "
+                               "`grade token list`).")
+    click.echo(f"revoked token {row.id} ({row.role}{', ' + row.student if row.student else ''})")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,43 @@ def wait_for(predicate: Any, timeout: float, what: str, interval: float = 0.2) -
     raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
+def processes() -> dict[int, tuple[int, bytes]]:
+    """Every process now: pid -> (its parent's pid, its command line)."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        found[int(entry.name)] = (int(stat.rsplit(")", 1)[1].split()[1]), cmdline)
+    return found
+
+
+def descendants(pid: int) -> list[tuple[int, bytes]]:
+    """(pid, command line) of every process below `pid`."""
+    table = processes()
+    children: dict[int, list[int]] = {}
+    for child, (parent, _) in table.items():
+        children.setdefault(parent, []).append(child)
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append((child, table[child][1]))
+        todo.extend(children.get(child, []))
+    return found
+
+
+def alive(pid: int) -> bool:
+    """The process exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
 # ---- PostgreSQL
 
 def postgres_bin() -> Path | None:
@@ -181,27 +218,25 @@ class Server:
         return Path(self.log.name).read_text("utf-8", "replace")
 
     def kill9(self) -> None:
-        """SIGKILL the service process (its zygotes lose their pipe and exit on their own)."""
+        """SIGKILL the service process (its grading runners are told by the kernel and stop; their zygotes
+        lose their pipe and exit on their own)."""
         assert self.process is not None
         os.kill(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
     def zygotes(self) -> list[int]:
-        """The service's direct worker processes (grader.sandbox.zygote)."""
+        """The service's worker processes (grader.sandbox.zygote), children of it or of its grading runners
+        (not the zygotes' own forked children, which run the submissions)."""
         assert self.process is not None
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                stat = (entry / "stat").read_text()
-                cmdline = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            if ppid == self.process.pid and b"grader.sandbox.zygote" in cmdline:
-                found.append(int(entry.name))
-        return found
+        parents = {self.process.pid, *self.runners()}
+        table = processes()
+        return [pid for pid, (parent, cmdline) in table.items()
+                if parent in parents and b"grader.sandbox.zygote" in cmdline]
+
+    def runners(self) -> list[int]:
+        """The service's grading runner processes (grader.service.runner)."""
+        assert self.process is not None
+        return [pid for pid, cmdline in descendants(self.process.pid) if b"grader.service.runner" in cmdline]
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -107,6 +107,29 @@ def test_tokens_roles_and_visibility(service):
     assert server.get("/api/v1/gradebook.csv", service.alice).status == 403
 
 
+def test_a_revoked_token_signs_no_one_in_and_the_list_says_so(service):
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    server, db = service.server, service.server.db_url
+    fresh = token(db, "lms")
+    result = CliRunner().invoke(main, ["token", "revoke", fresh, "--db", db])
+    assert result.exit_code == 0 and result.stdout.startswith("revoked token "), result.output
+    number = result.stdout.split()[2]
+    answer = server.get("/api/v1/submissions", fresh)
+    assert answer.status == 401 and "revoked" in answer.json()["error"]
+    listed = CliRunner().invoke(main, ["token", "list", "--db", db])
+    assert listed.exit_code == 0 and fresh not in listed.stdout
+    lines = {line.split("\t")[0]: line.split("\t") for line in listed.stdout.splitlines()}
+    assert lines[number][1] == "lms" and lines[number][4].startswith("revoked ")
+    assert all(cells[4] == "active" for key, cells in lines.items() if key != number)
+    assert CliRunner().invoke(main, ["token", "revoke", number, "--db", db]).exit_code == 0  # again: still revoked
+    unknown = CliRunner().invoke(main, ["token", "revoke", "gr_never-issued", "--db", db])
+    assert unknown.exit_code == 2 and "no such token" in unknown.output
+    assert server.get("/api/v1/submissions", service.lms).status == 200  # the others still sign in
+
+
 def test_bad_submissions_get_one_line_errors(service):
     server = service.server
     unknown = server.submit(service.lms, "ex99", SOLUTION, student="dora")
@@ -346,3 +369,65 @@ def test_the_cli_answers_an_unreachable_scheduler_and_a_bad_database_in_one_line
                             capture_output=True, text=True, cwd=tmp_path, check=False)
     assert result.returncode == 2 and "--student" in result.stderr
     assert not list(Path(tmp_path).glob("*.sqlite3"))
+
+
+# ---- the grading runners (grade serve grades in processes of its own)
+
+def test_a_runner_killed_mid_job_is_replaced_and_its_job_graded_once(db_url):
+    import os
+    import signal
+
+    receiver = Receiver(failures=0)
+    slow = b"import time\ntime.sleep(3)\n" + SOLUTION
+    server = Server(db_url)
+    try:
+        lms = token(db_url, "lms")
+        server.start()
+        [runner] = server.runners()
+        sid = submitted(server.submit(lms, "ex03", slow, student="rita", callback_url=receiver.url))
+        wait_for(lambda: server.get(f"/api/v1/submissions/{sid}", lms).json()["status"] == "running", 120,
+                 "the job to run")
+        time.sleep(1.0)  # inside the child's sleep
+        os.kill(runner, signal.SIGKILL)
+        wait_for(lambda: server.runners() and server.runners() != [runner], 60, "a new runner")
+        state = server.wait_finished(lms, [sid], 120)[sid]
+        assert (state["status"], state["score"], state["attempts"]) == ("graded", 15.0, 2)  # requeued once
+        wait_for(lambda: receiver.posts, 60, "the callback")
+        time.sleep(1.5)
+        assert len(receiver.posts) == 1  # one report, announced once
+        assert server.get("/healthz", None).json() == {"ok": True}
+    finally:
+        server.stop()
+        receiver.close()
+
+
+def test_runners_stop_with_the_service_whether_killed_or_terminated(tmp_path):
+    import signal
+
+    from service_support import alive, descendants
+
+    url = f"sqlite:///{tmp_path / 'service.sqlite3'}"
+    lms = token(url, "lms")
+    sleeper = b"import time\ntime.sleep(60)\n" + SOLUTION
+    for ending in ("SIGKILL", "SIGTERM"):
+        server = Server(url, jobs=2)
+        try:
+            server.start()
+            sid = submitted(server.submit(lms, "ex03", sleeper + ending.encode(), student="sam"))
+            wait_for(lambda s=sid, srv=server: srv.get(f"/api/v1/submissions/{s}", lms).json()["status"]
+                     == "running", 120, "the job to run")
+            runners = server.runners()
+            below = [pid for pid, _ in descendants(server.process.pid)]
+            assert len(runners) == 2 and len(below) > 2  # two runners, their zygotes, the running child
+            if ending == "SIGKILL":
+                server.kill9()
+            else:
+                server.process.terminate()
+                assert server.process.wait(timeout=40) in (0, -signal.SIGTERM)  # uvicorn re-raises it when done
+            wait_for(lambda b=below: not any(alive(pid) for pid in b), 40, f"no process left after {ending}")
+            # the job it was grading went back to the queue at once (handed back, the attempt not counted)
+            server.start()
+            state = server.get(f"/api/v1/submissions/{sid}", lms).json()
+            assert state["status"] in ("queued", "running") and state["attempts"] <= 1
+        finally:
+            server.stop()

@@ -1,13 +1,15 @@
 """The HTTP API of docs/http-api.md and the two pages, as one FastAPI application.
 
 Every error is `{"error": "one line for a person"}`. A submission is stored (committed) before 202 is
-answered; the grading happens in this process's background loops (worker.py) on the executor's warm
-workers. The OpenAPI document at /openapi.json describes every answer an endpoint can give.
+answered; the grading happens in grading runner processes (runner.py), which lease the jobs from the
+database themselves: this process only stores, answers and serves pages. The OpenAPI document at
+/openapi.json describes every answer an endpoint can give.
 """
 
 from __future__ import annotations
 
 import csv
+import gc
 import io
 import json
 import logging
@@ -32,9 +34,10 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from grader import exercises, grading
-from grader.executor import Executor, LocalExecutor
+from grader.executor import Executor
 from grader.service import pages
-from grader.service.db import make_engine, migrate
+from grader.service.db import default_url, make_engine, migrate
+from grader.service.runner import Runners, RunnerSpec
 from grader.service.store import Principal, RateLimited, Store
 from grader.service.worker import Dispatcher, Metrics, Timing
 
@@ -56,6 +59,8 @@ class Config:
     timing: Timing = field(default_factory=Timing)
     limits: grading.Limits = field(default_factory=grading.Limits)
     device: str = "auto"
+    scheduler: str | None = None  # grade on this Dask cluster (one runner holds its `jobs` slots)
+    runner_nice: int = 5  # the runners' niceness above this process's: under load the API answers first
 
     @classmethod
     def from_environment(cls, **given: Any) -> Config:
@@ -66,6 +71,8 @@ class Config:
             extra.update(rate_limit=int(count), rate_window_s=float(window or 60))
         if os.environ.get("GRADE_SERVICE_GRADEBOOK") in ("best", "latest"):
             extra["gradebook"] = os.environ["GRADE_SERVICE_GRADEBOOK"]
+        if os.environ.get("GRADE_SERVICE_RUNNER_NICE", "").lstrip("-").isdigit():
+            extra["runner_nice"] = int(os.environ["GRADE_SERVICE_RUNNER_NICE"])
         return cls(**{**extra, **given})
 
 
@@ -73,12 +80,12 @@ class ConfigurationError(ValueError):
     """The service cannot start: a bad database URL, or a database that does not answer."""
 
 
-def open_store(db_url: str | None) -> tuple[Any, Store]:
+def open_store(db_url: str | None, checkpoints: bool = True) -> tuple[Any, Store]:
     """The engine and store for a URL, migrated to the newest schema; ConfigurationError when it cannot be."""
     from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
     try:
-        engine = make_engine(db_url)
+        engine = make_engine(db_url, checkpoints)
         migrate(engine)
     except (ArgumentError, NoSuchModuleError, ValueError) as exc:
         raise ConfigurationError(f"--db {db_url!r} is not a database URL this service can use ({exc}).") from None
@@ -92,6 +99,22 @@ def add_token(db_url: str | None, role: str, student: str | None) -> str:
     engine, store = open_store(db_url)
     try:
         return store.add_token(role, student)
+    finally:
+        engine.dispose()
+
+
+def list_tokens(db_url: str | None) -> list[Any]:
+    engine, store = open_store(db_url)
+    try:
+        return store.tokens()
+    finally:
+        engine.dispose()
+
+
+def revoke_token(db_url: str | None, token_or_id: str) -> Any:
+    engine, store = open_store(db_url)
+    try:
+        return store.revoke_token(token_or_id)
     finally:
         engine.dispose()
 
@@ -165,11 +188,17 @@ def state(row: Any) -> SubmissionState:
 
 
 class Service:
-    """What the routes need: the store, the dispatcher, the configuration. Made at start-up."""
+    """What the routes need: the store, the graders, the configuration. Made at start-up.
+
+    By default the grading runs in runner processes (runner.py: `jobs` runners of one slot each, or one
+    runner with `jobs` slots on a Dask cluster), each leasing jobs from the database. Given an executor
+    object, this process grades on it itself instead (one in-process dispatcher, as an embedding may want).
+    """
 
     def __init__(self, config: Config, executor: Executor | None = None):
         self.config = config
-        self.engine, self.store = open_store(config.db_url)
+        # with runners, their commits checkpoint SQLite's WAL; a POST's commit never waits for one
+        self.engine, self.store = open_store(config.db_url, checkpoints=executor is not None)
         self.secret = os.environ.get("GRADE_WEBHOOK_SECRET") or self.store.setting(
             "webhook_secret", lambda: secrets.token_hex(32))
         self.metrics = Metrics()
@@ -178,17 +207,57 @@ class Service:
         self.exercise_ids = exercises.exercise_ids()
         self.executor: Executor | None = None
         self.dispatcher: Dispatcher | None = None
+        self.runners: Runners | None = None
 
     def start(self) -> None:
-        """Start the warm workers and the background loops (in the server's process, after any fork)."""
-        self.executor = self._given_executor or LocalExecutor(self.config.jobs, device=self.config.device,
-                                                              prewarm="ex03")
-        self.dispatcher = Dispatcher(self.store, self.executor, self.secret, self.config.timing, self.metrics,
-                                     self.config.limits)
-        self.metrics.workers.set(self.executor.capacity)
-        self.dispatcher.start()
+        """Start the graders: the runner processes, or the given executor's in-process dispatcher."""
+        if self._given_executor is not None:
+            self.executor = self._given_executor
+            self.dispatcher = Dispatcher(self.store, self.executor, self.secret, self.config.timing, self.metrics,
+                                         self.config.limits)
+            self.dispatcher.start()
+        else:
+            self.runners = Runners(self.runner_specs(), self.metrics.latency.observe)
+            self.runners.start()
+        self.metrics.workers.set(self.capacity)
+        try:
+            self.store.warm()
+        except Exception as exc:  # noqa: BLE001 - the database is away now: the first POSTs pay instead
+            log.warning("could not warm the database connections (%s)", str(exc).splitlines()[0][:200])
+        # Everything alive now (the modules, FastAPI's routes and models: some 120,000 objects) lives as long
+        # as the process; out of the collector's sight, a full collection no longer stops every answer for
+        # a tenth of a second in the middle of a burst.
+        gc.collect()
+        gc.freeze()
+
+    def runner_specs(self) -> list[RunnerSpec]:
+        config = self.config
+        common = {"db_url": config.db_url or default_url(), "secret": self.secret, "device": config.device,
+                  "timeout": config.limits.timeout, "memory_mib": config.limits.memory_mib, "nice": config.runner_nice}
+        if config.scheduler:  # the cluster grades; one runner keeps its slots busy and does the comparing
+            return [RunnerSpec(slots=config.jobs, index=0, scheduler=config.scheduler, webhooks=True, **common)]
+        return [RunnerSpec(slots=1, index=i, webhooks=i == 0, **common) for i in range(max(1, config.jobs))]
+
+    @property
+    def capacity(self) -> int:
+        if self.runners is not None:
+            return self.runners.capacity
+        return self.executor.capacity if self.executor is not None else 0
+
+    def healthy_workers(self) -> bool:
+        if self.runners is not None:
+            return self.runners.healthy()
+        return self.executor is not None and bool(self.executor.healthy())
+
+    def wake(self) -> None:
+        if self.runners is not None:
+            self.runners.wake()
+        if self.dispatcher is not None:
+            self.dispatcher.wake.set()
 
     def close(self) -> None:
+        if self.runners is not None:
+            self.runners.close()  # each runner stops claiming and hands back what it was grading
         if self.dispatcher is not None:
             self.dispatcher.close()  # stops claiming; what it was grading goes back in the queue
         if self.executor is not None:
@@ -204,7 +273,7 @@ class Service:
             return cached[0]
         principal = self.store.principal(token)
         if principal is None:
-            raise ApiError(401, "that token is not known to this service.")
+            raise ApiError(401, "that token is not known to this service, or it was revoked.")
         if len(self._principals) > 10_000:
             self._principals.clear()
         self._principals[token] = (principal, time.monotonic() + PRINCIPAL_CACHE_S)
@@ -244,7 +313,7 @@ class Service:
                                 f"{self.config.rate_window_s:g} s; try again in {exc.retry_after_s} s.",
                            {"Retry-After": str(exc.retry_after_s)}) from None
         if new:
-            self.dispatcher.wake.set()
+            self.wake()
         return row, new
 
     def gradebook_csv(self) -> str:
@@ -387,14 +456,14 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
         if body.exercise is not None and body.exercise not in exercises.exercise_ids():
             raise ApiError(422, f"unknown exercise {body.exercise!r}.")
         queued = service().store.regrade(body.exercise, body.student)
-        service().dispatcher.wake.set()
+        service().wake()
         return Regraded(queued=queued)
 
     @app.get("/api/v1/queue", response_model=QueueState, responses=errors(401, 503))
     def queue_state(caller: Caller) -> QueueState:
         counts, oldest = service().store.counts()
         age = round(max(0.0, time.time() - oldest), 3) if oldest is not None else None
-        return QueueState(counts=counts, oldest_queued_age_s=age, workers=service().executor.capacity)
+        return QueueState(counts=counts, oldest_queued_age_s=age, workers=service().capacity)
 
     @app.get("/healthz", response_model=Health, responses={503: {"model": Health}})
     def healthz() -> JSONResponse:
@@ -403,7 +472,7 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
             database = True
         except Exception:  # noqa: BLE001 - any failure means "not healthy"
             database = False
-        ok = database and service().executor.healthy()
+        ok = database and service().healthy_workers()
         return JSONResponse({"ok": ok}, 200 if ok else 503)
 
     @app.get("/metrics", response_class=PlainTextResponse, responses={200: {"content": {"text/plain": {}}}})
@@ -416,7 +485,7 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
             metrics.queue_depth.set(counts.get("queued", 0))
         except Exception as exc:  # noqa: BLE001 - the database is away: serve what this process knows
             log.warning("metrics: the database did not answer (%s)", str(exc).splitlines()[0][:200])
-        metrics.healthy_workers.set(1 if service().executor.healthy() else 0)
+        metrics.healthy_workers.set(1 if service().healthy_workers() else 0)
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     pages.add_routes(app, service)

@@ -41,6 +41,7 @@ class Token(Base):
     role: Mapped[str] = mapped_column(String(16))  # student | lms | instructor
     student: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # `grade token revoke`
 
 
 class Submission(Base):
@@ -115,7 +116,10 @@ def normalise_url(url: str | None) -> URL:
     return parsed
 
 
-def make_engine(url: str | None) -> Engine:
+def make_engine(url: str | None, checkpoints: bool = True) -> Engine:
+    """`checkpoints=False` (SQLite): this engine's commits never run the WAL's automatic checkpoint (copying
+    the WAL into the database file, and its fsyncs, in whichever commit crosses 1,000 pages); the API
+    process answers POSTs on such an engine, and its grading runners' commits checkpoint instead."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
@@ -128,6 +132,8 @@ def make_engine(url: str | None) -> Engine:
             cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
+            if not checkpoints:
+                cursor.execute("PRAGMA wal_autocheckpoint=0")
             cursor.close()
 
         return engine

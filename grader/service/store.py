@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -34,6 +35,7 @@ ROLES = ("student", "lms", "instructor")
 STATUSES = ("queued", "running", "graded", "failed")
 MAX_ATTEMPTS = 3  # a submission that breaks its worker this often ends `failed`, never a requeue loop
 WEBHOOK_GIVE_UP_S = 24 * 3600.0
+_WITHOUT_CONTENT = [c for c in Submission.__table__.c if c.name != "content"]  # what a reader sees of a row
 
 
 class RateLimited(Exception):
@@ -85,6 +87,25 @@ class Store:
         with self.engine.connect() as connection:
             connection.exec_driver_sql("SELECT 1")
 
+    def warm(self, connections: int = 8) -> None:
+        """Open pooled connections and compile the POST path's statements once, so that the first burst of
+        submissions does not pay for it (reads only: a student and a key that do not exist)."""
+        table = Submission.__table__
+        held = []
+        try:
+            for _ in range(connections):
+                connection = self.engine.connect()
+                held.append(connection)
+                connection.execute(select(table.c.id).where(table.c.token_id == -1,
+                                                            table.c.idempotency_key == "")).first()
+                connection.execute(select(func.count(), func.min(table.c.created_at))
+                                   .where(table.c.student == "", table.c.created_at >= 0,
+                                          table.c.priority == 0)).one()
+                connection.rollback()
+        finally:
+            for connection in held:
+                connection.close()
+
     # ---- tokens and settings
     def add_token(self, role: str, student: str | None) -> str:
         if role not in ROLES:
@@ -98,9 +119,29 @@ class Store:
         return token
 
     def principal(self, token: str) -> Principal | None:
+        """Who a token is; None for one that is not known or was revoked."""
         with self.session() as session:
-            row = session.scalar(select(Token).where(Token.token_sha256 == hash_token(token)))
+            row = session.scalar(select(Token).where(Token.token_sha256 == hash_token(token),
+                                                     Token.revoked_at.is_(None)))
             return Principal(row.id, row.role, row.student) if row else None
+
+    def tokens(self) -> list[Token]:
+        """Every token (its hash, never the token itself), oldest first."""
+        with self.session() as session:
+            return list(session.scalars(select(Token).order_by(Token.id)))
+
+    def revoke_token(self, token_or_id: str) -> Token | None:
+        """Revoke a token given as itself (`gr_...`) or by its id (`grade token list`); None if there is none.
+        Its submissions and reports stay; it no longer signs anyone in."""
+        if token_or_id.isdigit():
+            condition = Token.id == int(token_or_id)
+        else:
+            condition = Token.token_sha256 == hash_token(token_or_id)
+        with self.session() as session:
+            row = session.scalar(select(Token).where(condition))
+            if row is not None and row.revoked_at is None:
+                row.revoked_at = time.time()
+            return row
 
     def setting(self, key: str, make: Any) -> str:
         """The stored value of a setting, made (and stored) once by `make()` when there is none."""
@@ -119,61 +160,68 @@ class Store:
     # ---- submissions
     def add_submission(self, principal: Principal, exercise: str, student: str, filename: str, content: bytes,
                        callback_url: str | None, base_url: str, idempotency_key: str | None,
-                       rate: tuple[int, float] | None = None) -> tuple[Submission, bool]:
+                       rate: tuple[int, float] | None = None) -> tuple[Any, bool]:
         """Store a submission (queued), in one transaction; returns it and whether it is new (False: the same
         Idempotency-Key as before). `rate` = (at most N, per S seconds) for this student, else RateLimited."""
         now = time.time()
-        row = Submission(id=uuid.uuid4().hex, exercise=exercise, student=student, filename=filename,
-                         sha256=hashlib.sha256(content).hexdigest(), content=content, callback_url=callback_url,
-                         base_url=base_url, token_id=principal.token_id, idempotency_key=idempotency_key,
-                         status="queued", priority=0, attempts=0, created_at=now, queued_at=now)
-        try:
-            with self.session() as session:
+        values = {"id": uuid.uuid4().hex, "exercise": exercise, "student": student, "filename": filename,
+                  "sha256": hashlib.sha256(content).hexdigest(), "content": content, "callback_url": callback_url,
+                  "base_url": base_url, "token_id": principal.token_id, "idempotency_key": idempotency_key,
+                  "status": "queued", "priority": 0, "attempts": 0, "created_at": now, "queued_at": now}
+        table = Submission.__table__
+        try:  # SQLAlchemy Core on one connection: the POST path is the API's hottest, the ORM's flush its cost
+            with self.engine.begin() as connection:
                 if idempotency_key:
-                    existing = session.scalar(select(Submission).where(Submission.token_id == principal.token_id,
-                                                                       Submission.idempotency_key == idempotency_key))
+                    existing = connection.execute(
+                        select(table).where(table.c.token_id == principal.token_id,
+                                            table.c.idempotency_key == idempotency_key)).first()
                     if existing is not None:
                         return existing, False
                 if rate:
                     limit, window = rate
-                    count, oldest = session.execute(
-                        select(func.count(), func.min(Submission.created_at))
-                        .where(Submission.student == student, Submission.created_at >= now - window,
-                               Submission.priority == 0)).one()
+                    count, oldest = connection.execute(
+                        select(func.count(), func.min(table.c.created_at))
+                        .where(table.c.student == student, table.c.created_at >= now - window,
+                               table.c.priority == 0)).one()
                     if count >= limit:
                         raise RateLimited(max(1, int((oldest or now) + window - now + 0.999)))
-                session.add(row)
+                connection.execute(table.insert(), values)
         except IntegrityError:
             existing = self._by_key(principal.token_id, idempotency_key) if idempotency_key else None
             if existing is None:
                 raise
             return existing, False
-        return row, True
+        return SimpleNamespace(**values), True
 
     def _by_key(self, token_id: int, key: str) -> Submission | None:
         with self.session() as session:
             return session.scalar(select(Submission).where(Submission.token_id == token_id,
                                                            Submission.idempotency_key == key))
 
-    def get(self, submission_id: str, principal: Principal) -> Submission | None:
-        """The submission if the caller may see it (another student's reads as absent)."""
-        with self.session() as session:
-            row = session.get(Submission, submission_id)
+    def get(self, submission_id: str, principal: Principal) -> Any:
+        """The submission (without its file) if the caller may see it (another student's reads as absent).
+        Core, not the ORM: a client polling for its report calls this often."""
+        table = Submission.__table__
+        with self.engine.connect() as connection:
+            row = connection.execute(select(*_WITHOUT_CONTENT).where(table.c.id == submission_id)).first()
         if row is None or (not principal.reads_all and row.student != principal.student):
             return None
         return row
 
     def list(self, principal: Principal, exercise: str | None, student: str | None, limit: int = 100,
-             with_reports: bool = False) -> list[Submission]:
-        query = select(Submission).order_by(Submission.created_at.desc(), Submission.id).limit(limit)
+             with_reports: bool = False) -> list[Any]:
+        """The caller's visible submissions, newest first (without their files; their reports if asked)."""
+        table = Submission.__table__
+        columns = _WITHOUT_CONTENT if with_reports else [c for c in _WITHOUT_CONTENT if c.name != "report"]
+        query = select(*columns).order_by(table.c.created_at.desc(), table.c.id).limit(limit)
         if not principal.reads_all:
-            query = query.where(Submission.student == principal.student)
+            query = query.where(table.c.student == principal.student)
         if exercise:
-            query = query.where(Submission.exercise == exercise)
+            query = query.where(table.c.exercise == exercise)
         if student:
-            query = query.where(Submission.student == student)
-        with self.session() as session:
-            return list(session.scalars(query))
+            query = query.where(table.c.student == student)
+        with self.engine.connect() as connection:
+            return list(connection.execute(query))
 
     def graded(self) -> list[tuple[str, str, float, str | None, float]]:
         """(student, exercise, score, report JSON, created_at) of every graded or failed submission, oldest first."""

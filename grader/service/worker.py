@@ -1,8 +1,9 @@
-"""The service process's background loops: claim, grade on the executor, heartbeat, store, requeue, deliver.
+"""The grading loops: claim, grade on the executor, heartbeat, store, requeue, deliver.
 
-One `Dispatcher` per process. Its threads never touch student code: each job is written to a private
-temporary folder and handed to the executor (the warm zygote pool), whose report comes back here to be
-stored. Every loop survives the database going away: it waits, retries, and goes on when it answers.
+One `Dispatcher` per grading runner process (runner.py; or in the service process itself when it is given
+an executor object). Its threads never touch student code: each job is written to a private temporary
+folder and handed to the executor (the warm zygote pool), whose report comes back here to be stored.
+Every loop survives the database going away: it waits, retries, and goes on when it answers.
 """
 
 from __future__ import annotations
@@ -68,13 +69,14 @@ class Metrics:
 
 class Dispatcher:
     def __init__(self, store: Store, executor: Executor, secret: str, timing: Timing | None = None,
-                 metrics: Metrics | None = None, limits: grading.Limits | None = None):
+                 metrics: Metrics | None = None, limits: grading.Limits | None = None, webhooks: bool = True):
         self.store = store
         self.executor = executor
         self.secret = secret
         self.timing = timing or Timing()
         self.metrics = metrics or Metrics()
         self.limits = limits or grading.Limits()
+        self.webhooks = webhooks  # one dispatcher per service delivers the outbox (the others grade only)
         self.owner = f"{socket.gethostname()[:30]}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.stop = threading.Event()
         self.wake = threading.Event()
@@ -85,8 +87,10 @@ class Dispatcher:
         self.database_ok = True
 
     def start(self) -> None:
-        for name, target in (("claim", self._claim_loop), ("store", self._store_loop),
-                             ("heartbeat", self._heartbeat_loop), ("webhooks", self._webhook_loop)):
+        loops = [("claim", self._claim_loop), ("store", self._store_loop), ("heartbeat", self._heartbeat_loop)]
+        if self.webhooks:
+            loops.append(("webhooks", self._webhook_loop))
+        for name, target in loops:
             thread = threading.Thread(target=target, name=f"grade-{name}", daemon=True)
             thread.start()
             self._threads.append(thread)
@@ -159,7 +163,14 @@ class Dispatcher:
         except Exception as exc:  # noqa: BLE001 - the scratch disk or the executor broke: not the submission
             future = Future()
             future.set_result(JobOutcome(None, True, f"{type(exc).__name__}: {exc}"))
-        future.add_done_callback(lambda f: self._done.put((claimed, started, f)))
+        future.add_done_callback(lambda f: self._finished(claimed, started, f))
+
+    def _finished(self, claimed: Claimed, started: float, future: Future) -> None:
+        """The executor's slot is free again: claim the next job while this one's report is being stored
+        (the lease is still ours until the report is in: the heartbeat covers it)."""
+        self._done.put((claimed, started, future))
+        self._slots.release()
+        self.wake.set()
 
     @staticmethod
     def _filename(claimed: Claimed) -> str:
@@ -177,8 +188,6 @@ class Dispatcher:
                 self.metrics.latency.observe(time.monotonic() - started)
             finally:
                 shutil.rmtree(self._scratch / claimed.id, ignore_errors=True)
-                self._slots.release()
-                self.wake.set()
 
     def _store(self, claimed: Claimed, outcome: JobOutcome) -> None:
         if outcome.report is not None and not outcome.worker_failed:
