@@ -46,6 +46,8 @@ PARTIAL_CREDIT = {"sys_exit_mid_test", "os_exit_mid_test", "segfault", "keyboard
 # What the report must say about the run as a whole.
 RUN_ERROR = {"memory_bomb": "memory", "fork_bomb": "did not finish", "segfault": "SIGSEGV",
              "os_exit_mid_test": "ended the grading process early"}
+# The run status a hostile channel must end as (a report, never a crash of the grader, exit 3).
+RUN_STATUS = {"channel_unhashable_type": "rejected"}
 LEAK_MARKERS = ("LEAK", "CONNECTED", "DID ", "ESCAPED")
 
 
@@ -147,6 +149,8 @@ def attack_and_check(attack: str, worker: Zygote, sibling: Zygote, scene: Scene)
         assert report.score > 0, f"{attack}: its correct forward() should still earn points"
     if attack in RUN_ERROR:
         assert RUN_ERROR[attack] in (report.error or ""), report.error
+    if attack in RUN_STATUS:
+        assert report.status == RUN_STATUS[attack], (report.status, report.error)
     # The grader, its worker and a sibling survive; nothing is left running.
     assert worker.alive and sibling.alive
     assert _left_behind(worker) == [], f"{attack} left processes behind"

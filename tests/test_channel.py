@@ -79,6 +79,9 @@ def test_non_standard_json_constants_are_rejected(constant: bytes) -> None:
     b'{"type": "RESULT"}\n',
     b'{"no_type": 1}\n',
     b'["type", "result"]\n',
+    b'{"type": ["result"]}\n',  # unhashable: a set lookup would raise TypeError, not ChannelError
+    b'{"type": {"result": 1}}\n',
+    b'{"type": null}\n',
     b'"done"\n',
     b"42\n",
 ])

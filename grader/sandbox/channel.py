@@ -139,7 +139,8 @@ def decode(data: bytes) -> list[dict[str, Any]]:
             raise ChannelError(f"message {number}: {exc}") from None
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             raise ChannelError(f"message {number} is not valid JSON ({str(exc)[:200]})") from None
-        if not isinstance(raw, dict) or raw.get("type") not in MESSAGE_TYPES:
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        if not isinstance(kind, str) or kind not in MESSAGE_TYPES:  # a list or an object is unhashable
             raise ChannelError(f"message {number} has no known type")
         messages.append(_check_value(raw, f"message {number}"))
     _check_sequence(messages)
