@@ -119,6 +119,13 @@ def test_a_forged_process_count_fails_its_check_and_nothing_else(count):
     assert result.score == 0 and result.status.value in ("failed", "error")
 
 
+@pytest.mark.parametrize("at", [[math.nan, 0.0], [0.0, math.nan], [-math.inf, math.inf], [1.0], [1.0, "2"]])
+def test_output_offsets_that_are_not_two_finite_numbers_label_nothing(at):
+    observed = parse_message({"type": "result", "key": "k", "device": "cpu", "ok": True, "fields": {},
+                              "output_at": at})
+    assert observed.output_at is None
+
+
 # ---------------------------------------------------------------- the file
 
 
