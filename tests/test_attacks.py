@@ -47,7 +47,8 @@ PARTIAL_CREDIT = {"sys_exit_mid_test", "os_exit_mid_test", "segfault", "keyboard
 RUN_ERROR = {"memory_bomb": "memory", "fork_bomb": "did not finish", "segfault": "SIGSEGV",
              "os_exit_mid_test": "ended the grading process early"}
 # The run status a hostile channel must end as (a report, never a crash of the grader, exit 3).
-RUN_STATUS = {"channel_unhashable_type": "rejected", "channel_nan_output_offsets": "ok"}
+RUN_STATUS = {"channel_unhashable_type": "rejected", "channel_nan_output_offsets": "ok",
+              "channel_quadratic_scan": "rejected"}
 LEAK_MARKERS = ("LEAK", "CONNECTED", "DID ", "ESCAPED")
 
 

@@ -75,7 +75,11 @@ def _parse_int(text: str) -> float:
     return float(int(text))
 
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# A string, or an unterminated one to the end of the line: the closing quote is optional, so that a match
+# never fails and is retried from the next quote (`"\"\"\"...` unterminated would rescan the rest of the
+# line from every escaped quote: quadratic, hours for one 1 MiB line). An unterminated string is invalid
+# JSON, which json.loads rejects at its start, before any bracket after it.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"?', re.DOTALL)
 
 
 def _depth(line: bytes) -> int:
