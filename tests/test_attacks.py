@@ -38,8 +38,8 @@ CANARY_NAME = "GRADER_ATTACK_CANARY"
 ALL = sorted(p.stem for p in ATTACKS.glob("*.py"))
 # Attacks on isolation itself: run once more through a user namespace.
 CONTAINMENT = ["canary_env", "connect_listener", "daemon_ignores_sigterm", "escape_namespaces", "fork_bomb",
-               "kill_parent", "memory_bomb", "overwrite_neighbours", "proc_kernel_knobs", "read_references",
-               "vsock_host", "write_outside"]
+               "interfere_with_spares", "kill_parent", "memory_bomb", "overwrite_neighbours", "proc_kernel_knobs",
+               "read_references", "vsock_host", "write_outside"]
 # Attacks that still earn their correct forward()'s points: containment is not a zero for everything.
 PARTIAL_CREDIT = {"sys_exit_mid_test", "os_exit_mid_test", "segfault", "keyboard_interrupt", "input_call",
                   "memory_bomb", "fork_bomb", "thread_after_train", "daemon_ignores_sigterm"}
