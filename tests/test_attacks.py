@@ -37,15 +37,18 @@ CANARY_NAME = "GRADER_ATTACK_CANARY"
 
 ALL = sorted(p.stem for p in ATTACKS.glob("*.py"))
 # Attacks on isolation itself: run once more through a user namespace.
-CONTAINMENT = ["canary_env", "connect_listener", "daemon_ignores_sigterm", "escape_namespaces", "fork_bomb",
-               "kill_parent", "memory_bomb", "overwrite_neighbours", "proc_kernel_knobs", "read_references",
-               "vsock_host", "write_outside"]
+CONTAINMENT = ["canary_env", "connect_listener", "daemon_ignores_sigterm", "disguise_as_spare",
+               "escape_namespaces", "fork_bomb", "interfere_with_spares", "kill_parent", "memory_bomb",
+               "overwrite_neighbours", "proc_kernel_knobs", "read_references", "vsock_host", "write_outside"]
 # Attacks that still earn their correct forward()'s points: containment is not a zero for everything.
 PARTIAL_CREDIT = {"sys_exit_mid_test", "os_exit_mid_test", "segfault", "keyboard_interrupt", "input_call",
-                  "memory_bomb", "fork_bomb", "thread_after_train", "daemon_ignores_sigterm"}
+                  "memory_bomb", "fork_bomb", "thread_after_train", "daemon_ignores_sigterm", "disguise_as_spare"}
 # What the report must say about the run as a whole.
 RUN_ERROR = {"memory_bomb": "memory", "fork_bomb": "did not finish", "segfault": "SIGSEGV",
              "os_exit_mid_test": "ended the grading process early"}
+# The run status a hostile channel must end as (a report, never a crash of the grader, exit 3).
+RUN_STATUS = {"channel_unhashable_type": "rejected", "channel_nan_output_offsets": "ok",
+              "channel_quadratic_scan": "rejected"}
 LEAK_MARKERS = ("LEAK", "CONNECTED", "DID ", "ESCAPED")
 
 
@@ -147,6 +150,8 @@ def attack_and_check(attack: str, worker: Zygote, sibling: Zygote, scene: Scene)
         assert report.score > 0, f"{attack}: its correct forward() should still earn points"
     if attack in RUN_ERROR:
         assert RUN_ERROR[attack] in (report.error or ""), report.error
+    if attack in RUN_STATUS:
+        assert report.status == RUN_STATUS[attack], (report.status, report.error)
     # The grader, its worker and a sibling survive; nothing is left running.
     assert worker.alive and sibling.alive
     assert _left_behind(worker) == [], f"{attack} left processes behind"
@@ -296,10 +301,14 @@ def test_a_batch_of_attackers_survives_and_grades_its_honest_students(tier_worke
 
 
 def _strays() -> list[int]:
-    """What runs below this test session other than its own workers and their spare children."""
+    """What runs below this test session other than its own workers and their spare children (at most one
+    each: a surviving process of a submission can give itself the spare's name too)."""
     me = os.getpid()
-    return [pid for pid in descendants_by_scan(me)
-            if _parent(pid) != me and not (name_of(pid) == SPARE_NAME and _parent(_parent(pid)) == me)]
+    below = descendants_by_scan(me)
+    spares = [pid for pid in below if name_of(pid) == SPARE_NAME and _parent(_parent(pid)) == me]
+    parents = [_parent(pid) for pid in spares]
+    assert len(parents) == len(set(parents)), f"a worker with more than one spare: {spares}"
+    return [pid for pid in below if _parent(pid) != me and pid not in spares]
 
 
 def _parent(pid: int) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 from pathlib import Path
 from typing import Any
 
@@ -79,6 +80,9 @@ def test_non_standard_json_constants_are_rejected(constant: bytes) -> None:
     b'{"type": "RESULT"}\n',
     b'{"no_type": 1}\n',
     b'["type", "result"]\n',
+    b'{"type": ["result"]}\n',  # unhashable: a set lookup would raise TypeError, not ChannelError
+    b'{"type": {"result": 1}}\n',
+    b'{"type": null}\n',
     b'"done"\n',
     b"42\n",
 ])
@@ -145,6 +149,20 @@ def test_deep_nesting_is_rejected() -> None:
         nested = [nested]
     with pytest.raises(ChannelError, match="nested too deeply"):
         decode(line({"type": "result", "fields": {"w": nested}}))
+
+
+@pytest.mark.parametrize("tail", [b'\\"', b'\\\\"', b'\\'], ids=["escaped-quotes", "backslash-pairs", "backslashes"])
+def test_an_unterminated_string_of_escapes_is_rejected_in_linear_time(tail: bytes) -> None:
+    # Every quote of `"\"\"\"...` (unterminated) once started a new, failing, scan to the end of the line.
+    data = b'{"type":"result","key":"' + tail * ((channel.MAX_MESSAGE_BYTES - 30) // len(tail)) + b"\n"
+    started = time.monotonic()
+    with pytest.raises(ChannelError, match="not valid JSON"):
+        decode(HELLO + data)
+    assert time.monotonic() - started < 5.0  # ~0.1 s; the old pattern took over an hour
+
+
+def test_nesting_is_counted_outside_strings_only() -> None:
+    assert channel._depth(b'{"a":"x\\\\","b":[[["]]]]]]"]]]}') == 4
 
 
 def result(key: str, device: str = "cpu") -> bytes:

@@ -323,3 +323,28 @@ def test_the_spare_child_never_outlives_its_worker(how, tmp_path):
         assert _gone(spare), f"the spare child {spare} outlived its worker ({how})"
     finally:
         worker.close()
+
+
+@linux_only
+@pytest.mark.parametrize("tier", ["auto", "process"])
+def test_a_spare_that_died_waiting_leaves_nothing_and_the_job_forks_its_own_child(tier):
+    # The fallback: the spare is gone when its job comes (killed from outside: a submission cannot reach it).
+    # The job still runs at its tier with its limits, and nothing of the dead spare stays: no cgroup, no
+    # working directory in the worker's scratch folder, no process.
+    with Zygote("numpy", sandbox=tier) as worker:
+        plan = worker.info()["sandbox"]
+        assert grading.grade("ex01", ROOT / "solutions" / "ex01.py", device="cpu", worker=worker).full_marks
+        spare = _wait_for_spare(worker)
+        os.kill(spare, signal.SIGKILL)
+        deadline = time.monotonic() + 5.0
+        while not _gone(spare) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        report = grading.grade("ex01", ROOT / "solutions" / "ex01.py", device="cpu", worker=worker)
+        assert report.full_marks and report.sandbox["tier"] == plan["tier"]
+        assert report.sandbox["memory"] == ("cgroup" if "memory" in plan["cgroups"] else "rss-watchdog")
+        below = descendants_by_scan(worker.process.pid)
+        assert spare not in below and [name_of(pid) for pid in below] in ([], [SPARE_NAME])
+        for directory in plan["cgroups"].values():  # the new spare's cgroup alone
+            assert len([n for n in os.listdir(directory) if n.startswith(("spare-", "job-"))]) <= 1
+        scratch = [p for p in Path(os.environ.get("TMPDIR", "/tmp")).glob(f"grader-zygote-{worker.process.pid}-*")]
+        assert len(scratch) == 1 and len(list(scratch[0].iterdir())) <= 1  # the new spare's directory alone

@@ -87,7 +87,7 @@ JSON = st.recursive(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(JSON, max_size=5), st.sampled_from(["hello", "result", "done", "load_error", "other"]))
+@given(st.lists(JSON, max_size=5), st.sampled_from(["hello", "result", "done", "load_error", "other"]) | JSON)
 def test_fuzz_the_decoder_with_json_lines(values, kind):
     lines = [json.dumps({"type": kind, "key": "k", "device": "cpu", "ok": True, "fields": {"v": v}}) for v in values]
     try:
@@ -117,6 +117,13 @@ def test_a_forged_process_count_fails_its_check_and_nothing_else(count):
     observed = parse_message({"type": "result", "ok": True, "fields": {**reference["fields"], "backward_calls": count}})
     result = checks.evaluate(exercise, check, observed, reference, "cpu", None, False)
     assert result.score == 0 and result.status.value in ("failed", "error")
+
+
+@pytest.mark.parametrize("at", [[math.nan, 0.0], [0.0, math.nan], [-math.inf, math.inf], [1.0], [1.0, "2"]])
+def test_output_offsets_that_are_not_two_finite_numbers_label_nothing(at):
+    observed = parse_message({"type": "result", "key": "k", "device": "cpu", "ok": True, "fields": {},
+                              "output_at": at})
+    assert observed.output_at is None
 
 
 # ---------------------------------------------------------------- the file

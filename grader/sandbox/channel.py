@@ -75,7 +75,11 @@ def _parse_int(text: str) -> float:
     return float(int(text))
 
 
-_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+# A string, or an unterminated one to the end of the line: the closing quote is optional, so that a match
+# never fails and is retried from the next quote (`"\"\"\"...` unterminated would rescan the rest of the
+# line from every escaped quote: quadratic, hours for one 1 MiB line). An unterminated string is invalid
+# JSON, which json.loads rejects at its start, before any bracket after it.
+_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"?', re.DOTALL)
 
 
 def _depth(line: bytes) -> int:
@@ -139,7 +143,8 @@ def decode(data: bytes) -> list[dict[str, Any]]:
             raise ChannelError(f"message {number}: {exc}") from None
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
             raise ChannelError(f"message {number} is not valid JSON ({str(exc)[:200]})") from None
-        if not isinstance(raw, dict) or raw.get("type") not in MESSAGE_TYPES:
+        kind = raw.get("type") if isinstance(raw, dict) else None
+        if not isinstance(kind, str) or kind not in MESSAGE_TYPES:  # a list or an object is unhashable
             raise ChannelError(f"message {number} has no known type")
         messages.append(_check_value(raw, f"message {number}"))
     _check_sequence(messages)

@@ -10,6 +10,7 @@ breaks the channel's rules is a ChannelError, which makes the outcome's `channel
 from __future__ import annotations
 
 import base64
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,8 +97,9 @@ def parse_message(raw: dict[str, Any]) -> Message:
         return LoadError(ChildError.from_wire(raw.get("error")), bool(raw.get("continued")))
     if kind == "result":
         at = raw.get("output_at")
+        # "nan" and "inf" decode to floats too: offsets that are not finite label nothing (int(nan) raises)
         offsets = (at[0], at[1]) if isinstance(at, list) and len(at) == 2 and \
-            all(isinstance(v, float) for v in at) else None
+            all(isinstance(v, float) and math.isfinite(v) for v in at) else None
         ok = bool(raw.get("ok"))
         return Result(key=str(raw.get("key")), device=str(raw.get("device")), ok=ok, fields=raw.get("fields"),
                       error=None if ok else ChildError.from_wire(raw.get("error")), output_at=offsets)
