@@ -233,6 +233,16 @@ class Server:
         return [pid for pid, (parent, cmdline) in table.items()
                 if parent in parents and b"grader.sandbox.zygote" in cmdline]
 
+    def busy_zygotes(self) -> list[int]:
+        """The zygotes running a job now: with a child other than their spare (which waits for the next job,
+        named grader-spare)."""
+        from grader.sandbox.proctree import name_of
+        from grader.sandbox.zygote import SPARE_NAME
+
+        zygotes = set(self.zygotes())
+        return sorted({parent for pid, (parent, _) in processes().items()
+                       if parent in zygotes and name_of(pid) != SPARE_NAME})
+
     def runners(self) -> list[int]:
         """The service's grading runner processes (grader.service.runner)."""
         assert self.process is not None
