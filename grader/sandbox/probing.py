@@ -43,6 +43,9 @@ class Events:
     step_values: list[list[float]] = field(default_factory=list)
     watched: tuple[Any, ...] = ()
     steps_holding_watched: int = 0
+    # A probe that watches a model's parameters ties the run to the history through the steps holding them;
+    # the per-call values (a graph walk per backward()) are evidence only where there is a one-number w.
+    values: bool = True
 
     def log(self, letter: str) -> None:
         if len(self.order) < 5000:
@@ -110,7 +113,7 @@ class Context:
         """Count backward()/step()/zero_grad() calls and collect warnings while the student runs.
 
         `parameters` (ex05: the model's): count the steps whose optimizer holds every one of them."""
-        events = Events(watched=tuple(parameters))
+        events = Events(watched=tuple(parameters), values=not parameters)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             with _torch_hooks(events):
@@ -394,7 +397,7 @@ def _torch_hooks(events: Events) -> Iterator[None]:
     def backward(*args: Any, **kwargs: Any) -> Any:
         events.backward += 1
         events.log("B")
-        if len(events.backward_values) < MAX_EVENTS:
+        if events.values and len(events.backward_values) < MAX_EVENTS:
             try:  # before the call: the graph is freed by it
                 events.backward_values.append(_reached_values(torch, args[0] if args else kwargs.get("tensors"),
                                                               kwargs.get("inputs")))
@@ -420,13 +423,14 @@ def _torch_hooks(events: Events) -> Iterator[None]:
     def after_step(optimizer: Any, args: Any, kwargs: Any) -> None:
         try:
             held = [p for group in optimizer.param_groups for p in group["params"]]
-            if len(events.step_values) < MAX_EVENTS:
+            if events.values and len(events.step_values) < MAX_EVENTS:
                 events.step_values.append([float(p.detach().reshape(()).item()) for p in held[:MAX_VALUES]
                                            if p.numel() == 1])
             if events.watched and {id(p) for p in events.watched} <= {id(p) for p in held}:
                 events.steps_holding_watched += 1
         except Exception:  # noqa: BLE001 - an optimizer we cannot read is evidence of nothing
-            events.step_values.append([])
+            if events.values:
+                events.step_values.append([])
 
     from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
