@@ -138,8 +138,7 @@ class Spare:
     """
 
     def __init__(self, plan: Plan, scratch: str, number: int):
-        self.workdir = tempfile.mkdtemp(prefix="sub-", dir=scratch)
-        os.chmod(self.workdir, 0o777)  # the child may run as an unprivileged user
+        self.workdir = _workdir(scratch)
         self.cgroups = job_cgroups(plan.cgroups, f"{os.getpid()}-{number}", prefix="spare-")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         name = _rename(SPARE_NAME)  # born with its name: whoever lists our children never sees it nameless
@@ -189,6 +188,13 @@ class Spare:
         for directory in self.cgroups.values():
             remove_cgroup(directory)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _workdir(scratch: str) -> str:
+    """A job's own directory under the worker's scratch (the new root at the namespaces tier)."""
+    workdir = tempfile.mkdtemp(prefix="sub-", dir=scratch)
+    os.chmod(workdir, 0o777)  # the child may run as an unprivileged user
+    return workdir
 
 
 def _spare(plan: Plan, scratch: str, number: int) -> Spare | None:
@@ -281,8 +287,7 @@ def run_job(plan: Plan, control: dict[str, Any], fds: list[int], scratch: str, c
 def _fork_child(plan: Plan, control: dict[str, Any], fds: list[int], scratch: str) -> tuple[int, str, dict[str, str]]:
     """A child forked for this job now (where there is no spare): its pid, its directory, its cgroups."""
     job_fd, result_fd, output_fd = fds
-    workdir = tempfile.mkdtemp(prefix="sub-", dir=scratch)
-    os.chmod(workdir, 0o777)  # the child may run as an unprivileged user
+    workdir = _workdir(scratch)
     limits = control["limits"]
     cgroups = job_cgroups(plan.cgroups, str(control["job_id"]), limits)
     try:
