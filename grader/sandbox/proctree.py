@@ -5,11 +5,13 @@ The zygote is a child subreaper, so whatever a job's child forks (and orphans) s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
 
 from grader.sandbox.cgroups import cgroup_pids
+from grader.sandbox.syscalls import PR_SET_PDEATHSIG, prctl
 
 KILL_PATIENCE_S = 30.0
 
@@ -69,6 +71,15 @@ def descendants_by_scan(root: int) -> list[int]:
         found.extend(children)
         frontier.extend(children)
     return found
+
+
+def die_with_parent(parent: int) -> None:
+    """SIGTERM when our parent (or the thread that started us) ends, through PR_SET_PDEATHSIG; if `parent`
+    is gone already, exit now. Without prctl (not Linux) the caller's other watches must notice."""
+    with contextlib.suppress(OSError, AttributeError):
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:
+        os._exit(0)
 
 
 def name_of(pid: int) -> str:

@@ -32,7 +32,7 @@ from grader.sandbox.cgroups import cgroup_memory, job_cgroups, remove_cgroup
 from grader.sandbox.cgroups import join as join_cgroups
 from grader.sandbox.cgroups import limit as limit_cgroups
 from grader.sandbox.plan import Plan
-from grader.sandbox.proctree import descendants, kill_tree, rss_mib
+from grader.sandbox.proctree import descendants, die_with_parent, kill_tree, rss_mib
 from grader.sandbox.syscalls import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE, PR_SET_PDEATHSIG, prctl
 
 JOB_CAP_BYTES = 64 * 1024 * 1024  # what a child reads of its own job pipe (the parent sends a few MB at most)
@@ -450,18 +450,10 @@ def _receive(commands: socket.socket) -> tuple[dict[str, Any] | None, list[int]]
     return json.loads(message), fds
 
 
-def _die_with_parent(parent: int) -> None:
-    """SIGTERM when the thread that started us ends (a Dask worker SIGKILLed), which unwinds through main's
-    `finally` and kills the job's tree; if the parent is already gone, go now."""
-    _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-    if os.getppid() != parent:
-        os._exit(0)
-
-
 def main() -> None:
     if len(sys.argv) > 2:  # a first thing: a parent may die during the slow imports below
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        _die_with_parent(int(sys.argv[2]))
+        die_with_parent(int(sys.argv[2]))  # a Dask worker SIGKILLed: unwind through main's `finally`
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_DUMPABLE, 0)  # a same-user child cannot read our memory through /proc
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle

@@ -41,10 +41,10 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from grader import grading
+from grader.sandbox.proctree import die_with_parent
 
 log = logging.getLogger("grader.service")
 STOP_GRACE_S = 20.0  # a stopping runner that has not exited by then ends itself (os._exit)
-PR_SET_PDEATHSIG = 1
 
 
 @dataclass(frozen=True)
@@ -96,17 +96,6 @@ def build_executor(spec: RunnerSpec) -> Any:
         return zygote
 
     return LocalExecutor(spec.slots, device=spec.device, prewarm="ex03", factory=nicer_zygote)
-
-
-def die_with_parent(parent: int) -> None:
-    """SIGTERM when the parent dies (Linux); and if it is gone already, stop now."""
-    if sys.platform.startswith("linux"):
-        with contextlib.suppress(Exception):  # without prctl, the stdin watch still notices
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-    if os.getppid() != parent:
-        os._exit(0)
 
 
 class Relay:
