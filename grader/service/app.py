@@ -31,6 +31,7 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from grader import exercises, grading
@@ -265,12 +266,17 @@ class Service:
         self.engine.dispose()
 
     # ---- operations shared by the API and the pages
+    def cached_principal(self, token: str | None) -> Principal | None:
+        """Who a token is, from the cache alone (None: not cached, or cached too long ago)."""
+        cached = self._principals.get(token) if token else None
+        return cached[0] if cached is not None and cached[1] > time.monotonic() else None
+
     def authenticate(self, token: str | None) -> Principal:
         if not token:
             raise ApiError(401, "send Authorization: Bearer TOKEN (create one with `grade token add`).")
-        cached = self._principals.get(token)
-        if cached is not None and cached[1] > time.monotonic():
-            return cached[0]
+        cached = self.cached_principal(token)
+        if cached is not None:
+            return cached
         principal = self.store.principal(token)
         if principal is None:
             raise ApiError(401, "that token is not known to this service, or it was revoked.")
@@ -341,8 +347,8 @@ class Service:
         return out.getvalue()
 
 
-def bearer_token(credentials: Annotated[HTTPAuthorizationCredentials | None,
-                                         Depends(HTTPBearer(auto_error=False))]) -> str | None:
+async def bearer_token(credentials: Annotated[HTTPAuthorizationCredentials | None,
+                                               Depends(HTTPBearer(auto_error=False))]) -> str | None:
     return credentials.credentials if credentials else None
 
 
@@ -350,8 +356,14 @@ def current(request: Request) -> Service:
     return request.app.state.service
 
 
-def principal(request: Request, token: Annotated[str | None, Depends(bearer_token)]) -> Principal:
-    return current(request).authenticate(token)
+async def principal(request: Request, token: Annotated[str | None, Depends(bearer_token)]) -> Principal:
+    """On the event loop when the token is in the cache (nearly every call: a sync dependency would cost each
+    request a trip through the thread pool); a lookup in the database goes to the thread pool."""
+    service = current(request)
+    cached = service.cached_principal(token)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(service.authenticate, token)
 
 
 Caller = Annotated[Principal, Depends(principal)]
