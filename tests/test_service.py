@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, SUBMISSIONS
-from service_support import Server, token, wait_for
+from service_support import Server, call, multipart, token, wait_for
 
 from grader import exercises, grading, validate
 from grader.report import to_dict, validation_errors
@@ -142,8 +142,21 @@ def test_bad_submissions_get_one_line_errors(service):
     assert wrong.status == 422
     injected = server.submit(service.lms, "ex03", SOLUTION, student="=HYPERLINK(1)")
     assert injected.status == 422
-    for answer in (unknown, huge, wrong, injected):
+    post = server.url + "/api/v1/submissions"
+    body, kind = multipart({"student": "dora"}, "ex03.py", SOLUTION)  # no exercise
+    no_exercise = call(post, "POST", service.lms, body, {"Content-Type": kind})
+    assert no_exercise.status == 422 and no_exercise.json()["error"] == "exercise: Field required"
+    body, kind = multipart({"exercise": "ex03", "student": "dora"}, "", b"")  # a browser's empty file input
+    no_file = call(post, "POST", service.lms, body, {"Content-Type": kind})
+    assert no_file.status == 422 and no_file.json()["error"] == "file: Field required"
+    text = call(post, "POST", service.lms, b"exercise=ex03&student=dora&file=x%3D1",
+                {"Content-Type": "application/x-www-form-urlencoded"})
+    assert text.status == 422 and "file part" in text.json()["error"]
+    broken = call(post, "POST", service.lms, b"--nope\r\nnot a form", {"Content-Type": "multipart/form-data"})
+    assert broken.status == 400 and "multipart/form-data" in broken.json()["error"]
+    for answer in (unknown, huge, wrong, injected, no_exercise, no_file, text, broken):
         assert list(answer.json()) == ["error"] and "\n" not in answer.json()["error"]
+    assert not any(s["student"] == "dora" for s in server.get("/api/v1/submissions", service.lms).json())
 
 
 def test_the_same_idempotency_key_answers_the_same_submission(service):

@@ -122,8 +122,12 @@ def make_engine(url: str | None, checkpoints: bool = True) -> Engine:
     process answers POSTs on such an engine, and its grading runners' commits checkpoint instead."""
     parsed = normalise_url(url)
     if parsed.get_backend_name() == "sqlite":
+        # a pool as large as the thread pool that answers requests (anyio's 40): with SQLAlchemy's 5, a burst
+        # of POSTs opened and closed a connection (and ran its pragmas) for every sixth request
+        in_memory = parsed.database in (None, "", ":memory:")  # one connection, SQLAlchemy's own pool for it
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000,
-                                                     "check_same_thread": False})
+                                                     "check_same_thread": False},
+                               **({} if in_memory else {"pool_size": 40, "max_overflow": 10}))
 
         @event.listens_for(engine, "connect")
         def _pragmas(connection, record) -> None:

@@ -16,15 +16,16 @@ import hashlib
 import hmac
 import json
 import secrets
+import threading
 import time
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -36,6 +37,14 @@ STATUSES = ("queued", "running", "graded", "failed")
 MAX_ATTEMPTS = 3  # a submission that breaks its worker this often ends `failed`, never a requeue loop
 WEBHOOK_GIVE_UP_S = 24 * 3600.0
 _WITHOUT_CONTENT = [c for c in Submission.__table__.c if c.name != "content"]  # what a reader sees of a row
+# The POST path's statements, built once (building a statement and its cache key cost more than SQLite's run)
+_SUBMISSIONS = Submission.__table__
+_BY_KEY = select(_SUBMISSIONS).where(_SUBMISSIONS.c.token_id == bindparam("token_id"),
+                                     _SUBMISSIONS.c.idempotency_key == bindparam("key"))
+_RECENT = (select(func.count(), func.min(_SUBMISSIONS.c.created_at))
+           .where(_SUBMISSIONS.c.student == bindparam("student"), _SUBMISSIONS.c.created_at >= bindparam("since"),
+                  _SUBMISSIONS.c.priority == 0))
+_INSERT = _SUBMISSIONS.insert()
 
 
 class RateLimited(Exception):
@@ -77,6 +86,11 @@ class Store:
     def __init__(self, engine: Engine):
         self.engine = engine
         self.sessions = sessionmaker(engine, expire_on_commit=False)
+        # SQLite has one writer at a time, and a writer that finds the lock taken sleeps in SQLite's busy
+        # handler (1, 2, 5, 10, ... ms) however soon it is free: this process's own POSTs take turns here
+        # instead, and only another process's transaction can make one of them sleep there.
+        self._submit_turn: AbstractContextManager[Any] = (
+            threading.Lock() if engine.dialect.name == "sqlite" else nullcontext())
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -90,17 +104,13 @@ class Store:
     def warm(self, connections: int = 8) -> None:
         """Open pooled connections and compile the POST path's statements once, so that the first burst of
         submissions does not pay for it (reads only: a student and a key that do not exist)."""
-        table = Submission.__table__
         held = []
         try:
             for _ in range(connections):
                 connection = self.engine.connect()
                 held.append(connection)
-                connection.execute(select(table.c.id).where(table.c.token_id == -1,
-                                                            table.c.idempotency_key == "")).first()
-                connection.execute(select(func.count(), func.min(table.c.created_at))
-                                   .where(table.c.student == "", table.c.created_at >= 0,
-                                          table.c.priority == 0)).one()
+                connection.execute(_BY_KEY, {"token_id": -1, "key": ""}).first()
+                connection.execute(_RECENT, {"student": "", "since": 0}).one()
                 connection.rollback()
         finally:
             for connection in held:
@@ -168,24 +178,19 @@ class Store:
                   "sha256": hashlib.sha256(content).hexdigest(), "content": content, "callback_url": callback_url,
                   "base_url": base_url, "token_id": principal.token_id, "idempotency_key": idempotency_key,
                   "status": "queued", "priority": 0, "attempts": 0, "created_at": now, "queued_at": now}
-        table = Submission.__table__
         try:  # SQLAlchemy Core on one connection: the POST path is the API's hottest, the ORM's flush its cost
-            with self.engine.begin() as connection:
+            with self._submit_turn, self.engine.begin() as connection:
                 if idempotency_key:
-                    existing = connection.execute(
-                        select(table).where(table.c.token_id == principal.token_id,
-                                            table.c.idempotency_key == idempotency_key)).first()
+                    existing = connection.execute(_BY_KEY, {"token_id": principal.token_id,
+                                                            "key": idempotency_key}).first()
                     if existing is not None:
                         return existing, False
                 if rate:
                     limit, window = rate
-                    count, oldest = connection.execute(
-                        select(func.count(), func.min(table.c.created_at))
-                        .where(table.c.student == student, table.c.created_at >= now - window,
-                               table.c.priority == 0)).one()
+                    count, oldest = connection.execute(_RECENT, {"student": student, "since": now - window}).one()
                     if count >= limit:
                         raise RateLimited(max(1, int((oldest or now) + window - now + 0.999)))
-                connection.execute(table.insert(), values)
+                connection.execute(_INSERT, values)
         except IntegrityError:
             existing = self._by_key(principal.token_id, idempotency_key) if idempotency_key else None
             if existing is None:
