@@ -49,6 +49,8 @@ MAX_BODY_BYTES = MAX_FILE_BYTES + 64 * 1024  # the file plus the form's other fi
 STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")  # also safe in a CSV cell and a URL
 PRINCIPAL_CACHE_S = 60.0
 IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+CALLBACK_URL = re.compile(r"^https?://[^\s/]+")
+CALLBACK_URL_MAX = 2000
 
 
 @dataclass(frozen=True)
@@ -177,8 +179,8 @@ SUBMISSION_FORM: dict[str, Any] = {  # the POST's form, as the OpenAPI document 
                  "description": "the .py or .ipynb, at most 1 MiB"},
         "student": {"type": "string", "title": "Student", "pattern": STUDENT_ID.pattern,
                     "description": "required with lms and instructor tokens"},
-        "callback_url": {"type": "string", "title": "Callback Url", "pattern": "^https?://[^\\s/]+",
-                         "maxLength": 2000},
+        "callback_url": {"type": "string", "title": "Callback Url", "pattern": CALLBACK_URL.pattern,
+                         "maxLength": CALLBACK_URL_MAX},
     },
 }
 
@@ -332,7 +334,7 @@ class Service:
         if callback_url is not None:
             if principal.role == "student":
                 raise ApiError(422, "callback_url is for lms and instructor tokens.")
-            if not re.match(r"^https?://[^\s/]+", callback_url) or len(callback_url) > 2000:
+            if not CALLBACK_URL.match(callback_url) or len(callback_url) > CALLBACK_URL_MAX:
                 raise ApiError(422, "callback_url must be an http:// or https:// URL.")
         if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
             raise ApiError(422, "Idempotency-Key must be 1-200 printable ASCII characters.")

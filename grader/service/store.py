@@ -198,10 +198,9 @@ class Store:
             return existing, False
         return SimpleNamespace(**values), True
 
-    def _by_key(self, token_id: int, key: str) -> Submission | None:
-        with self.session() as session:
-            return session.scalar(select(Submission).where(Submission.token_id == token_id,
-                                                           Submission.idempotency_key == key))
+    def _by_key(self, token_id: int, key: str) -> Any:
+        with self.engine.connect() as connection:
+            return connection.execute(_BY_KEY, {"token_id": token_id, "key": key}).first()
 
     def get(self, submission_id: str, principal: Principal) -> Any:
         """The submission (without its file) if the caller may see it (another student's reads as absent).
