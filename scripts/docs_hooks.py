@@ -203,9 +203,9 @@ def _body_fields(document: dict[str, Any], body: dict[str, Any]) -> list[str]:
 
 def openapi_reference() -> str:
     document = openapi_document()
-    lines = [f"Generated from the app's OpenAPI document ({document['info']['title']}, version "
+    lines = [(f"Generated from the app's OpenAPI document ({document['info']['title']}, version "
              f"{document['info']['version']}; OpenAPI {document['openapi']}), which a running service serves at "
-             "`/openapi.json` and this site at [openapi.json](openapi.json).", ""]
+             "`/openapi.json` and this site at [openapi.json](openapi.json)."), ""]
     for path, operations in document["paths"].items():
         for method, operation in operations.items():
             lines += [f"### `{method.upper()} {path}`", ""]
