@@ -192,6 +192,9 @@ def test_counts_written_in_the_docs_are_the_repositorys():
     exercises = sorted(p.name for p in (ROOT / "exercises").glob("ex*") if p.is_dir())
     table = (ROOT / "docs" / "exercises.md").read_text("utf-8")
     assert [e for e in exercises if f"| {e} |" in table] == exercises
+    words = {4: "four", 5: "five", 6: "six", 7: "seven"}
+    for page in ("README.md", "docs/index.md"):
+        assert f"{words[len(exercises)]} exercises" in (ROOT / page).read_text("utf-8"), page
 
 
 def test_the_readme_headline_is_the_benchmark_results():
