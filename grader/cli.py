@@ -709,8 +709,7 @@ def serve_banner(address: tuple[Any, ...], db_url: str | None, jobs: int, schedu
     return [f"grade serve: listening on {base}/ (the upload page; instructors: {base}/class)",
             f"grade serve: database {database}",
             f"grade serve: grading {graders}",
-            (f"grade serve: HTTP API {base}/openapi.json; the operator's guide is docs/operator/service.md "
-            "in the grader's repository. Ctrl-C stops it.")]
+            f"grade serve: the API's description {base}/openapi.json; the guide docs/operator/service.md"]
 
 
 def _dask_executor(scheduler: str, jobs: int | None) -> Any:

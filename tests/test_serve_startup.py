@@ -20,12 +20,14 @@ pytest.importorskip("fastapi")
 
 
 def test_the_banner_names_the_address_and_database_and_hides_the_password():
-    lines = serve_banner(("127.0.0.1", 8123), "postgresql://grader:s3cret@db.example/grades", 4, None)
+    lines = serve_banner(("127.0.0.1", 8000), "postgresql://grader:s3cret@db.example/grades", 4, None)
     text = "\n".join(lines)
-    assert "http://127.0.0.1:8123/" in text and "http://127.0.0.1:8123/openapi.json" in text
+    assert "http://127.0.0.1:8000/" in text and "http://127.0.0.1:8000/openapi.json" in text
     assert "postgresql://grader:***@db.example/grades" in text
     assert "s3cret" not in text
     assert "4 runner processes" in text and "docs/operator/service.md" in text
+    page = (Path(__file__).resolve().parent.parent / "docs" / "operator" / "service.md").read_text("utf-8")
+    assert "\n".join(lines) in page  # the guide shows exactly what it prints
     assert "Dask cluster at tcp://10.0.0.1:8786 (16 slots)" in "\n".join(
         serve_banner(("::1", 8000, 0, 0), None, 16, "tcp://10.0.0.1:8786"))
     assert "http://[::1]:8000/" in serve_banner(("::1", 8000, 0, 0), None, 1, None)[0]
