@@ -223,3 +223,17 @@ def test_every_benchmark_result_is_dated_with_its_command():
 def test_nothing_cites_a_file_the_repository_lacks():
     for path in [*ROOT.glob("grader/**/*.py"), *ROOT.glob("docs/**/*.md"), *(ROOT / n for n in TOP_LEVEL)]:
         assert "CONTRACT" not in path.read_text("utf-8"), path
+
+
+def test_the_report_page_names_every_schema_version_field_and_status():
+    from grader.report import SCHEMA_VERSION, RunStatus
+    from grader.report import schema as report_schema
+
+    page = (ROOT / "docs" / "report.md").read_text("utf-8")
+    schema = report_schema()
+    versions = re.findall(r"^\| (\d+\.\d+) \|", page, re.MULTILINE)
+    assert versions == schema["properties"]["schema_version"]["enum"] and versions[-1] == SCHEMA_VERSION
+    assert [field for field in schema["properties"] if f"`{field}`" not in page] == []
+    check = schema["properties"]["checks"]["items"]["properties"]
+    assert [field for field in check if f"`{field}`" not in page] == []
+    assert [status.value for status in RunStatus if f"`{status.value}`" not in page] == []
