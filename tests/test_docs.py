@@ -114,8 +114,10 @@ def test_every_link_of_the_top_level_files_resolves(name):
 def test_the_readme_is_short_and_starts_with_the_two_commands():
     text = (ROOT / "README.md").read_text("utf-8")
     assert len(text.splitlines()) <= 250
-    first_screen = "\n".join(text.splitlines()[:6])
+    first_screen = "\n".join(text.splitlines()[:16])
     assert "bash scripts/demo" in first_screen and "bash scripts/test" in first_screen
+    for anchor in ("#students-in-a-terminal", "#instructors", "#lms-integrators", "#operators"):
+        assert f"]({anchor})" in first_screen, anchor  # every role's start is one click from the first screen
     for role in ("### Students", "### Instructors", "### LMS integrators", "### Operators"):
         assert role in text, role
     assert (ROOT / "scripts" / "demo").is_file() and (ROOT / "scripts" / "test").is_file()
