@@ -6,7 +6,8 @@ A page asks for a generated part with a marker on a line of its own, e.g. `<!-- 
 - `diagnoses`: the diagnosis codes from the registry (grader/codes.py) with the explanation each one gives
   (grader/diagnose.py);
 - `openapi`: the grading service's endpoints from the FastAPI app's own OpenAPI document, which the site also
-  serves as `openapi.json`.
+  serves as `openapi.json`;
+- `benchmarks`: benchmarks/RESULTS.md, which lives beside the benchmark scripts.
 
 Nothing here is copied by hand, so it cannot drift; tests/test_docs.py builds the site with `--strict`.
 """
@@ -231,7 +232,16 @@ def openapi_reference() -> str:
     return "\n".join(lines)
 
 
-GENERATORS = {"cli": cli_reference, "diagnoses": diagnoses_reference, "openapi": openapi_reference}
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def benchmark_results() -> str:
+    """benchmarks/RESULTS.md lives beside the benchmarks (outside docs/); the site shows it as its own page."""
+    return (ROOT / "benchmarks" / "RESULTS.md").read_text("utf-8")
+
+
+GENERATORS = {"cli": cli_reference, "diagnoses": diagnoses_reference, "openapi": openapi_reference,
+              "benchmarks": benchmark_results}
 
 
 # ---- the hooks
