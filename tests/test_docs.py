@@ -242,3 +242,11 @@ def test_the_report_page_names_every_schema_version_field_and_status():
     check = schema["properties"]["checks"]["items"]["properties"]
     assert [field for field in check if f"`{field}`" not in page] == []
     assert [status.value for status in RunStatus if f"`{status.value}`" not in page] == []
+
+
+def test_the_lms_exports_page_describes_every_layout():
+    from grader.layouts import LAYOUTS
+
+    page = (ROOT / "docs" / "instructor" / "lms-exports.md").read_text("utf-8")
+    assert f"--layout {'|'.join(LAYOUTS)}" in page
+    assert [layout for layout in LAYOUTS[1:] if f"| `{layout}` |" not in page] == []
