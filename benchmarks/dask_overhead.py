@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 DASK = str(Path(sys.executable).parent / "dask")
 RATIO_GOAL = 1.3
 TASK_GOAL_MS = 10.0
-# as the README recommends: no statistical profiling (a sample of every thread's stack every 10 ms, for a
+# as docs/operator/dask.md recommends: no statistical profiling (a sample of every thread's stack every 10 ms, for a
 # dashboard; a grading worker's thread only waits on its zygote's pipe)
 WORKER_ENV = {**os.environ, "DASK_DISTRIBUTED__WORKER__PROFILE__ENABLED": "False"}
 EX03 = (ROOT / "solutions" / "ex03.py").read_text("utf-8")

@@ -654,19 +654,62 @@ def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler:
         checked = _dask_executor(scheduler, jobs)
         jobs = checked.capacity
         checked.close(wait=False)
-    import logging
-
     import uvicorn
 
     from grader.batch import default_jobs
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    service_logging()
     config = service_app.Config.from_environment(db_url=db_url, jobs=jobs or default_jobs(), scheduler=scheduler)
     try:
-        app = service_app.create_app(config)
-        uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=5)
+        app = service_app.create_app(config)  # migrates the database now: a bad --db fails here, in one line
     except service_app.ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
+    try:
+        listening = _listen(host, port)
+    except OSError as exc:
+        app.state.service.close()
+        raise click.UsageError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    for line in serve_banner(listening.getsockname(), db_url, config.jobs, scheduler):
+        click.echo(line)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+    server.run(sockets=[listening])
+
+
+def service_logging() -> None:
+    """`grade serve`'s log on stderr: the grader's own lines from INFO (runners started, stopped, restarted), the
+    libraries' (Alembic's migration steps, SQLAlchemy, uvicorn) only from WARNING, when something is wrong."""
+    import logging
+
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("grader").setLevel(logging.INFO)
+
+
+def _listen(host: str, port: int) -> Any:
+    """The listening socket, bound here so that the start-up lines name the real port and a port in use is one
+    line (uvicorn would bind it only after the service's start-up, and log a traceback-like error)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    return socket.create_server((host, port), family=family, backlog=2048)
+
+
+def serve_banner(address: tuple[Any, ...], db_url: str | None, jobs: int, scheduler: str | None) -> list[str]:
+    """What an operator needs first: where the service listens, which database it uses (never its password),
+    where the pages and the API's description are."""
+    from sqlalchemy.engine import make_url
+
+    from grader.service.db import default_url
+
+    host, port = address[0], address[1]
+    shown = f"[{host}]" if ":" in host else host
+    base = f"http://{shown}:{port}"
+    database = make_url(db_url or default_url()).render_as_string(hide_password=True)
+    graders = f"on the Dask cluster at {scheduler} ({jobs} slots)" if scheduler else \
+        f"in {jobs} runner process{'es' if jobs != 1 else ''}"
+    return [f"grade serve: listening on {base}/ (the upload page; instructors: {base}/class)",
+            f"grade serve: database {database}",
+            f"grade serve: grading {graders}",
+            f"grade serve: the API's description {base}/openapi.json; the guide docs/operator/service.md"]
 
 
 def _dask_executor(scheduler: str, jobs: int | None) -> Any:

@@ -1,9 +1,9 @@
 """The diagnosis codes: one registry that the report schema, the explanations, the hints, the docs and the tests read.
 
 Each code is a member of `DiagnosisCode` (a str enum, so reports carry the same strings): its value, the schema
-version that introduced it, and its one-line meaning (CONTRACT.md's table, docs/diagnoses.md). Adding a
-code is adding a member here, its explanation in diagnose.py, the schema's enum entry and the docs' row
-(tests/test_codes.py holds them all to this list), and a submission in tests/submissions/ that makes it.
+version that introduced it, and its one-line meaning (docs/diagnoses.md is generated from it). Adding a
+code is adding a member here, its explanation in diagnose.py and the schema's enum entry (tests/test_codes.py
+holds them all to this list), and a submission in tests/submissions/ that makes it.
 """
 
 from __future__ import annotations

@@ -51,8 +51,8 @@ PLUGIN_NAME = "dl-grader"
 # Dask batches each stream's messages and, after one send, waits out an interval before the next: 10 ms from a
 # client to its scheduler, 5 ms from the scheduler to a worker, 2 ms back. Grading tasks are few and large
 # (one message each way, hundreds of ms of work), so there is little to batch, and a job's sequential round
-# trip waited in those windows (the rest of its ~10 ms is Dask's own CPU per task: the README's "Past one
-# machine" has the figures). 1 ms everywhere.
+# trip waited in those windows (the rest of its ~10 ms is Dask's own CPU per task: docs/operator/dask.md's
+# "Overhead" and benchmarks/RESULTS.md have the figures). 1 ms everywhere.
 STREAM_INTERVAL_S = 0.001
 CONNECT_TIMEOUT_S = 10.0
 WORKERS_TIMEOUT_S = 60.0  # how long a batch waits for the first worker to join

@@ -44,7 +44,7 @@ NOT_GRADED = "not-graded"  # submitted, and no report of this grader says how it
 
 
 def status_of(report: Report) -> str | None:
-    """A report's status column: its run status (CONTRACT.md's list), None when it ran to the end, whatever
+    """A report's status column: its run status (docs/report.md's list), None when it ran to the end, whatever
     the score. A report without a status (a 1.0 grader's, which a batch regrades) is clean when it records no
     error, else `not-graded`: never a status guessed from the wording of its error."""
     if report.status is None:

@@ -15,7 +15,7 @@ SAFE_ENV = {
     "PYTHONHASHSEED": "0",
     "PYTHONDONTWRITEBYTECODE": "1",
     # One reduction order on every x86 CPU: ATen's AVX-512 kernels sum in 16 lanes where the default and AVX2
-    # ones sum in 8, which moves a float32 mean by an ulp (README "References across CPUs"). Passed through
+    # ones sum in 8, which moves a float32 mean by an ulp (docs/tolerances.md, "References across CPUs"). Passed through
     # below when set, so a test can grade under each capability.
     "ATEN_CPU_CAPABILITY": "default",
 }
