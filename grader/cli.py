@@ -434,6 +434,10 @@ def _lms_done(score: float, results_path: Path, status: str) -> None:
     if status == "grader-failure":
         click.echo("Error: the grader itself failed; the results file says so.", err=True)
         sys.exit(3)
+    if status == lms.HIDDEN_UNPROTECTED:
+        click.echo("Error: nothing was graded: the sandbox here cannot keep the hidden checks from submissions "
+                   "(run it as root, or where user namespaces are allowed); the results file says so.", err=True)
+        sys.exit(3)
 
 
 @main.command(help="(in PrairieLearn's external grader) Grade /grade/student into /grade/results/results.json.")
