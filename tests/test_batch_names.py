@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import pty
 import re
 import resource
 import subprocess
@@ -38,18 +39,24 @@ def make(root: Path, files: dict[bytes, bytes | None]) -> Path:
     return root
 
 
-def grade_batch(directory: Path, out: Path, *extra: str, limit_as: int | None = None) -> tuple[int, str, str, int]:
+def grade_batch(directory: Path, out: Path, *extra: str, limit_as: int | None = None,
+                terminal: bool = False) -> tuple[int, str, str, int]:
     """Run `grade batch` as its own process: (exit status, stdout, stderr, its peak RSS in KiB).
 
     The peak is wait4's: the batch process's, or a worker it reaped, whichever is larger. `limit_as` caps its
-    address space from just after its start (long before it reads any input)."""
+    address space from just after its start (long before it reads any input). `terminal`: stdout is a
+    pseudo-terminal, as the instructor's (click strips escape sequences only from what is not a terminal)."""
     stdout, stderr = out.parent / f"{out.name}.stdout", out.parent / f"{out.name}.stderr"
+    master, slave = pty.openpty() if terminal else (None, None)
     with stdout.open("wb") as to_out, stderr.open("wb") as to_err:
         process = subprocess.Popen([str(GRADE), "batch", str(directory), "--out", str(out), "--jobs", "1",
-                                    "--timeout", "10", *extra], stdout=to_out, stderr=to_err)
+                                    "--timeout", "10", *extra], stdout=slave if terminal else to_out, stderr=to_err)
         try:
             if limit_as:
                 resource.prlimit(process.pid, resource.RLIMIT_AS, (limit_as, limit_as))
+            if terminal:
+                os.close(slave)
+                to_out.write(_read_until_closed(master).replace(b"\r\n", b"\n"))
             _, status, usage = os.wait4(process.pid, 0)
         except BaseException:
             process.kill()
@@ -57,6 +64,18 @@ def grade_batch(directory: Path, out: Path, *extra: str, limit_as: int | None = 
     process.returncode = os.waitstatus_to_exitcode(status)
     return (process.returncode, stdout.read_bytes().decode("utf-8"), stderr.read_bytes().decode("utf-8"),
             usage.ru_maxrss)
+
+
+def _read_until_closed(master: int) -> bytes:
+    chunks = []
+    try:
+        while chunk := os.read(master, 1 << 16):
+            chunks.append(chunk)
+    except OSError:  # EIO: the other end is closed
+        pass
+    finally:
+        os.close(master)
+    return b"".join(chunks)
 
 
 def rows(out: Path, name: str = "gradebook.csv") -> list[list[str]]:
@@ -159,7 +178,7 @@ def test_terminal_escapes_in_names_reach_the_terminal_escaped(tmp_path):
         b"cat\xe2\x80\xaeyp.10xe/ex01.py": SOLUTION,  # a right-to-left override
     })
     out = tmp_path / "out"
-    code, stdout, stderr, _ = grade_batch(directory, out)
+    code, stdout, stderr, _ = grade_batch(directory, out, terminal=True)
     assert code == 0, stderr[-2000:]
     assert_terminal_safe(stdout, stderr)
     assert not any(line.startswith("15 of 15") for line in stdout.splitlines())
