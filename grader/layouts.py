@@ -46,7 +46,7 @@ GRADESCOPE_METADATA = "submission_metadata.yml"
 RESERVED = frozenset({"gradebook.csv", "canvas.csv", "moodle.csv", "summary.json", "roster.json", "class.html",
                       "similarity.json", "similarity.html"})
 MAX_FILES_PER_STUDENT = 200  # entries listed one by one; beyond that, one line says how many more
-MAX_METADATA_BYTES = 32 << 20  # submission_metadata.yml: a class of thousands with their history is a few MiB
+MAX_METADATA_BYTES = 8 << 20  # submission_metadata.yml: ~30,000 submissions; parsed, ~45 bytes per byte of YAML
 MAX_FIELD_CHARS = 200  # a submitter's name, sid or email
 MAX_SUBMITTERS = 20  # a Gradescope group
 
