@@ -315,7 +315,11 @@ def read_roster(out: Path) -> dict[str, dict[str, Any]]:
         students = data.get("students", {})
     except (OSError, ValueError, AttributeError):
         return {}
-    return {str(k): v for k, v in students.items() if isinstance(v, dict)} if isinstance(students, dict) else {}
+    if not isinstance(students, dict):
+        return {}
+    # An older grader's roster may hold names that are no safe key, or text no CSV can encode.
+    return {k: sanitize.deep(v) for k, v in students.items()
+            if isinstance(k, str) and layouts.is_safe_key(k) and isinstance(v, dict)}
 
 
 def _grade_all(todo: list[Task], out: Path, options: Options) -> Iterator[Done]:
