@@ -581,8 +581,8 @@ class _BatchProgress:
         if not self.active:
             return
         with self._lock:  # the ticker and the batch's own thread both draw: one line at a time
-            line = progress_line(self.done, self.total, time.monotonic() - self.started,
-                                 time.monotonic() - self.last_done)
+            line = sanitize.text(progress_line(self.done, self.total, time.monotonic() - self.started,
+                                               time.monotonic() - self.last_done))
             self.stream.write("\r" + line.ljust(79))
             self.stream.flush()
 
