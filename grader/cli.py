@@ -347,12 +347,13 @@ def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int |
                             "again to grade the rest.") from None
     except Exception as exc:
         if scheduler and isinstance(exc, refused):
-            raise click.UsageError(str(exc)) from None
+            raise click.UsageError(_one_line(exc)) from None
         raise
     finally:
         progress.close()
     click.echo(batching.render_summary(result.summary), nl=False)
-    click.echo(f"Reports in {sanitize.name(str(out))}/<student>/; gradebook: {sanitize.name(str(out / 'gradebook.csv'))}")
+    shown = sanitize.name(str(out))
+    click.echo(f"Reports in {shown}/<student>/; gradebook: {sanitize.name(str(out / 'gradebook.csv'))}")
     if not result.interrupted_by:
         _after_batch(out, result.summary, feedback, feedback_hidden, with_similarity)
     if result.interrupted_by:
