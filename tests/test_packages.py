@@ -281,3 +281,32 @@ def test_hidden_exposure_by_tier(tmp_path):
         assert lms.hidden_exposure(hidden, {"tier": "process", "student_uid": 2_000_000_123}) is None
         assert stat.S_IMODE((hidden / "references.json").stat().st_mode) == 0o600
         assert stat.S_IMODE(hidden.stat().st_mode) == 0o700
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0, reason="the process tier gives a uid of its own only to a root grader")
+def test_prairielearn_hidden_references_copied_readable_are_made_owner_only_before_grading(tmp_path, fake_wheel):
+    # PrairieLearn copies tests/ from the course's git repository, which keeps no modes: 0644, as shipped before.
+    question = packaging.prairielearn_package("ex03", tmp_path / "question", fake_wheel)
+    base = Path(tempfile.mkdtemp(prefix="grader-prairielearn-"))
+    try:
+        base.chmod(0o755)
+        root = base / "grade"
+        shutil.copytree(question / "tests", root / "tests")
+        for path in [root, *root.rglob("*")]:
+            path.chmod(0o755 if path.is_dir() or path.name == "run.sh" else 0o644)
+        (root / "student").mkdir(mode=0o755)
+        hidden = root / "tests" / "course" / "ex03" / "hidden"
+        (root / "student" / "ex03.py").write_text(THIEF.format(root=str(root), hidden=str(hidden)), "utf-8")
+        done = run_entry(root / "tests" / "run.sh", PL_GRADE_ROOT=str(root),
+                         GRADE_BIN=str(grade_at_tier(tmp_path, "process")))
+        assert done.returncode == 0, done.stderr
+        text = (root / "results" / "results.json").read_text("utf-8")
+        data = valid(json.loads(text), PRAIRIELEARN_SCHEMA)
+        assert data["gradable"] is True
+        assert "LEAK" not in text, text[-1500:]
+        assert "DENIED" in text
+        assert stat.S_IMODE(hidden.stat().st_mode) == 0o700
+        assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in hidden.iterdir())
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
