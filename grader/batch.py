@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader import __version__, exercises, grading, layouts
+from grader import __version__, exercises, grading, layouts, sanitize
 from grader.executor import ExecutorGone, Job, JobOutcome, LocalExecutor
 from grader.formats import gradebook
 from grader.report import RUN_STATUSES, Report, Status, from_dict, to_json
@@ -179,7 +179,7 @@ def unreadable(path: Path) -> str | None:
 
 def record_problem(out: Path, task: Task, status: str, message: str) -> Done:
     """A file that could not be graded at all: remembered beside its report's place, for the gradebook."""
-    record = {"student": task.student, "exercise": task.exercise, "path": str(task.path),
+    record = {"student": task.student, "exercise": task.exercise, "path": sanitize.name(str(task.path)),
               "status": status, "message": message, "grader_version": __version__}
     try:
         write_atomic(task.problem_path(out), json.dumps(record, indent=2))
@@ -283,6 +283,7 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
     files, summary = rebuild(out, tasks, found.refused, this_run)
     summary["layout"] = found.layout
     summary["skipped_files"] = [{"path": k.path, "student": k.student, "reason": k.reason} for k in found.skipped]
+    summary["input_problems"] = [{"path": k.path, "student": k.student, "reason": k.reason} for k in found.problems]
     summary["last_run"] = {"submissions": len(present), "graded": graded, "skipped": len(present) - len(todo),
                            "problems": problems, "interrupted": interrupted_by, "elapsed_s": round(elapsed, 3),
                            "jobs": options.jobs}
@@ -314,7 +315,11 @@ def read_roster(out: Path) -> dict[str, dict[str, Any]]:
         students = data.get("students", {})
     except (OSError, ValueError, AttributeError):
         return {}
-    return {str(k): v for k, v in students.items() if isinstance(v, dict)} if isinstance(students, dict) else {}
+    if not isinstance(students, dict):
+        return {}
+    # An older grader's roster may hold names that are no safe key, or text no CSV can encode.
+    return {k: sanitize.deep(v) for k, v in students.items()
+            if isinstance(k, str) and layouts.is_safe_key(k) and isinstance(v, dict)}
 
 
 def _grade_all(todo: list[Task], out: Path, options: Options) -> Iterator[Done]:
@@ -480,8 +485,8 @@ def rebuild(out: Path, tasks: Sequence[Task] = (), refused: dict[str, str] | Non
     known = set(exercises.exercise_ids())
     roster = read_roster(out)
     for folder in out.iterdir():
-        if folder.is_dir() and not folder.is_symlink() and not folder.name.startswith(".") \
-                and folder.name not in layouts.RESERVED:
+        # A folder whose name is not a safe key (left by an older grader, or put there) is no student's.
+        if folder.is_dir() and not folder.is_symlink() and layouts.is_safe_key(folder.name):
             students.add(folder.name)
             exercise_ids |= {p.name.split(".")[0] for p in folder.glob("ex*.json")} & known
     ordered = sorted(exercise_ids)
@@ -533,7 +538,8 @@ def _cell(out: Path, student: str, exercise_id: str, submitted: bool, summary: S
 
 
 def render_summary(summary: dict[str, Any]) -> str:
-    """The short text the instructor reads after a batch."""
+    """The short text the instructor reads after a batch, safe on a terminal (sanitize.text; names in it are
+    already one printable line each, sanitize.name)."""
     run = summary.get("last_run", {})
     lines = []
     if run:
@@ -561,7 +567,13 @@ def render_summary(summary: dict[str, Any]) -> str:
     skipped = summary.get("skipped_files") or []
     if skipped:
         lines.append(f"Not graded ({len(skipped)} entries of the class folder, all in summary.json):")
-        lines += [f"  {s['path']}: {s['reason']}" for s in skipped[:SKIPPED_SHOWN]]
+        lines += [f"  {sanitize.name(s['path'])}: {sanitize.name(s['reason'])}" for s in skipped[:SKIPPED_SHOWN]]
         if len(skipped) > SKIPPED_SHOWN:
             lines.append(f"  ... and {len(skipped) - SKIPPED_SHOWN} more (summary.json, skipped_files)")
-    return "\n".join(lines) + "\n"
+    problems = summary.get("input_problems") or []
+    if problems:
+        lines.append(f"Names and metadata not usable as they are ({len(problems)}, all in summary.json):")
+        lines += [f"  {sanitize.name(p['path'])}: {sanitize.name(p['reason'])}" for p in problems[:SKIPPED_SHOWN]]
+        if len(problems) > SKIPPED_SHOWN:
+            lines.append(f"  ... and {len(problems) - SKIPPED_SHOWN} more (summary.json, input_problems)")
+    return sanitize.text("\n".join(lines) + "\n")

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from grader import exercises, grading, layouts, lms, packaging
+from grader import exercises, grading, layouts, lms, packaging, sanitize
 from grader import similarity as alike
 from grader.grading import DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT_S, DEVICES
 from grader.sandbox import doctor as sandbox_doctor
@@ -72,7 +72,7 @@ class GradeGroup(click.Group):
             raise OneLineUsageError(exc.format_message()) from None
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
-        if args and args[0] not in self.commands and exercises.EXERCISE_ID.match(args[0]):
+        if args and args[0] not in self.commands and exercises.EXERCISE_ID.fullmatch(args[0]):
             return "check", self.commands["check"], args
         if args and args[0] not in self.commands and not args[0].startswith("-"):
             raise click.UsageError(f"unknown exercise or command {args[0]!r}. Try `grade list`.")
@@ -341,22 +341,28 @@ def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int |
         with batching.sigterm_as_interrupt():
             result = batching.run(directory, out, exercise_ids, options, progress.start, progress.advance)
     except (batching.BatchError, grading.DeviceUnavailable) as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(_one_line(exc)) from None
     except ExecutorGone as exc:
-        raise GraderFailure(f"{str(exc).rstrip('.')}. Reports finished so far are kept; run the same command again to "
-                            "grade the rest.") from None
+        raise GraderFailure(f"{_one_line(exc).rstrip('.')}. Reports finished so far are kept; run the same command "
+                            "again to grade the rest.") from None
     except Exception as exc:
         if scheduler and isinstance(exc, refused):
-            raise click.UsageError(str(exc)) from None
+            raise click.UsageError(_one_line(exc)) from None
         raise
     finally:
         progress.close()
     click.echo(batching.render_summary(result.summary), nl=False)
-    click.echo(f"Reports in {out}/<student>/; gradebook: {out / 'gradebook.csv'}")
+    shown = sanitize.name(str(out))
+    click.echo(f"Reports in {shown}/<student>/; gradebook: {sanitize.name(str(out / 'gradebook.csv'))}")
     if not result.interrupted_by:
         _after_batch(out, result.summary, feedback, feedback_hidden, with_similarity)
     if result.interrupted_by:
         sys.exit(143 if result.interrupted_by == "SIGTERM" else 130)
+
+
+def _one_line(exc: BaseException) -> str:
+    """An error's message for the terminal: one line, through the sanitiser (it may quote a file's name)."""
+    return sanitize.text(" ".join(str(exc).split()))
 
 
 def _similarity_available() -> None:
@@ -374,7 +380,7 @@ def _after_batch(out: Path, summary: dict[str, Any], feedback: bool, hidden: str
     result = None
     if with_similarity:
         result = similarity.analyse(out)
-        click.echo(similarity.render(result), nl=False)
+        click.echo(sanitize.text(similarity.render(result)), nl=False)
     if feedback:
         from grader.formats import classpage
 
@@ -428,6 +434,10 @@ def _lms_done(score: float, results_path: Path, status: str) -> None:
     click.echo(f"score {score:g}; results written to {results_path}")
     if status == "grader-failure":
         click.echo("Error: the grader itself failed; the results file says so.", err=True)
+        sys.exit(3)
+    if status == lms.HIDDEN_UNPROTECTED:
+        click.echo("Error: nothing was graded: the sandbox here cannot keep the hidden checks from submissions "
+                   "(run it as root, or where user namespaces are allowed); the results file says so.", err=True)
         sys.exit(3)
 
 
@@ -572,8 +582,8 @@ class _BatchProgress:
         if not self.active:
             return
         with self._lock:  # the ticker and the batch's own thread both draw: one line at a time
-            line = progress_line(self.done, self.total, time.monotonic() - self.started,
-                                 time.monotonic() - self.last_done)
+            line = sanitize.text(progress_line(self.done, self.total, time.monotonic() - self.started,
+                                               time.monotonic() - self.last_done))
             self.stream.write("\r" + line.ljust(79))
             self.stream.flush()
 

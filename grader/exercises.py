@@ -124,7 +124,7 @@ def solutions_root() -> Path | None:
 
 def exercise_ids() -> list[str]:
     root = course_root()
-    return sorted(p.name for p in root.iterdir() if EXERCISE_ID.match(p.name) and (p / "spec.toml").exists())
+    return sorted(p.name for p in root.iterdir() if EXERCISE_ID.fullmatch(p.name) and (p / "spec.toml").exists())
 
 
 def framework_of(exercise_id: str) -> str:
@@ -136,7 +136,7 @@ def framework_of(exercise_id: str) -> str:
 @cache
 def load(exercise_id: str) -> Exercise:
     folder = course_root() / exercise_id
-    if not EXERCISE_ID.match(exercise_id) or not (folder / "spec.toml").exists():
+    if not EXERCISE_ID.fullmatch(exercise_id) or not (folder / "spec.toml").exists():
         raise KeyError(exercise_id)
     spec = tomllib.loads((folder / "spec.toml").read_text("utf-8"))
     hidden_path = folder / "hidden" / "spec.toml"

@@ -19,17 +19,25 @@ Every entry of the class folder ends up either as a file to grade or in `skipped
 (wrong case, unknown exercise, duplicate, not a file, a link, a reserved name...): nothing is dropped in
 silence. Links are refused, never followed: a student folder linked to `solutions/` or to a neighbour's
 folder would otherwise be graded as theirs.
+
+Names are data from the outside, whatever their bytes. Patterns match a name whole (`fullmatch`: `$`
+would let `submission_1\n` through) and ids are ASCII digits. A student whose name is not printable text
+(bytes that are not UTF-8, as unzip leaves a Windows zip's `jos\xe9`; a newline; an escape sequence) is
+graded under `safe_key`'s printable id, the same in every run, and listed in `problems`; every path this
+module reports is printable (sanitize.name). Gradescope's metadata is read without YAML aliases, within a
+size, and only as strings of bounded length.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from grader import exercises
+from grader import exercises, sanitize
 
 LAYOUTS = ("auto", "folders", "canvas", "moodle", "gradescope")
 SUFFIXES = (".py", ".ipynb")
@@ -38,12 +46,17 @@ GRADESCOPE_METADATA = "submission_metadata.yml"
 RESERVED = frozenset({"gradebook.csv", "canvas.csv", "moodle.csv", "summary.json", "roster.json", "class.html",
                       "similarity.json", "similarity.html"})
 MAX_FILES_PER_STUDENT = 200  # entries listed one by one; beyond that, one line says how many more
+MAX_METADATA_BYTES = 8 << 20  # submission_metadata.yml: ~30,000 submissions; parsed, ~45 bytes per byte of YAML
+MAX_FIELD_CHARS = 200  # a submitter's name, sid or email
+MAX_SUBMITTERS = 20  # a Gradescope group
 
-CANVAS_FILE = re.compile(r"^(?P<name>[^_]+)_(?P<late>late_)?(?P<user>\d+)_(?P<attachment>\d+)_(?P<file>.+)$",
-                         re.IGNORECASE)
-CANVAS_REUPLOAD = re.compile(r"^(?P<stem>.+?)-\d+$")  # Canvas renames a second `ex03.py` to `ex03-1.py`
-MOODLE_FOLDER = re.compile(r"^(?P<name>.+)_(?P<participant>\d+)_assignsubmission_(?P<plugin>[a-z]+)_$")
-GRADESCOPE_FOLDER = re.compile(r"^submission_(?P<id>\d+)$")
+# Always matched whole (fullmatch), ids in ASCII digits only.
+CANVAS_FILE = re.compile(r"(?P<name>[^_]+)_(?P<late>late_)?(?P<user>\d+)_(?P<attachment>\d+)_(?P<file>.+)",
+                         re.IGNORECASE | re.ASCII | re.DOTALL)
+CANVAS_REUPLOAD = re.compile(r"(?P<stem>.+?)-\d+", re.ASCII)  # Canvas renames a second `ex03.py` to `ex03-1.py`
+MOODLE_FOLDER = re.compile(r"(?P<name>.+)_(?P<participant>\d+)_assignsubmission_(?P<plugin>[a-z]+)_",
+                           re.ASCII | re.DOTALL)
+GRADESCOPE_FOLDER = re.compile(r"submission_(?P<id>\d+)", re.ASCII)
 
 
 class LayoutError(ValueError):
@@ -88,16 +101,40 @@ class ClassFolder:
     refused: dict[str, str] = field(default_factory=dict)  # student key -> status (a link, a reserved name)
     skipped: list[Skipped] = field(default_factory=list)
     mentioned: set[str] = field(default_factory=set)  # exercises seen in file names (even when refused)
+    problems: list[Skipped] = field(default_factory=list)  # graded, but a name or the metadata was not usable
 
     def skip(self, root: Path, path: Path, reason: str, student: str | None = None) -> None:
         self.skipped.append(Skipped(_relative(root, path), reason, student))
 
+    def problem(self, root: Path, path: Path, reason: str, student: str | None = None) -> None:
+        self.problems.append(Skipped(_relative(root, path), reason, student))
+
 
 def _relative(root: Path, path: Path) -> str:
+    """The path as shown in the summary: relative to the class folder, and printable (sanitize.name)."""
     try:
-        return str(path.relative_to(root))
+        return sanitize.name(str(path.relative_to(root)))
     except ValueError:
-        return str(path)
+        return sanitize.name(str(path))
+
+
+def safe_key(raw: str) -> str:
+    """The name a student is known by under OUT and in the gradebook: `raw` itself when it is printable
+    text, else its printable form and a short hash of its bytes (`jos\\xe9~1b2c3d4e`): the same in every
+    run, a valid folder name, UTF-8 in every file, and apart from any other name."""
+    if raw.isprintable():
+        return raw
+    data = raw.encode("utf-8", "surrogateescape" if _escaped_bytes_only(raw) else "surrogatepass")
+    return f"{sanitize.name(raw)}~{hashlib.sha256(data).hexdigest()[:8]}"
+
+
+def _escaped_bytes_only(raw: str) -> bool:
+    return all(not 0xD800 <= ord(c) <= 0xDFFF or 0xDC80 <= ord(c) <= 0xDCFF for c in raw)
+
+
+def is_safe_key(name: str) -> bool:
+    """Whether a folder under OUT can be a student's (an older grader may have left one that is not)."""
+    return name.isprintable() and _student_key_problem(name) is None
 
 
 def detect(directory: Path, out: Path | None = None) -> str:
@@ -108,10 +145,10 @@ def detect(directory: Path, out: Path | None = None) -> str:
     skip = Path(out).resolve() if out is not None else None
     entries = [p for p in directory.iterdir() if not p.name.startswith(".") and (skip is None or p.resolve() != skip)]
     folders = [p for p in entries if p.is_dir() and not p.is_symlink()]
-    if folders and sum(bool(MOODLE_FOLDER.match(p.name)) for p in folders) * 2 > len(folders):
+    if folders and sum(bool(MOODLE_FOLDER.fullmatch(p.name)) for p in folders) * 2 > len(folders):
         return "moodle"
     files = [p for p in entries if not p.is_dir()]
-    if files and not folders and sum(bool(CANVAS_FILE.match(p.name)) for p in files) * 2 > len(files):
+    if files and not folders and sum(bool(CANVAS_FILE.fullmatch(p.name)) for p in files) * 2 > len(files):
         return "canvas"
     return "folders"
 
@@ -145,12 +182,12 @@ class _Sorter:
         stem, dot, suffix = name.rpartition(".")
         if not dot or f".{suffix}" not in SUFFIXES:
             lowered = f".{suffix.lower()}" if dot else ""
-            if lowered in SUFFIXES and exercises.EXERCISE_ID.match(stem.lower()):
+            if lowered in SUFFIXES and exercises.EXERCISE_ID.fullmatch(stem.lower()):
                 return None, f"wrong case: name it {stem.lower()}{lowered}"
             return None, "not an exercise file (expected exNN.py or exNN.ipynb)"
         suffix = f".{suffix}"
-        if not exercises.EXERCISE_ID.match(stem):
-            if exercises.EXERCISE_ID.match(stem.lower()):
+        if not exercises.EXERCISE_ID.fullmatch(stem):
+            if exercises.EXERCISE_ID.fullmatch(stem.lower()):
                 return None, f"wrong case: name it {stem.lower()}{suffix}"
             return None, "not an exercise file (expected exNN.py or exNN.ipynb)"
         if stem not in self.known:
@@ -182,7 +219,7 @@ def _take(root: Path, found: ClassFolder, sorter: _Sorter, student: str, path: P
 
 def _reupload_rank(name: str) -> int:
     stem = name.rpartition(".")[0]
-    match = re.search(r"-(\d+)$", stem)
+    match = re.search(r"-(\d+)\Z", stem, re.ASCII)
     return int(match.group(1)) if match else 0
 
 
@@ -194,8 +231,12 @@ def _student_key_problem(key: str) -> str | None:
     return None
 
 
-def _add_student(root: Path, found: ClassFolder, student: Student, path: Path) -> bool:
-    """Register a student; False (and a status) when their folder is a link or their name is reserved."""
+def _add_student(root: Path, found: ClassFolder, student: Student, path: Path, raw: str | None = None,
+                 listed_as: Path | None = None) -> bool:
+    """Register a student; False (and a status) when their folder is a link or their name is reserved.
+
+    `raw`: the name as found, listed when `student.key` (its safe_key) is not the name itself, at
+    `listed_as` (default: `path`)."""
     if student.key in found.students or student.key in found.refused:
         found.skip(root, path, f"a second folder for {student.key!r}: not graded", student.key)
         return False
@@ -208,6 +249,9 @@ def _add_student(root: Path, found: ClassFolder, student: Student, path: Path) -
                   f"{student.key!r} is a name the grader keeps for its own files: rename the folder")
         found.skip(root, path, reason, student.key)
         return False
+    if raw is not None and raw != student.key:
+        found.problem(root, listed_as or path, f"the name is not printable text (bytes that are not UTF-8, or control "
+                                  f"characters): graded as {student.key}", student.key)
     found.students[student.key] = student
     found.files.setdefault(student.key, {})
     return True
@@ -223,7 +267,7 @@ def _list_files(root: Path, found: ClassFolder, sorter: _Sorter, key: str, folde
         if count == MAX_FILES_PER_STUDENT:
             found.skip(root, folder, f"{len(entries) - count} more entries not examined", key)
             break
-        if entry.is_dir() and not entry.is_symlink() and not exercises.EXERCISE_ID.match(entry.stem):
+        if entry.is_dir() and not entry.is_symlink() and not exercises.EXERCISE_ID.fullmatch(entry.stem):
             found.skip(root, entry, "a folder: only files directly in the student's folder are graded", key)
             continue
         _take(root, found, sorter, key, entry, entry.name)
@@ -247,29 +291,31 @@ def _read_folders(directory: Path, found: ClassFolder, sorter: _Sorter, skip_out
         if not entry.is_dir() and not entry.is_symlink():
             found.skip(directory, entry, "a file beside the student folders (expected DIR/<student>/<EX>.py)")
             continue
-        if _add_student(directory, found, Student(entry.name), entry):
-            _list_files(directory, found, sorter, entry.name, entry)
+        key = safe_key(entry.name)
+        if _add_student(directory, found, Student(key), entry, entry.name):
+            _list_files(directory, found, sorter, key, entry)
 
 
 def _read_canvas(directory: Path, found: ClassFolder, sorter: _Sorter, skip_out: Path | None) -> None:
     late: dict[str, set[str]] = {}
     for entry in _top_level(directory, found, skip_out):
-        match = CANVAS_FILE.match(entry.name)
+        match = CANVAS_FILE.fullmatch(entry.name)
         if match is None:
             found.skip(directory, entry, "not named as Canvas names a submission (name_userid_fileid_file)")
             continue
-        key = f"{match['name']}_{match['user']}"
+        raw = f"{match['name']}_{match['user']}"
+        key = safe_key(raw)
         if key not in found.students and key not in found.refused:
-            student = Student(key, name=match["name"], canvas_id=match["user"])
-            if not _add_student(directory, found, student, directory):
+            student = Student(key, name=sanitize.name(match["name"]), canvas_id=match["user"])
+            if not _add_student(directory, found, student, directory, raw, listed_as=entry):
                 continue
         if key in found.refused:
             found.skip(directory, entry, "its student is refused", key)
             continue
         original = match["file"]
         stem, dot, suffix = original.rpartition(".")
-        reupload = CANVAS_REUPLOAD.match(stem) if dot else None
-        if reupload and exercises.EXERCISE_ID.match(reupload["stem"]):
+        reupload = CANVAS_REUPLOAD.fullmatch(stem) if dot else None
+        if reupload and exercises.EXERCISE_ID.fullmatch(reupload["stem"]):
             original = f"{reupload['stem']}.{suffix}"
         _take(directory, found, sorter, key, entry, original)
         exercise = found.files.get(key, {})
@@ -282,29 +328,30 @@ def _read_canvas(directory: Path, found: ClassFolder, sorter: _Sorter, skip_out:
 
 def _read_moodle(directory: Path, found: ClassFolder, sorter: _Sorter, skip_out: Path | None) -> None:
     for entry in _top_level(directory, found, skip_out):
-        match = MOODLE_FOLDER.match(entry.name)
+        match = MOODLE_FOLDER.fullmatch(entry.name)
         if match is None or (not entry.is_dir() and not entry.is_symlink()):
             found.skip(directory, entry, "not a Moodle submission folder (Full Name_id_assignsubmission_file_)")
             continue
         if match["plugin"] != "file":
             found.skip(directory, entry, f"Moodle's {match['plugin']} submission, not a file upload")
             continue
-        key = f"{match['name']}_{match['participant']}"
-        student = Student(key, name=match["name"], moodle_participant=match["participant"])
-        if _add_student(directory, found, student, entry):
+        raw = f"{match['name']}_{match['participant']}"
+        key = safe_key(raw)
+        student = Student(key, name=sanitize.name(match["name"]), moodle_participant=match["participant"])
+        if _add_student(directory, found, student, entry, raw):
             _list_files(directory, found, sorter, key, entry)
 
 
 def _read_gradescope(directory: Path, found: ClassFolder, sorter: _Sorter, skip_out: Path | None) -> None:
-    metadata = _gradescope_metadata(directory / GRADESCOPE_METADATA)
+    metadata = _gradescope_metadata(directory, found)
     for entry in _top_level(directory, found, skip_out):
         if entry.name == GRADESCOPE_METADATA:
             continue
-        match = GRADESCOPE_FOLDER.match(entry.name)
+        match = GRADESCOPE_FOLDER.fullmatch(entry.name)
         if match is None or (not entry.is_dir() and not entry.is_symlink()):
             found.skip(directory, entry, "not a Gradescope submission folder (submission_<id>/)")
             continue
-        record = metadata.get(entry.name)
+        record = {} if metadata is None else _gradescope_record(directory, found, entry.name, metadata)
         if record is None:
             found.skip(directory, entry, f"not in {GRADESCOPE_METADATA}: whose it is is unknown")
             continue
@@ -312,27 +359,69 @@ def _read_gradescope(directory: Path, found: ClassFolder, sorter: _Sorter, skip_
             _list_files(directory, found, sorter, entry.name, entry)
 
 
-def _gradescope_metadata(path: Path) -> dict[str, dict[str, str]]:
-    """Folder name -> the first submitter's name, sid and email (group members are joined with '; ')."""
+class _Refused(ValueError):
+    """The metadata is not read: why, for the listed problem."""
+
+
+def _gradescope_metadata(directory: Path, found: ClassFolder) -> dict[Any, Any] | None:
+    """The metadata as a mapping, or None (listed) when it cannot be read safely: then every submission
+    folder is graded under its own name, and the import files lack the names and SIDs.
+
+    A YAML alias repeats a whole subtree by reference: nested ten deep, a kilobyte stands for a billion
+    strings (and merge keys copy them), so a document that uses one is not read at all."""
     try:
         import yaml
     except ModuleNotFoundError:
         raise LayoutError("reading a Gradescope export needs PyYAML: pip install 'dl-grader[instructor]'") from None
+    path = directory / GRADESCOPE_METADATA
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
-        data = yaml.safe_load(path.read_text("utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise LayoutError(f"{path} cannot be read: {str(exc).splitlines()[0]}") from None
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_METADATA_BYTES + 1)
+        if len(raw) > MAX_METADATA_BYTES:
+            raise _Refused(f"larger than {MAX_METADATA_BYTES >> 20} MiB")
+        text = raw.decode("utf-8")
+        for event in yaml.parse(text, Loader=loader):  # events only: nothing is built yet
+            if isinstance(event, yaml.AliasEvent):
+                raise _Refused("it uses a YAML alias (*name), which this grader never expands")
+        data = yaml.load(text, Loader=loader)  # a safe loader, and no alias left to expand
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError, _Refused) as exc:
+        why = sanitize.name(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+        found.problem(directory, path, f"not read ({why}): submissions are named by their folder")
+        return None
     if not isinstance(data, dict):
-        raise LayoutError(f"{path} is not a Gradescope submission_metadata.yml (no submission_<id> keys)")
-    records = {}
-    for folder, entry in data.items():
-        submitters = entry.get(":submitters") if isinstance(entry, dict) else None
-        if not isinstance(submitters, list):
+        found.problem(directory, path, "not a Gradescope submission_metadata.yml (no submission_<id> keys): "
+                                       "submissions are named by their folder")
+        return None
+    return data
+
+
+def _gradescope_record(directory: Path, found: ClassFolder, folder: str,
+                       metadata: dict[Any, Any]) -> dict[str, str] | None:
+    """The folder's submitters' name, sid and email (a group's joined with '; '); None when not listed.
+
+    Only strings (or a number, for a SID) of at most MAX_FIELD_CHARS printable characters are taken;
+    anything else is left out and listed."""
+    entry = metadata.get(folder)
+    submitters = entry.get(":submitters") if isinstance(entry, dict) else None
+    if not isinstance(submitters, list):
+        return None
+    fields = {"name": ":name", "sis_id": ":sid", "email": ":email"}
+    values: dict[str, list[str]] = {field: [] for field in fields}
+    for person in submitters[:MAX_SUBMITTERS]:
+        if not isinstance(person, dict):
             continue
-        people = [s for s in submitters if isinstance(s, dict)]
-        records[str(folder)] = {
-            "name": "; ".join(str(s.get(":name") or "") for s in people),
-            "sis_id": "; ".join(str(s.get(":sid") or "") for s in people).strip("; "),
-            "email": "; ".join(str(s.get(":email") or "") for s in people).strip("; "),
-        }
-    return records
+        for field_name, key in fields.items():
+            value = person.get(key)
+            if value is None or value == "":
+                continue
+            if isinstance(value, int) and not isinstance(value, bool):
+                value = str(value)
+            if isinstance(value, str) and len(value) <= MAX_FIELD_CHARS and value.isprintable():
+                values[field_name].append(value)
+            else:
+                what = (f"{type(value).__name__}, not text" if not isinstance(value, str) else
+                        "too long" if len(value) > MAX_FIELD_CHARS else "not printable text")
+                found.problem(directory, directory / GRADESCOPE_METADATA,
+                              f"{sanitize.name(folder)}: its {key} is left out ({what})", folder)
+    return {field_name: "; ".join(found_values) for field_name, found_values in values.items()}

@@ -13,12 +13,20 @@ PrairieLearn's external grader mounts the files in `/grade/student/` and reads
 
 Results are always written, whatever happens (a missing file is a zero with its reason), because an
 LMS shows "the autograder failed" to the student when there is no results file at all.
+
+The hidden checks' references sit on the grading machine beside the submission, so before any student
+code runs the entry point makes sure the sandboxed child cannot read them (`hidden_exposure`): at the
+namespaces tier they are outside its filesystem view; at the process tier, as root, the child runs as a
+uid of its own and the hidden folder is made owner-only (0700 folders, 0600 files). Where neither holds
+(not root, no namespaces), nothing is run: results.json says so in one line, with the status
+`hidden-unprotected` (docs/security.md, "Batch inputs and packages").
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Any
@@ -37,8 +45,18 @@ MAX_DEPTH = 8  # folders below the upload's root that are searched
 MAX_FILES = 10_000
 
 
+HIDDEN_UNPROTECTED = "hidden-unprotected"  # the run status when the sandbox here cannot hide the hidden part
+UNPROTECTED_MESSAGE = ("Not graded: on this grading machine the sandbox cannot keep the hidden checks from your "
+                       "code ({why}); this is not your doing. Course staff: run the autograder as root, or where "
+                       "user namespaces are allowed (docs/security.md).")
+
+
 class NoSubmission(LookupError):
     """Nothing gradable in the submission folder; the message is for the student."""
+
+
+class HiddenUnprotected(RuntimeError):
+    """The sandbox this machine offers would let a submission read the hidden part: nothing is graded."""
 
 
 def find_submission(folder: Path, exercise_id: str | None = None) -> tuple[str, Path]:
@@ -91,7 +109,64 @@ def _what_was_found(folder: Path, shown: int = 10) -> str:
 
 def _grade(submission_dir: Path, exercise_id: str | None, limits: grading.Limits | None) -> Any:
     exercise, path = find_submission(submission_dir, exercise_id)
-    return grading.grade(exercise, path, device="auto", limits=limits)
+    worker = grading.start_worker(exercise, "auto")
+    try:
+        why = hidden_exposure(exercises.load(exercise).folder / "hidden", worker.info()["sandbox"])
+        if why is not None:
+            raise HiddenUnprotected(UNPROTECTED_MESSAGE.format(why=why))
+        return grading.grade(exercise, path, device="auto", limits=limits, worker=worker)
+    finally:
+        worker.close()
+
+
+def hidden_exposure(hidden: Path, plan: dict[str, Any]) -> str | None:
+    """Why a job of a worker with this sandbox plan could read the `hidden` folder; None when it cannot.
+
+    At the namespaces tier the child sees only the system and Python (read-only): a course elsewhere is not
+    there. Otherwise it must run as a uid of its own (the process tier as root), and the hidden part is
+    made owner-only here, then checked: a folder or file others may read is exposure.
+    """
+    if not hidden.exists():
+        return None  # nothing hidden here to keep
+    if plan.get("tier") == "namespaces" and not _in_sandbox_view(hidden):
+        return None
+    own_uid = plan.get("student_uid")
+    if not own_uid:
+        return (f"at the {plan.get('tier')!r} tier without a uid of its own, your code runs as the grader's user, "
+                "who can read them")
+    open_to_others = _make_owner_only(hidden, own_uid)
+    if open_to_others:
+        return f"{open_to_others} stays readable by other users"
+    return None
+
+
+def _in_sandbox_view(path: Path) -> bool:
+    from grader.sandbox.rootfs import SYSTEM_PATHS, python_paths
+
+    real = os.path.realpath(path)
+    return any(real == top or real.startswith(top.rstrip("/") + "/") for top in (*SYSTEM_PATHS, *python_paths()))
+
+
+def _make_owner_only(hidden: Path, student_uid: int) -> str | None:
+    """chmod the hidden tree to 0700 folders and 0600 files (links are left alone, never followed); the
+    first path the student's uid could still read or enter, or None."""
+    paths = [hidden]
+    for root, dirs, files in os.walk(hidden, followlinks=False):
+        paths += [Path(root, name) for name in dirs + files]
+    for path in paths:
+        try:
+            info = path.lstat()
+            if stat.S_ISLNK(info.st_mode):
+                continue
+            wanted = 0o700 if stat.S_ISDIR(info.st_mode) else 0o600
+            if stat.S_IMODE(info.st_mode) != wanted:
+                os.chmod(path, wanted, follow_symlinks=False)
+                info = path.lstat()
+        except OSError:
+            return str(path)
+        if info.st_uid == student_uid or info.st_gid == student_uid or stat.S_IMODE(info.st_mode) & 0o077:
+            return str(path)
+    return None
 
 
 def run_gradescope(exercise_id: str | None = None, submission_dir: Path = GRADESCOPE_SUBMISSION,
@@ -116,6 +191,8 @@ def gradescope_entry(exercise_id: str | None = None, submission_dir: Path = GRAD
         data, status = gradescope.results(report), report.status
     except (NoSubmission, SubmissionNotFound) as exc:
         data, status = gradescope.failure(str(exc), time.monotonic() - started), "unreadable"
+    except HiddenUnprotected as exc:
+        data, status = gradescope.failure(str(exc), time.monotonic() - started), HIDDEN_UNPROTECTED
     except Exception as exc:  # noqa: BLE001 - the grader's own failure: still a results file
         data, status = gradescope.failure(_grader_failed(exc), time.monotonic() - started), "grader-failure"
     data.setdefault("extra_data", {})["status"] = status
@@ -142,6 +219,8 @@ def prairielearn_entry(exercise_id: str | None = None, submission_dir: Path = PR
         data, status = prairielearn.results(report, reveal_hidden), report.status
     except (NoSubmission, SubmissionNotFound) as exc:
         data, status = prairielearn.failure(str(exc)), "unreadable"
+    except HiddenUnprotected as exc:
+        data, status = prairielearn.failure(f"{exc} This attempt does not count."), HIDDEN_UNPROTECTED
     except Exception as exc:  # noqa: BLE001 - SandboxFailure or a bug: still a results file
         data, status = prairielearn.failure(_grader_failed(exc) + " This attempt does not count."), "grader-failure"
     _write_results(Path(results_path), data)

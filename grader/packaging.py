@@ -18,11 +18,16 @@ the grader: tests/Dockerfile builds one from the same wheel.
 
 Each entry point takes its root from an environment variable (AUTOGRADER_ROOT, PL_GRADE_ROOT) and the
 `grade` executable from GRADE_BIN, so a test can play the platform's layout in a temporary folder.
+
+The hidden part (`course/<EX>/hidden/`) is owner-only as shipped: 0700 folders and 0600 files in the zip's
+entries (which unzip restores) and in the question folder, made so again by setup.sh, and checked (and
+made so) by the entry point before it runs a submission (grader/lms.py, `hidden_exposure`).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -38,6 +43,7 @@ PYTORCH_CPU_INDEX = "https://download.pytorch.org/whl/cpu"
 GRADESCOPE_ZIP = Path("autograder.zip")  # what Gradescope's Configure Autograder page uploads
 PL_IMAGE = "your-dockerhub-user/dl-grader:latest"
 PL_TIMEOUT_S = 120  # the whole container: start, import torch, grade
+OWNER_ONLY_DIR, OWNER_ONLY_FILE = 0o700, 0o600  # the hidden part: the grader's user only
 
 
 class PackagingError(RuntimeError):
@@ -77,6 +83,19 @@ def _course_folder(exercise_id: str) -> Path:
 def _copy_course(exercise_id: str, target: Path) -> None:
     shutil.copytree(_course_folder(exercise_id), target / exercise_id,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    hidden = target / exercise_id / "hidden"
+    for root, dirs, files in os.walk(hidden):
+        os.chmod(root, OWNER_ONLY_DIR)
+        for name in files:
+            os.chmod(os.path.join(root, name), OWNER_ONLY_FILE)
+
+
+
+def _mode_in_package(relative: Path, is_dir: bool) -> int:
+    """A course entry's mode in the zip: owner-only under hidden/, else readable."""
+    if "hidden" in relative.parts:
+        return OWNER_ONLY_DIR if is_dir else OWNER_ONLY_FILE
+    return 0o755 if is_dir else 0o644
 
 
 SETUP_SH = """#!/usr/bin/env bash
@@ -90,6 +109,10 @@ python3.11 -m venv /autograder/venv
 # The pinned grader, with torch from the CPU index (constraints.txt pins it exactly).
 /autograder/venv/bin/pip install -q -c constraints.txt --index-url {index} \\
     --extra-index-url https://pypi.org/simple ./{wheel} matplotlib
+# The hidden checks: root's only (submissions run as a uid of their own, or in namespaces without them).
+chown -R root:root course
+find course -path '*/hidden*' -type d -exec chmod 0700 {{}} +
+find course -path '*/hidden*' -type f -exec chmod 0600 {{}} +
 /autograder/venv/bin/grade doctor || true
 """
 
@@ -129,8 +152,16 @@ def gradescope_package(exercise_id: str, out: Path = GRADESCOPE_ZIP, wheel: Path
                 archive.writestr(info, text)
             archive.write(wheel, wheel.name)
             for path in sorted(course.rglob("*")):
-                if path.is_file():
-                    archive.write(path, str(Path("course") / path.relative_to(course)))
+                relative = path.relative_to(course)
+                if path.is_dir():  # its own entry, so that unzip gives the hidden folder its mode
+                    info = zipfile.ZipInfo(f"course/{relative}/")
+                    info.external_attr = (0o040000 | _mode_in_package(relative, True)) << 16 | 0x10
+                    archive.writestr(info, b"")
+                elif path.is_file():
+                    info = zipfile.ZipInfo.from_file(path, f"course/{relative}")
+                    info.external_attr = (0o100000 | _mode_in_package(relative, False)) << 16
+                    info.compress_type = zipfile.ZIP_DEFLATED
+                    archive.writestr(info, path.read_bytes())
     return out
 
 

@@ -7,6 +7,10 @@ surrogate ('\\ud800') cannot be encoded at all and crashes whatever writes it. H
 character but newline and tab goes (ESC and the C1 controls included; a lone CR becomes a newline), the
 bidirectional controls go, and lone surrogates and other non-characters become U+FFFD.
 
+A name (a file or folder name, a student id) is shown on one line: `name()` writes what `text()` would
+drop, and a newline, as an escape (`\\n`, `\\x1b`, `\\u202e`), and a byte that is not UTF-8 (what unzip
+makes of a Windows zip's `jos\\xe9`, which Python reads as a lone surrogate) as `\\xe9`.
+
 CSV cells (spreadsheet formulas) are another concern, kept apart from these.
 """
 
@@ -30,6 +34,26 @@ def text(value: Any) -> str:
     value = value.replace("\r\n", "\n").replace("\r", "\n")
     value = _CONTROLS.sub("", value)
     return _INVALID.sub(REPLACEMENT, value)
+
+
+def name(value: str | bytes) -> str:
+    """A file name or an id as one printable line: see the module's docstring. For showing a name; two names
+    may show alike (grader/layouts.py's `safe_key` tells them apart)."""
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "surrogateescape")
+    elif not isinstance(value, str):
+        value = str(value)
+    if value.isprintable():
+        return value  # every control, bidi control, surrogate and non-character is unprintable
+    return "".join(c if c.isprintable() else _escape(c) for c in value)
+
+
+def _escape(char: str) -> str:
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8, kept by the surrogateescape decoding
+        return f"\\x{code - 0xDC00:02x}"
+    escaped = char.encode("unicode_escape", "backslashreplace").decode("ascii")
+    return escaped if escaped != char else f"\\u{code:04x}"
 
 
 def deep(value: Any) -> Any:

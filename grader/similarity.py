@@ -104,7 +104,7 @@ def analyse(out: Path, threshold: float = THRESHOLD, min_tokens: int = MIN_TOKEN
     missing = []
     for report_path in sorted(out.glob("*/ex*.json")):
         exercise_id = report_path.name.split(".")[0]
-        if report_path.name != f"{exercise_id}.json" or not exercises.EXERCISE_ID.match(exercise_id):
+        if report_path.name != f"{exercise_id}.json" or not exercises.EXERCISE_ID.fullmatch(exercise_id):
             continue
         try:
             data = json.loads(report_path.read_text("utf-8"))

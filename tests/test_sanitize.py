@@ -46,6 +46,16 @@ def test_text_keeps_what_is_printable_and_drops_what_is_not():
     assert sanitize.deep({"a\x1b": ["\x00b", ("c\x9b",)], "n": 1.5}) == {"a": ["b", ["c"]], "n": 1.5}
 
 
+def test_a_name_is_one_printable_line_with_what_it_holds_escaped():
+    assert sanitize.name("José Ünïcödé 数.py") == "José Ünïcödé 数.py"
+    assert sanitize.name(b"jos\xe9") == sanitize.name("jos\udce9") == "jos\\xe9"  # bytes that are not UTF-8
+    assert sanitize.name("\x1b[2J\n15 of 15\r") == "\\x1b[2J\\n15 of 15\\r"
+    assert sanitize.name("a\u202eb\ud800\x9b\t") == "a\\u202eb\\ud800\\x9b\\t"
+    for hostile in ("\x1b[2J\n15 of 15", "x\udcff\u2028y", "\x00\x07"):
+        shown = sanitize.name(hostile)
+        assert shown.isprintable() and shown.encode("utf-8")
+
+
 @pytest.mark.slow
 def test_escape_codes_and_lone_surrogates_reach_no_format(tmp_path):
     path = tmp_path / "ex03.py"
