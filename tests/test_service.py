@@ -262,7 +262,8 @@ def test_a_webhook_that_fails_twice_lands_on_the_third_attempt_across_a_restart(
         expected = "sha256=" + hmac.new(b"test-secret", body, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(signature, expected)
         data = json.loads(body)
-        assert set(data) == {"id", "status", "score", "max_score", "report_url"}
+        assert set(data) == {"id", "status", "score", "max_score", "report_url", "exercise", "student", "graded_at"}
+        assert (data["exercise"], data["student"]) == ("ex03", "ivan")
         assert (data["id"], data["status"], data["max_score"]) == (sid, "graded", 15.0)
         assert data["report_url"].endswith(f"/api/v1/submissions/{sid}/report")
         assert validation_errors(server.get(data["report_url"].split(server.url, 1)[1], lms).json()) == []
