@@ -8,6 +8,7 @@ Every loop survives the database going away: it waits, retries, and goes on when
 
 from __future__ import annotations
 
+import collections
 import http.client
 import json
 import logging
@@ -36,6 +37,7 @@ log = logging.getLogger("grader.service")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 WEBHOOK_WORKERS = 8  # callbacks delivered at once
 WEBHOOK_PER_HOST = 2  # ... and at most this many to one receiver (host and port): a slow one holds only these
+WEBHOOK_BACKLOG = 64  # callbacks claimed from the outbox and not yet done, at most
 
 
 @dataclass(frozen=True)
@@ -232,14 +234,19 @@ class Dispatcher:
     # ---- webhooks
     def _webhook_loop(self) -> None:
         """Claim due callbacks and deliver them concurrently: WEBHOOK_WORKERS at once, at most WEBHOOK_PER_HOST
-        to one receiver, each under one total deadline. A claimed callback whose receiver is at its cap stays
-        held (it is due again once its hold runs out), so a stalling receiver delays only its own callbacks."""
+        to one receiver, each under one total deadline. Claimed callbacks wait here, per receiver, for a free
+        slot of theirs, so a stalling receiver delays only its own callbacks and a fast one is not held back
+        behind the cap of another."""
         pool = ThreadPoolExecutor(WEBHOOK_WORKERS, thread_name_prefix="grade-callback")
         lock = threading.Lock()
-        in_flight: dict[str, int] = {}  # receiver -> deliveries to it now
+        kick = threading.Event()
+        in_flight: dict[str, int] = {}  # receiver (host:port) -> deliveries to it now
+        waiting: dict[str, collections.deque] = {}  # receiver -> claimed callbacks waiting for a slot of its own
+        known: set[int] = set()  # the ids waiting or in flight (a hold that runs out must not deliver one twice)
         busy = [0]
 
-        def one(webhook_id: int, url: str, body: str, delivery: str, host: str) -> None:
+        def one(item: tuple[int, str, str, int, str], host: str) -> None:
+            webhook_id, url, body, _attempts, delivery = item
             try:
                 delivered, error = deliver(url, body.encode("utf-8"), self.secret, self.timing.webhook_timeout_s,
                                            delivery)
@@ -249,26 +256,35 @@ class Dispatcher:
                 with lock:
                     in_flight[host] -= 1
                     busy[0] -= 1
+                    known.discard(webhook_id)
+                kick.set()
 
         try:
-            while not self.stop.wait(0.5):
+            while not self.stop.is_set():
+                kick.wait(0.5)
+                kick.clear()
                 with lock:
-                    free = WEBHOOK_WORKERS - busy[0]
-                if free <= 0:
-                    continue
-                try:
-                    due = self.store.due_webhooks(hold_s=self.timing.webhook_timeout_s * 3, limit=free)
-                except Exception as exc:  # noqa: BLE001 - the database is away; the outbox keeps them
-                    log.warning("webhooks: the database did not answer (%s)", str(exc).splitlines()[0][:200])
-                    continue
-                for webhook_id, url, body, _attempts, delivery in due:
-                    host = urlsplit(url).netloc.lower()
+                    room = WEBHOOK_BACKLOG - len(known)
+                if room > 0:
+                    try:
+                        due = self.store.due_webhooks(hold_s=max(60.0, self.timing.webhook_timeout_s * 6),
+                                                      limit=room)
+                    except Exception as exc:  # noqa: BLE001 - the database is away; the outbox keeps them
+                        log.warning("webhooks: the database did not answer (%s)", str(exc).splitlines()[0][:200])
+                        due = []
                     with lock:
-                        if in_flight.get(host, 0) >= WEBHOOK_PER_HOST:
-                            continue  # held: due again after the hold
-                        in_flight[host] = in_flight.get(host, 0) + 1
-                        busy[0] += 1
-                    pool.submit(one, webhook_id, url, body, delivery, host)
+                        for item in due:
+                            if item[0] not in known:
+                                known.add(item[0])
+                                waiting.setdefault(urlsplit(item[1]).netloc.lower(), collections.deque()).append(item)
+                with lock:
+                    for host, queue_ in waiting.items():
+                        while queue_ and busy[0] < WEBHOOK_WORKERS and in_flight.get(host, 0) < WEBHOOK_PER_HOST:
+                            in_flight[host] = in_flight.get(host, 0) + 1
+                            busy[0] += 1
+                            pool.submit(one, queue_.popleft(), host)
+                    for host in [h for h, q in waiting.items() if not q]:
+                        del waiting[host]
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
 
