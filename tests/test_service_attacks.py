@@ -448,3 +448,14 @@ def test_a_queued_submission_says_how_many_are_ahead(site):
     assert queued[-1]["position"] >= len(queued) - 1
     server.wait_finished(site.lms, ids)
     assert server.get(f"/api/v1/submissions/{ids[-1]}", site.lms).json()["position"] is None
+
+
+def test_a_public_url_that_is_not_http_is_refused_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from grader.cli import main
+
+    for bad in ("ftp://grader.example.org", "https://grader.example.org/\nevil", "grader.example.org"):
+        result = CliRunner().invoke(main, ["serve", "--db", f"sqlite:///{tmp_path / 'x.sqlite3'}",
+                                           "--public-url", bad])
+        assert result.exit_code == 2 and "--public-url" in result.output and "Traceback" not in result.output
