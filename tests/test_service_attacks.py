@@ -455,7 +455,8 @@ def test_a_public_url_that_is_not_http_is_refused_in_one_line(tmp_path):
 
     from grader.cli import main
 
-    for bad in ("ftp://grader.example.org", "https://grader.example.org/\nevil", "grader.example.org"):
+    for bad in ("ftp://grader.example.org", "https://grader.example.org/\nevil", "grader.example.org",
+                "https://grader.example.org:99999"):
         result = CliRunner().invoke(main, ["serve", "--db", f"sqlite:///{tmp_path / 'x.sqlite3'}",
                                            "--public-url", bad])
         assert result.exit_code == 2 and "--public-url" in result.output and "Traceback" not in result.output

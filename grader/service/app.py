@@ -129,7 +129,14 @@ def revoke_token(db_url: str | None, token_or_id: str) -> Any:
 def public_url(given: str | None) -> str:
     """The public URL without its trailing slash; ValueError for one that is not an http(s) URL."""
     url = (given or DEFAULT_PUBLIC_URL).strip()
-    if not PUBLIC_URL.fullmatch(url):
+    try:
+        from urllib.parse import urlsplit
+
+        fits = bool(PUBLIC_URL.fullmatch(url)) and urlsplit(url).hostname is not None and (
+            urlsplit(url).port is None or urlsplit(url).port > 0)
+    except ValueError:  # a port that is not one
+        fits = False
+    if not fits:
         raise ValueError(f"--public-url {given!r} is not an http:// or https:// URL (e.g. https://grader.example.org).")
     return url.rstrip("/")
 

@@ -63,8 +63,19 @@ def security_headers() -> dict[str, str]:
 
 
 def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}".lower()
+    """A URL's origin as a browser writes it in `Origin`: scheme://host[:port], the scheme's default port left
+    out; "" for one that has none."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if not host or scheme not in ("http", "https"):
+        return ""
+    host = f"[{host}]" if ":" in host else host
+    shown = "" if port is None or (scheme, port) in (("http", 80), ("https", 443)) else f":{port}"
+    return f"{scheme}://{host}{shown}"
 
 
 def cross_site(request: Request, public_url: str) -> bool:
@@ -75,7 +86,7 @@ def cross_site(request: Request, public_url: str) -> bool:
     if fetch_site is not None and fetch_site.lower() not in SAME_SITE_FETCHES:
         return True
     origin = request.headers.get("origin")
-    return origin is not None and origin.lower() != origin_of(public_url)
+    return origin is not None and (origin_of(origin) == "" or origin_of(origin) != origin_of(public_url))
 
 
 def set_session_cookie(response: Response, value: str, public_url: str, same_site: str = "lax") -> None:
