@@ -248,6 +248,13 @@ def test_a_cross_site_sign_in_is_refused(site):
                       headers={"Content-Type": "application/x-www-form-urlencoded", **headers})
         assert answer.status == 403, headers
         assert "set-cookie" not in answer.headers
+    # what a browser sends from the service's own page: the public origin, or `null` where its referrer policy
+    # hides the origin but Sec-Fetch-Site vouches for it
+    for headers in ({"Origin": ORIGIN}, {"Origin": ORIGIN + ":443", "Sec-Fetch-Site": "same-origin"},
+                    {"Origin": "null", "Sec-Fetch-Site": "same-origin"}):
+        answer = page_call(server.url + "/login", "POST", data=body,
+                           headers={"Content-Type": "application/x-www-form-urlencoded", **headers})
+        assert answer.status == 303 and "grade_session=" in answer.headers["set-cookie"], headers
 
 
 def test_the_page_cookie_is_a_revocable_session_not_the_token(site, tmp_path):

@@ -58,7 +58,7 @@ def page(title: str, body: str, status: int = 200, refresh: bool = False) -> HTM
 
 
 def security_headers() -> dict[str, str]:
-    return {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    return {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
             "Cache-Control": "no-store"}
 
 
@@ -80,13 +80,18 @@ def origin_of(url: str) -> str:
 
 def cross_site(request: Request, public_url: str) -> bool:
     """Whether a browser sent this request from another site (a forged form, a login CSRF): its
-    `Sec-Fetch-Site` is not same-origin (or none: typed, bookmarked), or its `Origin` is not the public URL's.
+    `Sec-Fetch-Site` is not same-origin (or none: typed, bookmarked), or its `Origin` is not the public URL's
+    (`null`, which a browser sends under some referrer policies, only with a same-origin `Sec-Fetch-Site`).
     A client that sends neither is not a browser acting for a visitor, and carries no visitor's cookie."""
     fetch_site = request.headers.get("sec-fetch-site")
     if fetch_site is not None and fetch_site.lower() not in SAME_SITE_FETCHES:
         return True
     origin = request.headers.get("origin")
-    return origin is not None and (origin_of(origin) == "" or origin_of(origin) != origin_of(public_url))
+    if origin is None:
+        return False
+    if origin.strip().lower() == "null":  # an opaque origin: taken only where the browser vouched same-origin
+        return fetch_site is None
+    return origin_of(origin) == "" or origin_of(origin) != origin_of(public_url)
 
 
 def set_session_cookie(response: Response, value: str, public_url: str, same_site: str = "lax") -> None:
