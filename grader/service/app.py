@@ -386,7 +386,10 @@ class Service:
         if principal.role == "student" or view == "student":
             from grader.report import from_dict, student_dict
 
-            return json.dumps(student_dict(from_dict(json.loads(report_json))))
+            try:
+                return json.dumps(student_dict(from_dict(json.loads(report_json))))
+            except (ValueError, KeyError, TypeError):  # never the whole report instead: fail closed
+                raise ApiError(500, "this report cannot be shown; ask the instructor to regrade it.") from None
         return report_json
 
     def gradebook_csv(self) -> str:
