@@ -452,7 +452,8 @@ def test_a_queued_submission_says_how_many_are_ahead(site):
     assert queued, states
     positions = [s["position"] for s in queued]
     assert positions == sorted(positions) and all(p >= 0 for p in positions)
-    assert queued[-1]["position"] >= len(queued) - 1
+    # each job sleeps 2 s and the states are read in milliseconds: at most one claim falls between the reads
+    assert len(queued) >= 2 and queued[-1]["position"] >= len(queued) - 2 and queued[-1]["position"] > 0
     server.wait_finished(site.lms, ids)
     assert server.get(f"/api/v1/submissions/{ids[-1]}", site.lms).json()["position"] is None
 
