@@ -658,7 +658,12 @@ def _service_modules() -> Any:
 @click.option("--jobs", type=click.IntRange(1), default=None, help="Parallel workers [default: number of cores].")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Grade on a Dask cluster, e.g. tcp://host:8786 (needs the `dask` extra).")
-def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler: str | None) -> None:
+@click.option("--public-url", default=None, metavar="URL",
+              help="The address the outside world uses (https://grader.example.org): report and callback links "
+                   "are made from it, never from a request's Host header; https also marks the page cookie Secure "
+                   "[default: http://HOST:PORT].")
+def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler: str | None,
+          public_url: str | None) -> None:
     service_app = _service_modules()
     if scheduler:  # refuse an unreachable or unfit cluster now, in one line; the runner connects on its own
         checked = _dask_executor(scheduler, jobs)
@@ -669,7 +674,11 @@ def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler:
     from grader.batch import default_jobs
 
     service_logging()
-    config = service_app.Config.from_environment(db_url=db_url, jobs=jobs or default_jobs(), scheduler=scheduler)
+    if public_url is None:
+        shown = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("0.0.0.0", "") else host)
+        public_url = f"http://{shown}:{port}"
+    config = service_app.Config.from_environment(db_url=db_url, jobs=jobs or default_jobs(), scheduler=scheduler,
+                                                 public_url=public_url)
     try:
         app = service_app.create_app(config)  # migrates the database now: a bad --db fails here, in one line
     except service_app.ConfigurationError as exc:
@@ -749,7 +758,7 @@ def token_add(role: str, student: str | None, db_url: str | None) -> None:
     service_app = _service_modules()
     if role == "student" and not student:
         raise click.UsageError("a student token needs --student ID.")
-    if student and not service_app.STUDENT_ID.match(student):
+    if student and not service_app.STUDENT_ID.fullmatch(student):
         raise click.UsageError("a student id is 1-128 letters, digits, '.', '_', '@' or '-'.")
     try:
         click.echo(service_app.add_token(db_url, role, student))

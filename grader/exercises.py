@@ -17,7 +17,7 @@ from functools import cache, cached_property
 from pathlib import Path
 from typing import Any
 
-EXERCISE_ID = re.compile(r"^ex\d{2}$")
+EXERCISE_ID = re.compile(r"^ex\d{2}\Z")  # \Z, not $: "ex03\n" is not an id
 COMPARES = {"value", "trajectory", "process"}
 
 

@@ -181,6 +181,33 @@ class Report:
         return replace(self, checks=checks)
 
 
+HIDDEN_WITHHELD = "hidden check: {outcome}; details are not shown."
+
+
+def student_view(report: Report) -> Report:
+    """The report as its student may see it: the one student view, for every path a student reaches (the
+    service's API and pages, `grade batch --feedback`, the notebook, LTI). Hidden checks keep their name,
+    status, points and visibility; their message, diagnosis, explanation, hint, inputs and plotting data are
+    withheld, and so is what the submission printed while they ran (`hidden_output`, absent from
+    `student_dict`). The result still validates against the report schema."""
+    checks = []
+    for check in report.checks:
+        if check.visibility != "visible":
+            outcome = "passed" if check.status is Status.PASSED else check.status.value
+            check = replace(check, symptom=HIDDEN_WITHHELD.format(outcome=outcome), diagnosis=None,
+                            explanation=None, cause_first=False, failed_on=None, hint=None, trajectory=None,
+                            first_divergent_epoch=None)
+        checks.append(check)
+    return replace(report, checks=tuple(checks), hidden_output="")
+
+
+def student_dict(report: Report) -> dict[str, Any]:
+    """The student view's JSON: `to_dict(student_view(report))` without the `hidden_output` key at all."""
+    data = to_dict(student_view(report))
+    data.pop("hidden_output", None)
+    return data
+
+
 def to_dict(report: Report) -> dict[str, Any]:
     """The report as JSON-ready data; the only place that decides the wire shape."""
     data = asdict(report)
@@ -245,6 +272,8 @@ __all__ = [
     "Submission",
     "from_dict",
     "schema",
+    "student_dict",
+    "student_view",
     "to_dict",
     "to_json",
     "validation_errors",

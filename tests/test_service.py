@@ -20,7 +20,7 @@ from conftest import ROOT, SUBMISSIONS
 from service_support import Server, call, multipart, token, wait_for
 
 from grader import exercises, grading, validate
-from grader.report import to_dict, validation_errors
+from grader.report import from_dict, student_dict, to_dict, validation_errors
 
 pytest.importorskip("fastapi", reason="the service extra is not installed")
 pytestmark = [pytest.mark.service, pytest.mark.slow]
@@ -78,8 +78,11 @@ def test_a_submission_is_stored_graded_and_its_report_is_the_one_grade_writes(se
     state = server.wait_finished(service.alice, [created["id"]])[created["id"]]
     assert state["status"] == "graded" and state["attempts"] == 1
     assert state["started_at"] and state["finished_at"]
-    report = server.get(f"/api/v1/submissions/{created['id']}/report", service.alice).json()
+    report = server.get(f"/api/v1/submissions/{created['id']}/report", service.lms).json()
     assert validation_errors(report) == [] and validate.report_meaning(report) == []
+    # the student reads the student view of that same report (hidden checks' details withheld)
+    own = server.get(f"/api/v1/submissions/{created['id']}/report", service.alice).json()
+    assert own == student_dict(from_dict(report)) and validation_errors(own) == []
     path = tmp_path / "ex03.py"
     path.write_bytes(BUGGY)
     local = to_dict(grading.grade("ex03", path, device="auto", worker=workers.get("ex03")))
@@ -262,7 +265,8 @@ def test_a_webhook_that_fails_twice_lands_on_the_third_attempt_across_a_restart(
         expected = "sha256=" + hmac.new(b"test-secret", body, hashlib.sha256).hexdigest()
         assert hmac.compare_digest(signature, expected)
         data = json.loads(body)
-        assert set(data) == {"id", "status", "score", "max_score", "report_url"}
+        assert set(data) == {"id", "status", "score", "max_score", "report_url", "exercise", "student", "graded_at"}
+        assert (data["exercise"], data["student"]) == ("ex03", "ivan")
         assert (data["id"], data["status"], data["max_score"]) == (sid, "graded", 15.0)
         assert data["report_url"].endswith(f"/api/v1/submissions/{sid}/report")
         assert validation_errors(server.get(data["report_url"].split(server.url, 1)[1], lms).json()) == []

@@ -120,3 +120,35 @@ def test_a_lost_database_is_waited_for_not_fatal(tmp_path):
         assert dispatcher._retrying("test", flaky, wait=0.01) == "answered"
         assert len(calls) == 3 and dispatcher.database_ok
     engine.dispose()
+
+
+def test_a_page_session_is_stored_hashed_expires_ends_and_dies_with_its_token(store):
+    from sqlalchemy import select
+
+    from grader.service.db import PageSession
+
+    secret = store.add_token("student", "alice")
+    alice = store.principal(secret)
+    session = store.new_session(alice.token_id, 60)
+    assert store.session_principal(session) == alice
+    assert store.session_principal(session + "x") is None and store.session_principal(secret) is None
+    with store.engine.connect() as connection:
+        stored = [r[0] for r in connection.execute(select(PageSession.id_sha256))]
+    assert session not in stored and len(stored) == 1  # only its hash
+    assert store.session_principal(store.new_session(alice.token_id, -1)) is None  # expired
+    store.end_session(session)  # signed out
+    assert store.session_principal(session) is None
+    other = store.new_session(alice.token_id, 60)
+    store.revoke_token(secret)
+    assert store.session_principal(other) is None
+
+
+def test_the_migrations_make_the_tables_the_models_describe(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from grader.service.db import Base
+
+    with store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []

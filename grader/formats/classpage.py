@@ -15,7 +15,6 @@ linking to each page. Without matplotlib the plots are left out with a note.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import json
 from pathlib import Path
@@ -23,7 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from grader.formats import gradebook, html
-from grader.report import Report, Status, from_dict
+from grader.report import Report, from_dict, student_view
 
 HIDDEN_CHOICES = ("outcome", "full")
 CLASS_PAGE = "class.html"
@@ -31,18 +30,8 @@ CODE_LINES = 400  # lines of each file shown side by side
 
 
 def student_report(report: Report, hidden: str = "outcome") -> Report:
-    """The report as its student may see it: hidden checks reduced to their outcome unless `full`."""
-    if hidden == "full":
-        return report
-    checks = []
-    for check in report.checks:
-        if check.visibility == "hidden":
-            outcome = "passed" if check.status is Status.PASSED else check.status.value
-            check = dataclasses.replace(check, symptom=f"hidden check: {outcome}; details are not shown.",
-                                        diagnosis=None, explanation=None, failed_on=None, hint=None,
-                                        trajectory=None, first_divergent_epoch=None)
-        checks.append(check)
-    return report.with_checks(tuple(checks))
+    """The report as its student may see it: the one student view (report.student_view) unless `full`."""
+    return report if hidden == "full" else student_view(report)
 
 
 def write_student_pages(out: Path, hidden: str = "outcome") -> list[Path]:

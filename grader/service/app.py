@@ -40,17 +40,19 @@ from grader.executor import Executor
 from grader.service import pages
 from grader.service.db import default_url, make_engine, migrate
 from grader.service.runner import Runners, RunnerSpec
-from grader.service.store import Principal, RateLimited, Store
+from grader.service.store import IdempotencyConflict, Principal, RateLimited, Store
 from grader.service.worker import Dispatcher, Metrics, Timing
 
 log = logging.getLogger("grader.service")
 MAX_FILE_BYTES = 1024 * 1024  # 1 MiB: larger uploads are answered 413
 MAX_BODY_BYTES = MAX_FILE_BYTES + 64 * 1024  # the file plus the form's other fields
-STUDENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")  # also safe in a CSV cell and a URL
+STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")  # whole ids only (fullmatch); safe in CSV and URLs
 PRINCIPAL_CACHE_S = 60.0
-IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,200}$")
+IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")  # fullmatch
 CALLBACK_URL = re.compile(r"^https?://[^\s/]+")
 CALLBACK_URL_MAX = 2000
+PUBLIC_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")  # fullmatch
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"  # `grade serve` passes its own --host and --port instead
 
 
 @dataclass(frozen=True)
@@ -65,6 +67,7 @@ class Config:
     device: str = "auto"
     scheduler: str | None = None  # grade on this Dask cluster (one runner holds its `jobs` slots)
     runner_nice: int = 5  # the runners' niceness above this process's: under load the API answers first
+    public_url: str | None = None  # the address the outside world uses: every link is made from it, never Host
 
     @classmethod
     def from_environment(cls, **given: Any) -> Config:
@@ -123,6 +126,21 @@ def revoke_token(db_url: str | None, token_or_id: str) -> Any:
         engine.dispose()
 
 
+def public_url(given: str | None) -> str:
+    """The public URL without its trailing slash; ValueError for one that is not an http(s) URL."""
+    url = (given or DEFAULT_PUBLIC_URL).strip()
+    try:
+        from urllib.parse import urlsplit
+
+        fits = bool(PUBLIC_URL.fullmatch(url)) and urlsplit(url).hostname is not None and (
+            urlsplit(url).port is None or urlsplit(url).port > 0)
+    except ValueError:  # a port that is not one
+        fits = False
+    if not fits:
+        raise ValueError(f"--public-url {given!r} is not an http:// or https:// URL (e.g. https://grader.example.org).")
+    return url.rstrip("/")
+
+
 class ApiError(Exception):
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
         self.status, self.message, self.headers = status, message, headers
@@ -150,6 +168,7 @@ class SubmissionState(BaseModel):
     started_at: str | None
     finished_at: str | None
     attempts: int
+    position: int | None = Field(default=None, description="while queued: how many submissions are ahead")
 
 
 class RegradeRequest(BaseModel):
@@ -177,7 +196,7 @@ SUBMISSION_FORM: dict[str, Any] = {  # the POST's form, as the OpenAPI document 
         "exercise": {"type": "string", "title": "Exercise", "enum": exercises.exercise_ids()},
         "file": {"type": "string", "contentMediaType": "application/octet-stream", "title": "File",
                  "description": "the .py or .ipynb, at most 1 MiB"},
-        "student": {"type": "string", "title": "Student", "pattern": STUDENT_ID.pattern,
+        "student": {"type": "string", "title": "Student", "pattern": f"^{STUDENT_ID.pattern}$",
                     "description": "required with lms and instructor tokens"},
         "callback_url": {"type": "string", "title": "Callback Url", "pattern": CALLBACK_URL.pattern,
                          "maxLength": CALLBACK_URL_MAX},
@@ -230,6 +249,10 @@ class Service:
     def __init__(self, config: Config, executor: Executor | None = None):
         self.config = config
         # with runners, their commits checkpoint SQLite's WAL; a POST's commit never waits for one
+        try:
+            self.public_url = public_url(config.public_url)
+        except ValueError as exc:
+            raise ConfigurationError(str(exc)) from None
         self.engine, self.store = open_store(config.db_url, checkpoints=executor is not None)
         self.secret = os.environ.get("GRADE_WEBHOOK_SECRET") or self.store.setting(
             "webhook_secret", lambda: secrets.token_hex(32))
@@ -317,7 +340,7 @@ class Service:
         return principal
 
     def submit(self, principal: Principal, exercise: str, upload_name: str, content: bytes, student: str | None,
-               callback_url: str | None, base_url: str, idempotency_key: str | None) -> tuple[Any, bool]:
+               callback_url: str | None, idempotency_key: str | None) -> tuple[Any, bool]:
         if exercise not in self.exercise_ids:
             raise ApiError(422, f"unknown exercise {exercise!r}; choose from {', '.join(self.exercise_ids)}.")
         if len(content) > MAX_FILE_BYTES:
@@ -328,30 +351,46 @@ class Service:
             student = principal.student
         elif not student:
             raise ApiError(422, "an lms or instructor token must say which student submits (field `student`).")
-        if not STUDENT_ID.match(student or ""):
+        if not STUDENT_ID.fullmatch(student or ""):
             raise ApiError(422, "a student id is 1-128 letters, digits, '.', '_', '@' or '-', starting with a "
                                 "letter or digit.")
         if callback_url is not None:
             if principal.role == "student":
                 raise ApiError(422, "callback_url is for lms and instructor tokens.")
-            if not CALLBACK_URL.match(callback_url) or len(callback_url) > CALLBACK_URL_MAX:
+            if not CALLBACK_URL.match(callback_url) or len(callback_url) > CALLBACK_URL_MAX \
+                    or any(c.isspace() or not c.isprintable() for c in callback_url):
                 raise ApiError(422, "callback_url must be an http:// or https:// URL.")
-        if idempotency_key is not None and not IDEMPOTENCY_KEY.match(idempotency_key):
+        if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise ApiError(422, "Idempotency-Key must be 1-200 printable ASCII characters.")
         filename = os.path.basename(upload_name or "")[:200] or f"{exercise}.py"
         if not filename.lower().endswith((".py", ".ipynb")):
             raise ApiError(422, "submit a .py or .ipynb file.")
         try:
             row, new = self.store.add_submission(principal, exercise, student, filename, content, callback_url,
-                                                 base_url, idempotency_key,
+                                                 self.public_url, idempotency_key,
                                                  (self.config.rate_limit, self.config.rate_window_s))
         except RateLimited as exc:
             raise ApiError(429, f"too many submissions for {student}: at most {self.config.rate_limit} every "
                                 f"{self.config.rate_window_s:g} s; try again in {exc.retry_after_s} s.",
                            {"Retry-After": str(exc.retry_after_s)}) from None
+        except IdempotencyConflict as exc:
+            raise ApiError(409, f"this Idempotency-Key was already used for another submission (another {exc}); "
+                                "use a new key for a new submission. Nothing was stored.") from None
         if new:
             self.wake()
         return row, new
+
+    def report_for(self, principal: Principal, report_json: str, view: str | None = None) -> str:
+        """The report a caller may read: the student view for a student (whatever it asks), and for lms and
+        instructor callers that asked for `view=student`; the whole stored report otherwise."""
+        if principal.role == "student" or view == "student":
+            from grader.report import from_dict, student_dict
+
+            try:
+                return json.dumps(student_dict(from_dict(json.loads(report_json))))
+            except (ValueError, KeyError, TypeError):  # never the whole report instead: fail closed
+                raise ApiError(500, "this report cannot be shown; ask the instructor to regrade it.") from None
+        return report_json
 
     def gradebook_csv(self) -> str:
         from grader.formats.gradebook import number, status_of
@@ -448,12 +487,12 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
     # answer through its model were a third of this process's work per POST in a burst. The document still
     # says exactly what the endpoint reads (SUBMISSION_FORM) and answers (Created).
     @app.post("/api/v1/submissions", status_code=202, response_model=Created,
-              responses=errors(400, 401, 403, 413, 422, 429, 503),
+              responses=errors(400, 401, 403, 409, 413, 422, 429, 503),
               openapi_extra={"requestBody": {"required": True, "content": {"multipart/form-data": {
                   "schema": SUBMISSION_FORM}}}})
     async def submit(request: Request, caller: Caller,
                      idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key", json_schema_extra={
-                         "pattern": IDEMPOTENCY_KEY.pattern})] = None) -> Response:
+                         "pattern": f"^{IDEMPOTENCY_KEY.pattern}$"})] = None) -> Response:
         try:
             form = await request.form(max_files=4, max_fields=16)
         except ApiError:
@@ -472,9 +511,8 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
         finally:
             await form.close()
         row, _new = await run_in_threadpool(service().submit, caller, fields["exercise"], filename, content,
-                                            fields["student"], fields["callback_url"], str(request.base_url),
-                                            idempotency_key)
-        return JSONResponse({"id": row.id, "status": "queued", "exercise": row.exercise, "student": row.student,
+                                            fields["student"], fields["callback_url"], idempotency_key)
+        return JSONResponse({"id": row.id, "status": row.status, "exercise": row.exercise, "student": row.student,
                              "sha256": row.sha256, "created_at": iso(row.created_at)}, 202)
 
     @app.get("/api/v1/submissions/{submission_id}", response_model=SubmissionState, responses=errors(401, 404, 503))
@@ -482,17 +520,22 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
         row = service().store.get(submission_id, caller)
         if row is None:
             raise ApiError(404, f"no submission {submission_id!r} that this token may read.")
-        return state(row)
+        answer = state(row)
+        if row.status == "queued":
+            answer.position = service().store.position(row)
+        return answer
 
     @app.get("/api/v1/submissions/{submission_id}/report", response_model=dict[str, Any],
              responses=errors(401, 404, 409, 503))
-    def get_report(submission_id: str, caller: Caller) -> Response:
+    def get_report(submission_id: str, caller: Caller,
+                   view: Annotated[str | None, Query(pattern="^(full|student)$", description=(
+                       "student: the student view (a student token always gets it)"))] = None) -> Response:
         row = service().store.get(submission_id, caller)
         if row is None:
             raise ApiError(404, f"no submission {submission_id!r} that this token may read.")
         if row.status not in ("graded", "failed") or not row.report:
             raise ApiError(409, f"submission {submission_id} is {row.status}, not graded yet; poll its status.")
-        return Response(row.report, media_type="application/json")
+        return Response(service().report_for(caller, row.report, view), media_type="application/json")
 
     @app.get("/api/v1/submissions", response_model=list[SubmissionState], responses=errors(401, 503))
     def list_submissions(caller: Caller, exercise: str | None = None, student: str | None = None,

@@ -44,6 +44,21 @@ class Token(Base):
     revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)  # `grade token revoke`
 
 
+class PageSession(Base):
+    """A signed-in browser: the cookie holds a random id, this table only its hash. It ends when it expires,
+    on sign-out, or when its token is revoked (a lookup joins the token)."""
+
+    __tablename__ = "page_sessions"
+
+    id_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id"))
+    created_at: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[float] = mapped_column(Float)
+    revoked_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+
+    __table_args__ = (Index("ix_page_sessions_token", "token_id"),)
+
+
 class Submission(Base):
     __tablename__ = "submissions"
 

@@ -1,9 +1,15 @@
 """The service's two pages: `/` (a student signs in, uploads, reads the feedback as it arrives) and `/class`.
 
-No script and no external resource: plain forms, a cookie holding the token (HttpOnly, SameSite=Strict),
-and a page that refreshes itself (a meta refresh) until the report is there, which is then the very page
+No script and no external resource: plain forms, a session cookie (an opaque random id whose hash the
+database keeps, expiring, ended by sign-out or by revoking its token; HttpOnly, SameSite=Lax, Secure where
+the public URL is https), and a page that refreshes itself (a meta refresh) until the report is there, which is then the very page
 `grade EX FILE --html` writes. Every page is sent with the `--html` page's Content-Security-Policy (plus
 `form-action 'self'`), and everything that comes from a user or a submission goes through `html.esc`.
+
+Every state-changing form (/login, /logout, /submit) refuses a cross-site request before it reads the body:
+a browser says where a request comes from (`Origin`, `Sec-Fetch-Site`), and only the service's own public
+origin is taken. /submit checks the session before it reads the upload. A student (and anyone asking for
+`?view=student`) reads the student view of a report (report.student_view).
 """
 
 from __future__ import annotations
@@ -11,17 +17,22 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Any
+from urllib.parse import urlsplit
 
-from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
 
 from grader import exercises
 from grader.formats import html
 from grader.formats.gradebook import number
 from grader.report import from_dict
 
-COOKIE = "grade_token"
+COOKIE = "grade_session"
+SESSION_S = 8 * 3600  # a page session's lifetime (signing out or revoking the token ends it sooner)
+SAME_SITE_FETCHES = ("same-origin", "none")  # Sec-Fetch-Site values of a request this service's page made
 META_CSP = f"{html.CSP}; form-action 'self'; base-uri 'none'"
 CSP = f"{META_CSP}; frame-ancestors 'none'"  # frame-ancestors works only as a header
 REFRESH_S = 2
@@ -47,18 +58,64 @@ def page(title: str, body: str, status: int = 200, refresh: bool = False) -> HTM
 
 
 def security_headers() -> dict[str, str]:
-    return {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer",
+    return {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
             "Cache-Control": "no-store"}
+
+
+def origin_of(url: str) -> str:
+    """A URL's origin as a browser writes it in `Origin`: scheme://host[:port], the scheme's default port left
+    out; "" for one that has none."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return ""
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if not host or scheme not in ("http", "https"):
+        return ""
+    host = f"[{host}]" if ":" in host else host
+    shown = "" if port is None or (scheme, port) in (("http", 80), ("https", 443)) else f":{port}"
+    return f"{scheme}://{host}{shown}"
+
+
+def cross_site(request: Request, public_url: str) -> bool:
+    """Whether a browser sent this request from another site (a forged form, a login CSRF): its
+    `Sec-Fetch-Site` is not same-origin (or none: typed, bookmarked), or its `Origin` is not the public URL's
+    (`null`, which a browser sends under some referrer policies, only with a same-origin `Sec-Fetch-Site`).
+    A client that sends neither is not a browser acting for a visitor, and carries no visitor's cookie."""
+    fetch_site = request.headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site.lower() not in SAME_SITE_FETCHES:
+        return True
+    origin = request.headers.get("origin")
+    if origin is None:
+        return False
+    if origin.strip().lower() == "null":  # an opaque origin: taken only where the browser vouched same-origin
+        return fetch_site is None
+    return origin_of(origin) == "" or origin_of(origin) != origin_of(public_url)
+
+
+def set_session_cookie(response: Response, value: str, public_url: str, same_site: str = "lax") -> None:
+    """The page session's cookie: HttpOnly, `SameSite` (Lax for the pages; an LTI launch, framed by the
+    platform, will need None, which browsers take only with Secure), Secure where the public URL is https."""
+    secure = public_url.lower().startswith("https://") or same_site == "none"
+    response.set_cookie(COOKIE, value, max_age=SESSION_S, path="/", httponly=True, secure=secure,
+                        samesite=same_site)  # type: ignore[arg-type]
+
+
+def refused() -> HTMLResponse:
+    return page("Refused", '<h1>Refused</h1><p id="error" class="error">This form was sent from another site; '
+                           'open the grader\'s own page and try again.</p><p><a href="/">Back</a></p>', 403)
 
 
 def add_routes(app: FastAPI, service: Callable[[], Any]) -> None:
     from grader.service.app import ApiError  # the pages share the API's checks and words
 
     def who(request: Request) -> Any:
-        try:
-            return service().authenticate(request.cookies.get(COOKIE))
-        except ApiError:
+        """The signed-in principal of this browser's session cookie, or None."""
+        raw = request.cookies.get(COOKIE)
+        if not raw or len(raw) > 200:
             return None
+        return service().store.session_principal(raw)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def home(request: Request) -> Response:
@@ -68,36 +125,67 @@ def add_routes(app: FastAPI, service: Callable[[], Any]) -> None:
         return home_page(caller, service().store.list(caller, None, None, 50))
 
     @app.post("/login", include_in_schema=False)
-    def login(token: Annotated[str, Form()] = "") -> Response:
+    async def login(request: Request) -> Response:
+        if cross_site(request, service().public_url):
+            return refused()  # before the body is read
         try:
-            service().authenticate(token.strip())
+            form = await request.form(max_files=0, max_fields=4)
+            token = form.get("token")
+            await form.close()
+        except Exception:  # noqa: BLE001 - Starlette's MultiPartException, a broken stream: the body is at fault
+            return sign_in_page("That was not a sign-in form.", 400)
+        token = token.strip() if isinstance(token, str) else ""
+        try:
+            principal = await run_in_threadpool(service().authenticate, token)
         except ApiError as exc:
             return sign_in_page(exc.message, 401)
+        session = await run_in_threadpool(service().store.new_session, principal.token_id, SESSION_S)
         response = RedirectResponse("/", 303, headers=security_headers())
-        response.set_cookie(COOKIE, token.strip(), httponly=True, samesite="strict", max_age=7 * 24 * 3600)
+        set_session_cookie(response, session, service().public_url)
         return response
 
     @app.post("/logout", include_in_schema=False)
-    def logout() -> Response:
+    def logout(request: Request) -> Response:
+        if cross_site(request, service().public_url):
+            return refused()
+        raw = request.cookies.get(COOKIE)
+        if raw and len(raw) <= 200:
+            service().store.end_session(raw)
         response = RedirectResponse("/", 303, headers=security_headers())
-        response.delete_cookie(COOKIE)
+        response.delete_cookie(COOKIE, path="/")
         return response
 
     @app.post("/submit", include_in_schema=False)
-    def submit(request: Request, exercise: Annotated[str, Form()], file: Annotated[UploadFile, File()],
-               student: Annotated[str | None, Form()] = None) -> Response:
-        caller = who(request)
+    async def submit(request: Request) -> Response:
+        if cross_site(request, service().public_url):
+            return refused()
+        caller = await run_in_threadpool(who, request)  # the session first: no body is read for a stranger
         if caller is None:
             return sign_in_page("Sign in first.", 401)
         try:
-            row, _ = service().submit(caller, exercise, file.filename or "", file.file.read(2 * 1024 * 1024),
-                                      student or None, None, str(request.base_url), None)
+            form = await request.form(max_files=1, max_fields=8)
+        except Exception:  # noqa: BLE001 - the body is at fault
+            return sign_in_page("That was not an upload form.", 400)
+        try:
+            exercise, student, upload = form.get("exercise"), form.get("student"), form.get("file")
+            if not isinstance(exercise, str) or not isinstance(upload, UploadFile) \
+                    or (student is not None and not isinstance(student, str)):
+                rows = await run_in_threadpool(service().store.list, caller, None, None, 50)
+                return home_page(caller, rows, "Choose an exercise and a file.", 422)
+            content = await upload.read(2 * 1024 * 1024)
+            filename = upload.filename or ""
+        finally:
+            await form.close()
+        try:
+            row, _ = await run_in_threadpool(service().submit, caller, exercise, filename, content,
+                                             student or None, None, None)
         except ApiError as exc:
-            return home_page(caller, service().store.list(caller, None, None, 50), exc.message, exc.status)
+            rows = await run_in_threadpool(service().store.list, caller, None, None, 50)
+            return home_page(caller, rows, exc.message, exc.status)
         return RedirectResponse(f"/feedback/{row.id}", 303, headers=security_headers())
 
     @app.get("/feedback/{submission_id}", response_class=HTMLResponse, include_in_schema=False)
-    def feedback(request: Request, submission_id: str) -> Response:
+    def feedback(request: Request, submission_id: str, view: str | None = None) -> Response:
         caller = who(request)
         if caller is None:
             return sign_in_page("Sign in first.", 401)
@@ -109,7 +197,7 @@ def add_routes(app: FastAPI, service: Callable[[], Any]) -> None:
             return page("Grading…", f'<h1>{html.esc(row.exercise)}: {html.esc(row.status)}</h1>'
                                     f'<p id="status">Your submission is {waiting}. This page refreshes itself '
                                     f'every {REFRESH_S} s.</p><p><a href="/">Back</a></p>', refresh=True)
-        text = html.render(from_dict(json.loads(row.report)))
+        text = html.render(from_dict(json.loads(service().report_for(caller, row.report, view))))
         text = text.replace("<body>", '<body><p><a href="/">← all my submissions</a></p>', 1)
         return HTMLResponse(text, headers=security_headers())
 

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from grader.service.db import Setting, Submission, Token, Webhook
+from grader.service.db import PageSession, Setting, Submission, Token, Webhook
 
 ROLES = ("student", "lms", "instructor")
 STATUSES = ("queued", "running", "graded", "failed")
@@ -45,6 +45,10 @@ _RECENT = (select(func.count(), func.min(_SUBMISSIONS.c.created_at))
            .where(_SUBMISSIONS.c.student == bindparam("student"), _SUBMISSIONS.c.created_at >= bindparam("since"),
                   _SUBMISSIONS.c.priority == 0))
 _INSERT = _SUBMISSIONS.insert()
+
+
+class IdempotencyConflict(Exception):
+    """An Idempotency-Key already used by this token for another student, exercise or file."""
 
 
 class RateLimited(Exception):
@@ -71,6 +75,13 @@ class Claimed:
     filename: str
     content: bytes
     attempts: int
+
+
+def iso(seconds: float) -> str:
+    """A time as the API writes it: ISO 8601 in UTC, to the millisecond, with a Z."""
+    from datetime import UTC, datetime
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def hash_token(token: str) -> str:
@@ -151,6 +162,9 @@ class Store:
             row = session.scalar(select(Token).where(condition))
             if row is not None and row.revoked_at is None:
                 row.revoked_at = time.time()
+                session.execute(update(PageSession).where(PageSession.token_id == row.id,
+                                                          PageSession.revoked_at.is_(None))
+                                .values(revoked_at=row.revoked_at))
             return row
 
     def setting(self, key: str, make: Any) -> str:
@@ -184,19 +198,64 @@ class Store:
                     existing = connection.execute(_BY_KEY, {"token_id": principal.token_id,
                                                             "key": idempotency_key}).first()
                     if existing is not None:
-                        return existing, False
+                        return self._same_request(existing, values), False
                 if rate:
                     limit, window = rate
                     count, oldest = connection.execute(_RECENT, {"student": student, "since": now - window}).one()
                     if count >= limit:
                         raise RateLimited(max(1, int((oldest or now) + window - now + 0.999)))
                 connection.execute(_INSERT, values)
-        except IntegrityError:
+        except IntegrityError:  # another POST with this key committed first (a race): the same rule
             existing = self._by_key(principal.token_id, idempotency_key) if idempotency_key else None
             if existing is None:
                 raise
-            return existing, False
+            return self._same_request(existing, values), False
         return SimpleNamespace(**values), True
+
+    @staticmethod
+    def _same_request(existing: Any, values: dict[str, Any]) -> Any:
+        """The stored submission of a replayed Idempotency-Key, or IdempotencyConflict where the replay asks
+        for something else (another student, exercise or file): that one is never silently dropped."""
+        for name in ("student", "exercise", "sha256"):
+            if getattr(existing, name) != values[name]:
+                raise IdempotencyConflict(name)
+        return existing
+
+    def position(self, row: Any) -> int | None:
+        """How many queued submissions the claim order puts before this queued one (None when not queued)."""
+        if row.status != "queued":
+            return None
+        table = _SUBMISSIONS
+        ahead = (table.c.priority < row.priority) | (
+            (table.c.priority == row.priority) & ((table.c.queued_at < row.queued_at) | (
+                (table.c.queued_at == row.queued_at) & (table.c.id < row.id))))
+        with self.engine.connect() as connection:
+            return int(connection.execute(select(func.count()).where(table.c.status == "queued", ahead)).scalar())
+
+    # ---- the pages' sessions
+    def new_session(self, token_id: int, lifetime_s: float) -> str:
+        """A new session for a signed-in browser: its random id (the cookie's value; stored only hashed)."""
+        raw = "gs_" + secrets.token_urlsafe(32)
+        now = time.time()
+        with self.session() as session:
+            session.add(PageSession(id_sha256=hash_token(raw), token_id=token_id, created_at=now,
+                                    expires_at=now + lifetime_s))
+        return raw
+
+    def session_principal(self, raw: str) -> Principal | None:
+        """Who a session is: None when unknown, expired, signed out, or its token revoked."""
+        with self.session() as session:
+            row = session.execute(
+                select(Token.id, Token.role, Token.student).join(PageSession, PageSession.token_id == Token.id)
+                .where(PageSession.id_sha256 == hash_token(raw), PageSession.revoked_at.is_(None),
+                       PageSession.expires_at > time.time(), Token.revoked_at.is_(None))).first()
+            return Principal(row.id, row.role, row.student) if row else None
+
+    def end_session(self, raw: str) -> None:
+        with self.session() as session:
+            session.execute(update(PageSession).where(PageSession.id_sha256 == hash_token(raw),
+                                                      PageSession.revoked_at.is_(None))
+                            .values(revoked_at=time.time()))
 
     def _by_key(self, token_id: int, key: str) -> Any:
         with self.engine.connect() as connection:
@@ -327,14 +386,15 @@ class Store:
             row = session.get(Submission, submission_id)
             if row.callback_url:
                 body = json.dumps({"id": row.id, "status": status, "score": row.score, "max_score": row.max_score,
-                                   "report_url": f"{row.base_url.rstrip('/')}/api/v1/submissions/{row.id}/report"},
+                                   "report_url": f"{row.base_url.rstrip('/')}/api/v1/submissions/{row.id}/report",
+                                   "exercise": row.exercise, "student": row.student, "graded_at": iso(now)},
                                   separators=(",", ":"))
                 session.add(Webhook(submission_id=row.id, url=row.callback_url, body=body, attempts=0,
                                     next_attempt_at=now, created_at=now, given_up=0))
         return True
 
     # ---- the webhook outbox
-    def due_webhooks(self, hold_s: float, limit: int = 20) -> list[tuple[int, str, str, int]]:
+    def due_webhooks(self, hold_s: float, limit: int = 20) -> list[tuple[int, str, str, int, str]]:
         """Claim the callbacks due now (held for `hold_s`, so another process leaves them alone meanwhile)."""
         now = time.time()
         with self.session() as session:
@@ -344,7 +404,8 @@ class Store:
                 .order_by(Webhook.next_attempt_at).limit(limit).with_for_update(skip_locked=True)))
             for row in rows:
                 row.next_attempt_at = now + hold_s
-            return [(r.id, r.url, r.body, r.attempts) for r in rows]
+            # the delivery's id (X-Grade-Delivery): the same on every retry of this row, another for a regrade's
+            return [(r.id, r.url, r.body, r.attempts, f"{r.submission_id}-{r.id}") for r in rows]
 
     def webhook_done(self, webhook_id: int, delivered: bool, error: str | None, backoff_s: float) -> None:
         now = time.time()

@@ -8,6 +8,8 @@ Every loop survives the database going away: it waits, retries, and goes on when
 
 from __future__ import annotations
 
+import collections
+import http.client
 import json
 import logging
 import os
@@ -18,12 +20,11 @@ import socket
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
@@ -34,6 +35,9 @@ from grader.service.store import MAX_ATTEMPTS, Claimed, Store, sign
 
 log = logging.getLogger("grader.service")
 SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+WEBHOOK_WORKERS = 8  # callbacks delivered at once
+WEBHOOK_PER_HOST = 2  # ... and at most this many to one receiver (host and port): a slow one holds only these
+WEBHOOK_BACKLOG = 64  # callbacks claimed from the outbox and not yet done, at most
 
 
 @dataclass(frozen=True)
@@ -42,7 +46,7 @@ class Timing:
     heartbeat_s: float = 5.0
     poll_s: float = 0.2  # how often an idle process looks for new jobs
     webhook_backoff_s: float = 5.0  # the first retry's delay; it doubles each time
-    webhook_timeout_s: float = 10.0
+    webhook_timeout_s: float = 10.0  # the whole delivery (connect, send, the answer's head), not each read
 
     @classmethod
     def from_environment(cls) -> Timing:
@@ -52,7 +56,8 @@ class Timing:
 
         lease = number("GRADE_SERVICE_LEASE_S", cls.lease_s)
         return cls(lease_s=lease, heartbeat_s=number("GRADE_SERVICE_HEARTBEAT_S", min(cls.heartbeat_s, lease / 3)),
-                   webhook_backoff_s=number("GRADE_SERVICE_WEBHOOK_BACKOFF_S", cls.webhook_backoff_s))
+                   webhook_backoff_s=number("GRADE_SERVICE_WEBHOOK_BACKOFF_S", cls.webhook_backoff_s),
+                   webhook_timeout_s=number("GRADE_SERVICE_WEBHOOK_TIMEOUT_S", cls.webhook_timeout_s))
 
 
 class Metrics:
@@ -228,30 +233,104 @@ class Dispatcher:
 
     # ---- webhooks
     def _webhook_loop(self) -> None:
-        while not self.stop.wait(0.5):
+        """Claim due callbacks and deliver them concurrently: WEBHOOK_WORKERS at once, at most WEBHOOK_PER_HOST
+        to one receiver, each under one total deadline. Claimed callbacks wait here, per receiver, for a free
+        slot of theirs, so a stalling receiver delays only its own callbacks and a fast one is not held back
+        behind the cap of another."""
+        pool = ThreadPoolExecutor(WEBHOOK_WORKERS, thread_name_prefix="grade-callback")
+        lock = threading.Lock()
+        kick = threading.Event()
+        in_flight: dict[str, int] = {}  # receiver (host:port) -> deliveries to it now
+        waiting: dict[str, collections.deque] = {}  # receiver -> claimed callbacks waiting for a slot of its own
+        known: set[int] = set()  # the ids waiting or in flight (a hold that runs out must not deliver one twice)
+        busy = [0]
+
+        def one(item: tuple[int, str, str, int, str], host: str) -> None:
+            webhook_id, url, body, _attempts, delivery = item
             try:
-                due = self.store.due_webhooks(hold_s=self.timing.webhook_timeout_s * 3)
-            except Exception as exc:  # noqa: BLE001 - the database is away; the outbox keeps them
-                log.warning("webhooks: the database did not answer (%s)", str(exc).splitlines()[0][:200])
-                continue
-            for webhook_id, url, body, _attempts in due:
-                delivered, error = deliver(url, body.encode("utf-8"), self.secret, self.timing.webhook_timeout_s)
-                self._retrying("webhook", lambda w=webhook_id, d=delivered, e=error:
-                               self.store.webhook_done(w, d, e, self.timing.webhook_backoff_s))
+                delivered, error = deliver(url, body.encode("utf-8"), self.secret, self.timing.webhook_timeout_s,
+                                           delivery)
+                self._retrying("webhook", lambda: self.store.webhook_done(webhook_id, delivered, error,
+                                                                          self.timing.webhook_backoff_s))
+            finally:
+                with lock:
+                    in_flight[host] -= 1
+                    busy[0] -= 1
+                    known.discard(webhook_id)
+                kick.set()
+
+        try:
+            while not self.stop.is_set():
+                kick.wait(0.5)
+                kick.clear()
+                with lock:
+                    room = WEBHOOK_BACKLOG - len(known)
+                if room > 0:
+                    try:
+                        due = self.store.due_webhooks(hold_s=max(60.0, self.timing.webhook_timeout_s * 6),
+                                                      limit=room)
+                    except Exception as exc:  # noqa: BLE001 - the database is away; the outbox keeps them
+                        log.warning("webhooks: the database did not answer (%s)", str(exc).splitlines()[0][:200])
+                        due = []
+                    with lock:
+                        for item in due:
+                            if item[0] not in known:
+                                known.add(item[0])
+                                waiting.setdefault(urlsplit(item[1]).netloc.lower(), collections.deque()).append(item)
+                with lock:
+                    for host, queue_ in waiting.items():
+                        while queue_ and busy[0] < WEBHOOK_WORKERS and in_flight.get(host, 0) < WEBHOOK_PER_HOST:
+                            in_flight[host] = in_flight.get(host, 0) + 1
+                            busy[0] += 1
+                            pool.submit(one, queue_.popleft(), host)
+                    for host in [h for h, q in waiting.items() if not q]:
+                        del waiting[host]
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
-def deliver(url: str, body: bytes, secret: str, timeout: float) -> tuple[bool, str | None]:
-    """POST a signed callback; (True, None) on a 2xx answer, else (False, why)."""
-    request = urllib.request.Request(url, data=body, method="POST", headers={
-        "Content-Type": "application/json", "X-Grade-Signature": sign(body, secret),
-        "User-Agent": "dl-grader-service"})
+def deliver(url: str, body: bytes, secret: str, deadline_s: float, delivery: str = "") -> tuple[bool, str | None]:
+    """POST a signed callback; (True, None) on a 2xx answer, else (False, why). The whole delivery has one
+    deadline: when it passes, the socket is shut down under whatever read or write is waiting (a receiver
+    that answers a byte every few seconds is cut off, not waited for read by read). Redirects are not
+    followed: the receiver is the URL it was given."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return False, "not an http(s) URL"
+    kind = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            return 200 <= response.status < 300, None if 200 <= response.status < 300 else f"HTTP {response.status}"
-    except urllib.error.HTTPError as exc:
-        return False, f"HTTP {exc.code}"
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+        connection = kind(parts.hostname, parts.port, timeout=deadline_s)
+    except (ValueError, OSError) as exc:
         return False, str(exc)[:300]
+    expired = threading.Event()
+
+    def cut() -> None:
+        expired.set()
+        sock = connection.sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    timer = threading.Timer(deadline_s, cut)
+    timer.daemon = True
+    timer.start()
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    try:
+        connection.request("POST", path, body=body, headers={
+            "Content-Type": "application/json", "X-Grade-Signature": sign(body, secret),
+            "X-Grade-Delivery": delivery, "User-Agent": "dl-grader-service"})
+        status = connection.getresponse().status
+    except (OSError, http.client.HTTPException, ValueError) as exc:
+        why = f"no answer within the delivery's deadline of {deadline_s:g} s" if expired.is_set() else str(exc)
+        return False, why[:300]
+    finally:
+        timer.cancel()
+        connection.close()
+    if expired.is_set():
+        return False, f"no answer within the delivery's deadline of {deadline_s:g} s"
+    return (True, None) if 200 <= status < 300 else (False, f"HTTP {status}")
 
 
 def report_json(text: str | None) -> dict | None:
