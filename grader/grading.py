@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import itertools
 import platform
+import secrets
 import signal
 import time
 from dataclasses import dataclass, replace
@@ -88,15 +89,18 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         info = worker.info()
         devices = resolve_devices(exercise, device, info)
         outcome, failure, tier = None, None, {"tier": Tier.NOT_RUN}
+        counterfactual: dict[tuple[str, str], checks.Counterfactual] = {}
         if not loaded.problem:
             outcome, failure, tier = run_probes(worker, exercise, loaded, selected, devices, limits)
+            if outcome is not None and outcome.done and outcome.load_error is None:
+                counterfactual = counterfactuals(worker, exercise, loaded, selected, devices, limits)
     finally:
         if own_worker:
             worker.close()
     status = run_status(loaded, outcome, failure)
     problem = run_problem(status, loaded, outcome, limits, failure)
     source = Code((c.label, c.source) for c in loaded.cells)
-    results = _results(exercise, selected, devices, outcome, problem, source)
+    results = _results(exercise, selected, devices, outcome, problem, source, counterfactual)
     skipped_cells = notebook_cell_problems(outcome)
     if skipped_cells and not all(r.passed for r in results):  # why a function may be missing or stale
         problem = f"{problem} {skipped_cells}" if problem else skipped_cells
@@ -173,6 +177,47 @@ def run_probes(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, sel
     # The child's hello is sent before student code runs; when the channel was rejected, the worker knows.
     tier = hello.tier if hello is not None and hello.tier is not None else {"tier": worker.tier}
     return outcome, None, tier
+
+
+# The factors of a counterfactual run: a gradient scaled by 0.4-0.5 and a learning rate by 0.6-0.7 (so that
+# none, either and both, 1, g, r and g·r, lie at least 0.1 apart), drawn for each run by the parent.
+GRADIENT_FACTORS, RATE_FACTORS = (0.4, 0.5), (0.6, 0.7)
+
+
+def counterfactuals(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, selected: tuple[Any, ...],
+                    devices: list[str], limits: Limits) -> dict[tuple[str, str], checks.Counterfactual]:
+    """The process checks' calls run once more, in a child of their own on the same worker, with autograd
+    and torch.optim perturbed from before the submission is imported (harness.run, probing.perturb): the
+    evidence by intervention that checks.counterfactual_response judges. Nothing of that run reaches the
+    report but its histories (its output is dropped), so the hidden checks' calls go in with the rest."""
+    keys = {c.key for c in selected if c.compare == "process"}
+    if not keys:
+        return {}
+    draw = secrets.SystemRandom()
+    gradient, rate = round(draw.uniform(*GRADIENT_FACTORS), 6), round(draw.uniform(*RATE_FACTORS), 6)
+    job = {
+        "exercise": exercise.id,
+        "module_name": exercise.id,
+        "probe_source": exercise.probe_source,
+        "cells": [{"label": c.label, "source": c.source} for c in loaded.cells],
+        "forgiving_cells": loaded.submission.kind == "ipynb",
+        "invocations": [i for i in exercise.invocations(selected) if i["key"] in keys],
+        "devices": devices,
+        "limits": limits.as_job(),
+        "perturb": {"gradient": gradient, "rate": rate},
+    }
+    try:
+        outcome = worker.run(job)
+    except SandboxFailure:
+        outcome = None
+    received = {(r.key, r.device): r for r in (outcome.results if outcome else ())}
+    found = {}
+    for key in keys:
+        for device in devices:
+            result = received.get((key, device))
+            fields = result.fields if result is not None and result.ok and isinstance(result.fields, dict) else None
+            found[(key, device)] = checks.Counterfactual(gradient, rate, fields)
+    return found
 
 
 def hidden_keys(selected: tuple[Any, ...]) -> set[str]:
@@ -334,7 +379,8 @@ def describe_load_error(error: ChildError) -> str:
 
 
 def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: list[str],
-             outcome: Outcome | None, problem: str | None, source: Code | None = None) -> tuple[CheckResult, ...]:
+             outcome: Outcome | None, problem: str | None, source: Code | None = None,
+             counterfactual: dict[tuple[str, str], checks.Counterfactual] | None = None) -> tuple[CheckResult, ...]:
     references = exercise.references()
     received: dict[tuple[str, str], Result] = {}
     for result in outcome.results if outcome else ():
@@ -347,7 +393,7 @@ def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: l
     for check in selected:
         per_device = [
             _evaluate(exercise, check, received.get((check.key, device)), references.get(check.key), device,
-                      problem, timed_out, peers[device], source)
+                      problem, timed_out, peers[device], source, (counterfactual or {}).get((check.key, device)))
             for device in devices
         ]
         results.append(_combine(per_device, devices))
@@ -356,11 +402,13 @@ def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: l
 
 def _evaluate(exercise: exercises.Exercise, check: Any, observed: Result | None,
               reference: dict[str, Any] | None, device: str, problem: str | None, timed_out: bool,
-              peers: tuple[Any, ...], source: Code | None = None) -> CheckResult:
+              peers: tuple[Any, ...], source: Code | None = None,
+              counterfactual: checks.Counterfactual | None = None) -> CheckResult:
     """checks.evaluate, fenced: the numbers are the submission's, so whatever they make the comparison or a
     diagnosis do (an overflow, a recursion, an error nobody foresaw) fails this check alone, never the run."""
     try:
-        return checks.evaluate(exercise, check, observed, reference, device, problem, timed_out, peers, source)
+        return checks.evaluate(exercise, check, observed, reference, device, problem, timed_out, peers, source,
+                               counterfactual)
     except Exception:  # noqa: BLE001 - see above
         return CheckResult(name=check.name, status=Status.FAILED, score=0.0, max_score=check.points,
                            symptom=checks.MALFORMED_RESULT, visibility=check.visibility, device=device)

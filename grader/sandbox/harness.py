@@ -16,7 +16,7 @@ import types
 from typing import Any
 
 from grader.sandbox.channel import encode
-from grader.sandbox.probing import Context, ProbeFailure
+from grader.sandbox.probing import Context, ProbeFailure, perturb
 
 MAX_TRACEBACK_CHARS = 3000
 
@@ -156,6 +156,9 @@ def run(job: dict[str, Any], channel: Channel, hidden: Any = None) -> None:
     probes = types.ModuleType("probe")
     exec(compile(job["probe_source"], "probe.py", "exec"), probes.__dict__)  # noqa: S102 - the exercise's own probe
     student_files = {cell["label"] for cell in job["cells"]}
+    mechanism = job.get("perturb")
+    if isinstance(mechanism, dict):  # a counterfactual run (grading.counterfactuals): before any student code
+        perturb(float(mechanism["gradient"]), float(mechanism["rate"]))
     try:
         module, student_files, cell_errors = load_submission(job)
     except BaseException as exc:  # noqa: BLE001
