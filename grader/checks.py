@@ -267,16 +267,16 @@ def _process_evidence(check: CheckSpec, observed: dict[str, Any], history: np.nd
         rate = float(check.args.get("learning_rate", 0.0))
         scales = _update_scales(check)
         tie = _backward_tie(rate, scales, tol)
-        what, did = "backward()", "gave the gradient of the update that followed"
+        what, did = "a backward()", "gave the gradient of the update that followed"
     else:
         calls, tie = _pair_lists(observed.get("step_pairs")), _step_tie(tol)
-        what, did = "optimizer.step()", "moved w from the previous epoch's value to this one"
+        what, did = "an optimizer.step()", "moved w from the previous epoch's value to this one"
     results = [_tied_in_order(calls, path, tie) for path in paths if path.size >= max(1, n_iters - 1)]
     if any(tied >= moves for tied, moves in results):
         return None
     tied = max((t for t, _ in results), default=0)
     moves = min((m for _, m in results), default=n_iters)
-    return f"only {tied} of the {moves} updates of w came from a {what} call that {did}"
+    return f"only {tied} of the {moves} updates of w came from {what} call that {did}"
 
 
 def _update_scales(check: CheckSpec) -> tuple[float, ...]:
