@@ -21,7 +21,17 @@ import numpy as np
 
 from grader import __version__, checks, diagnose, exercises, hints
 from grader.report import CheckResult, Report, RunStatus, Status, Submission
-from grader.sandbox.protocol import ChildError, Done, Hello, Outcome, Phase, Ready, Result, SandboxFailure
+from grader.sandbox.protocol import (
+    COUNTERFACTUAL,
+    ChildError,
+    Done,
+    Hello,
+    Outcome,
+    Phase,
+    Ready,
+    Result,
+    SandboxFailure,
+)
 from grader.sandbox.runner import Zygote
 from grader.sandbox.tiers import Tier
 from grader.source import Code
@@ -91,9 +101,9 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         outcome, failure, tier = None, None, {"tier": Tier.NOT_RUN}
         counterfactual: dict[tuple[str, str], checks.Counterfactual] = {}
         if not loaded.problem:
-            outcome, failure, tier = run_probes(worker, exercise, loaded, selected, devices, limits)
-            if outcome is not None and outcome.done and outcome.load_error is None:
-                counterfactual = counterfactuals(worker, exercise, loaded, selected, devices, limits)
+            factors = draw_factors() if any(c.compare == "process" for c in selected) else None
+            outcome, failure, tier = run_probes(worker, exercise, loaded, selected, devices, limits, factors)
+            counterfactual = counterfactual_results(outcome, factors, selected, devices)
     finally:
         if own_worker:
             worker.close()
@@ -152,11 +162,19 @@ def failure_report(exercise_id: str, path: Path | str, reason: str, limits: Limi
 
 
 def run_probes(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, selected: tuple[Any, ...],
-               devices: list[str], limits: Limits) -> tuple[Outcome | None, str | None, dict[str, Any]]:
+               devices: list[str], limits: Limits, factors: tuple[float, float] | None = None,
+               ) -> tuple[Outcome | None, str | None, dict[str, Any]]:
     """Run the probes of `selected` on `loaded` in `worker`: the typed outcome (None and the reason when the
     worker itself failed) and the sandbox tier the job ran at. What grade(), `grade record`, the doctor and
-    the benchmarks run submissions through."""
+    the benchmarks run submissions through.
+
+    With `factors` (gradient, rate), the process checks' calls run once more at the end, with autograd and
+    torch.optim perturbed by them (probing.perturb): the evidence by intervention that
+    checks.counterfactual_response judges, set apart in the outcome's `counterfactual`. A hidden check's call
+    goes with the hidden calls, so that its inputs reach the child only in their phase."""
     hidden = hidden_keys(selected)
+    process = {c.key for c in selected if c.compare == "process"}
+    perturbed = [i for i in exercise.invocations(selected) if i["key"] in process] if factors else []
     job = {
         "exercise": exercise.id,
         "module_name": exercise.id,
@@ -168,6 +186,10 @@ def run_probes(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, sel
         "devices": devices,
         "limits": limits.as_job(),
     }
+    if perturbed and factors:
+        job["counterfactual"] = {"gradient": factors[0], "rate": factors[1],
+                                 "invocations": [i for i in perturbed if i["key"] not in hidden]}
+        job["hidden_counterfactual"] = [i for i in perturbed if i["key"] in hidden]
     try:
         outcome = worker.run(job)
     except SandboxFailure as exc:
@@ -179,44 +201,28 @@ def run_probes(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, sel
     return outcome, None, tier
 
 
-# The factors of a counterfactual run: a gradient scaled by 0.4-0.5 and a learning rate by 0.6-0.7 (so that
-# none, either and both, 1, g, r and g·r, lie at least 0.1 apart), drawn for each run by the parent.
+# The factors of the counterfactual calls: gradients scaled by 0.4-0.5 and learning rates by 0.6-0.7 (so that
+# none, either and both, 1, g, r and g·r, lie at least 0.1 apart), drawn by the parent for each run.
 GRADIENT_FACTORS, RATE_FACTORS = (0.4, 0.5), (0.6, 0.7)
 
 
-def counterfactuals(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, selected: tuple[Any, ...],
-                    devices: list[str], limits: Limits) -> dict[tuple[str, str], checks.Counterfactual]:
-    """The process checks' calls run once more, in a child of their own on the same worker, with autograd
-    and torch.optim perturbed from before the submission is imported (harness.run, probing.perturb): the
-    evidence by intervention that checks.counterfactual_response judges. Nothing of that run reaches the
-    report but its histories (its output is dropped), so the hidden checks' calls go in with the rest."""
-    keys = {c.key for c in selected if c.compare == "process"}
-    if not keys:
-        return {}
+def draw_factors() -> tuple[float, float]:
     draw = secrets.SystemRandom()
-    gradient, rate = round(draw.uniform(*GRADIENT_FACTORS), 6), round(draw.uniform(*RATE_FACTORS), 6)
-    job = {
-        "exercise": exercise.id,
-        "module_name": exercise.id,
-        "probe_source": exercise.probe_source,
-        "cells": [{"label": c.label, "source": c.source} for c in loaded.cells],
-        "forgiving_cells": loaded.submission.kind == "ipynb",
-        "invocations": [i for i in exercise.invocations(selected) if i["key"] in keys],
-        "devices": devices,
-        "limits": limits.as_job(),
-        "perturb": {"gradient": gradient, "rate": rate},
-    }
-    try:
-        outcome = worker.run(job)
-    except SandboxFailure:
-        outcome = None
-    received = {(r.key, r.device): r for r in (outcome.results if outcome else ())}
+    return round(draw.uniform(*GRADIENT_FACTORS), 6), round(draw.uniform(*RATE_FACTORS), 6)
+
+
+def counterfactual_results(outcome: Outcome | None, factors: tuple[float, float] | None,
+                           selected: tuple[Any, ...], devices: list[str]) -> dict[tuple[str, str], checks.Counterfactual]:
+    """Per (process check's call, device), what its counterfactual call returned, with the factors it ran at."""
+    if factors is None:
+        return {}
+    received = {(r.key[len(COUNTERFACTUAL):], r.device): r for r in (outcome.counterfactual if outcome else ())}
     found = {}
-    for key in keys:
+    for key in {c.key for c in selected if c.compare == "process"}:
         for device in devices:
             result = received.get((key, device))
             fields = result.fields if result is not None and result.ok and isinstance(result.fields, dict) else None
-            found[(key, device)] = checks.Counterfactual(gradient, rate, fields)
+            found[(key, device)] = checks.Counterfactual(*factors, fields)
     return found
 
 
@@ -240,7 +246,13 @@ def in_their_phase(outcome: Outcome, hidden: set[str]) -> Outcome:
                 if isinstance(m, (Hello, Phase, Done))
                 or (i < outcome.hidden_from and not hidden_result(m))
                 or (i > outcome.hidden_from and hidden_result(m))]
-    return replace(outcome, messages=tuple(kept))
+    # The counterfactual calls come last, after the hidden phase when there is one; only their fields are read
+    # (never their messages), so they are set apart whatever their phase.
+    def counterfactual(message: Any) -> bool:
+        return isinstance(message, Result) and message.key.startswith(COUNTERFACTUAL)
+
+    return replace(outcome, messages=tuple(m for m in kept if not counterfactual(m)),
+                   counterfactual=tuple(m for m in outcome.messages if counterfactual(m)))
 
 
 def labelled_output(outcome: Outcome | None, selected: tuple[Any, ...], devices: list[str],

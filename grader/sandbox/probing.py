@@ -506,28 +506,21 @@ def _torch_hooks(events: Events) -> Iterator[None]:
 
 
 def perturb(gradient: float, rate: float) -> None:
-    """The counterfactual run's mechanism, for the child's whole life (installed before the submission is
-    imported, so a name it binds at import is the perturbed one): autograd returns every gradient scaled by
-    `gradient` (the seed of backward() and the grad_outputs of autograd.grad, so hooks see it too), and every
-    optimizer step runs with each group's learning rate scaled by `rate` (restored after the step)."""
+    """The counterfactual runs' mechanism, for the rest of the child's life (harness.run installs it once the
+    normal runs are done): autograd's engine gets every seed scaled by `gradient`, so every gradient it returns
+    is (backward() and autograd.grad alike, however the submission bound them, and every hook sees it), and
+    every optimizer step runs with each group's learning rate scaled by `rate` (restored after the step)."""
     import torch
+    import torch.autograd.graph
     from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
 
-    original_backward, original_grad = torch.autograd.backward, torch.autograd.grad
+    # backward() and autograd.grad call it through torch.autograd's module global, at every call.
+    engine = torch.autograd._engine_run_backward
 
-    def seeds(tensors: Any, given: Any) -> Any:
-        roots = [tensors] if isinstance(tensors, torch.Tensor) else list(tensors)
-        if given is None:
-            given = [None] * len(roots)
-        elif isinstance(given, torch.Tensor):
-            given = [given]
-        return [(g if g is not None else torch.ones_like(t)) * gradient for t, g in zip(roots, list(given))]
-
-    def backward(tensors: Any, grad_tensors: Any = None, *args: Any, **kwargs: Any) -> Any:
-        return original_backward(tensors, seeds(tensors, grad_tensors), *args, **kwargs)
-
-    def grad(outputs: Any, inputs: Any, grad_outputs: Any = None, *args: Any, **kwargs: Any) -> Any:
-        return original_grad(outputs, inputs, seeds(outputs, grad_outputs), *args, **kwargs)
+    def scaled_engine(outputs: Any, seeds: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(seeds, (tuple, list)):
+            seeds = type(seeds)(s * gradient if isinstance(s, torch.Tensor) else s for s in seeds)
+        return engine(outputs, seeds, *args, **kwargs)
 
     rates: list[list[Any]] = []
 
@@ -543,4 +536,4 @@ def perturb(gradient: float, rate: float) -> None:
 
     register_optimizer_step_pre_hook(scale_rate)
     register_optimizer_step_post_hook(restore_rate)
-    torch.autograd.backward, torch.autograd.grad = backward, grad
+    torch.autograd._engine_run_backward = scaled_engine
