@@ -124,9 +124,9 @@ PROCESS_RULES = {
 
 @dataclass(frozen=True)
 class Counterfactual:
-    """A second run of a process check's call, in a child of its own, with the mechanism perturbed from before
-    the submission was imported: autograd's gradients scaled by `gradient`, every optimizer step's learning
-    rate by `rate` (factors the parent drew for that run). `fields` is what the run returned (None: nothing)."""
+    """A process check's call run once more at the end of the job, with the mechanism perturbed: autograd's
+    gradients scaled by `gradient`, every optimizer step's learning rate by `rate` (factors the parent drew for
+    that run). `fields` is what that call returned (None: nothing)."""
 
     gradient: float
     rate: float
