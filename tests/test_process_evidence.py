@@ -78,3 +78,35 @@ def test_the_probe_counts_a_backward_once_it_returns_and_walks_the_graph_behind_
         (w * w).backward()
     assert events.backward == 2
     assert events.backward_leaves == [[], [[2.0, 4.0]]]
+
+
+PERTURBED = """
+import torch
+from torch.autograd import backward as bound_at_import  # bound before the perturbation, perturbed all the same
+from grader.sandbox.probing import perturb
+
+perturb(0.5, 0.25)
+w = torch.tensor(3.0, requires_grad=True)
+(w * w).backward()
+seen = [w.grad.item()]
+w.grad = None
+bound_at_import(w * w)
+(g,) = torch.autograd.grad(w * w, w)
+seen += [w.grad.item(), g.item()]
+optimizer = torch.optim.SGD([w], lr=0.1)
+w.grad = torch.tensor(1.0)
+optimizer.step()
+print(seen, round(w.item(), 6), optimizer.param_groups[0]["lr"])
+"""
+
+
+def test_the_counterfactual_mechanism_scales_autograd_and_the_optimizer_step(tmp_path):
+    """probing.perturb in a fresh interpreter (it changes torch for the rest of the process): every route to
+    autograd returns half the gradient, and a step moves a quarter as far with its rate restored after."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "perturbed.py"
+    script.write_text(PERTURBED, "utf-8")
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True)
+    assert done.stdout.strip() == "[3.0, 3.0, 3.0] 2.975 0.1"

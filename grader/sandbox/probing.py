@@ -527,8 +527,10 @@ def perturb(gradient: float, rate: float) -> None:
     def scale_rate(optimizer: Any, args: Any, kwargs: Any) -> None:
         rates.append([(group, group.get("lr")) for group in optimizer.param_groups])
         for group in optimizer.param_groups:
-            if isinstance(group.get("lr"), (int, float)):
+            try:  # a float, or a tensor (SGD takes either)
                 group["lr"] = group["lr"] * rate
+            except (KeyError, TypeError):
+                continue
 
     def restore_rate(optimizer: Any, args: Any, kwargs: Any) -> None:
         for group, lr in rates.pop() if rates else ():
