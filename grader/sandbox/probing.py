@@ -419,7 +419,7 @@ def _torch_hooks(events: Events) -> Iterator[None]:
 
     def backward(*args: Any, **kwargs: Any) -> Any:
         reached = leaves_before(args[0] if args else kwargs.get("tensors"),
-                                args[4] if len(args) > 4 else kwargs.get("inputs"))
+                                args[5] if len(args) > 5 else kwargs.get("inputs"))
         result = original_backward(*args, **kwargs)  # counted only once it returned
         events.backward += 1
         events.backward_done += 1
