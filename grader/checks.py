@@ -124,13 +124,26 @@ PROCESS_RULES = {
 
 @dataclass(frozen=True)
 class Counterfactual:
-    """A process check's call run once more at the end of the job, with the mechanism perturbed: autograd's
+    """A process check's call run once more at the end of the job, for its first epochs (COUNTERFACTUAL_EPOCHS),
+    with the mechanism perturbed: autograd's
     gradients scaled by `gradient`, every optimizer step's learning rate by `rate` (factors the parent drew for
     that run). `fields` is what that call returned (None: nothing)."""
 
     gradient: float
     rate: float
     fields: dict[str, Any] | None
+
+
+# A counterfactual call runs this many epochs at most: a loop's response to the perturbation shows from its
+# first update on, and the call costs a few epochs instead of the whole run (issue 22: within 1.25x).
+COUNTERFACTUAL_EPOCHS = 6
+
+
+def counterfactual_args(args: dict[str, Any]) -> dict[str, Any]:
+    """A process check's call's arguments for its counterfactual call: its first epochs only."""
+    if not isinstance(args.get("n_iters"), int):
+        return args
+    return {**args, "n_iters": min(args["n_iters"], COUNTERFACTUAL_EPOCHS)}
 
 
 # Which perturbations a run using the mechanism responds to: autograd scales the step by `gradient` (and by
@@ -189,8 +202,9 @@ def counterfactual_response(exercise: Exercise, check: CheckSpec, observed: dict
                             counterfactual: Counterfactual | None) -> str | None:
     """Why the counterfactual run did not respond as a run using the mechanism would (None: it did).
 
-    The normal run is the reference's or a cataloged mistake's (compare_process has made sure); the same loop
-    with autograd's gradients scaled by g and each step's rate by r takes steps scaled by g, r or g·r: its
+    The normal run is the reference's or a cataloged mistake's (compare_process has made sure); the same loop,
+    for its first COUNTERFACTUAL_EPOCHS epochs, with autograd's gradients scaled by g and each step's rate by r,
+    takes steps scaled by g, r or g·r: its
     history is that loop's float64 simulation at a learning rate scaled so. The factor that fits best must be
     one the rule's mechanism gives, and fit far better than no response at all. A loop that computes its
     gradient by hand, or updates by hand, keeps its steps: it follows the unscaled run."""
@@ -213,9 +227,10 @@ def counterfactual_response(exercise: Exercise, check: CheckSpec, observed: dict
         mistake = found[0][0].mistake
     factors = {"none": 1.0, "gradient": counterfactual.gradient, "rate": counterfactual.rate,
                "both": counterfactual.gradient * counterfactual.rate}
-    rate = problem.learning_rate
+    rate, epochs = problem.learning_rate, int(counterfactual_args(check.args).get("n_iters", problem.n_iters))
     fit = {name: mistakes.fields_deviation(counterfactual.fields, mistakes.simulate(
-        problem.with_args(learning_rate=rate * factor), mistake), fields) for name, factor in factors.items()}
+        problem.with_args(learning_rate=rate * factor, n_iters=epochs), mistake), fields)
+        for name, factor in factors.items()}
     best = min(fit, key=lambda name: fit[name])
     if best in RESPONSES[check.require or ""] and fit[best] <= mistakes.MATCH and fit["none"] > mistakes.MATCH:
         return None

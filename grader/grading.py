@@ -168,13 +168,14 @@ def run_probes(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, sel
     worker itself failed) and the sandbox tier the job ran at. What grade(), `grade record`, the doctor and
     the benchmarks run submissions through.
 
-    With `factors` (gradient, rate), the process checks' calls run once more at the end, with autograd and
-    torch.optim perturbed by them (probing.perturb): the evidence by intervention that
+    With `factors` (gradient, rate), the process checks' calls run once more at the end, for their first few
+    epochs, with autograd and torch.optim perturbed by them (probing.perturb): the evidence by intervention that
     checks.counterfactual_response judges, set apart in the outcome's `counterfactual`. A hidden check's call
     goes with the hidden calls, so that its inputs reach the child only in their phase."""
     hidden = hidden_keys(selected)
     process = {c.key for c in selected if c.compare == "process"}
-    perturbed = [i for i in exercise.invocations(selected) if i["key"] in process] if factors else []
+    perturbed = [{**i, "args": checks.counterfactual_args(i["args"])} for i in exercise.invocations(selected)
+                 if i["key"] in process] if factors else []
     job = {
         "exercise": exercise.id,
         "module_name": exercise.id,

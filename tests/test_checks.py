@@ -168,7 +168,8 @@ def test_a_counterfactual_run_that_follows_the_mechanism_is_credited(require, re
                       visibility="visible", require=require)
     normal = run_of(mistakes.Mistake())
     factor = {"gradient": 0.45, "rate": 0.65, "both": 0.45 * 0.65}[responds]
-    perturbed = checks.Counterfactual(0.45, 0.65, run_of(mistakes.Mistake(), learning_rate=0.01 * factor))
+    perturbed = checks.Counterfactual(0.45, 0.65, run_of(mistakes.Mistake(), learning_rate=0.01 * factor,
+                                                                n_iters=checks.COUNTERFACTUAL_EPOCHS))
     assert checks.counterfactual_response(exercises.load("ex03"), check, normal, normal, TOL, perturbed) is None
 
 
@@ -179,7 +180,8 @@ def test_a_counterfactual_run_that_ignores_the_mechanism_is_not(require, ignores
                       visibility="visible", require=require)
     normal = run_of(mistakes.Mistake())
     factor = {"gradient": 0.45, "rate": 0.65, "none": 1.0}[ignores]
-    perturbed = checks.Counterfactual(0.45, 0.65, run_of(mistakes.Mistake(), learning_rate=0.01 * factor))
+    perturbed = checks.Counterfactual(0.45, 0.65, run_of(mistakes.Mistake(), learning_rate=0.01 * factor,
+                                                                n_iters=checks.COUNTERFACTUAL_EPOCHS))
     why = checks.counterfactual_response(exercises.load("ex03"), check, normal, normal, TOL, perturbed)
     assert why is not None and "second run" in why
     # No counterfactual history at all is no evidence for the mechanism either.
@@ -191,7 +193,8 @@ def test_a_cataloged_mistake_keeps_its_credit_when_its_counterfactual_responds()
     check = CheckSpec(name="p", probe="train", args=PROCESS_ARGS, compare="process", points=1,
                       visibility="visible", require="backward")
     sign = mistakes.Mistake(scale=-1.0)
-    perturbed = checks.Counterfactual(0.45, 0.65, run_of(sign, learning_rate=0.01 * 0.45))
+    perturbed = checks.Counterfactual(0.45, 0.65, run_of(sign, learning_rate=0.01 * 0.45,
+                                                          n_iters=checks.COUNTERFACTUAL_EPOCHS))
     reference = run_of(mistakes.Mistake())
     assert checks.counterfactual_response(exercises.load("ex03"), check, run_of(sign), reference, TOL,
                                           perturbed) is None
