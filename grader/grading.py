@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import itertools
 import platform
+import secrets
 import signal
 import time
 from dataclasses import dataclass, replace
@@ -20,7 +21,17 @@ import numpy as np
 
 from grader import __version__, checks, diagnose, exercises, hints
 from grader.report import CheckResult, Report, RunStatus, Status, Submission
-from grader.sandbox.protocol import ChildError, Done, Hello, Outcome, Phase, Ready, Result, SandboxFailure
+from grader.sandbox.protocol import (
+    COUNTERFACTUAL,
+    ChildError,
+    Done,
+    Hello,
+    Outcome,
+    Phase,
+    Ready,
+    Result,
+    SandboxFailure,
+)
 from grader.sandbox.runner import Zygote
 from grader.sandbox.tiers import Tier
 from grader.source import Code
@@ -88,15 +99,18 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         info = worker.info()
         devices = resolve_devices(exercise, device, info)
         outcome, failure, tier = None, None, {"tier": Tier.NOT_RUN}
+        counterfactual: dict[tuple[str, str], checks.Counterfactual] = {}
         if not loaded.problem:
-            outcome, failure, tier = run_probes(worker, exercise, loaded, selected, devices, limits)
+            factors = draw_factors() if any(c.compare == "process" for c in selected) else None
+            outcome, failure, tier = run_probes(worker, exercise, loaded, selected, devices, limits, factors)
+            counterfactual = counterfactual_results(outcome, factors, selected, devices)
     finally:
         if own_worker:
             worker.close()
     status = run_status(loaded, outcome, failure)
     problem = run_problem(status, loaded, outcome, limits, failure)
     source = Code((c.label, c.source) for c in loaded.cells)
-    results = _results(exercise, selected, devices, outcome, problem, source)
+    results = _results(exercise, selected, devices, outcome, problem, source, counterfactual)
     skipped_cells = notebook_cell_problems(outcome)
     if skipped_cells and not all(r.passed for r in results):  # why a function may be missing or stale
         problem = f"{problem} {skipped_cells}" if problem else skipped_cells
@@ -148,11 +162,20 @@ def failure_report(exercise_id: str, path: Path | str, reason: str, limits: Limi
 
 
 def run_probes(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, selected: tuple[Any, ...],
-               devices: list[str], limits: Limits) -> tuple[Outcome | None, str | None, dict[str, Any]]:
+               devices: list[str], limits: Limits, factors: tuple[float, float] | None = None,
+               ) -> tuple[Outcome | None, str | None, dict[str, Any]]:
     """Run the probes of `selected` on `loaded` in `worker`: the typed outcome (None and the reason when the
     worker itself failed) and the sandbox tier the job ran at. What grade(), `grade record`, the doctor and
-    the benchmarks run submissions through."""
+    the benchmarks run submissions through.
+
+    With `factors` (gradient, rate), the process checks' calls run once more at the end, for their first few
+    epochs, with autograd and torch.optim perturbed by them (probing.perturb): the evidence by intervention that
+    checks.counterfactual_response judges, set apart in the outcome's `counterfactual`. A hidden check's call
+    goes with the hidden calls, so that its inputs reach the child only in their phase."""
     hidden = hidden_keys(selected)
+    process = {c.key for c in selected if c.compare == "process"}
+    perturbed = [{**i, "args": checks.counterfactual_args(i["args"])} for i in exercise.invocations(selected)
+                 if i["key"] in process] if factors else []
     job = {
         "exercise": exercise.id,
         "module_name": exercise.id,
@@ -164,6 +187,10 @@ def run_probes(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, sel
         "devices": devices,
         "limits": limits.as_job(),
     }
+    if perturbed and factors:
+        job["counterfactual"] = {"gradient": factors[0], "rate": factors[1],
+                                 "invocations": [i for i in perturbed if i["key"] not in hidden]}
+        job["hidden_counterfactual"] = [i for i in perturbed if i["key"] in hidden]
     try:
         outcome = worker.run(job)
     except SandboxFailure as exc:
@@ -173,6 +200,31 @@ def run_probes(worker: Zygote, exercise: exercises.Exercise, loaded: Loaded, sel
     # The child's hello is sent before student code runs; when the channel was rejected, the worker knows.
     tier = hello.tier if hello is not None and hello.tier is not None else {"tier": worker.tier}
     return outcome, None, tier
+
+
+# The factors of the counterfactual calls: gradients scaled by 0.4-0.5 and learning rates by 0.6-0.7 (so that
+# none, either and both, 1, g, r and g·r, lie at least 0.1 apart), drawn by the parent for each run.
+GRADIENT_FACTORS, RATE_FACTORS = (0.4, 0.5), (0.6, 0.7)
+
+
+def draw_factors() -> tuple[float, float]:
+    draw = secrets.SystemRandom()
+    return round(draw.uniform(*GRADIENT_FACTORS), 6), round(draw.uniform(*RATE_FACTORS), 6)
+
+
+def counterfactual_results(outcome: Outcome | None, factors: tuple[float, float] | None,
+                           selected: tuple[Any, ...], devices: list[str]) -> dict[tuple[str, str], checks.Counterfactual]:
+    """Per (process check's call, device), what its counterfactual call returned, with the factors it ran at."""
+    if factors is None:
+        return {}
+    received = {(r.key[len(COUNTERFACTUAL):], r.device): r for r in (outcome.counterfactual if outcome else ())}
+    found = {}
+    for key in {c.key for c in selected if c.compare == "process"}:
+        for device in devices:
+            result = received.get((key, device))
+            fields = result.fields if result is not None and result.ok and isinstance(result.fields, dict) else None
+            found[(key, device)] = checks.Counterfactual(*factors, fields)
+    return found
 
 
 def hidden_keys(selected: tuple[Any, ...]) -> set[str]:
@@ -195,7 +247,13 @@ def in_their_phase(outcome: Outcome, hidden: set[str]) -> Outcome:
                 if isinstance(m, (Hello, Phase, Done))
                 or (i < outcome.hidden_from and not hidden_result(m))
                 or (i > outcome.hidden_from and hidden_result(m))]
-    return replace(outcome, messages=tuple(kept))
+    # The counterfactual calls come last, after the hidden phase when there is one; only their fields are read
+    # (never their messages), so they are set apart whatever their phase.
+    def counterfactual(message: Any) -> bool:
+        return isinstance(message, Result) and message.key.startswith(COUNTERFACTUAL)
+
+    return replace(outcome, messages=tuple(m for m in kept if not counterfactual(m)),
+                   counterfactual=tuple(m for m in outcome.messages if counterfactual(m)))
 
 
 def labelled_output(outcome: Outcome | None, selected: tuple[Any, ...], devices: list[str],
@@ -334,7 +392,8 @@ def describe_load_error(error: ChildError) -> str:
 
 
 def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: list[str],
-             outcome: Outcome | None, problem: str | None, source: Code | None = None) -> tuple[CheckResult, ...]:
+             outcome: Outcome | None, problem: str | None, source: Code | None = None,
+             counterfactual: dict[tuple[str, str], checks.Counterfactual] | None = None) -> tuple[CheckResult, ...]:
     references = exercise.references()
     received: dict[tuple[str, str], Result] = {}
     for result in outcome.results if outcome else ():
@@ -347,7 +406,7 @@ def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: l
     for check in selected:
         per_device = [
             _evaluate(exercise, check, received.get((check.key, device)), references.get(check.key), device,
-                      problem, timed_out, peers[device], source)
+                      problem, timed_out, peers[device], source, (counterfactual or {}).get((check.key, device)))
             for device in devices
         ]
         results.append(_combine(per_device, devices))
@@ -356,11 +415,13 @@ def _results(exercise: exercises.Exercise, selected: tuple[Any, ...], devices: l
 
 def _evaluate(exercise: exercises.Exercise, check: Any, observed: Result | None,
               reference: dict[str, Any] | None, device: str, problem: str | None, timed_out: bool,
-              peers: tuple[Any, ...], source: Code | None = None) -> CheckResult:
+              peers: tuple[Any, ...], source: Code | None = None,
+              counterfactual: checks.Counterfactual | None = None) -> CheckResult:
     """checks.evaluate, fenced: the numbers are the submission's, so whatever they make the comparison or a
     diagnosis do (an overflow, a recursion, an error nobody foresaw) fails this check alone, never the run."""
     try:
-        return checks.evaluate(exercise, check, observed, reference, device, problem, timed_out, peers, source)
+        return checks.evaluate(exercise, check, observed, reference, device, problem, timed_out, peers, source,
+                               counterfactual)
     except Exception:  # noqa: BLE001 - see above
         return CheckResult(name=check.name, status=Status.FAILED, score=0.0, max_score=check.points,
                            symptom=checks.MALFORMED_RESULT, visibility=check.visibility, device=device)

@@ -44,7 +44,7 @@ def recorded_fields(exercise_id: str, solution: Path | None = None) -> dict[str,
     return fields
 
 
-PROCESS_EVIDENCE = ("backward_values", "step_values", "steps_holding_model")
+PROCESS_EVIDENCE = ("backward_leaves", "step_pairs", "model_steps", "steps_holding_model")
 
 
 def reference_documents(exercise_id: str, solution: Path | None = None) -> dict[str, dict[str, Any]]:

@@ -45,26 +45,36 @@ def test_hidden_trajectories_do_not_reveal_the_expected_value():
 
 
 def test_a_process_check_without_backward_calls_names_no_autograd():
-    check = CheckSpec(name="p", probe="train", args={"n_iters": 2, "w": 0.0}, compare="process", points=1,
-                      visibility="visible", require="backward")
+    check = CheckSpec(name="p", probe="train", args={"n_iters": 2, "w": 0.0, "learning_rate": 0.1},
+                      compare="process", points=1, visibility="visible", require="backward")
     reference = {"w": [0.3, 0.555], "loss": [30.0, 21.675], "backward_calls": 2}
     verdict, code = checks.compare_process(check, {"backward_calls": 0}, reference, TOL)
     assert not verdict.passed and code == "no-autograd"
-    # Each backward() reached a leaf holding w at the start of its epoch: 0.0 (the start), then 0.3.
-    genuine = {**reference, "backward_values": [[0.0], [0.3]]}
+    # Each backward() reached a leaf holding w at the start of its epoch (0.0, then 0.3) and put there the
+    # gradient of the update that followed: 0.3 = 0.0 - 0.1 × -3.0, 0.555 = 0.3 - 0.1 × -2.55.
+    genuine = {**reference, "backward_leaves": [[[0.0, -3.0]], [[0.3, -2.55]]]}
     verdict, code = checks.compare_process(check, genuine, reference, TOL)
     assert verdict.passed and code is None
     # The same counts on a dummy tensor that never holds w: no credit, and the process is named.
-    verdict, code = checks.compare_process(check, {**reference, "backward_values": [[1.0], [1.0]]}, reference, TOL)
-    assert not verdict.passed and code == "no-autograd" and "reached the w" in verdict.message
+    dummy = {**reference, "backward_leaves": [[[1.0, 1.0]], [[1.0, 1.0]]]}
+    verdict, code = checks.compare_process(check, dummy, reference, TOL)
+    assert not verdict.passed and code == "no-autograd" and "gave the gradient" in verdict.message
+    # A lone leaf holding w's value whose gradient is not the update's (a hand-written gradient beside it).
+    lone = {**reference, "backward_leaves": [[[0.0, 1.0]], [[0.3, 1.0]]]}
+    verdict, code = checks.compare_process(check, lone, reference, TOL)
+    assert not verdict.passed and code == "no-autograd"
+    # torch.autograd.grad counts as autograd too.
+    through_grad = {**genuine, "backward_calls": 0, "autograd_grad_calls": 2}
+    assert checks.compare_process(check, through_grad, reference, TOL)[0].passed
 
 
 def test_process_counts_earn_nothing_without_the_run_they_belong_to():
     # Counts alone could be forged over the channel; they only count beside a matching trajectory.
-    check = CheckSpec(name="p", probe="train", args={"n_iters": 2}, compare="process", points=1,
-                      visibility="visible", require="backward")
+    check = CheckSpec(name="p", probe="train", args={"n_iters": 2, "learning_rate": 0.1}, compare="process",
+                      points=1, visibility="visible", require="backward")
     reference = {"w": [0.3, 0.555], "loss": [30.0, 21.675], "backward_calls": 2}
-    forged = {"backward_calls": 2, "w": [0.1, 0.2], "loss": [30.0, 29.0], "backward_values": [[0.1], [0.2]]}
+    forged = {"backward_calls": 2, "w": [0.1, 0.2], "loss": [30.0, 29.0],
+              "backward_leaves": [[[0.1, -1.0]], [[0.2, -1.0]]]}
     verdict, code = checks.compare_process(check, forged, reference, TOL)
     assert not verdict.passed and code is None and "fix the training checks first" in verdict.message
     verdict, _ = checks.compare_process(check, forged, reference, TOL, known_mistake=lambda: True)
@@ -72,7 +82,7 @@ def test_process_counts_earn_nothing_without_the_run_they_belong_to():
     verdict, _ = checks.compare_process(check, {"backward_calls": 2}, reference, TOL)
     assert not verdict.passed
     # A history that never trains earns no process credit, beside a cataloged mistake or not.
-    frozen = {**forged, "w": [0.0, 0.0], "loss": [30.0, 30.0], "backward_values": [[0.0], [0.0]]}
+    frozen = {**forged, "w": [0.0, 0.0], "loss": [30.0, 30.0], "backward_leaves": [[[0.0, 0.0]], [[0.0, 0.0]]]}
     verdict, _ = checks.compare_process(check, frozen, reference, TOL, known_mistake=lambda: True)
     assert not verdict.passed and "no training" in verdict.message
 
@@ -146,3 +156,57 @@ def test_the_fast_median_is_numpys(values):
     from grader.mistakes import _median
 
     assert _median(np.asarray(values)) == float(np.median(np.asarray(values)))
+
+
+PROCESS_ARGS = {"x": [1.0, 2.0, 3.0, 4.0], "y": [2.0, 4.0, 6.0, 8.0], "w": 0.0, "learning_rate": 0.01, "n_iters": 12}
+
+
+@pytest.mark.parametrize("require, responds", [("backward", "gradient"), ("backward", "both"),
+                                               ("optimizer", "rate"), ("optimizer", "both")])
+def test_a_counterfactual_run_that_follows_the_mechanism_is_credited(require, responds):
+    check = CheckSpec(name="p", probe="train", args=PROCESS_ARGS, compare="process", points=1,
+                      visibility="visible", require=require)
+    normal = run_of(mistakes.Mistake())
+    factor = {"gradient": 0.45, "rate": 0.65, "both": 0.45 * 0.65}[responds]
+    perturbed = checks.Counterfactual(0.45, 0.65, run_of(mistakes.Mistake(), learning_rate=0.01 * factor,
+                                                                n_iters=checks.COUNTERFACTUAL_EPOCHS))
+    assert checks.counterfactual_response(exercises.load("ex03"), check, normal, normal, TOL, perturbed) is None
+
+
+@pytest.mark.parametrize("require, ignores", [("backward", "rate"), ("backward", "none"), ("optimizer", "gradient"),
+                                              ("optimizer", "none")])
+def test_a_counterfactual_run_that_ignores_the_mechanism_is_not(require, ignores):
+    check = CheckSpec(name="p", probe="train", args=PROCESS_ARGS, compare="process", points=1,
+                      visibility="visible", require=require)
+    normal = run_of(mistakes.Mistake())
+    factor = {"gradient": 0.45, "rate": 0.65, "none": 1.0}[ignores]
+    perturbed = checks.Counterfactual(0.45, 0.65, run_of(mistakes.Mistake(), learning_rate=0.01 * factor,
+                                                                n_iters=checks.COUNTERFACTUAL_EPOCHS))
+    why = checks.counterfactual_response(exercises.load("ex03"), check, normal, normal, TOL, perturbed)
+    assert why is not None and "second run" in why
+    # No counterfactual history at all is no evidence for the mechanism either.
+    assert checks.counterfactual_response(exercises.load("ex03"), check, normal, normal, TOL,
+                                          checks.Counterfactual(0.45, 0.65, None)) is not None
+
+
+def test_a_cataloged_mistake_keeps_its_credit_when_its_counterfactual_responds():
+    check = CheckSpec(name="p", probe="train", args=PROCESS_ARGS, compare="process", points=1,
+                      visibility="visible", require="backward")
+    sign = mistakes.Mistake(scale=-1.0)
+    perturbed = checks.Counterfactual(0.45, 0.65, run_of(sign, learning_rate=0.01 * 0.45,
+                                                          n_iters=checks.COUNTERFACTUAL_EPOCHS))
+    reference = run_of(mistakes.Mistake())
+    assert checks.counterfactual_response(exercises.load("ex03"), check, run_of(sign), reference, TOL,
+                                          perturbed) is None
+
+
+def test_a_model_moved_between_steps_by_hand_earns_no_optimizer_credit():
+    check = CheckSpec(name="p", probe="train", args={"n_iters": 2}, compare="process", points=1,
+                      visibility="visible", require="optimizer")
+    start = {"initial_weight": [[0.5]], "initial_bias": [0.1], "weight": [[0.7]], "bias": [0.2]}
+    honest = [[[0.5, 0.1], [0.6, 0.15]], [[0.6, 0.15], [0.7, 0.2]]]
+    assert checks._process_evidence(check, {**start, "steps_holding_model": 2, "model_steps": honest},
+                                    None, TOL, 2) is None
+    idle = [[[0.5, 0.1], [0.5, 0.1]], [[0.6, 0.15], [0.6, 0.15]]]  # lr=0 steps, the update by hand between
+    why = checks._process_evidence(check, {**start, "steps_holding_model": 2, "model_steps": idle}, None, TOL, 2)
+    assert why is not None and "without the optimizer" in why

@@ -62,7 +62,7 @@ def test_the_channel_rejects_before_parsing_what_breaks_its_rules(name):
 
 def test_what_the_child_really_sends_still_passes():
     fields = {"w": [0.1, math.inf, -math.inf, math.nan], "rows": [[1.5e-300, -2.0]] * 3, "backward_calls": 100.0,
-              "backward_values": [[0.25], []], "event_order": "BSZ" * 10}
+              "backward_leaves": [[[0.25, -1.5]], []], "event_order": "BSZ" * 10}
     message = {"type": "result", "key": "k", "device": "cpu", "ok": True, "fields": fields}
     decoded = decode(HELLO + encode(message) + encode({"type": "done"}))
     assert decoded[1]["fields"]["w"][1] == math.inf and math.isnan(decoded[1]["fields"]["w"][3])

@@ -16,7 +16,8 @@ import types
 from typing import Any
 
 from grader.sandbox.channel import encode
-from grader.sandbox.probing import Context, ProbeFailure
+from grader.sandbox.probing import Context, ProbeFailure, perturb
+from grader.sandbox.protocol import COUNTERFACTUAL
 
 MAX_TRACEBACK_CHARS = 3000
 
@@ -165,9 +166,17 @@ def run(job: dict[str, Any], channel: Channel, hidden: Any = None) -> None:
         channel.send({"type": "load_error", "error": error, "continued": True})
     contexts = [Context(module, device) for device in job["devices"]]
     _run_all(job["invocations"], probes, contexts, student_files, channel)
+    later: dict[str, Any] = {}
     if job.get("hidden_follows") and hidden is not None:
         channel.send(PHASE)
-        _run_all(hidden()["invocations"], probes, contexts, student_files, channel)
+        later = hidden()
+        _run_all(later["invocations"], probes, contexts, student_files, channel)
+    counterfactual = job.get("counterfactual")
+    if isinstance(counterfactual, dict):  # grading.COUNTERFACTUAL: the process checks' calls once more, perturbed
+        perturb(float(counterfactual["gradient"]), float(counterfactual["rate"]))
+        calls = counterfactual["invocations"] + later.get("counterfactual_invocations", [])
+        _run_all([{**call, "key": COUNTERFACTUAL + call["key"]} for call in calls], probes, contexts,
+                 student_files, channel)
     channel.send({"type": "done"})
 
 

@@ -63,6 +63,9 @@ class LoadError:
     continued: bool
 
 
+COUNTERFACTUAL = "counterfactual:"  # the key prefix of a counterfactual call's result (grading.run_probes)
+
+
 @dataclass(frozen=True)
 class Result:
     """One probe's answer on one device: its fields (the untrusted numbers) or the error it raised."""
@@ -132,6 +135,8 @@ class Outcome:
     hidden_output: str = ""  # printed once the hidden checks' inputs were handed over: instructors only
     output_raw: bytes = b""  # `output`'s bytes, for labelling by the results' output offsets
     hidden_from: int | None = None  # index in `messages` of the phase message: later ones are hidden checks'
+    # the counterfactual calls' results (grading.run_probes sets them apart from the checks' own)
+    counterfactual: tuple[Result, ...] = ()
 
     @property
     def hello(self) -> Hello | None:

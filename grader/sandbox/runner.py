@@ -144,9 +144,11 @@ class Zygote:
         job_id = f"{os.getpid()}-{next(_job_ids)}"
         limits = job["limits"]
         hidden = job.get("hidden_invocations") or []
-        visible = {k: v for k, v in job.items() if k != "hidden_invocations"}
+        hidden_counterfactual = job.get("hidden_counterfactual") or []  # the hidden process checks' calls again
+        visible = {k: v for k, v in job.items() if k not in ("hidden_invocations", "hidden_counterfactual")}
         payload = json.dumps({**visible, "job_id": job_id, "hidden_follows": bool(hidden)}).encode() + b"\n"
-        later = json.dumps({"invocations": hidden}).encode() + b"\n" if hidden else b""
+        later = json.dumps({"invocations": hidden, "counterfactual_invocations": hidden_counterfactual}).encode() \
+            + b"\n" if hidden else b""
         job_read, job_write = os.pipe()
         result_read, result_write = os.pipe()
         output = tempfile.TemporaryFile(prefix="grader-output-")  # noqa: SIM115 - closed below

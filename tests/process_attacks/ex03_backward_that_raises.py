@@ -1,0 +1,27 @@
+"""Attack (ex03): a backward() that raises (a vector output without a gradient), caught, beside a hand-written
+gradient: its graph reaches a leaf holding w, but nothing flows. Expected: the backward() check earns nothing."""
+import torch
+
+
+def forward(w, x):
+    return w * x
+
+
+def loss(y, y_pred):
+    return ((y_pred - y) ** 2).mean()
+
+
+def train(x, y, w=0.0, learning_rate=0.01, n_iters=100):
+    w = torch.tensor(float(w), dtype=x.dtype, device=x.device)
+    history = []
+    for _ in range(n_iters):
+        y_pred = forward(w, x)
+        l = loss(y, y_pred)
+        copy = w.clone().requires_grad_(True)
+        try:
+            (copy * x).backward()  # not a scalar: autograd refuses before any gradient flows
+        except RuntimeError:
+            pass
+        w = w - learning_rate * (2 * x * (y_pred - y)).mean()
+        history.append((w.item(), l.item()))
+    return history
