@@ -55,7 +55,7 @@ def wall(command: list[str]) -> tuple[float, str]:
 
 def child(directory: str, out: str, jobs: int) -> None:
     """Run in a fresh process: one batch, then its own peak RSS and timings as JSON on stdout."""
-    from grader import batch
+    from grader.classroom import batch
 
     started = time.perf_counter()
     result = batch.run(Path(directory), Path(out), ["ex03"], batch.Options(jobs=jobs, device="cpu"))

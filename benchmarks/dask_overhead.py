@@ -106,7 +106,7 @@ def cpu_ms(processes) -> float:
 def per_task(client, job: dict, trips: int, scheduler, workers) -> dict[str, object]:
     """Sequential round trips (ms) with the CPU each side spent per trip (this client process, the scheduler,
     the workers), then per task with `trips` in flight, with the scheduler's CPU per task there."""
-    from grader.distributed import echo
+    from grader.execution.cluster import echo
 
     me = psutil.Process()
     client.submit(echo, job, pure=False).result()
@@ -137,8 +137,9 @@ def main() -> None:
 
     from distributed import Client
 
-    from grader import batch, grading
-    from grader.distributed import STREAM_INTERVAL_S
+    from grader.classroom import batch
+    from grader.execution.cluster import STREAM_INTERVAL_S
+    from grader.grading import pipeline as grading
 
     print(f"load average at start {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)", flush=True)
     work = Path(tempfile.mkdtemp(prefix="dask-overhead-"))

@@ -14,13 +14,13 @@ import statistics
 import time
 from pathlib import Path
 
-from grader import grading
+from grader.grading import pipeline as grading
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 1.25
 
 
-def per_submission(exercise: str, paths: list[Path], worker: grading.Zygote) -> float:
+def per_submission(exercise: str, paths: list[Path], worker: grading.ZygoteClient) -> float:
     started = time.perf_counter()
     for path in paths:
         grading.grade(exercise, path, device="cpu", worker=worker)

@@ -4,7 +4,7 @@ Another CPU's kernels (AVX-512 sums in 16 lanes, AVX2 in 8) change the order of 
 maths. Permuting the samples does the same to every mean in MSE and its gradient, so the drift it causes bounds
 what a kernel change can do to a recording. This measures it on the solutions' own training runs (the notebook
 data and the variations the checks use) and prints the largest drift in float32 ulps of the value, floored at
-1/1024 of the trajectory's largest magnitude: the measure grader.record.drift bounds by REFERENCE_ULPS.
+1/1024 of the trajectory's largest magnitude: the measure grader.grading.record.drift bounds by REFERENCE_ULPS.
 
     python benchmarks/reference_drift.py [--permutations 20]
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from grader.record import FLOAT32_EPS, REFERENCE_FLOOR, REFERENCE_ULPS
+from grader.grading.record import FLOAT32_EPS, REFERENCE_FLOOR, REFERENCE_ULPS
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from grader import grading
-from grader.sandbox.runner import Zygote
+from grader.grading import pipeline as grading
+from grader.sandbox.client import ZygoteClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SOLUTION = ROOT / "solutions" / "ex03.py"
@@ -30,7 +30,7 @@ SPEED_GOAL = 20.0
 
 def per_submission(rounds: int) -> dict[str, dict[str, float | str]]:
     """Median per-submission time for each tier; the tiers take turns, so load drift hits all alike."""
-    workers = {tier: Zygote("torch", sandbox=tier) for tier in TIERS}
+    workers = {tier: ZygoteClient("torch", sandbox=tier) for tier in TIERS}
     walls: dict[str, list[float]] = {tier: [] for tier in TIERS}
     try:
         for tier, worker in workers.items():

@@ -6,7 +6,7 @@
   Goal: the service at least 90% of the batch's rate.
 - POST latency during the burst (8 concurrent clients): p50 and p99. Goal: p99 at most 50 ms.
 - The service process's RSS (its sandboxed workers excluded) after 100 and after COUNT reports, and the
-  RSS of its grading runners (the `grader.service.runner` processes it starts, when it has them). Goal: flat.
+  RSS of its grading runners (the `grader.service.runners` processes it starts, when it has them). Goal: flat.
 - One submission on an idle service: POST to a stored report, p50 of --idle rounds, against the report's
   own `duration_s` (the trusted parent's grading call, the sandboxed child's run included).
   Goal: at most 3x.
@@ -55,11 +55,11 @@ def rss_mib(pid: int) -> float:
 
 
 def runners_mib(pid: int) -> float | None:
-    """The RSS of the service's grading runner processes (its children running grader.service.runner)."""
+    """The RSS of the service's grading runner processes (its children running grader.service.runners)."""
     total, found = 0.0, False
     for entry in Path("/proc").iterdir():
         try:
-            if not entry.name.isdigit() or b"grader.service.runner" not in (entry / "cmdline").read_bytes():
+            if not entry.name.isdigit() or b"grader.service.runners" not in (entry / "cmdline").read_bytes():
                 continue
             if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) != pid:
                 continue

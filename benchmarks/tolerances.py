@@ -1,7 +1,7 @@
 """How much room each check's tolerance leaves between correct variants and the cataloged mistakes.
 
 For every exercise and check, the comparison of an answer with the reference uses
-`allowed = atol × scale + rtol × |expected|` (grader/checks.py). The *usage* of an answer is the largest
+`allowed = atol × scale + rtol × |expected|` (grader/grading/checks.py). The *usage* of an answer is the largest
 `|got − expected| / allowed` over its values and epochs: the check passes when usage ≤ 1. This prints, per check,
   - the largest usage among correct variants: the float64 simulation of the correct loop, and every
     tests/submissions/exNN/correct_*.py run through the sandbox (float64 code, w.data updates, detach, ...);
@@ -25,10 +25,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from grader import checks, exercises, grading, mistakes
-from grader.exercises import CheckSpec, Exercise
-from grader.sandbox.runner import Zygote
-from grader.submission import read
+from grader.course import exercises
+from grader.course.exercises import CheckSpec, Exercise
+from grader.course.submission import read
+from grader.grading import checks, mistakes
+from grader.grading import pipeline as grading
+from grader.sandbox.client import ZygoteClient
 
 SUBMISSIONS = ROOT / "tests" / "submissions"
 
@@ -49,7 +51,7 @@ def usage(observed: dict[str, Any], reference: dict[str, Any], check: CheckSpec,
     return worst
 
 
-def run_submission(worker: Zygote, exercise: Exercise, path: Path) -> dict[str, dict[str, Any]]:
+def run_submission(worker: ZygoteClient, exercise: Exercise, path: Path) -> dict[str, dict[str, Any]]:
     """The raw fields each check's probe returned for a submission, keyed by invocation key (CPU)."""
     loaded = read(path, exercise.id)
     outcome, _, _ = grading.run_probes(worker, exercise, loaded, exercise.checks, ["cpu"], grading.Limits())
@@ -62,7 +64,7 @@ def simulated(check: CheckSpec, reference: dict[str, Any]) -> dict[str, dict[str
     out: dict[str, dict[str, Any]] = {}
     args = check.args
     if check.compare == "trajectory":
-        from grader.diagnose import problem_for
+        from grader.grading.diagnose import problem_for
 
         problem = problem_for(check, reference)
         if problem is None:
@@ -91,7 +93,7 @@ def _fields(run: mistakes.Trajectory, dtype: type) -> dict[str, Any]:
 def matching(check: CheckSpec, reference: dict[str, Any]) -> tuple[float, float, str] | None:
     """How diagnose.py's epoch-by-epoch matching separates the mistakes on a trajectory check: the worst fit of
     a float32 run to its own float64 simulation, and the closest fit to another's (or the correct loop's)."""
-    from grader.diagnose import problem_for
+    from grader.grading.diagnose import problem_for
 
     problem = problem_for(check, reference)
     if problem is None or check.compare != "trajectory":
@@ -115,7 +117,7 @@ def expected_to_fail(path: Path, check: CheckSpec) -> bool:
     return any(check.name.startswith(prefix) and code != "passed" for prefix, code in spec.get("checks", {}).items())
 
 
-def measure(exercise: Exercise, worker: Zygote) -> list[dict[str, Any]]:
+def measure(exercise: Exercise, worker: ZygoteClient) -> list[dict[str, Any]]:
     references = exercise.references()
     folder = SUBMISSIONS / exercise.id
     runs = {p: run_submission(worker, exercise, p) for p in sorted(folder.glob("*.py"))
@@ -175,12 +177,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("exercises", nargs="*", help="exercise ids (default: all)")
     selected = parser.parse_args().exercises or exercises.exercise_ids()
-    workers: dict[str, Zygote] = {}
+    workers: dict[str, ZygoteClient] = {}
     try:
         for exercise_id in selected:
             exercise = exercises.load(exercise_id)
             worker = workers.get(exercise.framework) or workers.setdefault(
-                exercise.framework, Zygote(exercise.framework, want_cuda=False))
+                exercise.framework, ZygoteClient(exercise.framework, want_cuda=False))
             report(exercise, measure(exercise, worker))
     finally:
         for worker in workers.values():

@@ -3,8 +3,8 @@
 A page asks for a generated part with a marker on a line of its own, e.g. `<!-- generated: cli -->`:
 
 - `cli`: every `grade` command, its arguments and options with their defaults, walked from the click group;
-- `diagnoses`: the diagnosis codes from the registry (grader/codes.py) with the explanation each one gives
-  (grader/diagnose.py);
+- `diagnoses`: the diagnosis codes from the registry (grader/model/codes.py) with the explanation each one gives
+  (grader/grading/diagnose.py);
 - `openapi`: the grading service's endpoints from the FastAPI app's own OpenAPI document, which the site also
   serves as `openapi.json`;
 - `benchmarks`: benchmarks/RESULTS.md, which lives beside the benchmark scripts.
@@ -114,7 +114,7 @@ def _walk(group: click.Group, prefix: str, parent: click.Context) -> list[str]:
 
 def cli_reference() -> str:
     """Every command of `grade`: `grade EX [FILE]` (the hidden `check` command that an exercise id selects) first."""
-    from grader.cli import main
+    from grader.cli.main import main
 
     root = click.Context(main, info_name="grade")
     check = main.commands["check"]
@@ -127,7 +127,7 @@ def cli_reference() -> str:
 
 def cli_options() -> dict[str, dict[str, Any]]:
     """Each command's options and their defaults as the generated page shows them (for tests)."""
-    from grader.cli import main
+    from grader.cli.main import main
 
     found: dict[str, dict[str, Any]] = {}
 
@@ -146,8 +146,8 @@ def cli_options() -> dict[str, dict[str, Any]]:
 # ---- the diagnosis codes
 
 def diagnoses_reference() -> str:
-    from grader import diagnose
-    from grader.codes import CODES
+    from grader.grading import diagnose
+    from grader.model.codes import CODES
 
     lines = ["| code | the mistake it names | since |", "|---|---|---|"]
     lines += [f"| `{c.value}` | {c.meaning} | {c.since} |" for c in CODES]

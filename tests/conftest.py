@@ -3,16 +3,23 @@
 from __future__ import annotations
 
 import platform
+import sys
 from pathlib import Path
 
 import pytest
 
-from grader import exercises, grading
-from grader.sandbox.runner import Zygote
+from grader.course import exercises
+from grader.grading import pipeline as grading
+from grader.sandbox.client import ZygoteClient
 
 ROOT = Path(__file__).resolve().parent.parent
 SUBMISSIONS = ROOT / "tests" / "submissions"
 ATTACKS = ROOT / "tests" / "attacks"
+
+# Tests live in folders that mirror grader/'s packages; a test module may import another's helpers by its name
+# (from test_batch import make_class), as when they shared one folder.
+TEST_FOLDERS = ("model", "course", "grading", "sandbox", "execution", "formats", "classroom", "lms", "service", "cli")
+sys.path[:0] = [str(ROOT / "tests" / folder) for folder in TEST_FOLDERS if str(ROOT / "tests" / folder) not in sys.path]
 
 
 def cuda_available() -> bool:
@@ -44,13 +51,13 @@ class Workers:
     """Zygotes shared across tests, restarted if a test killed one."""
 
     def __init__(self) -> None:
-        self._workers: dict[tuple[str, bool], Zygote] = {}
+        self._workers: dict[tuple[str, bool], ZygoteClient] = {}
 
-    def get(self, exercise_id: str, want_cuda: bool = False) -> Zygote:
+    def get(self, exercise_id: str, want_cuda: bool = False) -> ZygoteClient:
         key = (exercises.framework_of(exercise_id), want_cuda)
         worker = self._workers.get(key)
         if worker is None or not worker.alive:
-            worker = self._workers[key] = Zygote(key[0], want_cuda=want_cuda)
+            worker = self._workers[key] = ZygoteClient(key[0], want_cuda=want_cuda)
         return worker
 
     def close(self) -> None:
@@ -67,13 +74,13 @@ def workers():
 
 @pytest.fixture(scope="module")
 def sandbox_workers():
-    """sandbox_workers(tier, cgroups=True, framework="torch") -> a Zygote held at that sandbox tier."""
-    started: dict[tuple[str, bool, str], Zygote] = {}
+    """sandbox_workers(tier, cgroups=True, framework="torch") -> a ZygoteClient held at that sandbox tier."""
+    started: dict[tuple[str, bool, str], ZygoteClient] = {}
 
-    def get(tier: str, cgroups: bool = True, framework: str = "torch") -> Zygote:
+    def get(tier: str, cgroups: bool = True, framework: str = "torch") -> ZygoteClient:
         key = (tier, cgroups, framework)
         if key not in started or not started[key].alive:
-            started[key] = Zygote(framework, sandbox=tier, cgroups=cgroups)
+            started[key] = ZygoteClient(framework, sandbox=tier, cgroups=cgroups)
         return started[key]
 
     yield get

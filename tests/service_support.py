@@ -143,7 +143,7 @@ def token(db_url: str, role: str, student: str | None = None) -> str:
     """A token made by `grade token add` (run in-process through click's runner)."""
     from click.testing import CliRunner
 
-    from grader.cli import main
+    from grader.cli.main import main
 
     arguments = ["token", "add", "--role", role, "--db", db_url] + (["--student", student] if student else [])
     result = CliRunner().invoke(main, arguments)
@@ -244,9 +244,9 @@ class Server:
                        if parent in zygotes and name_of(pid) != SPARE_NAME})
 
     def runners(self) -> list[int]:
-        """The service's grading runner processes (grader.service.runner)."""
+        """The service's grading runner processes (grader.service.runners)."""
         assert self.process is not None
-        return [pid for pid, cmdline in descendants(self.process.pid) if b"grader.service.runner" in cmdline]
+        return [pid for pid, cmdline in descendants(self.process.pid) if b"grader.service.runners" in cmdline]
 
     def stop(self) -> None:
         if self.process and self.process.poll() is None:

@@ -136,7 +136,7 @@ def test_the_student_install_line_brings_the_plots():
 
 def test_the_cli_page_is_generated_from_every_command_and_option():
     hooks = load_hooks()
-    from grader.cli import main
+    from grader.cli.main import main
 
     assert "<!-- generated: cli -->" in (ROOT / "docs" / "cli.md").read_text("utf-8")
     page = hooks.cli_reference()
@@ -158,8 +158,8 @@ def test_the_cli_page_is_generated_from_every_command_and_option():
 
 def test_the_diagnoses_page_is_the_registry_with_its_explanations():
     hooks = load_hooks()
-    from grader import diagnose
-    from grader.codes import CODES
+    from grader.grading import diagnose
+    from grader.model.codes import CODES
 
     assert "<!-- generated: diagnoses -->" in (ROOT / "docs" / "diagnoses.md").read_text("utf-8")
     page = hooks.diagnoses_reference()
@@ -181,7 +181,7 @@ def test_the_openapi_page_lists_every_endpoint_of_the_app():
 
 def test_the_metrics_page_names_every_metric_of_the_service():
     pytest.importorskip("prometheus_client")
-    from grader.service.worker import Metrics
+    from grader.service.dispatcher import Metrics
 
     names = {metric.name for metric in Metrics().registry.collect()}
     page = (ROOT / "docs" / "operator" / "metrics.md").read_text("utf-8")
@@ -231,8 +231,8 @@ def test_nothing_cites_a_file_the_repository_lacks():
 
 
 def test_the_report_page_names_every_schema_version_field_and_status():
-    from grader.report import SCHEMA_VERSION, RunStatus
-    from grader.report import schema as report_schema
+    from grader.model.report import SCHEMA_VERSION, RunStatus
+    from grader.model.report import schema as report_schema
 
     page = (ROOT / "docs" / "report.md").read_text("utf-8")
     schema = report_schema()
@@ -245,7 +245,7 @@ def test_the_report_page_names_every_schema_version_field_and_status():
 
 
 def test_the_lms_exports_page_describes_every_layout():
-    from grader.layouts import LAYOUTS
+    from grader.classroom.layouts import LAYOUTS
 
     page = (ROOT / "docs" / "instructor" / "lms-exports.md").read_text("utf-8")
     assert f"--layout {'|'.join(LAYOUTS)}" in page

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from grader import exercises
-from grader.report import validation_errors
+from grader.course import exercises
+from grader.model.report import validation_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 COURSE_FILES = ("statement.md", "stub.py", "hints.md", "spec.toml", "probe.py", "references/visible.json")

@@ -1,0 +1,1 @@
+"""A report rendered for a reader: terminal table, HTML page, plot, Gradescope, PrairieLearn."""

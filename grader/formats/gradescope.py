@@ -4,7 +4,7 @@ Shape (Gradescope's "Autograder Specifications"): top-level `score` (overrides t
 `execution_time` (seconds), `output`, `visibility`, `stdout_visibility`, `extra_data` and `tests`; each
 test has `name`, `score`, `max_score`, `status` ("passed" | "failed"), `output`, `visibility` and
 optionally `number` and `tags`. A hidden check becomes `after_published`: the student sees it once the
-instructor publishes the grades, never before. `validate` in tests/test_lms.py holds the schema we check
+instructor publishes the grades, never before. `validate` in tests/lms/test_lms.py holds the schema we check
 this against.
 
 Outputs are Markdown (`output_format: md`, which Gradescope renders). A Gradescope student cannot run
@@ -18,8 +18,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from grader import hints, sanitize
-from grader.report import CheckResult, Report
+from grader.course import hints
+from grader.model import sanitize
+from grader.model.report import CheckResult, Report
 
 OUTPUT_CAP = 10_000  # characters of the submission's own prints shown back to the student
 VISIBILITY = {"visible": "visible", "hidden": "after_published"}

@@ -13,8 +13,9 @@ import html
 import re
 from pathlib import Path
 
-from grader import hints, sanitize
-from grader.report import CheckResult, Report, Status
+from grader.course import hints
+from grader.model import sanitize
+from grader.model.report import CheckResult, Report, Status
 
 OUTPUT_LINES = 60  # the end of the submission's printed output shown on the page
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import textwrap
 
-from grader import sanitize
-from grader.diagnose import without_stock_text
-from grader.report import CheckResult, Report, Status, compose
+from grader.grading.diagnose import without_stock_text
+from grader.model import sanitize
+from grader.model.report import CheckResult, Report, Status, compose
 
 SYMBOLS = {
     Status.PASSED: "PASS",

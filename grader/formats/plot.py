@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from grader.report import CheckResult, Report, Status
+from grader.model.report import CheckResult, Report, Status
 
 MAX_EPOCHS = 100_000  # the channel's own cap on a list; more would only slow the drawing
 # A diverged run is drawn at most this far out: beyond it the picture says nothing more, and matplotlib's

@@ -14,8 +14,9 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from grader import hints, sanitize
-from grader.report import CheckResult, Report, RunStatus
+from grader.course import hints
+from grader.model import sanitize
+from grader.model.report import CheckResult, Report, RunStatus
 
 OUTPUT_CAP = 10_000
 IMAGE_CAP = 600_000  # bytes of base64 PNG: results.json must stay under 1 MB

@@ -16,8 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from grader.sandbox.client import ZygoteClient
 from grader.sandbox.protocol import Ready
-from grader.sandbox.runner import Zygote
 from grader.sandbox.tiers import Tier, at_least
 
 CANARY_NAME = "GRADER_DOCTOR_CANARY"
@@ -72,14 +72,14 @@ class SandboxTooWeak(RuntimeError):
     """This machine cannot reach the tier a caller requires (e.g. `grade batch --require-sandbox`)."""
 
 
-def require_namespace_tier(worker: Zygote | None = None) -> dict[str, Any]:
+def require_namespace_tier(worker: ZygoteClient | None = None) -> dict[str, Any]:
     """The sandbox plan, or SandboxTooWeak when jobs would run below the namespaces tier.
 
     Pass the worker that will grade, so the answer is about it; without one, a NumPy worker (no torch
     import) is started just to ask.
     """
     own = worker is None
-    worker = worker or Zygote("numpy")
+    worker = worker or ZygoteClient("numpy")
     try:
         plan = Ready.from_wire(worker.info()).sandbox
     finally:
@@ -101,7 +101,7 @@ def examine(sandbox: str = "auto") -> dict[str, Any]:
         os.chmod(outside, 0o777)  # so that only the sandbox, not file permissions, can stop the write
         os.environ[CANARY_NAME] = "visible"
         try:
-            with Zygote("numpy", sandbox=sandbox) as worker:
+            with ZygoteClient("numpy", sandbox=sandbox) as worker:
                 plan = Ready.from_wire(worker.info()).sandbox
                 outcome = worker.run(_job(listener.getsockname()[1], repo, outside))
         finally:

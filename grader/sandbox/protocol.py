@@ -162,7 +162,7 @@ class Outcome:
 
 
 def decode_event(event: dict[str, Any]) -> Outcome:
-    """What `Zygote.run_raw` returned (here or on another machine), decoded and validated into an Outcome."""
+    """What `ZygoteClient.run_raw` returned (here or on another machine), decoded and validated into an Outcome."""
     if not isinstance(event, dict):
         raise SandboxFailure("the grading worker's answer could not be read (not a mapping)")
     try:
@@ -210,7 +210,7 @@ def decode_capped(data: bytes, size: int) -> str:
 
 
 def ready(event: Any) -> dict[str, Any]:
-    """The worker's first line, checked: Zygote.info() keeps it as sent; read it through `Ready`."""
+    """The worker's first line, checked: ZygoteClient.info() keeps it as sent; read it through `Ready`."""
     if not isinstance(event, dict) or event.get("event") != "ready":
         raise SandboxFailure("the grading worker did not start")
     return event
@@ -218,7 +218,7 @@ def ready(event: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Ready:
-    """What a worker found where it runs (its `ready` event, Zygote.info()): torch, CUDA, its sandbox plan."""
+    """What a worker found where it runs (its `ready` event, ZygoteClient.info()): torch, CUDA, its sandbox plan."""
 
     torch: str | None
     cuda: bool

@@ -1,6 +1,6 @@
 """A pre-warmed worker: imports torch once, then forks one sandboxed child per submission (ahead of it).
 
-Run as `python -I -m grader.sandbox.zygote FD` by `runner.Zygote`, FD being its end of a unix socket to the
+Run as `python -I -m grader.sandbox.zygote FD` by `runner.ZygoteClient`, FD being its end of a unix socket to the
 trusted parent. It never holds reference data, and it never reads a job or a result either: every child
 is forked from this process, so whatever it had read, every later child would inherit (a submission that
 scans its own memory would find an earlier student's code). A job arrives as a control message (its id and

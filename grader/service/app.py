@@ -35,13 +35,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from grader import exercises, grading
-from grader.executor import Executor
+from grader.course import exercises
+from grader.execution.executor import Executor
+from grader.grading import pipeline as grading
 from grader.service import pages
 from grader.service.db import default_url, make_engine, migrate
-from grader.service.runner import Runners, RunnerSpec
+from grader.service.dispatcher import Dispatcher, Metrics, Timing
+from grader.service.runners import Runners, RunnerSpec
 from grader.service.store import IdempotencyConflict, Principal, RateLimited, Store
-from grader.service.worker import Dispatcher, Metrics, Timing
 
 log = logging.getLogger("grader.service")
 MAX_FILE_BYTES = 1024 * 1024  # 1 MiB: larger uploads are answered 413
@@ -384,7 +385,7 @@ class Service:
         """The report a caller may read: the student view for a student (whatever it asks), and for lms and
         instructor callers that asked for `view=student`; the whole stored report otherwise."""
         if principal.role == "student" or view == "student":
-            from grader.report import from_dict, student_dict
+            from grader.model.report import from_dict, student_dict
 
             try:
                 return json.dumps(student_dict(from_dict(json.loads(report_json))))
@@ -393,8 +394,8 @@ class Service:
         return report_json
 
     def gradebook_csv(self) -> str:
-        from grader.formats.gradebook import number, status_of
-        from grader.report import from_dict
+        from grader.classroom.gradebook import number, status_of
+        from grader.model.report import from_dict
 
         ids = exercises.exercise_ids()
         max_scores = {e: float(sum(c.points for c in exercises.load(e).checks)) for e in ids}

@@ -25,10 +25,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from grader import exercises
+from grader.classroom.gradebook import number
+from grader.course import exercises
 from grader.formats import html
-from grader.formats.gradebook import number
-from grader.report import from_dict
+from grader.model.report import from_dict
 
 COOKIE = "grade_session"
 SESSION_S = 8 * 3600  # a page session's lifetime (signing out or revoking the token ends it sooner)

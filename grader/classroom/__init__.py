@@ -1,0 +1,1 @@
+"""A whole class: batch grading, LMS folder layouts, gradebooks, class pages, similarity."""

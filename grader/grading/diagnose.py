@@ -1,0 +1,685 @@
+"""Turning a failed comparison into a named mistake (docs/diagnoses.md's codes) and an explanation.
+
+Every detector looks at behaviour only: the numbers a submission returned (compared with float64
+simulations of each cataloged mistake, see mistakes.py), the same function's answers for the other
+checks' arguments, the counts and order of backward() / step() / zero_grad() calls, the warnings it raised,
+or the exception it threw. A detector returns a Diagnosis or None; the first one that fires wins, so the
+order of DETECTORS is from the most specific evidence to the least. A correct submission never reaches
+this module: diagnoses are only asked for checks that failed.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from grader.course.exercises import CheckSpec, Exercise
+from grader.course.source import Code
+from grader.grading import mistakes
+from grader.model.codes import DiagnosisCode
+from grader.model.report import CheckResult
+from grader.sandbox.protocol import ChildError
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    code: str
+    explanation: str
+    cause_first: bool = False  # the explanation goes before the symptom (the error it led to)
+
+
+@dataclass(frozen=True)
+class Peer:
+    """Another check of the same submission on the same device: its arguments, answer and reference."""
+
+    check: CheckSpec
+    observed: dict[str, Any] | None  # the fields, when the probe ran without an error
+    reference: dict[str, Any] | None
+
+
+@dataclass(frozen=True)
+class Evidence:
+    exercise: Exercise
+    check: CheckSpec
+    observed: dict[str, Any]
+    expected: dict[str, Any]
+    peers: tuple[Peer, ...] = field(default=())
+    source: Code | None = None  # the student's code, for quoting their own lines
+
+    def same_probe_peers(self) -> list[Peer]:
+        """Checks that call the same probe with different arguments."""
+        return [p for p in self.peers if p.check.probe == self.check.probe and p.check.args != self.check.args]
+
+
+EXPLANATIONS: dict[DiagnosisCode, str] = {
+    DiagnosisCode.GRADIENT_NOT_AVERAGED: (
+        "Your gradient is N times too large: it sums over the samples instead of averaging. "
+        "`np.dot(2*x, y_pred - y)` already adds up the N products, so the `.mean()` after it averages a "
+        "single number and changes nothing; use `np.mean(2*x*(y_pred - y))`. This is the notebooks' own bug, "
+        "and it is why they concluded that autograd is 'not as exact': it is the other way round. Autograd "
+        "computes the true MSE gradient and agrees with the corrected hand-written one to float precision."
+    ),
+    DiagnosisCode.GRADIENT_MISSING_FACTOR_2: (
+        "Your gradient is half the true one. The derivative of (w*x - y)**2 is 2*x*(w*x - y): "
+        "the factor 2 from the square is missing (or the loss was halved)."
+    ),
+    DiagnosisCode.GRADIENT_SIGN: (
+        "The sign is flipped, so training climbs the loss instead of descending it. The gradient is that of "
+        "(y_pred - y)**2, i.e. 2*x*(y_pred - y), not 2*x*(y - y_pred), and gradient descent subtracts it: "
+        "w = w - learning_rate * gradient."
+    ),
+    DiagnosisCode.GRAD_NOT_ZEROED: (
+        "Your gradients accumulate across epochs: PyTorch adds each backward() into .grad, so every step "
+        "uses the sum of all gradients so far. Reset it every epoch with w.grad.zero_() "
+        "(or optimizer.zero_grad())."
+    ),
+    DiagnosisCode.LOSS_AFTER_UPDATE: (
+        "Your history is one epoch off: the loss is recorded after the update instead of before it. "
+        "Record the loss computed from the prediction at the start of the epoch."
+    ),
+    DiagnosisCode.STEP_BEFORE_BACKWARD: (
+        "optimizer.step() runs before loss.backward(), so each step uses the previous epoch's gradient "
+        "(or none at all in the first epoch). The order is: zero_grad(), backward(), step()."
+    ),
+    DiagnosisCode.SHAPE_BROADCAST: (
+        "Your prediction and target have different shapes, e.g. (n, 1) against (n,): subtracting them "
+        "broadcasts to an (n, n) matrix and the MSE averages the wrong numbers. Make the shapes equal "
+        "(e.g. `y_pred.view(-1)` or `y.view(-1, 1)`)."
+    ),
+    DiagnosisCode.IGNORES_ARGUMENTS: (
+        "Your function gives the answer for other arguments than the ones passed in: it uses global "
+        "variables (the notebook's X, Y, learning_rate) or constants instead of its parameters. "
+        "Use only the arguments passed in."
+    ),
+    DiagnosisCode.NO_AUTOGRAD: (
+        "The gradient was not computed by autograd. This exercise is about backpropagation: create w with "
+        "requires_grad=True, call loss.backward(), and read w.grad."
+    ),
+    DiagnosisCode.NO_OPTIMIZER: (
+        "The update bypasses torch.optim. Create torch.optim.SGD(..., lr=learning_rate) and let "
+        "optimizer.step() update the parameters."
+    ),
+    DiagnosisCode.DEVICE_MISMATCH: (
+        "Some of your tensors are on the CPU while the inputs are on the GPU. Create new tensors with "
+        "device=x.device (or move them with .to(x.device)), and do not go through NumPy or .tolist()."
+    ),
+    DiagnosisCode.NOT_IMPLEMENTED: (
+        "This function still raises NotImplementedError from the stub. Replace the `raise` with your code."
+    ),
+    DiagnosisCode.W_BEFORE_UPDATE: (
+        "Your history is one epoch off: it records w before the epoch's update instead of after it (where "
+        "the tutorials print it). Append w after the update line, so each entry pairs the epoch's loss with "
+        "the w that epoch produced."
+    ),
+    DiagnosisCode.HISTORY_ALIASES_TENSOR: (
+        "Your history holds the live parameter tensor itself, not its value at that epoch: every entry is the "
+        "same tensor, so after training each one shows the final value. Store a number instead: `w.item()` "
+        "(or `w.detach().clone()`)."
+    ),
+    DiagnosisCode.REBOUND_PARAMETER: (
+        "That line replaces w by a new tensor instead of updating it in place: the new w is the result of a "
+        "computation, so it has no .grad of its own (or, made under torch.no_grad(), does not require grad), "
+        "and the next backward() or w.grad fails. Update in place under torch.no_grad(): "
+        "`w -= learning_rate * w.grad`, then `w.grad.zero_()`."
+    ),
+    DiagnosisCode.ARGUMENT_ORDER: (
+        "The grader, like anyone reading the exercise, calls the function in the order of its signature, so "
+        "your function reads y as y_pred and the other way round. Reorder the parameters to the exercise's "
+        "signature (and your calls to match)."
+    ),
+    DiagnosisCode.MODULE_NOT_INITIALISED: (
+        "An nn.Module subclass must call `super().__init__()` first thing in its `__init__`: until it does, "
+        "the module has nowhere to register its layers, and PyTorch refuses `self.linear = nn.Linear(...)`. "
+        "Add `super().__init__()` as the first line of `__init__`."
+    ),
+}
+
+# ignores-arguments where the check builds the student's model (ex05): sizes, not the notebook's data.
+IGNORES_ARGUMENTS_MODEL = (
+    "Your model is built for other sizes than the ones passed in: create the layer from the arguments, "
+    "`nn.Linear(input_dim, output_dim)`, not from constants or global variables."
+)
+
+# gradient-not-averaged in the student's own terms: their gradient uses np.dot, sums, or something else.
+GRADIENT_NOT_AVERAGED_SUM = (
+    "Your gradient is N times too large: it adds up the N products instead of averaging them. The MSE is a "
+    "mean, so its gradient is too: divide the sum by N (len(x)), or write `np.mean(2*x*(y_pred - y))`."
+)
+GRADIENT_NOT_AVERAGED_NEUTRAL = (
+    "Your gradient is N times too large: it sums over the samples instead of averaging. The MSE is a mean, so "
+    "its gradient is the mean of 2*x*(y_pred - y) over the samples: `np.mean(2*x*(y_pred - y))`."
+)
+
+# Where autograd computes the gradient, a gradient N times too large comes from a summed loss, not np.dot.
+TORCH_EXPLANATIONS = {
+    DiagnosisCode.GRADIENT_NOT_AVERAGED: (
+        "Your gradient is N times too large: the loss sums over the samples instead of averaging them. The "
+        "MSE is a mean (`.mean()`, or nn.MSELoss() with its default reduction='mean'), and autograd's gradient "
+        "of it is exact."
+    ),
+}
+
+Detector = Callable[[Evidence], Diagnosis | None]
+DETECTORS: list[Detector] = []
+
+
+def detector(function: Detector) -> Detector:
+    DETECTORS.append(function)
+    return function
+
+
+def make(code: DiagnosisCode, detail: str = "", framework: str = "numpy", source: Code | None = None) -> Diagnosis:
+    text = TORCH_EXPLANATIONS.get(code, EXPLANATIONS[code]) if framework == "torch" else EXPLANATIONS[code]
+    if code == DiagnosisCode.GRADIENT_NOT_AVERAGED:
+        text, own = _summing_in_their_words(text, framework, source)
+        detail = f"{detail} {own}".strip()
+    return Diagnosis(code, (detail.strip() + " " if detail else "") + text)
+
+
+def _summing_in_their_words(text: str, framework: str, source: Code | None) -> tuple[str, str]:
+    """The gradient-not-averaged explanation that fits the student's code, and the line of theirs it quotes.
+    The np.dot wording (the notebooks' bug) only where their gradient uses np.dot."""
+    if source is None:
+        return text, ""
+    if framework == "torch":
+        line = (source.first_line_with("loss", "reduction='sum'", 'reduction="sum"', ".sum(", "sum(")
+                or source.first_line_with("train", "reduction='sum'", 'reduction="sum"', ".sum("))
+        return text, (f"It sums here: {line}." if line else "")
+    body = source.function_text("gradient")
+    if not body:
+        return text, ""
+    line = source.first_line_with("gradient", "dot(", "@", "sum(")
+    quoted = f"Your gradient: {line}." if line else ""
+    if "dot(" in body or "@" in body:
+        return text, quoted
+    if "sum(" in body:
+        return GRADIENT_NOT_AVERAGED_SUM, quoted
+    return GRADIENT_NOT_AVERAGED_NEUTRAL, quoted
+
+
+def from_behaviour(exercise: Exercise, check: CheckSpec, observed: dict[str, Any],
+                   expected: dict[str, Any], process_code: DiagnosisCode | None = None,
+                   peers: tuple[Peer, ...] = (), source: Code | None = None) -> Diagnosis | None:
+    """The mistake behind a check that ran but did not match, or None when no evidence names one."""
+    if process_code:
+        return make(process_code, framework=exercise.framework)
+    evidence = Evidence(exercise, check, observed, expected, peers, source)
+    for detect in DETECTORS:
+        try:
+            found = detect(evidence)
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError):
+            continue  # the fields are untrusted: malformed evidence names no mistake
+        if found:
+            return _for_the_model(exercise, check, found)
+    return None
+
+
+def _for_the_model(exercise: Exercise, check: CheckSpec, found: Diagnosis) -> Diagnosis:
+    """ignores-arguments on a check that builds the student's own model speaks of sizes, not data."""
+    model = any(name[:1].isupper() for name in exercise.functions)
+    if found.code != DiagnosisCode.IGNORES_ARGUMENTS or not model or check.probe in ("train", "trained_parameters"):
+        return found
+    return replace(found, explanation=found.explanation.replace(EXPLANATIONS[DiagnosisCode.IGNORES_ARGUMENTS],
+                                                                IGNORES_ARGUMENTS_MODEL))
+
+
+def from_error(exercise: Exercise, check: CheckSpec, error: ChildError,
+               peers: tuple[Peer, ...] = (), source: Code | None = None) -> Diagnosis | None:
+    """The mistake behind a check whose probe raised (the student's exception or a wrong type/shape)."""
+    kind, text, evidence = error.kind, error.message, error.evidence
+    if kind == "not-implemented":
+        return make(DiagnosisCode.NOT_IMPLEMENTED)
+    if kind == "exception" and isinstance(evidence.get("rebound"), str):
+        return rebound_parameter(exercise, check, evidence["rebound"], source)
+    if kind == "exception" and is_uninitialised_module(text):
+        return uninitialised_module(exercise, source)
+    if is_device_error(text):
+        return make(DiagnosisCode.DEVICE_MISMATCH)
+    if kind == "shape" and "(n, 1)" in text:
+        return make(DiagnosisCode.SHAPE_BROADCAST)
+    if kind == "shape" and sized_for_other_arguments(check, text, peers):
+        return make(DiagnosisCode.IGNORES_ARGUMENTS, "Your answer has the size that another check's arguments give.")
+    if kind == "exception" and mixes_other_arguments(check, text, peers):
+        if any(name[:1].isupper() for name in exercise.functions):
+            return _for_the_model(exercise, check, make(
+                DiagnosisCode.IGNORES_ARGUMENTS,
+                "Your model combined this check's data with a layer of another check's size."))
+        return make(DiagnosisCode.IGNORES_ARGUMENTS, "Your code combined the arguments with arrays of another size, "
+                    "one that only another check's data has: a global variable or a constant.")
+    return None
+
+
+def rebound_parameter(exercise: Exercise, check: CheckSpec, variable: str, source: Code | None) -> Diagnosis:
+    """The trained tensor was replaced by a new one (the child saw it no longer a leaf that requires grad)."""
+    function = check.probe if check.probe in exercise.functions else "train"
+    line = source.rebinding(function, variable) if source else None
+    where = f"The cause is {line}." if line else f"The cause is an assignment `{variable} = ...` in your loop."
+    text = EXPLANATIONS[DiagnosisCode.REBOUND_PARAMETER]
+    return Diagnosis(DiagnosisCode.REBOUND_PARAMETER, f"{where} {text}", cause_first=True)
+
+
+UNINITIALISED_MODULE = re.compile(
+    r"before Module\.__init__\(\) call|has no attribute '_(?:modules|parameters|buffers|\w*hooks\w*)'")
+
+
+def is_uninitialised_module(text: str) -> bool:
+    """PyTorch's errors for an nn.Module whose __init__ never called super().__init__()."""
+    return bool(UNINITIALISED_MODULE.search(text))
+
+
+def uninitialised_module(exercise: Exercise, source: Code | None) -> Diagnosis:
+    classes = [name for name in exercise.functions if name[:1].isupper()]
+    line = next((found for name in classes if source and (found := source.init_without_super(name))), None)
+    where = f"Your `__init__` ({line}) never calls `super().__init__()`." if line else ""
+    code = DiagnosisCode.MODULE_NOT_INITIALISED
+    return Diagnosis(code, f"{where} {EXPLANATIONS[code]}".strip(), cause_first=True)
+
+
+def missing_name(error: ChildError, source: Code | None) -> str | None:
+    """A better message for a function the run did not define, when the source does define it, inside a
+    block that did not run (`if torch.cuda.is_available():` on a machine without a GPU, say)."""
+    name = error.name
+    if error.kind != "missing" or name is None or source is None:
+        return None
+    guard = source.guard(name)
+    if guard is None:
+        return None
+    return (f"`{name}` is defined in your file only inside a block ({guard}), and that block did not define "
+            f"it while grading (the condition was false, or the block stopped early). Define `{name}` at the "
+            "top level of the file, outside any if/try/with.")
+
+
+DEVICE_ERRORS = (
+    "Expected all tensors to be on the same device",
+    "is on the wrong device",
+    "can't convert cuda",
+    "Expected object of device type",
+    "must be on the same device",
+    "not at the same device",
+)
+
+
+def is_device_error(text: str) -> bool:
+    """PyTorch's messages for tensors on different devices (or a CUDA tensor sent through NumPy)."""
+    return any(marker.lower() in text.lower() for marker in DEVICE_ERRORS)
+
+
+def sized_for_other_arguments(check: CheckSpec, text: str, peers: tuple[Peer, ...]) -> bool:
+    """A vector or history whose length fits another check's arguments but not this one's."""
+    match = re.search(r"returned (\d+) entries for n_iters=(\d+)", text)
+    if match:
+        got = int(match.group(1))
+        return any(p.check.args.get("n_iters") == got for p in peers if p.check.probe == check.probe)
+    match = re.search(r"has shape \((\d+),\), expected \((\d+),\)", text)
+    if match:
+        got = int(match.group(1))
+        return any(_lengths(p.check.args) & {got} for p in peers if p.check.probe == check.probe) and \
+            got not in _lengths(check.args)
+    return False
+
+
+# NumPy's "could not be broadcast together with shapes (6,) (4,)", PyTorch's "The size of tensor a (6) must
+# match the size of tensor b (4)" and "mat1 and mat2 shapes cannot be multiplied (4x1 and 3x2)".
+SHAPE_MISMATCH = ("could not be broadcast", "must match the size", "cannot be multiplied")
+SIZES_IN_ERROR = re.compile(r"\(([\d, x]+(?: and [\dx]+)?)\)")
+
+
+def mixes_other_arguments(check: CheckSpec, text: str, peers: tuple[Peer, ...]) -> bool:
+    """A size mismatch between this check's data and sizes only other checks' data have (globals)."""
+    if not any(marker in text for marker in SHAPE_MISMATCH):
+        return False
+    sizes = {int(n) for group in SIZES_IN_ERROR.findall(text) for n in re.findall(r"\d+", group)}
+    own = _sizes(check.args)
+    others = set().union(*(_sizes(p.check.args) for p in peers)) if peers else set()
+    return bool(sizes & own) and bool((sizes - own) & others)
+
+
+def _sizes(args: dict[str, Any]) -> set[int]:
+    """Every dimension of the check's array arguments."""
+    return {int(n) for v in args.values() if isinstance(v, list) for n in np.shape(v)}
+
+
+def _lengths(args: dict[str, Any]) -> set[int]:
+    return {len(v) for v in args.values() if isinstance(v, list)}
+
+
+def standard_explanations(code: str) -> tuple[str, ...]:
+    """The stock explanation texts of a code (every wording), for views that say them once."""
+    variants = {DiagnosisCode.GRADIENT_NOT_AVERAGED: (GRADIENT_NOT_AVERAGED_SUM, GRADIENT_NOT_AVERAGED_NEUTRAL),
+                DiagnosisCode.IGNORES_ARGUMENTS: (IGNORES_ARGUMENTS_MODEL,)}.get(code, ())
+    return tuple(t for t in (EXPLANATIONS.get(code), TORCH_EXPLANATIONS.get(code), *variants) if t)
+
+
+def without_stock_text(code: str, explanation: str) -> str:
+    """An explanation (as `make` wrote it: what is particular to this check, then the code's stock text)
+    less its stock text: what a view that says the stock text once still prints on later checks."""
+    for text in standard_explanations(code):
+        explanation = explanation.replace(text, "")
+    return explanation
+
+
+def attach(result: CheckResult, found: Diagnosis | None) -> CheckResult:
+    """The result with the mistake named: its code and explanation as their own fields (report.compose
+    writes the message from them)."""
+    if found is None:
+        return result
+    return replace(result, diagnosis=found.code, explanation=found.explanation, cause_first=found.cause_first)
+
+
+def ratio(observed: Any, expected: Any) -> float | None:
+    """The single factor relating observed to expected, if there is one (e.g. N, 1/2, -1)."""
+    got, want = np.asarray(observed, dtype=float), np.asarray(expected, dtype=float)
+    if got.shape != want.shape or not np.all(np.isfinite(got)):
+        return None
+    mask = np.abs(want) > 1e-6 * max(1.0, float(np.max(np.abs(want), initial=0.0)))
+    if not mask.any():
+        return None
+    factors = got[mask] / want[mask]
+    factor = float(np.median(factors))
+    if np.allclose(factors, factor, rtol=1e-3, atol=0):
+        return factor
+    return None
+
+
+# ---- detectors, most specific evidence first
+
+
+@detector
+def broadcast_warning(evidence: Evidence) -> Diagnosis | None:
+    """PyTorch's MSELoss warns when the target size differs from the input size."""
+    if evidence.observed.get("broadcast_warning"):
+        return make(DiagnosisCode.SHAPE_BROADCAST, "PyTorch warned that the target size differs from the input size.")
+    return None
+
+
+@detector
+def step_order(evidence: Evidence) -> Diagnosis | None:
+    """optimizer.step() seen before the first backward(): the step cannot use this epoch's gradient."""
+    order = str(evidence.observed.get("event_order") or "")
+    if "S" in order and "B" in order and order.index("S") < order.index("B"):
+        return make(DiagnosisCode.STEP_BEFORE_BACKWARD, "Your first optimizer.step() came before any backward().",
+                    evidence.exercise.framework)
+    return None
+
+
+@detector
+def history_aliases_tensor(evidence: Evidence) -> Diagnosis | None:
+    """Every entry of a history column is one live tensor or array (the child saw the shared memory), so all
+    of them show its final value; the other columns must follow the reference or a cataloged run."""
+    fields = history_fields(evidence)
+    aliased = [f for f in fields if evidence.observed.get(f"aliased_{f}") is True]
+    if not aliased:
+        return None
+    observed = evidence.observed
+    if any(np.ptp(np.asarray(observed[f], float)) != 0 for f in aliased):
+        return None
+    problem = problem_for(evidence.check, observed)
+    candidates: list[tuple[str, dict[str, Any]]] = [("", evidence.expected)]
+    if problem is not None:
+        for entry in mistakes.catalog(problem):
+            run = mistakes.simulate(problem, entry.mistake)
+            candidates.append((entry.description, {"loss": run.loss, "w": run.w, "grad": run.grad}))
+    others = [f for f in fields if f not in aliased]
+    for description, run in candidates:
+        if any(run.get(f) is None or mistakes.deviation(observed[f], run[f]) > mistakes.MATCH for f in others):
+            continue
+        if any(run.get(f) is not None and mistakes.deviation([observed[f][-1]], [run[f][-1]]) > mistakes.MATCH
+               for f in aliased):
+            continue
+        function = evidence.check.probe if evidence.check.probe in evidence.exercise.functions else "train"
+        line = evidence.source.append_of(function, aliased[0]) if evidence.source else None
+        quoted = f" ({line})" if line else ""
+        also = f" Apart from that, your run follows one with {description}." if description else ""
+        return make(DiagnosisCode.HISTORY_ALIASES_TENSOR, f"Every {aliased[0]} in your history is the same value, "
+                    f"{fmt_number(observed[aliased[0]][-1])}: the one it had at the end{quoted}.{also}")
+    return None
+
+
+def fmt_number(value: Any) -> str:
+    return f"{float(value):.8g}"
+
+
+@detector
+def argument_order(evidence: Evidence) -> Diagnosis | None:
+    """A helper whose answer, for the exercise's order of arguments, is the true one for another order: the
+    order the student's own train passes them in (the substitute recognised them by value)."""
+    check, exercise = evidence.check, evidence.exercise
+    if "value" not in evidence.observed or check.probe not in exercise.functions:
+        return None
+    orders = {str((p.observed or {}).get("call_orders", {}).get(check.probe))
+              for p in evidence.peers if isinstance((p.observed or {}).get("call_orders"), dict)} - {"None"}
+    args = check.args
+    for order in orders:
+        roles = [r.strip() for r in order.split(",")]
+        if sorted(roles) != ["x", "y", "y_pred"] or not {"x", "y", "y_pred"} <= args.keys():
+            continue
+        given = [args["x"], args["y"], args["y_pred"]]  # the exercise's order, as the grader passed them
+        meaning = {role: np.asarray(value, float) for role, value in zip(roles, given)}
+        theirs = float(np.mean(2 * meaning["x"] * (meaning["y_pred"] - meaning["y"])))
+        if mistakes.deviation([evidence.observed["value"]], [theirs]) > mistakes.MATCH:
+            continue
+        if mistakes.deviation([evidence.expected.get("value")], [theirs]) <= mistakes.MATCH:
+            continue  # the orders agree on these numbers: no evidence
+        signature = evidence.source.signature(check.probe) if evidence.source else None
+        wrote = f"You wrote `def {signature}`" if signature else f"Your `{check.probe}` takes ({order})"
+        return make(DiagnosisCode.ARGUMENT_ORDER, f"{wrote}, and your train calls it as {check.probe}({order}), "
+                    f"which is consistent; but the exercise's signature is {check.probe}(x, y, y_pred).")
+    return None
+
+
+@detector
+def gradient_factor(evidence: Evidence) -> Diagnosis | None:
+    """A gradient that is a fixed multiple of the true one: N (summed), 1/2 (no factor 2), -1 (sign)."""
+    if evidence.check.probe != "gradient" or "value" not in evidence.observed:
+        return None
+    factor = ratio(evidence.observed["value"], evidence.expected.get("value"))
+    if factor is None:
+        return None
+    n = len(evidence.check.args.get("x", [])) or 1
+    detail = f"Your gradient is {factor:.6g} times the true one"
+    if n > 1 and abs(factor - n) < 1e-3 * n:
+        return make(DiagnosisCode.GRADIENT_NOT_AVERAGED, f"{detail}, and there are N = {n} samples.",
+                    source=evidence.source)
+    if abs(factor - 0.5) < 1e-3:
+        return make(DiagnosisCode.GRADIENT_MISSING_FACTOR_2)
+    if abs(factor + 1) < 1e-3:
+        return make(DiagnosisCode.GRADIENT_SIGN, "Your gradient is the true one with its sign flipped.")
+    return None
+
+
+@detector
+def summed_loss(evidence: Evidence) -> Diagnosis | None:
+    """A loss N times the MSE: summed over the samples, so its gradient is N times too large as well."""
+    if evidence.check.probe != "loss" or "value" not in evidence.observed:
+        return None
+    factor = ratio(evidence.observed["value"], evidence.expected.get("value"))
+    n = len(evidence.check.args.get("y", [])) or 1
+    if factor is not None and n > 1 and abs(factor - n) < 1e-3 * n:
+        return make(DiagnosisCode.GRADIENT_NOT_AVERAGED, f"Your loss is {factor:.6g} times the MSE, and there are "
+                    f"N = {n} samples: it sums the squared errors instead of averaging them.", evidence.exercise.framework,
+                    evidence.source)
+    return None
+
+
+@detector
+def broadcast_loss_value(evidence: Evidence) -> Diagnosis | None:
+    """A loss equal to the mean over all (n, n) pairs (y_pred_i - y_j)**2: a column against a row."""
+    args = evidence.check.args
+    if evidence.check.probe != "loss" or not {"y", "y_pred"} <= args.keys() or "value" not in evidence.observed:
+        return None
+    y, y_pred = np.asarray(args["y"], float).reshape(-1), np.asarray(args["y_pred"], float).reshape(-1)
+    broadcast = float(np.mean((y_pred[:, None] - y[None, :]) ** 2))
+    if mistakes.deviation([evidence.observed["value"]], [broadcast]) <= mistakes.MATCH:
+        return make(DiagnosisCode.SHAPE_BROADCAST, f"Your loss is {broadcast:.6g}, the mean over all "
+                    f"{y.size}×{y.size} pairs of predictions and targets.")
+    return None
+
+
+def problem_for(check: CheckSpec, observed: dict[str, Any]) -> mistakes.Problem | None:
+    """The training run a trajectory check asked for, when it is one of the course's linear models."""
+    args = check.args
+    if isinstance(args.get("loss"), str) and {"w", "learning_rate", "n_iters"} <= args.keys():
+        objective = formula(args["loss"])
+        return None if objective is None else mistakes.Problem.of_function(
+            objective, args["w"], args["learning_rate"], args["n_iters"])
+    if not {"x", "y", "learning_rate", "n_iters"} <= args.keys():
+        return None
+    try:
+        if "w" in args:
+            return mistakes.Problem.scalar(args["x"], args["y"], args["w"], args["learning_rate"],
+                                           args["n_iters"])
+        if "initial_weight" in observed and "initial_bias" in observed:
+            return mistakes.Problem.linear(args["x"], args["y"], observed["initial_weight"],
+                                           observed["initial_bias"], args["learning_rate"], args["n_iters"])
+    except (TypeError, ValueError):
+        return None
+    return None
+
+
+class _NumpyAsTorch:
+    """Just enough of `torch` for the spec's loss formulas (torch.sin, torch.cosh, ...) to run on NumPy."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(np, name)
+
+
+def formula(text: str) -> Callable[[Any], Any] | None:
+    """A check's loss formula in w (ex02) as a NumPy function. The formula comes from the exercise's spec,
+    which the instructor wrote (the same text the probe evaluates with torch), never from a student."""
+    try:
+        function = eval(f"lambda w: {text}", {"__builtins__": {}, "torch": _NumpyAsTorch()})
+        function(0.5)
+    except Exception:  # noqa: BLE001 - a formula NumPy cannot run just gets no simulation
+        return None
+    return function
+
+
+@detector
+def simulated_mistake(evidence: Evidence) -> Diagnosis | None:
+    """The cataloged mistake whose float64 simulation the student's history follows epoch by epoch, unless
+    the same function passed another check where that mistake would have shown."""
+    problem = problem_for(evidence.check, evidence.observed)
+    fields = history_fields(evidence)
+    if problem is None or not fields:
+        return None
+    for entry, _ in mistakes.matches(problem, evidence.observed, fields):
+        if entry.mistake.frozen and "S" not in str(evidence.observed.get("event_order") or ""):
+            continue  # parameters that never move name step-before-backward only when steps were taken
+        if contradicted_by_a_passing_peer(evidence, entry.label, fields):
+            continue
+        return make(entry.code, f"Your {' and '.join(fields)} match, epoch by epoch, a run with "
+                    f"{entry.description}.", evidence.exercise.framework, evidence.source)
+    return None
+
+
+def contradicted_by_a_passing_peer(evidence: Evidence, label: str, fields: tuple[str, ...]) -> bool:
+    """A loop mistake shows in every run: the same function matching another check's reference, where the
+    mistake would have changed the result, rules it out (e.g. an ignored learning rate that looks like ½)."""
+    for peer in evidence.same_probe_peers():
+        if peer.observed is None or peer.reference is None:
+            continue
+        if not _close(peer.observed, peer.reference, evidence.check.fields):
+            continue
+        problem = problem_for(peer.check, peer.observed)
+        if problem is not None and mistakes.shows_in(problem, label, peer.reference, fields):
+            return True
+    return False
+
+
+def history_fields(evidence: Evidence) -> tuple[str, ...]:
+    """The per-epoch quantities a training probe returned (for a check on the trained parameters too)."""
+    return tuple(name for name in ("loss", "w", "grad") if isinstance(evidence.observed.get(name), list))
+
+
+@detector
+def ignored_argument(evidence: Evidence) -> Diagnosis | None:
+    """Training that follows the correct run for another check's data, learning rate or start instead."""
+    problem = problem_for(evidence.check, evidence.observed)
+    fields = history_fields(evidence)
+    if problem is None or not fields:
+        return None
+    for peer in evidence.same_probe_peers():
+        for names in (("x", "y"), ("loss",), ("learning_rate",), ("w",)):
+            other = peer.check.args
+            if any(n not in other for n in names) or all(other[n] == evidence.check.args[n] for n in names):
+                continue
+            swapped = swap(problem, {n: other[n] for n in names})
+            if swapped is None:
+                continue
+            if mistakes.fields_deviation(evidence.observed, mistakes.simulate(swapped), fields) <= mistakes.MATCH:
+                # A hidden check's arguments stay hidden: name the values only when that check is visible.
+                values = f" = {_short(other, names)}" if peer.check.visibility == "visible" else ""
+                return make(DiagnosisCode.IGNORES_ARGUMENTS, "Your history is the correct one for "
+                            f"{', '.join(names)}{values} from another check, not for the arguments passed in.")
+    return None
+
+
+def swap(problem: mistakes.Problem, values: dict[str, Any]) -> mistakes.Problem | None:
+    """The same run with some arguments taken from another check (None when the shapes cannot fit)."""
+    changes: dict[str, Any] = {}
+    if "learning_rate" in values:
+        changes["learning_rate"] = float(values["learning_rate"])
+    if "w" in values:
+        changes["params"] = (np.asarray(float(values["w"])),)
+    if "loss" in values:
+        changes["objective"] = formula(str(values["loss"]))
+        if changes["objective"] is None:
+            return None
+    if "x" in values:
+        x, y = np.asarray(values["x"], float), np.asarray(values["y"], float)
+        if x.shape[1:] != problem.x.shape[1:] or (y.ndim > 1 and y.shape[1:] != problem.y.shape[1:]):
+            return None
+        changes["x"], changes["y"] = x, (y[:, None] if problem.y.ndim == 2 and y.ndim == 1 else y)
+    return problem.with_args(**changes)
+
+
+def _short(args: dict[str, Any], names: tuple[str, ...]) -> str:
+    texts = []
+    for name in names:
+        if isinstance(args[name], str):
+            texts.append(args[name])
+            continue
+        flat = np.asarray(args[name], float).reshape(-1)
+        if np.ndim(args[name]) == 0:
+            texts.append(f"{float(flat[0]):g}")
+        else:
+            texts.append("[" + ", ".join(f"{v:g}" for v in flat[:4]) + (", ...]" if flat.size > 4 else "]"))
+    return ", ".join(texts)
+
+
+@detector
+def no_backward(evidence: Evidence) -> Diagnosis | None:
+    """A training run without any backward() where the exercise requires autograd (its process check)."""
+    requires_autograd = any(p.check.compare == "process" and p.check.require == "backward" for p in evidence.peers)
+    observed = evidence.observed
+    if requires_autograd and observed.get("backward_calls") == 0 and observed.get("autograd_grad_calls") == 0:
+        return make(DiagnosisCode.NO_AUTOGRAD, "Your training never called backward().", evidence.exercise.framework)
+    return None
+
+
+@detector
+def same_answer_for_other_arguments(evidence: Evidence) -> Diagnosis | None:
+    """The same answer as for another check's (different) arguments, where the right answers differ."""
+    fields = evidence.check.fields or ("value",)
+    for peer in evidence.same_probe_peers():
+        if peer.reference is None or _close(peer.reference, evidence.expected, fields):
+            continue  # the right answers coincide: no evidence either way
+        for answer in (peer.observed, peer.reference):
+            if answer is not None and _close(evidence.observed, answer, fields):
+                return make(DiagnosisCode.IGNORES_ARGUMENTS,
+                            "Your answer is the same as for another check's arguments.")
+    return None
+
+
+def _close(a: dict[str, Any], b: dict[str, Any], fields: tuple[str, ...]) -> bool:
+    for name in fields:
+        if name not in a or name not in b:
+            return False
+        got, want = np.asarray(a[name], float), np.asarray(b[name], float)
+        if got.shape != want.shape or mistakes.deviation(got, want) > mistakes.MATCH:
+            return False
+    return True

@@ -1,0 +1,1 @@
+"""Learning-management systems: autograder entry points, upload packages, results validation."""

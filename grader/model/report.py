@@ -1,0 +1,280 @@
+"""The result data model (frozen dataclasses, no torch) and its JSON form, which is a public, versioned API."""
+
+from __future__ import annotations
+
+import enum
+import json
+from dataclasses import asdict, dataclass, replace
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from grader.model import sanitize
+
+# Bump on any change to the report's shape; readers key on it. See schema/report.schema.json.
+SCHEMA_VERSION = "1.1"
+
+
+class RunStatus(enum.StrEnum):
+    """How a run as a whole ended (the report's `status`, schema 1.1): docs/report.md's list. Decided in one
+    place, grading.run_status; serialised as its value."""
+
+    OK = "ok"
+    SYNTAX_ERROR = "syntax-error"
+    IMPORT_ERROR = "import-error"
+    UNREADABLE = "unreadable"
+    TIMEOUT = "timeout"
+    MEMORY_LIMIT = "memory-limit"
+    CRASHED = "crashed"
+    EXITED = "exited"
+    REJECTED = "rejected"
+    GRADER_FAILURE = "grader-failure"
+
+
+RUN_STATUSES = tuple(s.value for s in RunStatus)
+
+
+class Status(str, enum.Enum):
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    TIMEOUT = "timeout"
+    SKIPPED = "skipped"
+
+
+SAID_THEN = " What Python then said: "  # between a cause named first and the error it led to
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One graded check: what a student reads and what an LMS stores.
+
+    What the check saw (`symptom`), the mistake named (`diagnosis`), its `explanation` and whether that
+    cause goes before the symptom are separate fields; `message` composes them into the text the report's
+    JSON carries (schema 1.1's `message`), and formats render from the fields.
+    """
+
+    name: str
+    status: Status
+    score: float
+    max_score: float
+    symptom: str  # what the check itself found: the quantity, the epoch, expected vs got, or the error
+    diagnosis: str | None = None
+    visibility: str = "visible"
+    device: str | None = None
+    hint: int | None = None  # 1-based index of the hint that helps with the diagnosis
+    # Plotting data: {"variation": ..., "epochs": [...], "expected": {...}, "observed": {...}}; not scored.
+    trajectory: dict[str, Any] | None = None
+    first_divergent_epoch: int | None = None
+    explanation: str | None = None  # the diagnosis's explanation with the fix (diagnose.py), None without one
+    cause_first: bool = False  # the explanation goes before the symptom (the error the cause led to)
+    failed_on: str | None = None  # where several devices were graded: the one this failure comes from
+
+    def __post_init__(self) -> None:
+        # The composed message trims the symptom where it meets the explanation: so does the model, so that
+        # a report read back from its JSON is the report that was written.
+        if self.explanation is not None:
+            trimmed = self.symptom.rstrip() if self.cause_first else self.symptom.lstrip()
+            object.__setattr__(self, "symptom", trimmed)
+            object.__setattr__(self, "cause_first", self.cause_first and bool(trimmed))
+        else:
+            object.__setattr__(self, "cause_first", False)
+
+    @property
+    def passed(self) -> bool:
+        return self.status is Status.PASSED
+
+    @property
+    def message(self) -> str:
+        """The whole text for the student (the JSON report's `message`)."""
+        return compose(self.symptom, self.explanation, self.cause_first, self.failed_on)
+
+
+def compose(symptom: str, explanation: str | None, cause_first: bool = False, failed_on: str | None = None) -> str:
+    """A check's message: its symptom and its diagnosis's explanation, the cause first where it is one."""
+    if explanation is None:
+        body = symptom
+    elif cause_first:
+        body = f"{explanation}{SAID_THEN}{symptom}".strip() if symptom else explanation.strip()
+    else:
+        body = f"{symptom} {explanation}".strip()
+    return f"[on {failed_on}] {body}" if failed_on else body
+
+
+def _check_from_dict(data: dict[str, Any], several_devices: bool) -> CheckResult:
+    """A check read back from its JSON: the symptom, and where the cause came first, recovered from the
+    message by the one rule `compose` writes it with (verified: a message it cannot have written, say one
+    edited by hand, is kept whole as the symptom)."""
+    fields = {k: v for k, v in data.items() if k in CheckResult.__dataclass_fields__}
+    message, explanation = str(data.get("message", "")), data.get("explanation")
+    fields["status"] = status = Status(data["status"])
+    failed_on = data.get("device") if several_devices and status is not Status.PASSED else None
+    if failed_on and message.startswith(f"[on {failed_on}] "):
+        message = message[len(f"[on {failed_on}] "):]
+    else:
+        failed_on = None
+    fields["failed_on"] = failed_on
+    for symptom, cause_first in _readings(message, explanation):
+        if compose(symptom, explanation, cause_first) == message:
+            return CheckResult(**fields, symptom=symptom, cause_first=cause_first)
+    return CheckResult(**{**fields, "explanation": None}, symptom=compose(message, None, False, None))
+
+
+def _readings(message: str, explanation: str | None) -> list[tuple[str, bool]]:
+    """The (symptom, cause_first) pairs `compose` may have made `message` from."""
+    if explanation is None:
+        return [(message, False)]
+    readings = [("", False)] if message == explanation.strip() else []
+    lead = f"{explanation}{SAID_THEN}".lstrip()
+    if message.startswith(lead):
+        readings.append((message[len(lead):], True))
+    tail = f" {explanation}".rstrip()
+    if message.endswith(tail):
+        readings.append((message[:len(message) - len(tail)], False))
+    return readings
+
+
+@dataclass(frozen=True)
+class Submission:
+    path: str
+    sha256: str
+    kind: str  # "py" | "ipynb"
+    size: int
+
+
+@dataclass(frozen=True)
+class Report:
+    exercise: str
+    title: str
+    submission: Submission
+    checks: tuple[CheckResult, ...]
+    devices: tuple[str, ...]
+    grader_version: str
+    versions: dict[str, str]
+    sandbox: dict[str, Any]
+    duration_s: float = 0.0
+    # A problem with the run as a whole (crash at import, hang, channel abuse), for the student to read.
+    error: str | None = None
+    output: str = ""  # what the submission printed before any hidden check ran (capped), labelled by check
+    references_sha256: str = ""
+    schema_version: str = SCHEMA_VERSION
+    # How the run ended, decided in grading.run_status() only; None for a report of a 1.0 grader (read from
+    # disk), which never said: such a report is not current, and is regraded rather than classified.
+    status: RunStatus | None = RunStatus.OK
+    hidden_output: str = ""  # what it printed while hidden checks ran: for the instructor, never the student
+    cell_errors: tuple[str, ...] = ()  # notebook cells that raised (the next cells still ran), always listed
+
+    @property
+    def score(self) -> float:
+        return round(sum(c.score for c in self.checks), 6)
+
+    @property
+    def max_score(self) -> float:
+        return round(sum(c.max_score for c in self.checks), 6)
+
+    @property
+    def full_marks(self) -> bool:
+        return bool(self.checks) and all(c.passed for c in self.checks) and self.error is None \
+            and self.status is RunStatus.OK
+
+    def with_checks(self, checks: tuple[CheckResult, ...]) -> Report:
+        return replace(self, checks=checks)
+
+
+HIDDEN_WITHHELD = "hidden check: {outcome}; details are not shown."
+
+
+def student_view(report: Report) -> Report:
+    """The report as its student may see it: the one student view, for every path a student reaches (the
+    service's API and pages, `grade batch --feedback`, the notebook, LTI). Hidden checks keep their name,
+    status, points and visibility; their message, diagnosis, explanation, hint, inputs and plotting data are
+    withheld, and so is what the submission printed while they ran (`hidden_output`, absent from
+    `student_dict`). The result still validates against the report schema."""
+    checks = []
+    for check in report.checks:
+        if check.visibility != "visible":
+            outcome = "passed" if check.status is Status.PASSED else check.status.value
+            check = replace(check, symptom=HIDDEN_WITHHELD.format(outcome=outcome), diagnosis=None,
+                            explanation=None, cause_first=False, failed_on=None, hint=None, trajectory=None,
+                            first_divergent_epoch=None)
+        checks.append(check)
+    return replace(report, checks=tuple(checks), hidden_output="")
+
+
+def student_dict(report: Report) -> dict[str, Any]:
+    """The student view's JSON: `to_dict(student_view(report))` without the `hidden_output` key at all."""
+    data = to_dict(student_view(report))
+    data.pop("hidden_output", None)
+    return data
+
+
+def to_dict(report: Report) -> dict[str, Any]:
+    """The report as JSON-ready data; the only place that decides the wire shape."""
+    data = asdict(report)
+    data["score"] = report.score
+    data["max_score"] = report.max_score
+    data["full_marks"] = report.full_marks
+    data["checks"] = [_check_to_dict(c) for c in report.checks]
+    data["devices"] = list(report.devices)
+    data["status"] = report.status.value if report.status is not None else None
+    data["cell_errors"] = list(report.cell_errors)
+    return sanitize.deep(data)  # messages, output, paths: a submission's text, safe in any file or viewer
+
+
+def _check_to_dict(check: CheckResult) -> dict[str, Any]:
+    data = asdict(check)
+    symptom_at = list(data).index("symptom")
+    del data["symptom"], data["cause_first"], data["failed_on"]  # in `message`, composed
+    items = list({**data, "status": check.status.value}.items())
+    return dict(items[:symptom_at] + [("message", check.message)] + items[symptom_at:])
+
+
+def to_json(report: Report) -> str:
+    return json.dumps(to_dict(report), indent=2, sort_keys=False)
+
+
+def from_dict(data: dict[str, Any]) -> Report:
+    """Rebuild a report read from disk (batch resume, gradebook)."""
+    several_devices = len(data.get("devices") or ()) > 1
+    checks = tuple(_check_from_dict(c, several_devices) for c in data["checks"])
+    fields = {k: v for k, v in data.items() if k in Report.__dataclass_fields__}
+    fields["checks"] = checks
+    fields["submission"] = Submission(**data["submission"])
+    fields["devices"] = tuple(data["devices"])
+    status = data.get("status")
+    fields["status"] = RunStatus(status) if status is not None else None  # None: a 1.0 grader's report
+    fields["cell_errors"] = tuple(data.get("cell_errors") or ())
+    return Report(**fields)
+
+
+@cache
+def schema() -> dict[str, Any]:
+    text = resources.files("grader").joinpath("schema/report.schema.json").read_text("utf-8")
+    return json.loads(text)
+
+
+def validation_errors(data: Any) -> list[str]:
+    """Every way `data` breaks the report schema, as readable lines (empty when valid)."""
+    import jsonschema  # imported here: grading itself never needs it
+
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+    return [f"{'/'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}" for e in errors]
+
+
+__all__ = [
+    "RUN_STATUSES",
+    "SCHEMA_VERSION",
+    "CheckResult",
+    "Report",
+    "RunStatus",
+    "Status",
+    "Submission",
+    "from_dict",
+    "schema",
+    "student_dict",
+    "student_view",
+    "to_dict",
+    "to_json",
+    "validation_errors",
+]
