@@ -151,7 +151,8 @@ def main() -> None:
         limits = grading.Limits(timeout=10.0)
         times: dict[str, list[float]] = {"local": [], "dask": []}
         # a warm-up of each (the first torch imports, the cluster's first describe), not counted
-        for name, options in () if args.no_batch else (("local", batch.Options(jobs=2, device="cpu", limits=limits, force=True)),
+        local = batch.Options(jobs=2, device="cpu", limits=limits, force=True)
+        for name, options in () if args.no_batch else (("local", local),
                               ("dask", batch.Options(jobs=0, device="cpu", limits=limits, force=True,
                                                      scheduler=address))):
             batch.run(make_class(work / f"warm-{name}", 10), work / f"warm-out-{name}", None, options)

@@ -33,7 +33,7 @@ def per_submission(rounds: int) -> dict[str, dict[str, float | str]]:
     workers = {tier: ZygoteClient("torch", sandbox=tier) for tier in TIERS}
     walls: dict[str, list[float]] = {tier: [] for tier in TIERS}
     try:
-        for tier, worker in workers.items():
+        for _tier, worker in workers.items():
             for _ in range(2):  # warm-up: first forks after start-up touch more pages
                 grading.grade("ex03", SOLUTION, device="cpu", worker=worker)
         for _ in range(rounds):

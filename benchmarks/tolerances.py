@@ -102,7 +102,7 @@ def matching(check: CheckSpec, reference: dict[str, Any]) -> tuple[float, float,
     simulated = {label: mistakes.simulate(problem, m) for label, m in runs}
     fields = tuple(f for f in check.fields if f in ("loss", "w", "grad"))
     own, closest = 0.0, (float("inf"), "")
-    for label, mistake in runs:
+    for label, _mistake in runs:
         as_float32 = _fields(simulated[label], np.float32)
         own = max(own, mistakes.fields_deviation(as_float32, simulated[label], fields))
         for other, trajectory in simulated.items():

@@ -3,6 +3,7 @@ processes, tokens made by `grade token add`, and a small HTTP client."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import json
 import os
@@ -130,10 +131,8 @@ class Postgres:
         return self.url(name)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(subprocess.CalledProcessError):
             self.stop()
-        except subprocess.CalledProcessError:
-            pass
         shutil.rmtree(self.root, ignore_errors=True)
 
 

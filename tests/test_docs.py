@@ -56,7 +56,8 @@ def test_the_site_builds_strictly_with_every_page_in_the_nav(site):
 class Loads(HTMLParser):
     """Every resource a page makes the browser fetch: scripts, stylesheets, images, frames, media."""
 
-    FETCHED: ClassVar[dict[str, str]] = {"script": "src", "link": "href", "img": "src", "iframe": "src", "source": "src", "audio": "src",
+    FETCHED: ClassVar[dict[str, str]] = {"script": "src", "link": "href", "img": "src", "iframe": "src",
+                                         "source": "src", "audio": "src",
                "video": "src", "embed": "src", "object": "data"}
 
     def __init__(self) -> None:

@@ -505,7 +505,8 @@ def rebuild(out: Path, tasks: Sequence[Task] = (), refused: dict[str, str] | Non
                 cells = {e: gradebook.Cell(None, None, refused[student]) for e in ordered}
                 summary.add_status(refused[student])
             else:
-                cells = {e: _cell(out, student, e, (student, e) in submitted, summary, (problems or {}).get((student, e)))
+                cells = {e: _cell(out, student, e, (student, e) in submitted, summary,
+                                  (problems or {}).get((student, e)))
                          for e in ordered}
             yield gradebook.Row(student, cells, roster.get(student, {}))
 

@@ -312,7 +312,8 @@ def validate(reports: tuple[Path, ...]) -> None:
                                                         "(with --scheduler: on every Dask worker).")
 @click.option("--scheduler", default=None, metavar="ADDRESS",
               help="Grade on a Dask cluster, e.g. tcp://host:8786 (needs the `dask` extra).")
-@click.option("--layout", type=click.Choice(layouts.LAYOUTS), default="auto", show_default=True, help="How DIR is laid out: DIR/<student>/<EX>.py, or an LMS export.")
+@click.option("--layout", type=click.Choice(layouts.LAYOUTS), default="auto", show_default=True,
+              help="How DIR is laid out: DIR/<student>/<EX>.py, or an LMS export.")
 @click.option("--feedback", is_flag=True,
               help="Also write each student's page (OUT/<student>/<EX>.html) and the class page OUT/class.html.")
 @click.option("--feedback-hidden", type=click.Choice(["outcome", "full"]), default="outcome", show_default=True,
@@ -358,7 +359,8 @@ def batch(directory: Path, out: Path, exercise_ids: tuple[str, ...], jobs: int |
         progress.close()
     click.echo(batching.render_summary(result.summary), nl=False)
     shown = sanitize.name(str(out))
-    click.echo(f"Reports in {shown}/<student>/; gradebook: {sanitize.name(str(out / 'gradebook.csv'))}")
+    gradebook = sanitize.name(str(out / "gradebook.csv"))
+    click.echo(f"Reports in {shown}/<student>/; gradebook: {gradebook}")
     if not result.interrupted_by:
         _after_batch(out, result.summary, feedback, feedback_hidden, with_similarity)
     if result.interrupted_by:
@@ -626,7 +628,8 @@ def _clock(seconds: float) -> str:
 
 @main.command(help="Show the sandbox tier this machine reaches and what each defence relies on.")
 @click.option("--json", "as_json", is_flag=True, help="Print the findings as JSON.")
-@click.option("--sandbox", type=click.Choice(SANDBOX_CHOICES), default=library_default(sandbox_doctor.examine, "sandbox"),
+@click.option("--sandbox", type=click.Choice(SANDBOX_CHOICES),
+              default=library_default(sandbox_doctor.examine, "sandbox"),
               show_default=True, help="Examine this tier instead of the strongest available.")
 def doctor(as_json: bool, sandbox: str) -> None:
     found = sandbox_doctor.examine(sandbox)

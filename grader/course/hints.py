@@ -8,6 +8,7 @@ or unwritable one never stops a hint from being shown.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -93,10 +94,8 @@ def save_state(state: dict[str, int]) -> bool:
         os.replace(temporary, path)
         return True
     except OSError:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
-        except OSError:
-            pass
         return False
 
 

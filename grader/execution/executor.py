@@ -15,6 +15,7 @@ to kill its job's process tree and exit, and the jobs not finished come back `st
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
 import signal
@@ -173,10 +174,8 @@ class _Slot:
             if not isinstance(worker, ZygoteClient):
                 worker.kill()
                 continue
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(worker.process.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
 
     def release(self) -> None:
         """No more jobs: each worker exits on its own (close() still waits for it)."""
@@ -235,10 +234,7 @@ class LocalExecutor:
 
     def ready(self, timeout: float | None = None) -> bool:
         """Wait until one slot's worker is warm (the first torch import is the slow part)."""
-        for slot in self._slots:
-            if slot.ready.wait(timeout):
-                return True
-        return False
+        return any(slot.ready.wait(timeout) for slot in self._slots)
 
     def worker_info(self, exercise_id: str) -> dict[str, Any]:
         """What a worker for the exercise found where it runs (torch, cuda): the first slot's. Call it before

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import textwrap
 
-from grader.grading.diagnose import without_stock_text
 from grader.model import sanitize
 from grader.model.report import CheckResult, Report, Status, compose
 
@@ -71,11 +70,9 @@ def _message(check: CheckResult, explained: set[str]) -> str:
     if check.diagnosis not in explained:
         explained.add(check.diagnosis)
         return check.message
-    if check.explanation is None:
+    if check.explanation is None or check.explanation_detail is None:
         return check.message
-    own = without_stock_text(check.diagnosis, check.explanation)
-    if own == check.explanation:
-        return check.message
+    own = check.explanation_detail
     return compose(check.symptom, own, check.cause_first, check.failed_on).strip() + " (Same mistake as above.)"
 
 

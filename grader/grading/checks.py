@@ -375,7 +375,8 @@ def _model_steps(observed: dict[str, Any], n_iters: int) -> str | None:
     end = _flat(observed, "weight", "bias")
     position = start
     for number, step in enumerate(steps[:MAX_COUNT], 1):
-        before, after = (_array(step[0]), _array(step[1])) if isinstance(step, list) and len(step) == 2 else (None, None)
+        pair = isinstance(step, list) and len(step) == 2
+        before, after = (_array(step[0]), _array(step[1])) if pair else (None, None)
         if before is None or after is None or before.shape != after.shape or before.ndim != 1:
             return f"the record of step {number} is unreadable"
         if position is not None and not _unmoved(position, before):

@@ -30,6 +30,9 @@ class Diagnosis:
     code: str
     explanation: str
     cause_first: bool = False  # the explanation goes before the symptom (the error it led to)
+    # The code's stock explanation, the tail of `explanation` after what is particular to this check ("" when
+    # none): a view that says the stock text once prints only the particular part on later checks.
+    stock: str = ""
 
 
 @dataclass(frozen=True)
@@ -177,7 +180,7 @@ def make(code: DiagnosisCode, detail: str = "", framework: str = "numpy", source
     if code == DiagnosisCode.GRADIENT_NOT_AVERAGED:
         text, own = _summing_in_their_words(text, framework, source)
         detail = f"{detail} {own}".strip()
-    return Diagnosis(code, (detail.strip() + " " if detail else "") + text)
+    return Diagnosis(code, (detail.strip() + " " if detail else "") + text, stock=text)
 
 
 def _summing_in_their_words(text: str, framework: str, source: Code | None) -> tuple[str, str]:
@@ -223,8 +226,9 @@ def _for_the_model(exercise: Exercise, check: CheckSpec, found: Diagnosis) -> Di
     model = any(name[:1].isupper() for name in exercise.functions)
     if found.code != DiagnosisCode.IGNORES_ARGUMENTS or not model or check.probe in ("train", "trained_parameters"):
         return found
-    return replace(found, explanation=found.explanation.replace(EXPLANATIONS[DiagnosisCode.IGNORES_ARGUMENTS],
-                                                                IGNORES_ARGUMENTS_MODEL))
+    stock = EXPLANATIONS[DiagnosisCode.IGNORES_ARGUMENTS]
+    return replace(found, explanation=found.explanation.replace(stock, IGNORES_ARGUMENTS_MODEL),
+                   stock=IGNORES_ARGUMENTS_MODEL if found.stock == stock else found.stock)
 
 
 def from_error(exercise: Exercise, check: CheckSpec, error: ChildError,
@@ -259,7 +263,7 @@ def rebound_parameter(exercise: Exercise, check: CheckSpec, variable: str, sourc
     line = source.rebinding(function, variable) if source else None
     where = f"The cause is {line}." if line else f"The cause is an assignment `{variable} = ...` in your loop."
     text = EXPLANATIONS[DiagnosisCode.REBOUND_PARAMETER]
-    return Diagnosis(DiagnosisCode.REBOUND_PARAMETER, f"{where} {text}", cause_first=True)
+    return Diagnosis(DiagnosisCode.REBOUND_PARAMETER, f"{where} {text}", cause_first=True, stock=text)
 
 
 UNINITIALISED_MODULE = re.compile(
@@ -276,7 +280,7 @@ def uninitialised_module(exercise: Exercise, source: Code | None) -> Diagnosis:
     line = next((found for name in classes if source and (found := source.init_without_super(name))), None)
     where = f"Your `__init__` ({line}) never calls `super().__init__()`." if line else ""
     code = DiagnosisCode.MODULE_NOT_INITIALISED
-    return Diagnosis(code, f"{where} {EXPLANATIONS[code]}".strip(), cause_first=True)
+    return Diagnosis(code, f"{where} {EXPLANATIONS[code]}".strip(), cause_first=True, stock=EXPLANATIONS[code])
 
 
 def missing_name(error: ChildError, source: Code | None) -> str | None:
@@ -354,20 +358,15 @@ def standard_explanations(code: str) -> tuple[str, ...]:
     return tuple(t for t in (EXPLANATIONS.get(code), TORCH_EXPLANATIONS.get(code), *variants) if t)
 
 
-def without_stock_text(code: str, explanation: str) -> str:
-    """An explanation (as `make` wrote it: what is particular to this check, then the code's stock text)
-    less its stock text: what a view that says the stock text once still prints on later checks."""
-    for text in standard_explanations(code):
-        explanation = explanation.replace(text, "")
-    return explanation
-
-
 def attach(result: CheckResult, found: Diagnosis | None) -> CheckResult:
     """The result with the mistake named: its code and explanation as their own fields (report.compose
     writes the message from them)."""
     if found is None:
         return result
-    return replace(result, diagnosis=found.code, explanation=found.explanation, cause_first=found.cause_first)
+    particular = found.explanation[:len(found.explanation) - len(found.stock)] \
+        if found.stock and found.explanation.endswith(found.stock) else None
+    return replace(result, diagnosis=found.code, explanation=found.explanation, cause_first=found.cause_first,
+                   explanation_detail=particular)
 
 
 def ratio(observed: Any, expected: Any) -> float | None:
@@ -458,7 +457,7 @@ def argument_order(evidence: Evidence) -> Diagnosis | None:
         if sorted(roles) != ["x", "y", "y_pred"] or not {"x", "y", "y_pred"} <= args.keys():
             continue
         given = [args["x"], args["y"], args["y_pred"]]  # the exercise's order, as the grader passed them
-        meaning = {role: np.asarray(value, float) for role, value in zip(roles, given)}
+        meaning = {role: np.asarray(value, float) for role, value in zip(roles, given, strict=False)}
         theirs = float(np.mean(2 * meaning["x"] * (meaning["y_pred"] - meaning["y"])))
         if mistakes.deviation([evidence.observed["value"]], [theirs]) > mistakes.MATCH:
             continue
@@ -500,7 +499,8 @@ def summed_loss(evidence: Evidence) -> Diagnosis | None:
     n = len(evidence.check.args.get("y", [])) or 1
     if factor is not None and n > 1 and abs(factor - n) < 1e-3 * n:
         return make(DiagnosisCode.GRADIENT_NOT_AVERAGED, f"Your loss is {factor:.6g} times the MSE, and there are "
-                    f"N = {n} samples: it sums the squared errors instead of averaging them.", evidence.exercise.framework,
+                    f"N = {n} samples: it sums the squared errors instead of averaging them.",
+                    evidence.exercise.framework,
                     evidence.source)
     return None
 

@@ -164,13 +164,14 @@ def _simulate(problem: Problem, mistake: Mistake) -> Trajectory:
                 loss = loss_and_gradients(problem, params, broadcast=True)[0]
             kept = buffer if mistake.accumulate else tuple(np.zeros_like(b) for b in buffer)
             if mistake.delay:  # the step sees what backward left in .grad last epoch
-                step, buffer = buffer, tuple(k + g for k, g in zip(kept, grads))
+                step, buffer = buffer, tuple(k + g for k, g in zip(kept, grads, strict=False))
             else:
-                buffer = tuple(k + g for k, g in zip(kept, grads))
+                buffer = tuple(k + g for k, g in zip(kept, grads, strict=False))
                 step = buffer
             held.append(float(buffer[0]) if buffer[0].ndim == 0 else float("nan"))
             if not mistake.frozen:
-                params = tuple(p - problem.learning_rate * mistake.scale * s for p, s in zip(params, step))
+                rate = problem.learning_rate * mistake.scale
+                params = tuple(p - rate * s for p, s in zip(params, step, strict=False))
             after = loss_and_gradients(problem, params, mistake.broadcast)[0] if mistake.loss_after else loss
             losses.append(after * mistake.loss_scale)
             if len(params) == 1:

@@ -84,7 +84,7 @@ def _copy_course(exercise_id: str, target: Path) -> None:
     shutil.copytree(_course_folder(exercise_id), target / exercise_id,
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     hidden = target / exercise_id / "hidden"
-    for root, dirs, files in os.walk(hidden):
+    for root, _dirs, files in os.walk(hidden):
         os.chmod(root, OWNER_ONLY_DIR)
         for name in files:
             os.chmod(os.path.join(root, name), OWNER_ONLY_FILE)

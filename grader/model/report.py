@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -12,12 +12,12 @@ from typing import Any
 from grader.model import sanitize
 
 # Bump on any change to the report's shape; readers key on it. See schema/report.schema.json.
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 
 
 class RunStatus(enum.StrEnum):
     """How a run as a whole ended (the report's `status`, schema 1.1): docs/report.md's list. Decided in one
-    place, grading.run_status; serialised as its value."""
+    place, grading/build.py's run_status; serialised as its value."""
 
     OK = "ok"
     SYNTAX_ERROR = "syntax-error"
@@ -34,7 +34,7 @@ class RunStatus(enum.StrEnum):
 RUN_STATUSES = tuple(s.value for s in RunStatus)
 
 
-class Status(str, enum.Enum):
+class Status(str, enum.Enum):  # noqa: UP042 - not StrEnum: str() and format() of a member stay as written
     PASSED = "passed"
     FAILED = "failed"
     ERROR = "error"
@@ -69,6 +69,9 @@ class CheckResult:
     explanation: str | None = None  # the diagnosis's explanation with the fix (diagnose.py), None without one
     cause_first: bool = False  # the explanation goes before the symptom (the error the cause led to)
     failed_on: str | None = None  # where several devices were graded: the one this failure comes from
+    # The explanation less its code's stock text (None when it has none): what a view that says the stock text
+    # once prints on later checks. Not in the JSON; a report read back renders each message whole.
+    explanation_detail: str | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # The composed message trims the symptom where it meets the explanation: so does the model, so that
@@ -102,36 +105,22 @@ def compose(symptom: str, explanation: str | None, cause_first: bool = False, fa
 
 
 def _check_from_dict(data: dict[str, Any], several_devices: bool) -> CheckResult:
-    """A check read back from its JSON: the symptom, and where the cause came first, recovered from the
-    message by the one rule `compose` writes it with (verified: a message it cannot have written, say one
-    edited by hand, is kept whole as the symptom)."""
+    """A check read back from its JSON. From schema 1.2 the symptom is a field of its own; the cause came first
+    where the message is composed that way. A 1.0/1.1 check (no `symptom`) keeps its message whole as the
+    symptom: its parts are never cut out of the words."""
     fields = {k: v for k, v in data.items() if k in CheckResult.__dataclass_fields__}
-    message, explanation = str(data.get("message", "")), data.get("explanation")
+    fields.pop("explanation_detail", None), fields.pop("symptom", None)
+    message = str(data.get("message", ""))
     fields["status"] = status = Status(data["status"])
     failed_on = data.get("device") if several_devices and status is not Status.PASSED else None
-    if failed_on and message.startswith(f"[on {failed_on}] "):
-        message = message[len(f"[on {failed_on}] "):]
-    else:
+    if not (failed_on and message.startswith(f"[on {failed_on}] ")):
         failed_on = None
     fields["failed_on"] = failed_on
-    for symptom, cause_first in _readings(message, explanation):
-        if compose(symptom, explanation, cause_first) == message:
-            return CheckResult(**fields, symptom=symptom, cause_first=cause_first)
-    return CheckResult(**{**fields, "explanation": None}, symptom=compose(message, None, False, None))
-
-
-def _readings(message: str, explanation: str | None) -> list[tuple[str, bool]]:
-    """The (symptom, cause_first) pairs `compose` may have made `message` from."""
-    if explanation is None:
-        return [(message, False)]
-    readings = [("", False)] if message == explanation.strip() else []
-    lead = f"{explanation}{SAID_THEN}".lstrip()
-    if message.startswith(lead):
-        readings.append((message[len(lead):], True))
-    tail = f" {explanation}".rstrip()
-    if message.endswith(tail):
-        readings.append((message[:len(message) - len(tail)], False))
-    return readings
+    symptom, explanation = data.get("symptom"), data.get("explanation")
+    if symptom is None:
+        return CheckResult(**{**fields, "explanation": None, "failed_on": None}, symptom=message)
+    cause_first = explanation is not None and compose(symptom, explanation, True, failed_on) == message
+    return CheckResult(**fields, symptom=str(symptom), cause_first=cause_first)
 
 
 @dataclass(frozen=True)
@@ -158,9 +147,10 @@ class Report:
     output: str = ""  # what the submission printed before any hidden check ran (capped), labelled by check
     references_sha256: str = ""
     schema_version: str = SCHEMA_VERSION
-    # How the run ended, decided in grading.run_status() only; None for a report of a 1.0 grader (read from
-    # disk), which never said: such a report is not current, and is regraded rather than classified.
-    status: RunStatus | None = RunStatus.OK
+    # How the run ended, decided in grading/build.py's run_status only (never assumed: no default says `ok`);
+    # None for a report of a 1.0 grader (read from disk), which never said: such a report is not current, and
+    # is regraded rather than classified.
+    status: RunStatus | None = None
     hidden_output: str = ""  # what it printed while hidden checks ran: for the instructor, never the student
     cell_errors: tuple[str, ...] = ()  # notebook cells that raised (the next cells still ran), always listed
 
@@ -195,7 +185,8 @@ def student_view(report: Report) -> Report:
         if check.visibility != "visible":
             outcome = "passed" if check.status is Status.PASSED else check.status.value
             check = replace(check, symptom=HIDDEN_WITHHELD.format(outcome=outcome), diagnosis=None,
-                            explanation=None, cause_first=False, failed_on=None, hint=None, trajectory=None,
+                            explanation=None, explanation_detail=None, cause_first=False, failed_on=None, hint=None,
+                            trajectory=None,
                             first_divergent_epoch=None)
         checks.append(check)
     return replace(report, checks=tuple(checks), hidden_output="")
@@ -222,11 +213,13 @@ def to_dict(report: Report) -> dict[str, Any]:
 
 
 def _check_to_dict(check: CheckResult) -> dict[str, Any]:
+    """A check's JSON: `message` (symptom and explanation composed, schema 1.0) where `symptom` stood, and from
+    schema 1.2 `symptom` itself after it, so that no reader cuts a message apart."""
     data = asdict(check)
     symptom_at = list(data).index("symptom")
-    del data["symptom"], data["cause_first"], data["failed_on"]  # in `message`, composed
+    del data["symptom"], data["cause_first"], data["failed_on"], data["explanation_detail"]
     items = list({**data, "status": check.status.value}.items())
-    return dict(items[:symptom_at] + [("message", check.message)] + items[symptom_at:])
+    return dict(items[:symptom_at] + [("message", check.message), ("symptom", check.symptom)] + items[symptom_at:])
 
 
 def to_json(report: Report) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from typing import Any
 
@@ -60,10 +61,8 @@ def remove_cgroup(directory: str) -> None:
     for sub in sorted((e.path for e in os.scandir(directory) if e.is_dir()), reverse=True) \
             if os.path.isdir(directory) else []:
         remove_cgroup(sub)
-    try:
+    with contextlib.suppress(OSError):
         os.rmdir(directory)
-    except OSError:
-        pass
 
 
 def job_cgroups(zygote: dict[str, str], job_id: str, limits: dict[str, Any] | None = None,

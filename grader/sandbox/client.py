@@ -8,6 +8,7 @@ submission's stdout as data.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
@@ -100,10 +101,8 @@ class ZygoteClient:
 
     def release(self) -> None:
         """No more jobs: the worker exits on its own (close() still waits for it)."""
-        try:
+        with contextlib.suppress(OSError):
             self._socket.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
 
     def close(self) -> None:
         if self.process.poll() is None:
@@ -116,10 +115,8 @@ class ZygoteClient:
         self.process.stdout.close()
 
     def kill(self) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.process.pid, signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
         self.process.wait()
 
     @property
@@ -246,10 +243,8 @@ class ZygoteClient:
         return protocol.finished(json.loads(line))
 
     def _stop(self) -> None:
-        try:
+        with contextlib.suppress(OSError):
             self._socket.send(json.dumps({"stop": True}).encode())
-        except OSError:
-            pass
 
     def _command(self, message: dict[str, Any]) -> None:
         try:

@@ -114,7 +114,8 @@ def examine(sandbox: str = "auto") -> dict[str, Any]:
     else:
         inside = {"error": asdict(result.error) if result and result.error else "no result"}
     inside["file_appeared_outside"] = wrote
-    found = {"plan": plan, "job": (hello.tier if hello else None) or {}, "inside": inside, "defences": defences(plan, inside, repo),
+    found = {"plan": plan, "job": (hello.tier if hello else None) or {}, "inside": inside,
+             "defences": defences(plan, inside, repo),
              "environment": environment()}
     if "error" in inside:  # say so rather than report what nobody observed
         found["defences"] = [(name, relies_on, "not checked: the self-test did not run")
@@ -137,7 +138,8 @@ def defences(plan: dict[str, Any], inside: dict[str, Any], repo: Path) -> list[t
     cgroups = plan.get("cgroups", {})
     namespaces = tier == Tier.NAMESPACES
     uid_note = ("a user namespace: the student keeps the grader's uid, without capabilities"
-                if plan.get("userns") else f"a uid of its own ({_int(inside.get('uid'))}, shared with no other process)")
+                if plan.get("userns")
+                else f"a uid of its own ({_int(inside.get('uid'))}, shared with no other process)")
     return [
         ("wall-clock timeout", "the worker's deadline (select on the channel and a pidfd), then SIGTERM and "
          "SIGKILL to every process: subreaper children" + (", cgroup.procs" if cgroups else "")

@@ -217,7 +217,7 @@ class Context:
                 raise ProbeFailure(
                     "shape", f"{what}: entry {epoch} should be ({', '.join(columns)}), got {_describe(entry)}."
                 )
-            for column, item in zip(columns, items):
+            for column, item in zip(columns, items, strict=False):
                 out[column].append(self.number(item, f"{what}: {column} at epoch {epoch}"))
                 items_by_column[column].append(item)
         for column, items in items_by_column.items():
@@ -298,7 +298,7 @@ def in_callers_order(reference: Callable[..., Any], x: Any, y: Any, name: str,
                 return reference(*args, **kwargs)
             roles = last[0]
         last[:] = [roles]
-        by_role = dict(zip(roles, values))
+        by_role = dict(zip(roles, values, strict=False))
         if not kwargs and roles != ["x", "y", "prediction"]:  # only an unusual order is news
             substitute.call_orders[name] = ", ".join(ROLE_NAMES[r] for r in roles)
         return reference(by_role["x"], by_role["y"], by_role["prediction"])
@@ -441,7 +441,7 @@ def _torch_hooks(events: Events) -> Iterator[None]:
         if reached is not None:
             try:
                 named = [inputs] if isinstance(inputs, torch.Tensor) else list(inputs)
-                by_id = {id(t): g for t, g in zip(named, result)}
+                by_id = {id(t): g for t, g in zip(named, result, strict=False)}
                 events.backward_leaves.append([[value, _value(by_id[id(leaf)])] for leaf, value in reached
                                                if isinstance(by_id.get(id(leaf)), torch.Tensor)])
             except Exception:  # noqa: BLE001
@@ -477,7 +477,7 @@ def _torch_hooks(events: Events) -> Iterator[None]:
         before_step[:] = []
         try:
             if taken is not None and taken[0] == "values":
-                events.step_pairs.append([[b, _value(p)] for p, b in zip(taken[1], taken[2])])
+                events.step_pairs.append([[b, _value(p)] for p, b in zip(taken[1], taken[2], strict=False)])
             elif taken is not None and taken[0] == "model":
                 events.steps_holding_watched += 1
                 if taken[2] is not None:

@@ -20,7 +20,8 @@ SAFE_ENV = {
     "ATEN_CPU_CAPABILITY": "default",
 }
 # Kept because some CPUs need them for correct BLAS results, and CUDA needs to see its devices.
-PASSED_THROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "CUDA_VISIBLE_DEVICES", "ATEN_CPU_CAPABILITY", "MKL_CBWR", "MKL_ENABLE_INSTRUCTIONS")
+PASSED_THROUGH = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "CUDA_VISIBLE_DEVICES", "ATEN_CPU_CAPABILITY", "MKL_CBWR",
+                  "MKL_ENABLE_INSTRUCTIONS")
 OPEN_FILES = 256
 FILE_SIZE_BYTES = 8 * 1024 * 1024
 PROCESSES = 64  # per submission, threads included (RLIMIT_NPROC, and the pids cgroup where delegated)

@@ -54,7 +54,9 @@ def setns(fd: int, flags: int, what: str) -> None:
 
 
 def mount(source: str | None, target: str, fstype: str | None, flags: int, data: str | None = None) -> None:
-    encode = (lambda s: s.encode() if s is not None else None)
+    def encode(s: str | None) -> bytes | None:
+        return s.encode() if s is not None else None
+
     result = libc().mount(encode(source), encode(target), encode(fstype), ctypes.c_ulong(flags), encode(data))
     check(result, f"mount {source} on {target}")
 

@@ -13,6 +13,7 @@ process tree, and says on stdout how the child ended: nothing else.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import os
@@ -42,10 +43,8 @@ SPARE_NAME = "grader-spare"  # a spare child's process name while it waits for i
 
 
 def _prctl(option: int, value: int) -> None:
-    try:
+    with contextlib.suppress(OSError, AttributeError):  # not Linux: nothing to set
         prctl(option, value)
-    except (OSError, AttributeError):  # not Linux: nothing to set
-        pass
 
 
 def _child(plan: Plan, control: dict[str, Any], job_fd: int, result_fd: int, output_fd: int, workdir: str) -> None:

@@ -454,7 +454,8 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
             service.close()
 
     app = FastAPI(title="dl-grader service", version="1", lifespan=lifespan, docs_url=None, redoc_url=None,
-                  description="Submissions over HTTP; the database is the record. See docs/http-api.md in the repository.")
+                  description="Submissions over HTTP; the database is the record. "
+                              "See docs/http-api.md in the repository.")
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     app.state.service = holder["service"]

@@ -9,6 +9,7 @@ Every loop survives the database going away: it waits, retries, and goes on when
 from __future__ import annotations
 
 import collections
+import contextlib
 import http.client
 import json
 import logging
@@ -308,10 +309,8 @@ def deliver(url: str, body: bytes, secret: str, deadline_s: float, delivery: str
         expired.set()
         sock = connection.sock
         if sock is not None:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     timer = threading.Timer(deadline_s, cut)
     timer.daemon = True

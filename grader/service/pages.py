@@ -2,9 +2,10 @@
 
 No script and no external resource: plain forms, a session cookie (an opaque random id whose hash the
 database keeps, expiring, ended by sign-out or by revoking its token; HttpOnly, SameSite=Lax, Secure where
-the public URL is https), and a page that refreshes itself (a meta refresh) until the report is there, which is then the very page
-`grade EX FILE --html` writes. Every page is sent with the `--html` page's Content-Security-Policy (plus
-`form-action 'self'`), and everything that comes from a user or a submission goes through `html.esc`.
+the public URL is https), and a page that refreshes itself (a meta refresh) until the report is there, which is
+then the very page `grade EX FILE --html` writes. Every page is sent with the `--html` page's
+Content-Security-Policy (plus `form-action 'self'`), and everything that comes from a user or a submission goes
+through `html.esc`.
 
 Every state-changing form (/login, /logout, /submit) refuses a cross-site request before it reads the body:
 a browser says where a request comes from (`Origin`, `Sec-Fetch-Site`), and only the service's own public

@@ -243,10 +243,8 @@ class Runners:
         process = subprocess.Popen([sys.executable, "-m", "grader.service.runners", str(os.getpid())],
                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0, close_fds=True,
                                    process_group=0)  # a terminal's Ctrl-C reaches us, and we stop them
-        try:
+        with contextlib.suppress(OSError):  # it died at once: the supervisor sees it exit
             process.stdin.write(self.specs[index].line())
-        except OSError:
-            pass  # it died at once: the supervisor sees it exit
         os.set_blocking(process.stdin.fileno(), False)
         log.info("grading runner %d started (pid %d, %d slot%s)", index, process.pid, self.specs[index].slots,
                  "" if self.specs[index].slots == 1 else "s")

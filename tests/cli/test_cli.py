@@ -275,8 +275,12 @@ def test_validate_checks_meaning_and_the_lms_results_files(cli, tmp_path: Path) 
         "score-above-max": (lambda d: d.update(score=99), "outside 0.."),
         "score-not-the-sum": (lambda d: d.update(score=d["score"] - 1, full_marks=True), "not the sum"),
         "max-not-the-sum": (lambda d: d.update(max_score=d["max_score"] + 1, score=d["score"] + 1), "maxima"),
-        "passed-without-points": (lambda d: (d["checks"][0].update(score=0), d.update(score=d["score"] - d["checks"][0]["max_score"])), "passed, but scored"),
-        "full-marks-lie": (lambda d: (d["checks"][0].update(status="failed", score=0), d.update(score=d["score"] - d["checks"][0]["max_score"])), "full_marks"),
+        "passed-without-points": (lambda d: (d["checks"][0].update(score=0),
+                                             d.update(score=d["score"] - d["checks"][0]["max_score"])),
+                                  "passed, but scored"),
+        "full-marks-lie": (lambda d: (d["checks"][0].update(status="failed", score=0),
+                                      d.update(score=d["score"] - d["checks"][0]["max_score"])),
+                           "full_marks"),
     }
     for name, (edit, words) in meaning.items():
         copy = json.loads(json.dumps(data))

@@ -36,7 +36,7 @@ def test_list_shows_the_five_exercises() -> None:
     assert result.exit_code == 0
     lines = result.stdout.strip().splitlines()
     assert [line.split()[0] for line in lines] == ["ex01", "ex02", "ex03", "ex04", "ex05"]
-    for line, exercise_id in zip(lines, EXERCISE_IDS):
+    for line, exercise_id in zip(lines, EXERCISE_IDS, strict=False):
         assert exercises.load(exercise_id).title in line
 
 

@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from grader.cli.main import main
 from grader.course import exercises, hints
 from grader.formats import human
-from grader.model.report import CheckResult, Report, Status, Submission
+from grader.model.report import CheckResult, Report, RunStatus, Status, Submission
 
 ROOT = Path(__file__).resolve().parents[2]
 HINT_EXERCISES = sorted(p.parent.name for p in (ROOT / "exercises").glob("ex*/hints.md"))
@@ -121,7 +121,8 @@ def test_hint_for_uses_tags():
 
 def _report(*checks: CheckResult) -> Report:
     return Report(exercise="ex03", title="t", submission=Submission("ex03.py", "0" * 64, "py", 1),
-                  checks=checks, devices=("cpu",), grader_version="0", versions={}, sandbox={"tier": "x"})
+                  checks=checks, devices=("cpu",), grader_version="0", versions={}, sandbox={"tier": "x"},
+                  status=RunStatus.OK)
 
 
 def test_annotate_points_a_diagnosed_failure_at_its_hint_and_human_output_says_so():

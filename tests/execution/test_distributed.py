@@ -22,6 +22,8 @@ import pytest
 distributed = pytest.importorskip("distributed")
 psutil = pytest.importorskip("psutil")
 
+import contextlib
+
 from click.testing import CliRunner
 from test_batch import CLASS, EXPECTED_STATUS, LIMITS, SOLUTION, gradebook_rows, make_class
 
@@ -98,10 +100,8 @@ class Cluster:
 
     def remember(self) -> None:
         for process in self.descendants():
-            try:
+            with contextlib.suppress(psutil.NoSuchProcess):
                 self.seen[process.pid] = process.create_time()
-            except psutil.NoSuchProcess:
-                pass
 
     def worker_pids(self) -> dict[str, int]:
         """Dask worker address -> the pid of the worker process (its nanny's child)."""
@@ -134,10 +134,8 @@ class Cluster:
 def _with_start_times(processes: list[psutil.Process]) -> dict[int, float]:
     found = {}
     for process in processes:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             found[process.pid] = process.create_time()
-        except psutil.NoSuchProcess:
-            pass
     return found
 
 

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from grader.cli.main import main
 from grader.formats import html, plot
-from grader.model.report import CheckResult, Report, Status, Submission
+from grader.model.report import CheckResult, Report, RunStatus, Status, Submission
 
 ROOT = Path(__file__).resolve().parents[2]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -45,7 +45,8 @@ def sample_report(**changes) -> Report:
     fields = {"exercise": "ex03", "title": "Linear regression with autograd",
                   "submission": Submission(f"work/{HOSTILE}.py", "ab" * 32, "py", 10), "checks": checks,
                   "devices": ("cpu",), "grader_version": "0.1.0", "versions": {"numpy": "2"},
-                  "sandbox": {"tier": "process"}, "output": f"Epoch 1: w = 0.300\n{HOSTILE}\n"}
+                  "sandbox": {"tier": "process"}, "output": f"Epoch 1: w = 0.300\n{HOSTILE}\n",
+                  "status": RunStatus.OK}
     fields.update(changes)
     return Report(**fields)
 

@@ -102,7 +102,8 @@ def test_evaluate_passes_the_other_checks_answers_to_the_diagnosis():
     notebook_run = run_of(mistakes.Mistake())
     reference = {"fields": run_of(mistakes.Mistake(), y=[5.0, 10.0, 15.0, 20.0])}
     observed = Result("k", "cpu", True, notebook_run, None, None)  # trained on the notebook's Y whatever y was passed
-    peers = (diagnose.Peer(notebook, notebook_run, notebook_run), diagnose.Peer(other, notebook_run, reference["fields"]))
+    peers = (diagnose.Peer(notebook, notebook_run, notebook_run),
+             diagnose.Peer(other, notebook_run, reference["fields"]))
     result = checks.evaluate(EX03, other, observed, reference, "cpu", None, False, peers)
     assert result.status is Status.FAILED and result.diagnosis == "ignores-arguments"
     alone = checks.evaluate(EX03, other, observed, reference, "cpu", None, False)
@@ -112,7 +113,8 @@ def test_evaluate_passes_the_other_checks_answers_to_the_diagnosis():
 def test_a_passing_check_never_carries_a_diagnosis():
     check = spec(x=[1.0, 2.0, 3.0, 4.0], y=[2.0, 4.0, 6.0, 8.0], w=0.0, learning_rate=0.01, n_iters=12)
     reference = {"fields": run_of(mistakes.Mistake())}
-    result = checks.evaluate(EX03, check, Result("k", "cpu", True, run_of(mistakes.Mistake()), None, None), reference, "cpu",
+    observed = Result("k", "cpu", True, run_of(mistakes.Mistake()), None, None)
+    result = checks.evaluate(EX03, check, observed, reference, "cpu",
                              None, False)
     assert result.passed and result.diagnosis is None
 

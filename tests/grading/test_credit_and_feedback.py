@@ -21,7 +21,7 @@ from grader.course.source import Code
 from grader.course.submission import read
 from grader.formats import human, plot
 from grader.grading import diagnose, mistakes
-from grader.model.report import CheckResult, Report, Status, Submission
+from grader.model.report import CheckResult, Report, RunStatus, Status, Submission
 from grader.sandbox.protocol import ChildError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -149,7 +149,8 @@ def test_a_rebound_parameter_names_its_cause_before_the_error():
     base = CheckResult("train", Status.ERROR, 0, 3, "your code raised " + error["message"])
     message = diagnose.attach(base, found).message
     assert message.index("w = w - learning_rate * w.grad") < message.index("unsupported operand")
-    assert diagnose.from_error(EX03, TRAIN, ChildError.from_wire({**error, "evidence": {}})) is None  # no evidence, no code
+    no_evidence = ChildError.from_wire({**error, "evidence": {}})
+    assert diagnose.from_error(EX03, TRAIN, no_evidence) is None  # no evidence, no code
 
 
 def test_a_function_hidden_under_a_cuda_guard_is_not_called_missing():
@@ -173,7 +174,7 @@ def test_the_summed_gradient_message_quotes_np_sum_not_np_dot():
 def report(*checks: CheckResult, **changes) -> Report:
     fields = {"exercise": "ex05", "title": "A PyTorch model", "checks": checks, "devices": ("cpu",),
               "submission": Submission("ex05.py", "0" * 64, "py", 1), "grader_version": "0", "versions": {},
-              "sandbox": {"tier": "none"}}
+              "sandbox": {"tier": "none"}, "status": RunStatus.OK}
     return Report(**{**fields, **changes})
 
 

@@ -101,7 +101,8 @@ def test_cpu_is_recorded_in_every_check(grade_file) -> None:
 
 @pytest.mark.skipif(cuda_available(), reason="checks the CPU-only answer to --device auto")
 def test_cli_auto_without_cuda_reports_cpu_only(workers, monkeypatch, tmp_path: Path) -> None:
-    monkeypatch.setattr(grading, "start_worker", lambda exercise_id, device="auto": _Borrowed(workers.get("ex03", True)))
+    monkeypatch.setattr(grading, "start_worker",
+                        lambda exercise_id, device="auto": _Borrowed(workers.get("ex03", True)))
     result = CliRunner().invoke(main, ["ex03", str(SOLUTION), "--device", "auto", "--format", "json"],
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.stderr

@@ -196,5 +196,6 @@ def test_a_loss_over_the_broadcast_pairs_is_shape_broadcast():
 
 
 def test_malformed_fields_name_no_mistake():
-    found = diagnose.from_behaviour(EX03, train_check(**NOTEBOOK), {"loss": "x", "w": None}, history(mistakes.Mistake()))
+    found = diagnose.from_behaviour(EX03, train_check(**NOTEBOOK), {"loss": "x", "w": None},
+                                    history(mistakes.Mistake()))
     assert found is None

@@ -81,7 +81,8 @@ def test_the_class_page_counts_crashes_apart_and_links_every_student(feedback_ba
     failed = {f["check"]: f["count"] for f in summary["failed_checks"]}
     for check in cat["checks"]:  # the crash failed every check, yet none counts it
         reports = [json.loads((out / s / "ex03.json").read_text("utf-8")) for s in CLASS if s != "cat"]
-        expected = sum(1 for r in reports for c in r["checks"] if c["name"] == check["name"] and c["status"] == "failed")
+        expected = sum(1 for r in reports for c in r["checks"]
+                       if c["name"] == check["name"] and c["status"] == "failed")
         assert failed.get(check["name"], 0) == expected
     page = (out / "class.html").read_text("utf-8")
     links = set(re.findall(r'href="([^"]+)"', page))

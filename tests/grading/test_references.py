@@ -1,4 +1,5 @@
-"""Reference data: the stored JSON agrees with a fresh recording on every CPU, and the solutions reproduce the notebooks.
+"""Reference data: the stored JSON agrees with a fresh recording on every CPU, and the solutions reproduce the
+notebooks.
 
 The notebook numbers below are copied verbatim from the course notebooks' printed output (the runs with
 the true mean gradient, not the `np.dot(...).mean()` ones). Each printed value is compared with the fresh

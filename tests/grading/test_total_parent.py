@@ -20,8 +20,7 @@ from hypothesis import strategies as st
 from grader.cli.main import main
 from grader.course import exercises
 from grader.course.submission import read
-from grader.grading import checks
-from grader.grading import pipeline as grading
+from grader.grading import checks, compare
 from grader.lms import autograder as lms
 from grader.model.report import RUN_STATUSES, to_dict, validation_errors
 from grader.sandbox.channel import ChannelError, decode, encode
@@ -79,7 +78,8 @@ def test_fuzz_the_decoder_with_bytes(data):
         messages = decode(data)
     except ChannelError:
         return
-    assert all(isinstance(m, dict) and m["type"] in {"hello", "load_error", "result", "phase", "done"} for m in messages)
+    kinds = {"hello", "load_error", "result", "phase", "done"}
+    assert all(isinstance(m, dict) and m["type"] in kinds for m in messages)
 
 
 JSON = st.recursive(
@@ -249,7 +249,7 @@ def test_a_grader_bug_is_exit_3_with_a_grader_failure_report(tmp_path, monkeypat
     def bug(*args, **kwargs):
         raise RuntimeError("an invariant broke")
 
-    monkeypatch.setattr(grading, "_results", bug)
+    monkeypatch.setattr(compare, "results", bug)
     path = tmp_path / "ex03.py"
     path.write_bytes((ROOT / "solutions" / "ex03.py").read_bytes())
     report_path = tmp_path / "r.json"

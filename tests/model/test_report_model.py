@@ -48,10 +48,11 @@ def test_the_message_is_the_text_attach_used_to_glue():
     assert compose(symptom, explanation, failed_on="cuda") == f"[on cuda] {symptom} {explanation}"
 
 
-def test_the_json_keeps_its_keys_in_order_and_adds_only_explanation():
+def test_the_json_keeps_its_keys_in_order_and_adds_only_symptom_and_explanation():
     check = CheckResult("train", Status.FAILED, 0, 3, "epoch 2 differs.", diagnosis="grad-not-zeroed",
                         explanation="Your gradients accumulate.")
     written = to_dict(report_with(check))["checks"][0]
-    assert list(written) == ["name", "status", "score", "max_score", "message", "diagnosis", "visibility", "device",
-                             "hint", "trajectory", "first_divergent_epoch", "explanation"]
+    assert list(written) == ["name", "status", "score", "max_score", "message", "symptom", "diagnosis", "visibility",
+                             "device", "hint", "trajectory", "first_divergent_epoch", "explanation"]
+    assert written["symptom"] == "epoch 2 differs."  # schema 1.2: the finding alone, never cut from the message
     assert written["message"] == "epoch 2 differs. Your gradients accumulate."

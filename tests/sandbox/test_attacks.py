@@ -209,7 +209,8 @@ def _defended(attack: str, worker: ZygoteClient) -> bool:
     return attack not in NEEDS_NAMESPACES
 
 
-def run_attack(attack: str, worker: ZygoteClient, sibling: ZygoteClient, scene: Scene, request) -> grading.Report | None:
+def run_attack(attack: str, worker: ZygoteClient, sibling: ZygoteClient, scene: Scene,
+               request) -> grading.Report | None:
     if not _safe_to_run(attack, worker):
         pytest.skip(f"{attack} would reach the test runner at the {worker.tier!r} tier")
     if not _defended(attack, worker):

@@ -336,6 +336,38 @@ def test_a_submission_that_kills_its_worker_each_time_ends_failed_with_a_report(
         server.stop()
 
 
+def test_a_submission_whose_runner_dies_each_time_is_failed_never_ok(db_url):
+    """The failed-after-N path that builds a report without a run (the lease ran out three times): its report
+    says the grader failed, never `ok`, so no gradebook shows a clean row for a submission never graded."""
+    sleeper = b"import time\ntime.sleep(60)\n" + SOLUTION
+    server = Server(db_url)
+    try:
+        lms = token(db_url, "lms")
+        server.start()
+        sid = submitted(server.submit(lms, "ex03", sleeper, student="oscar"))
+
+        def state() -> dict:
+            return server.get(f"/api/v1/submissions/{sid}", lms).json()
+
+        for attempt in range(1, 4):
+            wait_for(lambda a=attempt: state()["attempts"] == a and server.busy_zygotes(), 180,
+                     f"attempt {attempt} running in a child")
+            [runner] = server.runners()
+            os.kill(runner, signal.SIGKILL)  # its lease runs out: requeued, and failed after the third
+            wait_for(lambda r=runner: server.runners() and server.runners() != [r], 60, "a new runner")
+        final = server.wait_finished(lms, [sid], 120)[sid]
+        assert (final["status"], final["attempts"]) == ("failed", 3)
+        report = server.get(f"/api/v1/submissions/{sid}/report", lms).json()
+        assert validation_errors(report) == [] and validate.report_meaning(report) == []
+        assert report["status"] == "grader-failure" and report["score"] == 0 and report["error"]
+        assert not report["full_marks"]
+        gradebook = server.get("/api/v1/gradebook.csv", token(db_url, "instructor")).body.decode("utf-8")
+        [row] = [r for r in csv.DictReader(io.StringIO(gradebook)) if r["student"] == "oscar"]
+        assert "ex03: grader-failure" in row["status"]  # not a clean row
+    finally:
+        server.stop()
+
+
 def test_the_service_recovers_when_postgresql_stops_and_starts_under_it(postgres):
     url = postgres.new_database()
     server = Server(url)

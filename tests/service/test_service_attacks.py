@@ -267,7 +267,8 @@ def test_the_page_cookie_is_a_revocable_session_not_the_token(site, tmp_path):
     cookie = {"Cookie": f"grade_session={value}"}
     assert "Signed in as bob" in call(server.url + "/", headers=cookie).body.decode()
     # the token itself in the cookie signs no one in
-    assert "Sign in to the grader" in call(server.url + "/", headers={"Cookie": f"grade_session={site.bob}"}).body.decode()
+    page = call(server.url + "/", headers={"Cookie": f"grade_session={site.bob}"}).body.decode()
+    assert "Sign in to the grader" in page
     # /submit wants the session before it reads a body: a stranger's broken upload is answered "sign in"
     stranger = call(server.url + "/submit", "POST", data=b"--x\r\nbroken", headers={
         "Content-Type": "multipart/form-data; boundary=x", "Origin": ORIGIN})
