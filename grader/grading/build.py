@@ -149,7 +149,7 @@ def run_problem(status: RunStatus, loaded: Loaded, outcome: Outcome | None, limi
         return (f"your code did not finish within {limits.timeout:g} s (an endless loop, or far too many "
                 "epochs?); checks that had not finished get no points.")
     if status is RunStatus.CRASHED:
-        sig = outcome.signal
+        sig = outcome.signal or 0  # crashed: a signal it was
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else ""
         return f"your code crashed the grading process (signal {sig} {name}).".replace(" )", ")")
     return (f"your code ended the grading process early (exit status {outcome.exit_code}). "

@@ -104,11 +104,11 @@ def compare_trajectory(check: CheckSpec, observed: dict[str, Any], reference: di
                 first = (epoch, name, float(expected[epoch]), float(got[epoch]))
     if first is None:
         return Verdict(True, f"all {len(check.fields)} quantities match the reference at every epoch.")
-    epoch, name, expected, got = first
-    exp_text = fmt(expected) if reveal else "a different value"
+    epoch, name, expected_value, got_value = first
+    exp_text = fmt(expected_value) if reveal else "a different value"
     return Verdict(
         False,
-        f"first divergence at epoch {epoch + 1}: {name} expected {exp_text}, got {fmt(got)} "
+        f"first divergence at epoch {epoch + 1}: {name} expected {exp_text}, got {fmt(got_value)} "
         f"(tolerance {tol}).",
         first_divergent_epoch=epoch + 1,
     )

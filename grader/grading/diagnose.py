@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -175,8 +175,9 @@ def detector(function: Detector) -> Detector:
     return function
 
 
-def make(code: DiagnosisCode, detail: str = "", framework: str = "numpy", source: Code | None = None) -> Diagnosis:
-    text = TORCH_EXPLANATIONS.get(code, EXPLANATIONS[code]) if framework == "torch" else EXPLANATIONS[code]
+def make(code: str, detail: str = "", framework: str = "numpy", source: Code | None = None) -> Diagnosis:
+    explanations, torch_explanations = cast(dict[str, str], EXPLANATIONS), cast(dict[str, str], TORCH_EXPLANATIONS)
+    text = torch_explanations.get(code, explanations[code]) if framework == "torch" else explanations[code]
     if code == DiagnosisCode.GRADIENT_NOT_AVERAGED:
         text, own = _summing_in_their_words(text, framework, source)
         detail = f"{detail} {own}".strip()
@@ -205,7 +206,7 @@ def _summing_in_their_words(text: str, framework: str, source: Code | None) -> t
 
 
 def from_behaviour(exercise: Exercise, check: CheckSpec, observed: dict[str, Any],
-                   expected: dict[str, Any], process_code: DiagnosisCode | None = None,
+                   expected: dict[str, Any], process_code: str | None = None,
                    peers: tuple[Peer, ...] = (), source: Code | None = None) -> Diagnosis | None:
     """The mistake behind a check that ran but did not match, or None when no evidence names one."""
     if process_code:
@@ -353,9 +354,12 @@ def _lengths(args: dict[str, Any]) -> set[int]:
 
 def standard_explanations(code: str) -> tuple[str, ...]:
     """The stock explanation texts of a code (every wording), for views that say them once."""
-    variants = {DiagnosisCode.GRADIENT_NOT_AVERAGED: (GRADIENT_NOT_AVERAGED_SUM, GRADIENT_NOT_AVERAGED_NEUTRAL),
-                DiagnosisCode.IGNORES_ARGUMENTS: (IGNORES_ARGUMENTS_MODEL,)}.get(code, ())
-    return tuple(t for t in (EXPLANATIONS.get(code), TORCH_EXPLANATIONS.get(code), *variants) if t)
+    variants_by_code: dict[str, tuple[str, ...]] = {
+        DiagnosisCode.GRADIENT_NOT_AVERAGED: (GRADIENT_NOT_AVERAGED_SUM, GRADIENT_NOT_AVERAGED_NEUTRAL),
+        DiagnosisCode.IGNORES_ARGUMENTS: (IGNORES_ARGUMENTS_MODEL,)}
+    variants = variants_by_code.get(code, ())
+    by_code = cast(dict[str, str], EXPLANATIONS), cast(dict[str, str], TORCH_EXPLANATIONS)
+    return tuple(t for t in (by_code[0].get(code), by_code[1].get(code), *variants) if t)
 
 
 def attach(result: CheckResult, found: Diagnosis | None) -> CheckResult:
@@ -420,8 +424,8 @@ def history_aliases_tensor(evidence: Evidence) -> Diagnosis | None:
     candidates: list[tuple[str, dict[str, Any]]] = [("", evidence.expected)]
     if problem is not None:
         for entry in mistakes.catalog(problem):
-            run = mistakes.simulate(problem, entry.mistake)
-            candidates.append((entry.description, {"loss": run.loss, "w": run.w, "grad": run.grad}))
+            simulated = mistakes.simulate(problem, entry.mistake)
+            candidates.append((entry.description, {"loss": simulated.loss, "w": simulated.w, "grad": simulated.grad}))
     others = [f for f in fields if f not in aliased]
     for description, run in candidates:
         if any(run.get(f) is None or mistakes.deviation(observed[f], run[f]) > mistakes.MATCH for f in others):

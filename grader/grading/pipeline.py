@@ -75,22 +75,21 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
     exercise = exercises.load(exercise_id)
     limits = limits or Limits()
     own_worker = worker is None
-    if own_worker:
-        worker = start_worker(exercise_id, device)
+    active = worker if worker is not None else start_worker(exercise_id, device)
     try:
         loaded = read(Path(path), exercise_id)
         selected = tuple(c for c in exercise.checks if include_hidden or c.visibility == "visible")
-        info = worker.info()
+        info = active.info()
         devices = resolve_devices(exercise, device, info)
         outcome, failure, tier = None, None, {"tier": Tier.NOT_RUN}
         counterfactual: dict[tuple[str, str], checks.Counterfactual] = {}
         if not loaded.problem:
             factors = draw_factors() if any(c.compare == "process" for c in selected) else None
-            outcome, failure, tier = run_probes(worker, exercise, loaded, selected, devices, limits, factors)
+            outcome, failure, tier = run_probes(active, exercise, loaded, selected, devices, limits, factors)
             counterfactual = counterfactual_results(outcome, factors, selected, devices)
     finally:
         if own_worker:
-            worker.close()
+            active.close()
     status = build.run_status(loaded, outcome, failure)
     problem = build.run_problem(status, loaded, outcome, limits, failure)
     source = Code((c.label, c.source) for c in loaded.cells)
@@ -164,7 +163,8 @@ def counterfactual_results(outcome: Outcome | None, factors: tuple[float, float]
     """Per (process check's call, device), what its counterfactual call returned, with the factors it ran at."""
     if factors is None:
         return {}
-    received = {(r.key[len(COUNTERFACTUAL):], r.device): r for r in (outcome.counterfactual if outcome else ())}
+    received = {(r.key[len(COUNTERFACTUAL):], r.device): r for r in (outcome.counterfactual if outcome else ())
+                if isinstance(r, Result)}
     found = {}
     for key in {c.key for c in selected if c.compare == "process"}:
         for device in devices:
@@ -200,7 +200,7 @@ def in_their_phase(outcome: Outcome, hidden: set[str]) -> Outcome:
         return isinstance(message, Result) and message.key.startswith(COUNTERFACTUAL)
 
     return replace(outcome, messages=tuple(m for m in kept if not counterfactual(m)),
-                   counterfactual=tuple(m for m in outcome.messages if counterfactual(m)))
+                   counterfactual=tuple(m for m in outcome.messages if isinstance(m, Result) and counterfactual(m)))
 
 
 def labelled_output(outcome: Outcome | None, selected: tuple[Any, ...], devices: list[str],
@@ -213,7 +213,7 @@ def labelled_output(outcome: Outcome | None, selected: tuple[Any, ...], devices:
     if outcome is None:
         return ""
     raw = outcome.output_raw
-    names = {}
+    names: dict[str, str] = {}
     for check in selected:  # a run several checks share is named after the first of them
         names.setdefault(check.key, check.name)
     cuts = []
