@@ -52,7 +52,7 @@ def write_student_pages(out: Path, hidden: str = "outcome") -> list[Path]:
         except (OSError, ValueError, KeyError, TypeError):
             continue  # a report that is not one is the gradebook's business, not the page's
         text = text.replace("<body>", f'<body data-hidden="{hidden}">', 1)
-        from grader.classroom.batch import write_atomic
+        from grader.formats.files import write_atomic
 
         write_atomic(page, text)
         written.append(page)
@@ -262,7 +262,7 @@ def write_class_page(out: Path, summary: dict[str, Any], similarity: dict[str, A
             student = student[1:]  # csv_cell's guard, taken off again
         row["student"] = student
         row["name"] = (roster.get(student) or {}).get("name") if isinstance(roster, dict) else None
-    from grader.classroom.batch import write_atomic
+    from grader.formats.files import write_atomic
 
     path = out / CLASS_PAGE
     write_atomic(path, render(out, summary, rows, similarity))

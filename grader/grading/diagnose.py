@@ -10,38 +10,92 @@ this module: diagnoses are only asked for checks that failed.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any, cast
+from typing import Any
 
 import numpy as np
 
 from grader.course.exercises import CheckSpec, Exercise
 from grader.course.source import Code
 from grader.grading import mistakes
+from grader.grading.explanations import (
+    EXPLANATIONS as EXPLANATIONS,
+)
+from grader.grading.explanations import (
+    GRADIENT_NOT_AVERAGED_NEUTRAL as GRADIENT_NOT_AVERAGED_NEUTRAL,
+)
+from grader.grading.explanations import (
+    GRADIENT_NOT_AVERAGED_SUM as GRADIENT_NOT_AVERAGED_SUM,
+)
+from grader.grading.explanations import (
+    IGNORES_ARGUMENTS_MODEL as IGNORES_ARGUMENTS_MODEL,
+)
+from grader.grading.explanations import (
+    TORCH_EXPLANATIONS as TORCH_EXPLANATIONS,
+)
+from grader.grading.explanations import (  # moved to explanations.py, still named here
+    Diagnosis as Diagnosis,
+)
+from grader.grading.explanations import (
+    _summing_in_their_words as _summing_in_their_words,
+)
+from grader.grading.explanations import (
+    make as make,
+)
+from grader.grading.explanations import (
+    standard_explanations as standard_explanations,
+)
+from grader.grading.raised import (  # moved to raised.py, still named here
+    DEVICE_ERRORS as DEVICE_ERRORS,
+)
+from grader.grading.raised import (
+    SHAPE_MISMATCH as SHAPE_MISMATCH,
+)
+from grader.grading.raised import (
+    SIZES_IN_ERROR as SIZES_IN_ERROR,
+)
+from grader.grading.raised import (
+    UNINITIALISED_MODULE as UNINITIALISED_MODULE,
+)
+from grader.grading.raised import (
+    Peer as Peer,
+)
+from grader.grading.raised import (
+    _for_the_model as _for_the_model,
+)
+from grader.grading.raised import (
+    _lengths as _lengths,
+)
+from grader.grading.raised import (
+    _sizes as _sizes,
+)
+from grader.grading.raised import (
+    from_error as from_error,
+)
+from grader.grading.raised import (
+    is_device_error as is_device_error,
+)
+from grader.grading.raised import (
+    is_uninitialised_module as is_uninitialised_module,
+)
+from grader.grading.raised import (
+    missing_name as missing_name,
+)
+from grader.grading.raised import (
+    mixes_other_arguments as mixes_other_arguments,
+)
+from grader.grading.raised import (
+    rebound_parameter as rebound_parameter,
+)
+from grader.grading.raised import (
+    sized_for_other_arguments as sized_for_other_arguments,
+)
+from grader.grading.raised import (
+    uninitialised_module as uninitialised_module,
+)
 from grader.model.codes import DiagnosisCode
 from grader.model.report import CheckResult
-from grader.sandbox.protocol import ChildError
-
-
-@dataclass(frozen=True)
-class Diagnosis:
-    code: str
-    explanation: str
-    cause_first: bool = False  # the explanation goes before the symptom (the error it led to)
-    # The code's stock explanation, the tail of `explanation` after what is particular to this check ("" when
-    # none): a view that says the stock text once prints only the particular part on later checks.
-    stock: str = ""
-
-
-@dataclass(frozen=True)
-class Peer:
-    """Another check of the same submission on the same device: its arguments, answer and reference."""
-
-    check: CheckSpec
-    observed: dict[str, Any] | None  # the fields, when the probe ran without an error
-    reference: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -58,114 +112,6 @@ class Evidence:
         return [p for p in self.peers if p.check.probe == self.check.probe and p.check.args != self.check.args]
 
 
-EXPLANATIONS: dict[DiagnosisCode, str] = {
-    DiagnosisCode.GRADIENT_NOT_AVERAGED: (
-        "Your gradient is N times too large: it sums over the samples instead of averaging. "
-        "`np.dot(2*x, y_pred - y)` already adds up the N products, so the `.mean()` after it averages a "
-        "single number and changes nothing; use `np.mean(2*x*(y_pred - y))`. This is the notebooks' own bug, "
-        "and it is why they concluded that autograd is 'not as exact': it is the other way round. Autograd "
-        "computes the true MSE gradient and agrees with the corrected hand-written one to float precision."
-    ),
-    DiagnosisCode.GRADIENT_MISSING_FACTOR_2: (
-        "Your gradient is half the true one. The derivative of (w*x - y)**2 is 2*x*(w*x - y): "
-        "the factor 2 from the square is missing (or the loss was halved)."
-    ),
-    DiagnosisCode.GRADIENT_SIGN: (
-        "The sign is flipped, so training climbs the loss instead of descending it. The gradient is that of "
-        "(y_pred - y)**2, i.e. 2*x*(y_pred - y), not 2*x*(y - y_pred), and gradient descent subtracts it: "
-        "w = w - learning_rate * gradient."
-    ),
-    DiagnosisCode.GRAD_NOT_ZEROED: (
-        "Your gradients accumulate across epochs: PyTorch adds each backward() into .grad, so every step "
-        "uses the sum of all gradients so far. Reset it every epoch with w.grad.zero_() "
-        "(or optimizer.zero_grad())."
-    ),
-    DiagnosisCode.LOSS_AFTER_UPDATE: (
-        "Your history is one epoch off: the loss is recorded after the update instead of before it. "
-        "Record the loss computed from the prediction at the start of the epoch."
-    ),
-    DiagnosisCode.STEP_BEFORE_BACKWARD: (
-        "optimizer.step() runs before loss.backward(), so each step uses the previous epoch's gradient "
-        "(or none at all in the first epoch). The order is: zero_grad(), backward(), step()."
-    ),
-    DiagnosisCode.SHAPE_BROADCAST: (
-        "Your prediction and target have different shapes, e.g. (n, 1) against (n,): subtracting them "
-        "broadcasts to an (n, n) matrix and the MSE averages the wrong numbers. Make the shapes equal "
-        "(e.g. `y_pred.view(-1)` or `y.view(-1, 1)`)."
-    ),
-    DiagnosisCode.IGNORES_ARGUMENTS: (
-        "Your function gives the answer for other arguments than the ones passed in: it uses global "
-        "variables (the notebook's X, Y, learning_rate) or constants instead of its parameters. "
-        "Use only the arguments passed in."
-    ),
-    DiagnosisCode.NO_AUTOGRAD: (
-        "The gradient was not computed by autograd. This exercise is about backpropagation: create w with "
-        "requires_grad=True, call loss.backward(), and read w.grad."
-    ),
-    DiagnosisCode.NO_OPTIMIZER: (
-        "The update bypasses torch.optim. Create torch.optim.SGD(..., lr=learning_rate) and let "
-        "optimizer.step() update the parameters."
-    ),
-    DiagnosisCode.DEVICE_MISMATCH: (
-        "Some of your tensors are on the CPU while the inputs are on the GPU. Create new tensors with "
-        "device=x.device (or move them with .to(x.device)), and do not go through NumPy or .tolist()."
-    ),
-    DiagnosisCode.NOT_IMPLEMENTED: (
-        "This function still raises NotImplementedError from the stub. Replace the `raise` with your code."
-    ),
-    DiagnosisCode.W_BEFORE_UPDATE: (
-        "Your history is one epoch off: it records w before the epoch's update instead of after it (where "
-        "the tutorials print it). Append w after the update line, so each entry pairs the epoch's loss with "
-        "the w that epoch produced."
-    ),
-    DiagnosisCode.HISTORY_ALIASES_TENSOR: (
-        "Your history holds the live parameter tensor itself, not its value at that epoch: every entry is the "
-        "same tensor, so after training each one shows the final value. Store a number instead: `w.item()` "
-        "(or `w.detach().clone()`)."
-    ),
-    DiagnosisCode.REBOUND_PARAMETER: (
-        "That line replaces w by a new tensor instead of updating it in place: the new w is the result of a "
-        "computation, so it has no .grad of its own (or, made under torch.no_grad(), does not require grad), "
-        "and the next backward() or w.grad fails. Update in place under torch.no_grad(): "
-        "`w -= learning_rate * w.grad`, then `w.grad.zero_()`."
-    ),
-    DiagnosisCode.ARGUMENT_ORDER: (
-        "The grader, like anyone reading the exercise, calls the function in the order of its signature, so "
-        "your function reads y as y_pred and the other way round. Reorder the parameters to the exercise's "
-        "signature (and your calls to match)."
-    ),
-    DiagnosisCode.MODULE_NOT_INITIALISED: (
-        "An nn.Module subclass must call `super().__init__()` first thing in its `__init__`: until it does, "
-        "the module has nowhere to register its layers, and PyTorch refuses `self.linear = nn.Linear(...)`. "
-        "Add `super().__init__()` as the first line of `__init__`."
-    ),
-}
-
-# ignores-arguments where the check builds the student's model (ex05): sizes, not the notebook's data.
-IGNORES_ARGUMENTS_MODEL = (
-    "Your model is built for other sizes than the ones passed in: create the layer from the arguments, "
-    "`nn.Linear(input_dim, output_dim)`, not from constants or global variables."
-)
-
-# gradient-not-averaged in the student's own terms: their gradient uses np.dot, sums, or something else.
-GRADIENT_NOT_AVERAGED_SUM = (
-    "Your gradient is N times too large: it adds up the N products instead of averaging them. The MSE is a "
-    "mean, so its gradient is too: divide the sum by N (len(x)), or write `np.mean(2*x*(y_pred - y))`."
-)
-GRADIENT_NOT_AVERAGED_NEUTRAL = (
-    "Your gradient is N times too large: it sums over the samples instead of averaging. The MSE is a mean, so "
-    "its gradient is the mean of 2*x*(y_pred - y) over the samples: `np.mean(2*x*(y_pred - y))`."
-)
-
-# Where autograd computes the gradient, a gradient N times too large comes from a summed loss, not np.dot.
-TORCH_EXPLANATIONS = {
-    DiagnosisCode.GRADIENT_NOT_AVERAGED: (
-        "Your gradient is N times too large: the loss sums over the samples instead of averaging them. The "
-        "MSE is a mean (`.mean()`, or nn.MSELoss() with its default reduction='mean'), and autograd's gradient "
-        "of it is exact."
-    ),
-}
-
 Detector = Callable[[Evidence], Diagnosis | None]
 DETECTORS: list[Detector] = []
 
@@ -173,36 +119,6 @@ DETECTORS: list[Detector] = []
 def detector(function: Detector) -> Detector:
     DETECTORS.append(function)
     return function
-
-
-def make(code: str, detail: str = "", framework: str = "numpy", source: Code | None = None) -> Diagnosis:
-    explanations, torch_explanations = cast(dict[str, str], EXPLANATIONS), cast(dict[str, str], TORCH_EXPLANATIONS)
-    text = torch_explanations.get(code, explanations[code]) if framework == "torch" else explanations[code]
-    if code == DiagnosisCode.GRADIENT_NOT_AVERAGED:
-        text, own = _summing_in_their_words(text, framework, source)
-        detail = f"{detail} {own}".strip()
-    return Diagnosis(code, (detail.strip() + " " if detail else "") + text, stock=text)
-
-
-def _summing_in_their_words(text: str, framework: str, source: Code | None) -> tuple[str, str]:
-    """The gradient-not-averaged explanation that fits the student's code, and the line of theirs it quotes.
-    The np.dot wording (the notebooks' bug) only where their gradient uses np.dot."""
-    if source is None:
-        return text, ""
-    if framework == "torch":
-        line = (source.first_line_with("loss", "reduction='sum'", 'reduction="sum"', ".sum(", "sum(")
-                or source.first_line_with("train", "reduction='sum'", 'reduction="sum"', ".sum("))
-        return text, (f"It sums here: {line}." if line else "")
-    body = source.function_text("gradient")
-    if not body:
-        return text, ""
-    line = source.first_line_with("gradient", "dot(", "@", "sum(")
-    quoted = f"Your gradient: {line}." if line else ""
-    if "dot(" in body or "@" in body:
-        return text, quoted
-    if "sum(" in body:
-        return GRADIENT_NOT_AVERAGED_SUM, quoted
-    return GRADIENT_NOT_AVERAGED_NEUTRAL, quoted
 
 
 def from_behaviour(exercise: Exercise, check: CheckSpec, observed: dict[str, Any],
@@ -220,146 +136,6 @@ def from_behaviour(exercise: Exercise, check: CheckSpec, observed: dict[str, Any
         if found:
             return _for_the_model(exercise, check, found)
     return None
-
-
-def _for_the_model(exercise: Exercise, check: CheckSpec, found: Diagnosis) -> Diagnosis:
-    """ignores-arguments on a check that builds the student's own model speaks of sizes, not data."""
-    model = any(name[:1].isupper() for name in exercise.functions)
-    if found.code != DiagnosisCode.IGNORES_ARGUMENTS or not model or check.probe in ("train", "trained_parameters"):
-        return found
-    stock = EXPLANATIONS[DiagnosisCode.IGNORES_ARGUMENTS]
-    return replace(found, explanation=found.explanation.replace(stock, IGNORES_ARGUMENTS_MODEL),
-                   stock=IGNORES_ARGUMENTS_MODEL if found.stock == stock else found.stock)
-
-
-def from_error(exercise: Exercise, check: CheckSpec, error: ChildError,
-               peers: tuple[Peer, ...] = (), source: Code | None = None) -> Diagnosis | None:
-    """The mistake behind a check whose probe raised (the student's exception or a wrong type/shape)."""
-    kind, text, evidence = error.kind, error.message, error.evidence
-    if kind == "not-implemented":
-        return make(DiagnosisCode.NOT_IMPLEMENTED)
-    if kind == "exception" and isinstance(evidence.get("rebound"), str):
-        return rebound_parameter(exercise, check, evidence["rebound"], source)
-    if kind == "exception" and is_uninitialised_module(text):
-        return uninitialised_module(exercise, source)
-    if is_device_error(text):
-        return make(DiagnosisCode.DEVICE_MISMATCH)
-    if kind == "shape" and "(n, 1)" in text:
-        return make(DiagnosisCode.SHAPE_BROADCAST)
-    if kind == "shape" and sized_for_other_arguments(check, text, peers):
-        return make(DiagnosisCode.IGNORES_ARGUMENTS, "Your answer has the size that another check's arguments give.")
-    if kind == "exception" and mixes_other_arguments(check, text, peers):
-        if any(name[:1].isupper() for name in exercise.functions):
-            return _for_the_model(exercise, check, make(
-                DiagnosisCode.IGNORES_ARGUMENTS,
-                "Your model combined this check's data with a layer of another check's size."))
-        return make(DiagnosisCode.IGNORES_ARGUMENTS, "Your code combined the arguments with arrays of another size, "
-                    "one that only another check's data has: a global variable or a constant.")
-    return None
-
-
-def rebound_parameter(exercise: Exercise, check: CheckSpec, variable: str, source: Code | None) -> Diagnosis:
-    """The trained tensor was replaced by a new one (the child saw it no longer a leaf that requires grad)."""
-    function = check.probe if check.probe in exercise.functions else "train"
-    line = source.rebinding(function, variable) if source else None
-    where = f"The cause is {line}." if line else f"The cause is an assignment `{variable} = ...` in your loop."
-    text = EXPLANATIONS[DiagnosisCode.REBOUND_PARAMETER]
-    return Diagnosis(DiagnosisCode.REBOUND_PARAMETER, f"{where} {text}", cause_first=True, stock=text)
-
-
-UNINITIALISED_MODULE = re.compile(
-    r"before Module\.__init__\(\) call|has no attribute '_(?:modules|parameters|buffers|\w*hooks\w*)'")
-
-
-def is_uninitialised_module(text: str) -> bool:
-    """PyTorch's errors for an nn.Module whose __init__ never called super().__init__()."""
-    return bool(UNINITIALISED_MODULE.search(text))
-
-
-def uninitialised_module(exercise: Exercise, source: Code | None) -> Diagnosis:
-    classes = [name for name in exercise.functions if name[:1].isupper()]
-    line = next((found for name in classes if source and (found := source.init_without_super(name))), None)
-    where = f"Your `__init__` ({line}) never calls `super().__init__()`." if line else ""
-    code = DiagnosisCode.MODULE_NOT_INITIALISED
-    return Diagnosis(code, f"{where} {EXPLANATIONS[code]}".strip(), cause_first=True, stock=EXPLANATIONS[code])
-
-
-def missing_name(error: ChildError, source: Code | None) -> str | None:
-    """A better message for a function the run did not define, when the source does define it, inside a
-    block that did not run (`if torch.cuda.is_available():` on a machine without a GPU, say)."""
-    name = error.name
-    if error.kind != "missing" or name is None or source is None:
-        return None
-    guard = source.guard(name)
-    if guard is None:
-        return None
-    return (f"`{name}` is defined in your file only inside a block ({guard}), and that block did not define "
-            f"it while grading (the condition was false, or the block stopped early). Define `{name}` at the "
-            "top level of the file, outside any if/try/with.")
-
-
-DEVICE_ERRORS = (
-    "Expected all tensors to be on the same device",
-    "is on the wrong device",
-    "can't convert cuda",
-    "Expected object of device type",
-    "must be on the same device",
-    "not at the same device",
-)
-
-
-def is_device_error(text: str) -> bool:
-    """PyTorch's messages for tensors on different devices (or a CUDA tensor sent through NumPy)."""
-    return any(marker.lower() in text.lower() for marker in DEVICE_ERRORS)
-
-
-def sized_for_other_arguments(check: CheckSpec, text: str, peers: tuple[Peer, ...]) -> bool:
-    """A vector or history whose length fits another check's arguments but not this one's."""
-    match = re.search(r"returned (\d+) entries for n_iters=(\d+)", text)
-    if match:
-        got = int(match.group(1))
-        return any(p.check.args.get("n_iters") == got for p in peers if p.check.probe == check.probe)
-    match = re.search(r"has shape \((\d+),\), expected \((\d+),\)", text)
-    if match:
-        got = int(match.group(1))
-        return any(_lengths(p.check.args) & {got} for p in peers if p.check.probe == check.probe) and \
-            got not in _lengths(check.args)
-    return False
-
-
-# NumPy's "could not be broadcast together with shapes (6,) (4,)", PyTorch's "The size of tensor a (6) must
-# match the size of tensor b (4)" and "mat1 and mat2 shapes cannot be multiplied (4x1 and 3x2)".
-SHAPE_MISMATCH = ("could not be broadcast", "must match the size", "cannot be multiplied")
-SIZES_IN_ERROR = re.compile(r"\(([\d, x]+(?: and [\dx]+)?)\)")
-
-
-def mixes_other_arguments(check: CheckSpec, text: str, peers: tuple[Peer, ...]) -> bool:
-    """A size mismatch between this check's data and sizes only other checks' data have (globals)."""
-    if not any(marker in text for marker in SHAPE_MISMATCH):
-        return False
-    sizes = {int(n) for group in SIZES_IN_ERROR.findall(text) for n in re.findall(r"\d+", group)}
-    own = _sizes(check.args)
-    others = set().union(*(_sizes(p.check.args) for p in peers)) if peers else set()
-    return bool(sizes & own) and bool((sizes - own) & others)
-
-
-def _sizes(args: dict[str, Any]) -> set[int]:
-    """Every dimension of the check's array arguments."""
-    return {int(n) for v in args.values() if isinstance(v, list) for n in np.shape(v)}
-
-
-def _lengths(args: dict[str, Any]) -> set[int]:
-    return {len(v) for v in args.values() if isinstance(v, list)}
-
-
-def standard_explanations(code: str) -> tuple[str, ...]:
-    """The stock explanation texts of a code (every wording), for views that say them once."""
-    variants_by_code: dict[str, tuple[str, ...]] = {
-        DiagnosisCode.GRADIENT_NOT_AVERAGED: (GRADIENT_NOT_AVERAGED_SUM, GRADIENT_NOT_AVERAGED_NEUTRAL),
-        DiagnosisCode.IGNORES_ARGUMENTS: (IGNORES_ARGUMENTS_MODEL,)}
-    variants = variants_by_code.get(code, ())
-    by_code = cast(dict[str, str], EXPLANATIONS), cast(dict[str, str], TORCH_EXPLANATIONS)
-    return tuple(t for t in (by_code[0].get(code), by_code[1].get(code), *variants) if t)
 
 
 def attach(result: CheckResult, found: Diagnosis | None) -> CheckResult:

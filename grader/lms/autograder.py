@@ -229,7 +229,7 @@ def prairielearn_entry(exercise_id: str | None = None, submission_dir: Path = PR
 
 
 def _write_results(path: Path, data: dict[str, Any]) -> None:
-    from grader.classroom.batch import write_atomic
+    from grader.formats.files import write_atomic
 
     write_atomic(path, json.dumps(data, indent=2))
 

@@ -42,7 +42,7 @@ from grader.sandbox.syscalls import (
 from grader.sandbox.tiers import Tier
 
 if TYPE_CHECKING:
-    from grader.sandbox.plan import Plan
+    from grader.sandbox.tiers import Plan
 
 # When the grader runs as root the student gets a uid of its own: SANDBOX_UID_BASE + the worker's pid, so
 # that no other process shares it (RLIMIT_NPROC counts per uid, and fails a fork before it copies memory).

@@ -14,54 +14,12 @@ import signal
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 from grader.sandbox import cgroups as cgroup_files
 from grader.sandbox.namespaces import enter_namespaces, fork_job, open_pid_ns, sandbox_uid
 from grader.sandbox.rootfs import SANDBOX_HOME, python_paths, world_readable
-from grader.sandbox.tiers import Tier
-
-PROBED = ("auto", "namespaces", "userns")  # the requests for which the namespaces tier is tried
-
-
-@dataclass(frozen=True)
-class Plan:
-    """How this zygote's jobs are isolated. The defaults are what a zygote that never prepared runs at."""
-
-    requested: str = "auto"
-    tier: Tier = Tier.PROCESS
-    root: bool = False  # the grader runs as root
-    worker_pid: int = field(default_factory=os.getpid)
-    bubblewrap: str | None = None  # where bwrap is (reported only: the sandbox is built without it)
-    notes: tuple[str, ...] = ()  # why the tier is below what was asked for, and what that costs
-    cgroups: dict[str, str] = field(default_factory=dict)  # controller -> this zygote's cgroup directory
-    userns: bool = False  # the namespaces tier enters a user namespace (the grader is not root, or asked)
-    pid_ns_fd: int | None = None  # our own PID namespace, to step back into after forking a PID 1
-    drop_uid: bool = False  # the process tier, as root: the student gets a uid of its own
-    student_uid: int | None = None
-    user_tasks: int | None = None  # the tasks our uid already runs (the process tier's RLIMIT_NPROC adds them)
-    seccomp: bool = True
-    linux: bool = True
-
-    def as_dict(self) -> dict[str, Any]:
-        """The plan as the worker reports it (`grade doctor --json`'s "plan"), in the keys' historic order."""
-        found: dict[str, Any] = {"requested": self.requested, "root": self.root, "worker_pid": self.worker_pid,
-                                 "bubblewrap": self.bubblewrap, "notes": list(self.notes)}
-        if not self.linux:
-            return {**found, "tier": self.tier}
-        found["cgroups"] = dict(self.cgroups)
-        namespaces = {"userns": self.userns, "pid_ns_fd": self.pid_ns_fd}
-        if self.requested in PROBED:
-            found.update(namespaces, tier=self.tier)
-        else:
-            found.update({"tier": self.tier, **namespaces})
-        found["drop_uid"] = self.drop_uid
-        if self.student_uid is not None:
-            found["student_uid"] = self.student_uid
-        if self.user_tasks is not None:
-            found["user_tasks"] = self.user_tasks
-        return found
+from grader.sandbox.tiers import PROBED, Plan, Tier  # Plan lives beside the tiers; plan.Plan still names it
 
 
 def prepare(requested: str = "auto", cgroups: bool = True) -> Plan:

@@ -18,7 +18,10 @@ so that JSON carries the same strings as before.
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 
 class Tier(StrEnum):
@@ -43,3 +46,47 @@ def rank(tier: str) -> int:
 def at_least(tier: str, wanted: str) -> bool:
     """Whether `tier` is a real tier no weaker than `wanted`."""
     return tier in TIERS and rank(tier) >= rank(wanted)
+
+
+# The plan: which tier a zygote's jobs get, decided once by plan.prepare() (it lives here, beside the tiers, so
+# that namespaces.py can take one without importing the module that builds it).
+PROBED = ("auto", "namespaces", "userns")  # the requests for which the namespaces tier is tried
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How this zygote's jobs are isolated. The defaults are what a zygote that never prepared runs at."""
+
+    requested: str = "auto"
+    tier: Tier = Tier.PROCESS
+    root: bool = False  # the grader runs as root
+    worker_pid: int = field(default_factory=os.getpid)
+    bubblewrap: str | None = None  # where bwrap is (reported only: the sandbox is built without it)
+    notes: tuple[str, ...] = ()  # why the tier is below what was asked for, and what that costs
+    cgroups: dict[str, str] = field(default_factory=dict)  # controller -> this zygote's cgroup directory
+    userns: bool = False  # the namespaces tier enters a user namespace (the grader is not root, or asked)
+    pid_ns_fd: int | None = None  # our own PID namespace, to step back into after forking a PID 1
+    drop_uid: bool = False  # the process tier, as root: the student gets a uid of its own
+    student_uid: int | None = None
+    user_tasks: int | None = None  # the tasks our uid already runs (the process tier's RLIMIT_NPROC adds them)
+    seccomp: bool = True
+    linux: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        """The plan as the worker reports it (`grade doctor --json`'s "plan"), in the keys' historic order."""
+        found: dict[str, Any] = {"requested": self.requested, "root": self.root, "worker_pid": self.worker_pid,
+                                 "bubblewrap": self.bubblewrap, "notes": list(self.notes)}
+        if not self.linux:
+            return {**found, "tier": self.tier}
+        found["cgroups"] = dict(self.cgroups)
+        namespaces = {"userns": self.userns, "pid_ns_fd": self.pid_ns_fd}
+        if self.requested in PROBED:
+            found.update(namespaces, tier=self.tier)
+        else:
+            found.update({"tier": self.tier, **namespaces})
+        found["drop_uid"] = self.drop_uid
+        if self.student_uid is not None:
+            found["student_uid"] = self.student_uid
+        if self.user_tasks is not None:
+            found["user_tasks"] = self.user_tasks
+        return found

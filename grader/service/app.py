@@ -14,13 +14,10 @@ import io
 import json
 import logging
 import os
-import re
 import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Header, Query, Request
@@ -29,7 +26,6 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
-from pydantic import BaseModel, Field
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile as StarletteUploadFile
@@ -37,158 +33,100 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from grader.course import exercises
 from grader.execution.executor import Executor
-from grader.grading import pipeline as grading
 from grader.service import pages
-from grader.service.db import default_url, make_engine, migrate
-from grader.service.dispatcher import Dispatcher, Metrics, Timing
+from grader.service.config import (  # moved to config.py, still named here
+    CALLBACK_URL as CALLBACK_URL,
+)
+from grader.service.config import (
+    CALLBACK_URL_MAX as CALLBACK_URL_MAX,
+)
+from grader.service.config import (
+    DEFAULT_PUBLIC_URL as DEFAULT_PUBLIC_URL,
+)
+from grader.service.config import (
+    IDEMPOTENCY_KEY as IDEMPOTENCY_KEY,
+)
+from grader.service.config import (
+    MAX_BODY_BYTES as MAX_BODY_BYTES,
+)
+from grader.service.config import (
+    MAX_FILE_BYTES as MAX_FILE_BYTES,
+)
+from grader.service.config import (
+    PRINCIPAL_CACHE_S as PRINCIPAL_CACHE_S,
+)
+from grader.service.config import (
+    PUBLIC_URL as PUBLIC_URL,
+)
+from grader.service.config import (
+    STUDENT_ID as STUDENT_ID,
+)
+from grader.service.config import (
+    Config as Config,
+)
+from grader.service.config import (
+    ConfigurationError as ConfigurationError,
+)
+from grader.service.config import (
+    add_token as add_token,
+)
+from grader.service.config import (
+    list_tokens as list_tokens,
+)
+from grader.service.config import (
+    open_store as open_store,
+)
+from grader.service.config import (
+    public_url as public_url,
+)
+from grader.service.config import (
+    revoke_token as revoke_token,
+)
+from grader.service.db import default_url
+from grader.service.dispatcher import Dispatcher, Metrics
+from grader.service.middleware import (  # moved to middleware.py, still named here
+    BodyLimit as BodyLimit,
+)
 from grader.service.runners import Runners, RunnerSpec
-from grader.service.store import IdempotencyConflict, Principal, RateLimited, Store
+from grader.service.schemas import (  # moved to schemas.py, still named here
+    ApiError as ApiError,
+)
+from grader.service.schemas import (
+    Created as Created,
+)
+from grader.service.schemas import (
+    Health as Health,
+)
+from grader.service.schemas import (
+    QueueState as QueueState,
+)
+from grader.service.schemas import (
+    Regraded as Regraded,
+)
+from grader.service.schemas import (
+    RegradeRequest as RegradeRequest,
+)
+from grader.service.schemas import (
+    SubmissionState as SubmissionState,
+)
+from grader.service.schemas import (
+    errors as errors,
+)
+from grader.service.schemas import (
+    iso as iso,
+)
+from grader.service.schemas import (
+    state as state,
+)
+from grader.service.schemas import (
+    submission_fields as submission_fields,
+)
+from grader.service.store import IdempotencyConflict, Principal, RateLimited
 
 log = logging.getLogger("grader.service")
-MAX_FILE_BYTES = 1024 * 1024  # 1 MiB: larger uploads are answered 413
-MAX_BODY_BYTES = MAX_FILE_BYTES + 64 * 1024  # the file plus the form's other fields
-STUDENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,127}")  # whole ids only (fullmatch); safe in CSV and URLs
-PRINCIPAL_CACHE_S = 60.0
-IDEMPOTENCY_KEY = re.compile(r"[\x21-\x7e]{1,200}")  # fullmatch
-CALLBACK_URL = re.compile(r"^https?://[^\s/]+")
-CALLBACK_URL_MAX = 2000
-PUBLIC_URL = re.compile(r"https?://[^\s/?#]+(/[^\s?#]*)?")  # fullmatch
-DEFAULT_PUBLIC_URL = "http://127.0.0.1:8000"  # `grade serve` passes its own --host and --port instead
-
-
-@dataclass(frozen=True)
-class Config:
-    db_url: str | None = None
-    jobs: int = 1
-    rate_limit: int = 10  # submissions per student per window (regrades not counted)
-    rate_window_s: float = 60.0
-    gradebook: str = "best"  # "best" | "latest" attempt in /api/v1/gradebook.csv
-    timing: Timing = field(default_factory=Timing)
-    limits: grading.Limits = field(default_factory=grading.Limits)
-    device: str = "auto"
-    scheduler: str | None = None  # grade on this Dask cluster (one runner holds its `jobs` slots)
-    runner_nice: int = 5  # the runners' niceness above this process's: under load the API answers first
-    public_url: str | None = None  # the address the outside world uses: every link is made from it, never Host
-
-    @classmethod
-    def from_environment(cls, **given: Any) -> Config:
-        rate = os.environ.get("GRADE_SERVICE_RATE", "")  # "N/SECONDS", e.g. "10/60"
-        extra: dict[str, Any] = {"timing": Timing.from_environment()}
-        if rate:
-            count, _, window = rate.partition("/")
-            extra.update(rate_limit=int(count), rate_window_s=float(window or 60))
-        if os.environ.get("GRADE_SERVICE_GRADEBOOK") in ("best", "latest"):
-            extra["gradebook"] = os.environ["GRADE_SERVICE_GRADEBOOK"]
-        if os.environ.get("GRADE_SERVICE_RUNNER_NICE", "").lstrip("-").isdigit():
-            extra["runner_nice"] = int(os.environ["GRADE_SERVICE_RUNNER_NICE"])
-        return cls(**{**extra, **given})
-
-
-class ConfigurationError(ValueError):
-    """The service cannot start: a bad database URL, or a database that does not answer."""
-
-
-def open_store(db_url: str | None, checkpoints: bool = True) -> tuple[Any, Store]:
-    """The engine and store for a URL, migrated to the newest schema; ConfigurationError when it cannot be."""
-    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
-
-    try:
-        engine = make_engine(db_url, checkpoints)
-        migrate(engine)
-    except (ArgumentError, NoSuchModuleError, ValueError) as exc:
-        raise ConfigurationError(f"--db {db_url!r} is not a database URL this service can use ({exc}).") from None
-    except (OperationalError, DBAPIError) as exc:
-        raise ConfigurationError(f"the database at --db {db_url!r} did not answer: "
-                                 f"{str(exc).splitlines()[0][:200]}") from None
-    return engine, Store(engine)
-
-
-def add_token(db_url: str | None, role: str, student: str | None) -> str:
-    engine, store = open_store(db_url)
-    try:
-        return store.add_token(role, student)
-    finally:
-        engine.dispose()
-
-
-def list_tokens(db_url: str | None) -> list[Any]:
-    engine, store = open_store(db_url)
-    try:
-        return store.tokens()
-    finally:
-        engine.dispose()
-
-
-def revoke_token(db_url: str | None, token_or_id: str) -> Any:
-    engine, store = open_store(db_url)
-    try:
-        return store.revoke_token(token_or_id)
-    finally:
-        engine.dispose()
-
-
-def public_url(given: str | None) -> str:
-    """The public URL without its trailing slash; ValueError for one that is not an http(s) URL."""
-    url = (given or DEFAULT_PUBLIC_URL).strip()
-    try:
-        from urllib.parse import urlsplit
-
-        fits = bool(PUBLIC_URL.fullmatch(url)) and urlsplit(url).hostname is not None and (
-            urlsplit(url).port is None or urlsplit(url).port > 0)
-    except ValueError:  # a port that is not one
-        fits = False
-    if not fits:
-        raise ValueError(f"--public-url {given!r} is not an http:// or https:// URL (e.g. https://grader.example.org).")
-    return url.rstrip("/")
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
-        self.status, self.message, self.headers = status, message, headers
 
 
 # ---- the shapes of the answers (the OpenAPI document is made from these)
-
-class Created(BaseModel):
-    id: str
-    status: str
-    exercise: str
-    student: str
-    sha256: str
-    created_at: str
-
-
-class SubmissionState(BaseModel):
-    id: str
-    status: str = Field(description="queued | running | graded | failed")
-    exercise: str
-    student: str
-    score: float | None
-    max_score: float | None
-    created_at: str
-    started_at: str | None
-    finished_at: str | None
-    attempts: int
-    position: int | None = Field(default=None, description="while queued: how many submissions are ahead")
-
-
-class RegradeRequest(BaseModel):
-    exercise: str | None = None
-    student: str | None = None
-
-
-class Regraded(BaseModel):
-    queued: int
-
-
-class QueueState(BaseModel):
-    counts: dict[str, int]
-    oldest_queued_age_s: float | None
-    workers: int
-
-
-class Health(BaseModel):
-    ok: bool
 
 
 SUBMISSION_FORM: dict[str, Any] = {  # the POST's form, as the OpenAPI document gives it
@@ -203,40 +141,6 @@ SUBMISSION_FORM: dict[str, Any] = {  # the POST's form, as the OpenAPI document 
                          "maxLength": CALLBACK_URL_MAX},
     },
 }
-
-
-def submission_fields(form: Any) -> dict[str, str | None]:
-    """The form's text fields (an empty one counts as absent, as a browser sends it); ApiError 422 when the
-    exercise is missing or a field is not text."""
-    fields: dict[str, str | None] = {}
-    for name in ("exercise", "student", "callback_url"):
-        value = form.get(name)
-        if value is not None and not isinstance(value, str):
-            raise ApiError(422, f"{name}: Input should be a valid string")
-        fields[name] = value or None
-    if fields["exercise"] is None:
-        raise ApiError(422, "exercise: Field required")
-    return fields
-
-
-def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """Error answers for the OpenAPI document: always JSON, whatever the endpoint's own answer is."""
-    schema = {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}}}
-    return {code: {"description": "an error", "content": {"application/json": {"schema": schema}}} for code in codes}
-
-
-def iso(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def state(row: Any) -> SubmissionState:
-    return SubmissionState(id=row.id, status=row.status, exercise=row.exercise, student=row.student,
-                           score=row.score if row.status in ("graded", "failed") else None,
-                           max_score=row.max_score if row.status in ("graded", "failed") else None,
-                           created_at=iso(row.created_at), started_at=iso(row.started_at),
-                           finished_at=iso(row.finished_at), attempts=row.attempts)
 
 
 class Service:
@@ -595,37 +499,3 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
     return app
 
 
-class BodyLimit:
-    """Answer 413 before reading a body larger than `limit` (by its Content-Length, or as it streams in)."""
-
-    def __init__(self, app: Any, limit: int):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope.get("method") not in ("POST", "PUT", "PATCH"):
-            return await self.app(scope, receive, send)
-        length = dict(scope.get("headers") or {}).get(b"content-length")
-        if length is not None and length.isdigit() and int(length) > self.limit:
-            return await self._too_large(send)
-        seen = 0
-
-        async def limited() -> dict:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise ApiError(413, "the request is larger than 1 MiB.")
-            return message
-
-        try:
-            await self.app(scope, limited, send)
-        except ApiError:
-            await self._too_large(send)
-
-    async def _too_large(self, send: Any) -> None:
-        body = json.dumps({"error": f"the file is larger than {MAX_FILE_BYTES // 1024} KiB; submit only your "
-                                    "source code."}).encode()
-        await send({"type": "http.response.start", "status": 413,
-                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                                (b"connection", b"close")]})
-        await send({"type": "http.response.body", "body": body})

@@ -109,7 +109,7 @@ def refused() -> HTMLResponse:
 
 
 def add_routes(app: FastAPI, service: Callable[[], Any]) -> None:
-    from grader.service.app import ApiError  # the pages share the API's checks and words
+    from grader.service.schemas import ApiError  # the pages share the API's checks and words
 
     def who(request: Request) -> Any:
         """The signed-in principal of this browser's session cookie, or None."""

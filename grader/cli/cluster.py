@@ -1,0 +1,80 @@
+"""What `grade batch` and `grade serve` share about --scheduler: Dask's refusals in one line, its logs kept quiet."""
+
+from __future__ import annotations
+
+import click
+
+from grader.cli.group import (  # moved to group.py, still named here
+    EXERCISE as EXERCISE,
+)
+from grader.cli.group import (
+    SUBCOMMANDS_HELP as SUBCOMMANDS_HELP,
+)
+from grader.cli.group import (
+    ExerciseType as ExerciseType,
+)
+from grader.cli.group import (
+    GradeGroup as GradeGroup,
+)
+from grader.cli.group import (
+    GraderFailure as GraderFailure,
+)
+from grader.cli.group import (
+    OneLineUsageError as OneLineUsageError,
+)
+from grader.cli.group import (
+    _one_line as _one_line,
+)
+from grader.cli.group import (
+    library_default as library_default,
+)
+from grader.cli.group import (
+    main as main,
+)
+from grader.cli.group import (
+    sandbox_options as sandbox_options,
+)
+from grader.cli.lms import (  # moved to lms.py, still named here
+    _lms_done as _lms_done,
+)
+from grader.cli.lms import (
+    gradescope as gradescope,
+)
+from grader.cli.lms import (
+    gradescope_package as gradescope_package,
+)
+from grader.cli.lms import (
+    prairielearn as prairielearn,
+)
+from grader.cli.lms import (
+    prairielearn_package as prairielearn_package,
+)
+from grader.cli.progress import (  # moved to progress.py, still named here
+    _BatchProgress as _BatchProgress,
+)
+from grader.cli.progress import (
+    _clock as _clock,
+)
+from grader.cli.progress import (
+    progress_line as progress_line,
+)
+
+
+def _dask_refusal() -> type[Exception]:
+    """Check that the `dask` extra is installed; returns the error a cluster that refuses raises."""
+    try:
+        from grader.execution.cluster import ClusterRefused
+    except ModuleNotFoundError as exc:
+        raise click.UsageError(f"--scheduler needs the `dask` extra ({exc.name} is missing): "
+                               "pip install 'dl-grader[dask]'") from None
+    return ClusterRefused
+
+
+def _quiet_dask_logs() -> None:
+    """Dask's client logs a traceback when its scheduler goes away; the batch says it in one line instead."""
+    import logging
+
+    import distributed  # noqa: F401 - its logging configuration first, then ours over it
+
+    for name in ["distributed", *(n for n in logging.root.manager.loggerDict if n.startswith("distributed."))]:
+        logging.getLogger(name).setLevel(logging.CRITICAL)

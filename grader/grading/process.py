@@ -1,0 +1,355 @@
+"""Process checks: did autograd compute the gradient w was updated with, did torch.optim take the steps?
+
+The child records the calls it saw (backward's leaves, optimizer steps) and, at the end of its run, calls the
+check's function again with autograd's gradients or the optimizer's rate scaled (the counterfactual). This
+module ties those records to the updates the history shows, and judges whether the second run responded."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from grader.course.exercises import CheckSpec, Exercise
+from grader.grading import diagnose, mistakes
+from grader.grading.tolerances import (  # moved to tolerances.py, still named here
+    Tolerance as Tolerance,
+)
+from grader.grading.tolerances import (
+    Verdict as Verdict,
+)
+from grader.grading.tolerances import (
+    _array as _array,
+)
+from grader.grading.tolerances import (
+    _close as _close,
+)
+from grader.grading.tolerances import (
+    fmt as fmt,
+)
+from grader.grading.tolerances import (
+    tolerance_for as tolerance_for,
+)
+from grader.model.codes import DiagnosisCode
+
+PROCESS_RULES = {
+    # rule: (fields whose calls count, at least once per epoch; diagnosis when they do not; what to do)
+    "backward": (("backward_calls", "autograd_grad_calls"), DiagnosisCode.NO_AUTOGRAD,
+                 "call loss.backward() once per epoch"),
+    "optimizer": (("step_calls",), DiagnosisCode.NO_OPTIMIZER, "call optimizer.step() once per epoch"),
+}
+
+
+@dataclass(frozen=True)
+class Counterfactual:
+    """A process check's call run once more at the end of the job, for its first epochs (COUNTERFACTUAL_EPOCHS),
+    with the mechanism perturbed: autograd's
+    gradients scaled by `gradient`, every optimizer step's learning rate by `rate` (factors the parent drew for
+    that run). `fields` is what that call returned (None: nothing)."""
+
+    gradient: float
+    rate: float
+    fields: dict[str, Any] | None
+
+
+# A counterfactual call runs this many epochs at most: a loop's response to the perturbation shows from its
+# first update on, and the call costs a few epochs instead of the whole run (issue 22: within 1.25x).
+COUNTERFACTUAL_EPOCHS = 6
+
+
+def counterfactual_args(args: dict[str, Any]) -> dict[str, Any]:
+    """A process check's call's arguments for its counterfactual call: its first epochs only."""
+    if not isinstance(args.get("n_iters"), int):
+        return args
+    return {**args, "n_iters": min(args["n_iters"], COUNTERFACTUAL_EPOCHS)}
+
+
+# Which perturbations a run using the mechanism responds to: autograd scales the step by `gradient` (and by
+# `rate` too where the step is an optimizer's); an optimizer's step scales it by `rate` (and by `gradient` too
+# where the gradient it applies is autograd's).
+RESPONSES = {"backward": ("gradient", "both"), "optimizer": ("rate", "both")}
+
+
+def compare_process(check: CheckSpec, observed: dict[str, Any], reference: dict[str, Any],
+                    tol: Tolerance, known_mistake: Callable[[], bool] = lambda: False,
+                    response: Callable[[], str | None] = lambda: None) -> tuple[Verdict, str | None]:
+    """Counts of backward()/step() calls, credited only where they are the process behind the history.
+
+    A count alone proves nothing: backward() on a dummy tensor beside a NumPy gradient, or step() on a
+    dummy optimizer, count as much as the real ones. So the calls must carry the history, epoch by epoch:
+    each update of w is the step autograd's gradient on the leaf holding w gives (w - lr × that gradient,
+    or a cataloged mistake's rule), or the transition an optimizer step made (before it, the previous w;
+    after it, this w; nothing else moved a model's parameters between steps). A history that shows no
+    training earns nothing, and the run must match the reference or follow a cataloged mistake
+    (`known_mistake`). Last, the evidence by intervention (`response`, see `counterfactual_response`): a
+    second run with the mechanism perturbed must respond as a run using it does.
+    """
+    names, code, advice = PROCESS_RULES[check.require or ""]
+    n_iters = int(check.args.get("n_iters", 1))
+    count = sum(_count(observed.get(name, 0)) for name in names)
+    label = f"{names[0].replace('_', ' ')}: {count} for {n_iters} epochs"
+    if count < n_iters:
+        return Verdict(False, f"{label}; {advice}."), code
+    # A history of one live tensor (history-aliases-tensor) shows only its final w: the training shows in the
+    # loss, and the calls are tied to the reference's w, which that run matches wherever its loss does.
+    aliased = observed.get("aliased_w") is True and isinstance(reference.get("w"), list)
+    history = _history({k: v for k, v in observed.items() if k != "w"} if aliased else observed)
+    if history is not None and _frozen(history):
+        return Verdict(False, f"{label}, but the history shows no training at all (it never changes), so the "
+                              "calls earn nothing: they did not train what your function returns."), None
+    tied = {**observed, "w": reference["w"]} if aliased else observed
+    where = _process_evidence(check, tied, _history(tied), tol, n_iters)
+    if where is not None:
+        return Verdict(False, f"{label}, but {where}; {advice} on the parameter you train."), code
+    curves = [name for name, value in reference.items() if isinstance(value, list)]
+    if not all(_close(observed.get(name), reference[name], tol) for name in curves) and not known_mistake():
+        return Verdict(False, f"{label}, but the run they belong to matches neither the reference nor a "
+                              "known mistake, so they earn nothing yet: fix the training checks first."), None
+    why_not = response()
+    if why_not is not None:
+        return Verdict(False, f"{label}, but {why_not}; {advice} and let it {UPDATES[check.require or '']}."), code
+    return Verdict(True, f"{label}."), None
+
+
+UPDATES = {"backward": "compute the gradient you update w with", "optimizer": "update the parameters"}
+
+
+MECHANISMS = {"backward": "the gradients autograd returns", "optimizer": "the optimizer's learning rate"}
+
+
+def counterfactual_response(exercise: Exercise, check: CheckSpec, observed: dict[str, Any],
+                            reference: dict[str, Any], tol: Tolerance,
+                            counterfactual: Counterfactual | None) -> str | None:
+    """Why the counterfactual run did not respond as a run using the mechanism would (None: it did).
+
+    The normal run is the reference's or a cataloged mistake's (compare_process has made sure); the same loop,
+    for its first COUNTERFACTUAL_EPOCHS epochs, with autograd's gradients scaled by g and each step's rate by r,
+    takes steps scaled by g, r or g·r: its
+    history is that loop's float64 simulation at a learning rate scaled so. The factor that fits best must be
+    one the rule's mechanism gives, and fit far better than no response at all. A loop that computes its
+    gradient by hand, or updates by hand, keeps its steps: it follows the unscaled run."""
+    perturbed = MECHANISMS[check.require or ""]
+    if counterfactual is None or not isinstance(counterfactual.fields, dict):
+        return f"the second run, with {perturbed} changed, gave no history to compare"
+    problem = diagnose.problem_for(check, observed)
+    fields = tuple(name for name in ("loss", "w") if isinstance(counterfactual.fields.get(name), list)
+                   and isinstance(reference.get(name), list) and observed.get(f"aliased_{name}") is not True
+                   and counterfactual.fields.get(f"aliased_{name}") is not True)
+    if problem is None or not fields:
+        return None  # nothing to simulate: the ties by value above are the evidence
+    curves = [name for name in fields if isinstance(reference.get(name), list)]
+    if all(_close(observed.get(name), reference[name], tol) for name in curves):
+        mistake = mistakes.Mistake()
+    else:
+        found = mistakes.matches(problem, observed, fields)
+        if not found:
+            return None  # compare_process credited a cataloged mistake on other columns: no simulation here
+        mistake = found[0][0].mistake
+    factors = {"none": 1.0, "gradient": counterfactual.gradient, "rate": counterfactual.rate,
+               "both": counterfactual.gradient * counterfactual.rate}
+    rate, epochs = problem.learning_rate, int(counterfactual_args(check.args).get("n_iters", problem.n_iters))
+    fit = {name: mistakes.fields_deviation(counterfactual.fields, mistakes.simulate(
+        problem.with_args(learning_rate=rate * factor, n_iters=epochs), mistake), fields)
+        for name, factor in factors.items()}
+    best = min(fit, key=lambda name: fit[name])
+    if best in RESPONSES[check.require or ""] and fit[best] <= mistakes.MATCH and fit["none"] > mistakes.MATCH:
+        return None
+    if best == "none" or fit["none"] <= mistakes.MATCH:
+        return (f"in a second run where the grader changed {perturbed}, your history did not change: the "
+                f"{'gradient' if check.require == 'backward' else 'update'} it follows is not "
+                f"{'autograd' if check.require == 'backward' else 'the optimizer'}'s")
+    return f"in a second run where the grader changed {perturbed}, your history did not respond as a run " \
+           "using it does"
+
+
+MAX_COUNT = 10_000_000
+
+
+def _count(value: Any) -> int:
+    """A call count from the child: a finite, non-negative number of sane size, else malformed."""
+    number = float(value or 0)
+    if not (0 <= number <= MAX_COUNT):  # NaN fails too
+        raise ValueError(f"a call count of {value!r}")
+    return int(number)
+
+
+def _history(observed: dict[str, Any]) -> np.ndarray | None:
+    """The column that shows training: w where the history records it, else the loss."""
+    for name in ("w", "loss"):
+        if isinstance(observed.get(name), list):
+            values = _array(observed[name])
+            return values if values.ndim == 1 and values.size else None
+    return None
+
+
+def _frozen(values: np.ndarray) -> bool:
+    return bool(values.size > 1 and np.all(values == values[0]))
+
+
+def _process_evidence(check: CheckSpec, observed: dict[str, Any], history: np.ndarray | None, tol: Tolerance,
+                      n_iters: int) -> str | None:
+    """Why the calls are not the process behind the history (None: they are, or there is nothing to tie)."""
+    if check.require == "optimizer" and "steps_holding_model" in observed:
+        return _model_steps(observed, n_iters)
+    if history is None or "w" not in observed:
+        return None
+    start = check.args.get("w")
+    # The history's w is after each epoch's update; one that records it before (w-before-update) is shifted
+    # by one epoch, and still the same process.
+    paths = [history] + ([np.concatenate(([float(start)], history))] if isinstance(start, (int, float)) else [])
+    if check.require == "backward":
+        calls = _pair_lists(observed.get("backward_leaves"))
+        rate = float(check.args.get("learning_rate", 0.0))
+        scales = _update_scales(check)
+        tie = _backward_tie(rate, scales, tol)
+        what, did = "a backward()", "gave the gradient of the update that followed"
+    else:
+        calls, tie = _pair_lists(observed.get("step_pairs")), _step_tie(tol)
+        what, did = "an optimizer.step()", "moved w from the previous epoch's value to this one"
+    results = [_tied_in_order(calls, path, tie) for path in paths if path.size >= max(1, n_iters - 1)]
+    if any(tied >= moves for tied, moves in results):
+        return None
+    tied = max((t for t, _ in results), default=0)
+    moves = min((m for _, m in results), default=n_iters)
+    return f"only {tied} of the {moves} updates of w came from {what} call that {did}"
+
+
+def _update_scales(check: CheckSpec) -> tuple[float, ...]:
+    """The multiples of autograd's gradient a cataloged loop steps by: the correct one, the sign flipped,
+    half of it and N times it (the gradient itself already carries a summed or halved loss)."""
+    n = len(check.args["x"]) if isinstance(check.args.get("x"), list) else 1
+    return (1.0, -1.0, 0.5, float(n))
+
+
+Pair = tuple[float, float]
+
+
+Tie = Callable[[Pair, float, float, float | None], bool]
+
+
+def _backward_tie(rate: float, scales: tuple[float, ...], tol: Tolerance) -> Tie:
+    """A backward() call's (value of a leaf it reached, gradient autograd put on it) explains the update
+    `before -> after` when the leaf held w then (or one epoch earlier: a step that uses the last epoch's
+    gradient) and after = before - rate × scale × gradient."""
+    def tie(pair: Pair, before: float, after: float, earlier: float | None) -> bool:
+        value, gradient = pair
+        allowed = _allowed(after, tol)
+        if not (_same(value, before, _allowed(before, tol)) or
+                (earlier is not None and _same(value, earlier, _allowed(earlier, tol)))):
+            return False
+        return any(_same(before - rate * scale * gradient, after, allowed) for scale in scales)
+    return tie
+
+
+def _step_tie(tol: Tolerance) -> Tie:
+    """An optimizer step's (parameter before, parameter after) is the update `before -> after` itself."""
+    def tie(pair: Pair, before: float, after: float, earlier: float | None) -> bool:
+        return _same(pair[0], before, _allowed(before, tol)) and _same(pair[1], after, _allowed(after, tol))
+    return tie
+
+
+def _allowed(value: float, tol: Tolerance) -> float:
+    scale = max(1.0, abs(value)) if math.isfinite(value) else 1.0
+    return tol.atol * scale + tol.rtol * abs(value) if math.isfinite(value) else 0.0
+
+
+def _tied_in_order(calls: list[list[Pair]], path: np.ndarray, tie: Tie) -> tuple[int, int]:
+    """(updates explained, updates): each move of `path` must be explained by a later call than the last
+    move's (a move of zero needs no call: a first step before any gradient)."""
+    tied = moves = 0
+    position = 0
+    for index in range(path.size - 1):
+        before, after = float(path[index]), float(path[index + 1])
+        if before == after:
+            continue
+        moves += 1
+        earlier = float(path[index - 1]) if index else None
+        for at in range(position, len(calls)):
+            if any(tie(pair, before, after, earlier) for pair in calls[at]):
+                tied, position = tied + 1, at + 1
+                break
+    return tied, moves
+
+
+def _pair_lists(value: Any) -> list[list[Pair]]:
+    """Per call, its (value, value) pairs; anything else in the untrusted list counts as no pair."""
+    if not isinstance(value, list):
+        return []
+    calls = []
+    for call in value[:MAX_COUNT]:
+        pairs = call if isinstance(call, list) else []
+        calls.append([(float(p[0]), float(p[1])) for p in pairs
+                      if isinstance(p, list) and len(p) == 2 and all(isinstance(v, float) for v in p)])
+    return calls
+
+
+def _model_steps(observed: dict[str, Any], n_iters: int) -> str | None:
+    """ex05: every step ran on an optimizer holding the whole model, the first began from the model's
+    initial parameters, each began where the last ended (nothing else moved them), and the last ended at the
+    trained parameters the run returned."""
+    holding = _count(observed.get("steps_holding_model"))
+    if holding < n_iters:
+        return f"only {holding} of them ran on an optimizer that holds the model's parameters"
+    steps = observed.get("model_steps")
+    if not isinstance(steps, list) or len(steps) < n_iters:
+        return "the grader saw no record of what the steps did to the model"
+    start = _flat(observed, "initial_weight", "initial_bias")
+    end = _flat(observed, "weight", "bias")
+    position = start
+    for number, step in enumerate(steps[:MAX_COUNT], 1):
+        pair = isinstance(step, list) and len(step) == 2
+        before, after = (_array(step[0]), _array(step[1])) if pair else (None, None)
+        if before is None or after is None or before.shape != after.shape or before.ndim != 1:
+            return f"the record of step {number} is unreadable"
+        if position is not None and not _unmoved(position, before):
+            return f"the model's parameters moved between two steps (before step {number}) without the optimizer"
+        position = after
+    if end is not None and position is not None and not _unmoved(position, end):
+        return "the model's parameters moved after the last step without the optimizer"
+    return None
+
+
+def _flat(observed: dict[str, Any], weight: str, bias: str) -> np.ndarray | None:
+    if not isinstance(observed.get(weight), list) or not isinstance(observed.get(bias), list):
+        return None
+    return np.concatenate((_array(observed[weight]).reshape(-1), _array(observed[bias]).reshape(-1)))
+
+
+def _unmoved(first: np.ndarray, second: np.ndarray) -> bool:
+    """The same parameters (float32 values read twice), up to their own rounding."""
+    return first.shape == second.shape and bool(np.all(np.abs(first - second) <= 1e-6 * np.maximum(1.0, np.abs(first))))
+
+
+def _same(value: float, target: float, allowed: float) -> bool:
+    """Within tolerance; a run that diverged matches its own infinities and NaNs."""
+    if value == target or (math.isnan(value) and math.isnan(target)):
+        return True
+    return math.isfinite(value) and math.isfinite(target) and abs(value - target) <= allowed
+
+
+# Mistakes recognised by replaying a whole training run: a run that follows one is genuine training.
+TRAINING_MISTAKES = frozenset({
+    DiagnosisCode.GRADIENT_NOT_AVERAGED,
+    DiagnosisCode.GRADIENT_MISSING_FACTOR_2,
+    DiagnosisCode.GRADIENT_SIGN,
+    DiagnosisCode.GRAD_NOT_ZEROED,
+    DiagnosisCode.LOSS_AFTER_UPDATE,
+    DiagnosisCode.STEP_BEFORE_BACKWARD,
+    DiagnosisCode.SHAPE_BROADCAST,
+    DiagnosisCode.W_BEFORE_UPDATE,
+    DiagnosisCode.HISTORY_ALIASES_TENSOR,
+})
+
+
+def _follows_known_mistake(exercise: Exercise, check: CheckSpec, fields: dict[str, Any],
+                           peers: tuple[diagnose.Peer, ...]) -> bool:
+    """Whether a trajectory check watching the same run names a cataloged mistake in it."""
+    for peer in peers:
+        if peer.check.key == check.key and peer.check.compare == "trajectory" and peer.reference:
+            found = diagnose.from_behaviour(exercise, peer.check, fields, peer.reference, None, peers)
+            if found is not None and found.code in TRAINING_MISTAKES:
+                return True
+    return False

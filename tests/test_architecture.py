@@ -1,0 +1,116 @@
+"""The package's shape (docs/architecture.md): layers whose imports point only down, no import cycle, small modules.
+
+Every import counts, the ones inside functions too (an import put there to dodge a cycle is still an arrow).
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = ROOT / "grader"
+# Lowest first: a layer may import its own modules and the layers before it, never one after it.
+LAYERS = ("model", "course", "sandbox", "grading", "execution", "formats", "classroom", "lms", "service", "cli")
+ENTRY_POINTS = {"grader.distributed"}  # `dask worker --preload grader.distributed`: above every layer
+MAX_LINES = 500
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        if "migrations" in parts:
+            continue  # Alembic's scripts, loaded by file name
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        found[name] = path
+    return found
+
+
+def imports_of(path: Path, known: set[str]) -> set[str]:
+    """The grader modules `path` imports, anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module] + [f"{node.module}.{alias.name}" for alias in node.names]
+        else:
+            continue
+        for name in names:
+            while name and name not in known:
+                name = name.rpartition(".")[0]
+            if name.startswith("grader."):
+                found.add(name)
+    return found
+
+
+def layer(module: str) -> int:
+    if module in ENTRY_POINTS:
+        return len(LAYERS)
+    parts = module.split(".")
+    if len(parts) == 1:
+        return -1  # grader/__init__.py: the version, importable from anywhere
+    assert parts[1] in LAYERS, f"{module} is in no layer: add its package to LAYERS (and docs/architecture.md)"
+    return LAYERS.index(parts[1])
+
+
+def graph() -> dict[str, set[str]]:
+    found = modules()
+    known = set(found)
+    return {name: imports_of(path, known) - {name} for name, path in found.items()}
+
+
+def test_every_layer_is_a_package_that_says_what_it_holds():
+    for name in LAYERS:
+        init = PACKAGE / name / "__init__.py"
+        assert init.is_file(), f"grader/{name}/ is not a package"
+        assert ast.get_docstring(ast.parse(init.read_text("utf-8"))), f"grader/{name}/__init__.py has no docstring"
+
+
+def test_imports_point_only_down():
+    upward = [f"{importer} -> {imported}" for importer, targets in graph().items() for imported in sorted(targets)
+              if layer(imported) > layer(importer)]
+    assert upward == []
+
+
+def test_there_is_no_import_cycle():
+    edges = graph()
+    state: dict[str, int] = defaultdict(int)  # 0 unseen, 1 on the path, 2 done
+    cycles: list[list[str]] = []
+
+    def visit(node: str, path: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(edges.get(node, ())):
+            if state[target] == 1:
+                cycles.append(path[path.index(target):] + [target] if target in path else [node, target])
+            elif state[target] == 0:
+                visit(target, [*path, target])
+        state[node] = 2
+
+    for start in sorted(edges):
+        if state[start] == 0:
+            visit(start, [start])
+    assert cycles == []
+
+
+def test_the_result_model_is_plain_data():
+    for name, targets in graph().items():
+        if name.startswith("grader.model"):
+            assert all(t.startswith("grader.model") for t in targets), f"{name} imports {targets}"
+    for path in (PACKAGE / "model").glob("*.py"):
+        imported = imports_of(path, set()) | {
+            alias.name.split(".")[0] for node in ast.walk(ast.parse(path.read_text("utf-8")))
+            if isinstance(node, ast.Import) for alias in node.names} | {
+            (node.module or "").split(".")[0] for node in ast.walk(ast.parse(path.read_text("utf-8")))
+            if isinstance(node, ast.ImportFrom)}
+        assert not imported & {"torch", "numpy", "sqlalchemy", "fastapi"}, f"{path.name}: {imported}"
+
+
+@pytest.mark.parametrize("name", sorted(modules()))
+def test_no_module_is_over_500_lines(name):
+    lines = len(modules()[name].read_text("utf-8").splitlines())
+    assert lines <= MAX_LINES, f"{name}: {lines} lines; split it by what its parts do"
