@@ -114,3 +114,24 @@ def test_the_result_model_is_plain_data():
 def test_no_module_is_over_500_lines(name):
     lines = len(modules()[name].read_text("utf-8").splitlines())
     assert lines <= MAX_LINES, f"{name}: {lines} lines; split it by what its parts do"
+
+
+def test_ruff_is_clean():
+    """The rule set in pyproject.toml (E, F, I, B, UP, SIM); `bash scripts/test` runs it too."""
+    import shutil
+    import subprocess
+    import sys
+
+    ruff = shutil.which("ruff", path=str(Path(sys.executable).parent)) or shutil.which("ruff")
+    if ruff is None:
+        pytest.skip("ruff is not installed (the dev extra installs it)")
+    result = subprocess.run([ruff, "check", "--quiet", "."], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_mypy_is_clean_on_the_checked_layers():
+    """model/ and grading/ (pyproject.toml's [tool.mypy] files)."""
+    mypy = pytest.importorskip("mypy.api")
+    stdout, stderr, status = mypy.run([])
+    assert status == 0, stdout + stderr
