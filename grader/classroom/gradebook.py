@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Self, TextIO
@@ -85,26 +85,93 @@ def number(value: float | None) -> str:
     return str(int(rounded)) if rounded == int(rounded) else f"{rounded:g}"
 
 
+@dataclass(frozen=True)
+class Context:
+    """What every sheet of one batch shares: the exercises' columns, titles and points, and the export's kind."""
+
+    exercise_ids: list[str]
+    titles: dict[str, str]
+    max_scores: dict[str, float]
+    moodle_worksheet: bool = False
+
+
+@dataclass(frozen=True)
+class Line:
+    """One student's row, computed once for every sheet: the score cells, the totals, the status column."""
+
+    scores: list[str]
+    total: str
+    max_total: str
+    status: str
+
+
+@dataclass(frozen=True)
+class Sheet:
+    """One CSV file of the class: its name, its header rows, and a student's row. Registered with @sheet."""
+
+    filename: str
+    header: Callable[[Context], list[list[str]]]
+    row: Callable[[Row, Line, Context], list[str]]
+
+
+SHEETS: dict[str, Sheet] = {}  # filename -> sheet, in the order they are written
+
+
+def sheet(filename: str, header: Callable[[Context], list[list[str]]]) -> Callable[[Any], Any]:
+    """Register a gradebook writer: `header` gives its first rows, the decorated function a student's row."""
+    def register(row: Callable[[Row, Line, Context], list[str]]) -> Callable[[Row, Line, Context], list[str]]:
+        SHEETS[filename] = Sheet(filename, header, row)
+        return row
+    return register
+
+
+@sheet("gradebook.csv", lambda c: [["student", *c.exercise_ids, "total", "max_total", "status"]])
+def _gradebook_row(row: Row, line: Line, context: Context) -> list[str]:
+    return [csv_cell(row.student), *line.scores, line.total, line.max_total, csv_cell(line.status)]
+
+
+def _canvas_header(context: Context) -> list[list[str]]:
+    columns = [csv_cell(canvas_column(e, context.titles.get(e, ""))) for e in context.exercise_ids]
+    return [[*CANVAS_FIXED, *columns],
+            ["Points Possible", "", "", "", "", *(number(context.max_scores.get(e)) for e in context.exercise_ids)]]
+
+
+@sheet("canvas.csv", _canvas_header)
+def _canvas_row(row: Row, line: Line, context: Context) -> list[str]:
+    who = row.identity
+    name = str(who.get("name") or row.student)
+    if who.get("canvas_id"):
+        ids = [str(who["canvas_id"]), "", ""]  # Canvas matches on its own user id first
+    else:
+        sis = str(who.get("sis_id") or row.student)
+        ids = ["", sis, sis]
+    return [csv_cell(name), *(csv_cell(i) for i in ids), "", *line.scores]
+
+
+@sheet("moodle.csv", lambda c: [[*(MOODLE_WORKSHEET_ID if c.moodle_worksheet else (MOODLE_ID,)), *c.exercise_ids]])
+def _moodle_row(row: Row, line: Line, context: Context) -> list[str]:
+    if context.moodle_worksheet:
+        who = row.identity
+        participant = who.get("moodle_participant")
+        name = str(who.get("name") or row.student)
+        first = [f"Participant {participant}" if participant else csv_cell(row.student), csv_cell(name)]
+    else:
+        first = [csv_cell(row.student)]
+    return [*first, *line.scores]
+
+
 class Writers:
-    """The three CSV files, open together; `add` writes one student's row to each of them."""
+    """Every registered sheet (SHEETS), open together; `add` writes one student's row to each of them."""
 
     def __init__(self, out: Path, exercise_ids: list[str], titles: dict[str, str],
                  max_scores: dict[str, float], moodle_worksheet: bool = False):
-        self.exercise_ids = exercise_ids
-        self.max_scores = max_scores
-        self.moodle_worksheet = moodle_worksheet
+        self.context = Context(exercise_ids, titles, max_scores, moodle_worksheet)
         self._files: list[tuple[TextIO, Path, Path]] = []  # (handle, temporary, final)
-        self.gradebook = self._open(out / "gradebook.csv")
-        self.gradebook.writerow(["student", *exercise_ids, "total", "max_total", "status"])
-        self.canvas = self._open(out / "canvas.csv")
-        columns = [csv_cell(canvas_column(e, titles.get(e, ""))) for e in exercise_ids]
-        self.canvas.writerow([*CANVAS_FIXED, *columns])
-        self.canvas.writerow(["Points Possible", "", "", "", "",
-                              *(number(max_scores.get(e)) for e in exercise_ids)])
-        self.moodle = self._open(out / "moodle.csv")
-        self.moodle.writerow([*(MOODLE_WORKSHEET_ID if moodle_worksheet else (MOODLE_ID,)), *exercise_ids])
+        self._sheets = [(s, self._open(out / s.filename)) for s in SHEETS.values()]
+        for each, writer in self._sheets:
+            writer.writerows(each.header(self.context))
 
-    def _open(self, path: Path) -> csv.writer:  # type: ignore[valid-type]
+    def _open(self, path: Path) -> Any:
         # Written beside the final name and renamed at the end: a reader never sees half a gradebook.
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         handle = temporary.open("w", newline="", encoding="utf-8")
@@ -112,26 +179,14 @@ class Writers:
         return csv.writer(handle)
 
     def add(self, row: Row) -> None:
-        cells = [row.cells.get(e, Cell(None, None, "missing")) for e in self.exercise_ids]
+        ids, max_scores = self.context.exercise_ids, self.context.max_scores
+        cells = [row.cells.get(e, Cell(None, None, "missing")) for e in ids]
         total = sum(c.score for c in cells if c.score is not None)
-        max_total = sum(self.max_scores.get(e, 0.0) for e in self.exercise_ids)
-        status = "; ".join(f"{e}: {c.status}" for e, c in zip(self.exercise_ids, cells, strict=True) if c.status)
-        scores = [number(c.score) for c in cells]
-        self.gradebook.writerow([csv_cell(row.student), *scores, number(total), number(max_total), csv_cell(status)])
-        who = row.identity
-        name = str(who.get("name") or row.student)
-        if who.get("canvas_id"):
-            ids = [str(who["canvas_id"]), "", ""]  # Canvas matches on its own user id first
-        else:
-            sis = str(who.get("sis_id") or row.student)
-            ids = ["", sis, sis]
-        self.canvas.writerow([csv_cell(name), *(csv_cell(i) for i in ids), "", *scores])
-        if self.moodle_worksheet:
-            participant = who.get("moodle_participant")
-            first = [f"Participant {participant}" if participant else csv_cell(row.student), csv_cell(name)]
-        else:
-            first = [csv_cell(row.student)]
-        self.moodle.writerow([*first, *scores])
+        max_total = sum(max_scores.get(e, 0.0) for e in ids)
+        status = "; ".join(f"{e}: {c.status}" for e, c in zip(ids, cells, strict=True) if c.status)
+        line = Line([number(c.score) for c in cells], number(total), number(max_total), status)
+        for each, writer in self._sheets:
+            writer.writerow(each.row(row, line, self.context))
 
     def close(self, keep: bool = True) -> None:
         for handle, temporary, final in self._files:
@@ -154,8 +209,8 @@ def canvas_column(exercise_id: str, title: str) -> str:
 
 def write_all(out: Path, exercise_ids: list[str], titles: dict[str, str], max_scores: dict[str, float],
               rows: Iterable[Row], moodle_worksheet: bool = False) -> list[Path]:
-    """Write gradebook.csv, canvas.csv and moodle.csv under `out`; returns their paths."""
+    """Write every registered sheet (gradebook.csv, canvas.csv, moodle.csv) under `out`; returns their paths."""
     with Writers(out, exercise_ids, titles, max_scores, moodle_worksheet) as writers:
         for row in rows:
             writers.add(row)
-    return [out / "gradebook.csv", out / "canvas.csv", out / "moodle.csv"]
+    return [out / name for name in SHEETS]

@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from grader.course import exercises
 from grader.model import sanitize
 
-LAYOUTS = ("auto", "folders", "canvas", "moodle", "gradescope")
 SUFFIXES = (".py", ".ipynb")
 GRADESCOPE_METADATA = "submission_metadata.yml"
 # Class-level files and folders under OUT: no student may be called so, or their reports would collide.
@@ -138,20 +138,55 @@ def is_safe_key(name: str) -> bool:
     return name.isprintable() and _student_key_problem(name) is None
 
 
+Reader = Callable[[Path, "ClassFolder", "_Sorter", "Path | None"], None]
+
+
+class Entries:
+    """A class folder's top level as detection sees it (OUT and hidden entries left out), listed once, when asked."""
+
+    def __init__(self, directory: Path, out: Path | None):
+        self.directory, self._skip = directory, Path(out).resolve() if out is not None else None
+
+    @cached_property
+    def all(self) -> list[Path]:
+        return [p for p in self.directory.iterdir()
+                if not p.name.startswith(".") and (self._skip is None or p.resolve() != self._skip)]
+
+    @cached_property
+    def folders(self) -> list[Path]:
+        return [p for p in self.all if p.is_dir() and not p.is_symlink()]
+
+    @cached_property
+    def files(self) -> list[Path]:
+        return [p for p in self.all if not p.is_dir()]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One way a class folder is laid out: its reader and how to recognise it (None: the fallback)."""
+
+    name: str
+    read: Reader
+    recognise: Callable[[Entries], bool] | None
+    priority: int  # detection asks the recognisers from the lowest priority up
+
+
+LAYOUT_REGISTRY: dict[str, Layout] = {}  # name -> layout, in the order `--layout` lists them
+
+
+def layout(name: str, recognise: Callable[[Entries], bool] | None = None, priority: int = 0) -> Callable[[Any], Any]:
+    """Register a class-folder reader under `name` (a `--layout` choice); `recognise` makes `auto` pick it."""
+    def register(read: Reader) -> Reader:
+        LAYOUT_REGISTRY[name] = Layout(name, read, recognise, priority)
+        return read
+    return register
+
+
 def detect(directory: Path, out: Path | None = None) -> str:
     """The layout of a class folder: the export whose marks it carries, else `folders` (OUT not counted)."""
-    directory = Path(directory)
-    if (directory / GRADESCOPE_METADATA).is_file():
-        return "gradescope"
-    skip = Path(out).resolve() if out is not None else None
-    entries = [p for p in directory.iterdir() if not p.name.startswith(".") and (skip is None or p.resolve() != skip)]
-    folders = [p for p in entries if p.is_dir() and not p.is_symlink()]
-    if folders and sum(bool(MOODLE_FOLDER.fullmatch(p.name)) for p in folders) * 2 > len(folders):
-        return "moodle"
-    files = [p for p in entries if not p.is_dir()]
-    if files and not folders and sum(bool(CANVAS_FILE.fullmatch(p.name)) for p in files) * 2 > len(files):
-        return "canvas"
-    return "folders"
+    entries = Entries(Path(directory), out)
+    candidates = sorted((lay for lay in LAYOUT_REGISTRY.values() if lay.recognise), key=lambda lay: lay.priority)
+    return next((lay.name for lay in candidates if lay.recognise and lay.recognise(entries)), "folders")
 
 
 def read(directory: Path, wanted: Sequence[str] | None = None, layout: str = "auto",
@@ -161,11 +196,10 @@ def read(directory: Path, wanted: Sequence[str] | None = None, layout: str = "au
     if not directory.is_dir():
         raise LayoutError(f"no such directory: {directory}")
     chosen = detect(directory, out) if layout == "auto" else layout
-    if chosen not in LAYOUTS[1:]:
+    if chosen not in LAYOUT_REGISTRY:
         raise LayoutError(f"unknown layout {layout!r}; choose from {', '.join(LAYOUTS)}")
     found = ClassFolder(chosen)
-    reader = {"folders": _read_folders, "canvas": _read_canvas, "moodle": _read_moodle,
-              "gradescope": _read_gradescope}[chosen]
+    reader = LAYOUT_REGISTRY[chosen].read
     skip_out = Path(out).resolve() if out is not None else None
     reader(directory, found, _Sorter(set(wanted) if wanted else None), skip_out)
     return found
@@ -287,6 +321,7 @@ def _top_level(directory: Path, found: ClassFolder, skip_out: Path | None) -> li
     return entries
 
 
+@layout("folders")
 def _read_folders(directory: Path, found: ClassFolder, sorter: _Sorter, skip_out: Path | None) -> None:
     for entry in _top_level(directory, found, skip_out):
         if not entry.is_dir() and not entry.is_symlink():
@@ -297,6 +332,12 @@ def _read_folders(directory: Path, found: ClassFolder, sorter: _Sorter, skip_out
             _list_files(directory, found, sorter, key, entry)
 
 
+def _looks_like_canvas(entries: Entries) -> bool:
+    files, folders = entries.files, entries.folders
+    return bool(files) and not folders and sum(bool(CANVAS_FILE.fullmatch(p.name)) for p in files) * 2 > len(files)
+
+
+@layout("canvas", _looks_like_canvas, priority=2)
 def _read_canvas(directory: Path, found: ClassFolder, sorter: _Sorter, skip_out: Path | None) -> None:
     late: dict[str, set[str]] = {}
     for entry in _top_level(directory, found, skip_out):
@@ -327,6 +368,12 @@ def _read_canvas(directory: Path, found: ClassFolder, sorter: _Sorter, skip_out:
         found.students[key] = Student(**{**student.__dict__, "late": tuple(sorted(exercise_ids))})
 
 
+def _looks_like_moodle(entries: Entries) -> bool:
+    folders = entries.folders
+    return bool(folders) and sum(bool(MOODLE_FOLDER.fullmatch(p.name)) for p in folders) * 2 > len(folders)
+
+
+@layout("moodle", _looks_like_moodle, priority=1)
 def _read_moodle(directory: Path, found: ClassFolder, sorter: _Sorter, skip_out: Path | None) -> None:
     for entry in _top_level(directory, found, skip_out):
         match = MOODLE_FOLDER.fullmatch(entry.name)
@@ -343,6 +390,7 @@ def _read_moodle(directory: Path, found: ClassFolder, sorter: _Sorter, skip_out:
             _list_files(directory, found, sorter, key, entry)
 
 
+@layout("gradescope", lambda entries: (entries.directory / GRADESCOPE_METADATA).is_file(), priority=0)
 def _read_gradescope(directory: Path, found: ClassFolder, sorter: _Sorter, skip_out: Path | None) -> None:
     metadata = _gradescope_metadata(directory, found)
     for entry in _top_level(directory, found, skip_out):
@@ -426,3 +474,6 @@ def _gradescope_record(directory: Path, found: ClassFolder, folder: str,
                 found.problem(directory, directory / GRADESCOPE_METADATA,
                               f"{sanitize.name(folder)}: its {key} is left out ({what})", folder)
     return {field_name: "; ".join(found_values) for field_name, found_values in values.items()}
+
+
+LAYOUTS = ("auto", *LAYOUT_REGISTRY)  # the `--layout` choices: every registered layout, in the order registered

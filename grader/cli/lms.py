@@ -7,35 +7,10 @@ from pathlib import Path
 
 import click
 
-from grader.cli.group import (  # moved to group.py, still named here
-    EXERCISE as EXERCISE,
-)
 from grader.cli.group import (
-    SUBCOMMANDS_HELP as SUBCOMMANDS_HELP,
-)
-from grader.cli.group import (
-    ExerciseType as ExerciseType,
-)
-from grader.cli.group import (
-    GradeGroup as GradeGroup,
-)
-from grader.cli.group import (
-    GraderFailure as GraderFailure,
-)
-from grader.cli.group import (
-    OneLineUsageError as OneLineUsageError,
-)
-from grader.cli.group import (
-    _one_line as _one_line,
-)
-from grader.cli.group import (
-    library_default as library_default,
-)
-from grader.cli.group import (
-    main as main,
-)
-from grader.cli.group import (
-    sandbox_options as sandbox_options,
+    EXERCISE,
+    library_default,
+    main,
 )
 from grader.grading.pipeline import DEFAULT_TIMEOUT_S
 from grader.lms import autograder as lms

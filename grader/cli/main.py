@@ -15,98 +15,21 @@ import click
 
 from grader.classroom import layouts
 from grader.classroom import similarity as alike
-from grader.cli.cluster import (  # moved to cluster.py, still named here
-    _dask_refusal as _dask_refusal,
-)
-from grader.cli.cluster import (
-    _quiet_dask_logs as _quiet_dask_logs,
-)
-from grader.cli.group import (  # moved to group.py, still named here
-    EXERCISE as EXERCISE,
-)
+from grader.cli import lms, service  # noqa: F401 - their commands join the `grade` group on import
+from grader.cli.cluster import _dask_refusal, _quiet_dask_logs
 from grader.cli.group import (
-    SUBCOMMANDS_HELP as SUBCOMMANDS_HELP,
+    EXERCISE,
+    GraderFailure,
+    _one_line,
+    library_default,
+    main,
+    sandbox_options,
 )
-from grader.cli.group import (
-    ExerciseType as ExerciseType,
-)
-from grader.cli.group import (
-    GradeGroup as GradeGroup,
-)
-from grader.cli.group import (
-    GraderFailure as GraderFailure,
-)
-from grader.cli.group import (
-    OneLineUsageError as OneLineUsageError,
-)
-from grader.cli.group import (
-    _one_line as _one_line,
-)
-from grader.cli.group import (
-    library_default as library_default,
-)
-from grader.cli.group import (
-    main as main,
-)
-from grader.cli.group import (
-    sandbox_options as sandbox_options,
-)
-from grader.cli.lms import (  # moved to lms.py, still named here
-    _lms_done as _lms_done,
-)
-from grader.cli.lms import (
-    gradescope as gradescope,
-)
-from grader.cli.lms import (
-    gradescope_package as gradescope_package,
-)
-from grader.cli.lms import (
-    prairielearn as prairielearn,
-)
-from grader.cli.lms import (
-    prairielearn_package as prairielearn_package,
-)
-from grader.cli.progress import (  # moved to progress.py, still named here
-    _BatchProgress as _BatchProgress,
-)
-from grader.cli.progress import (
-    _clock as _clock,
-)
-from grader.cli.progress import (
-    progress_line as progress_line,
-)
-from grader.cli.service import (  # moved to service.py, still named here
-    _dask_executor as _dask_executor,
-)
-from grader.cli.service import (
-    _listen as _listen,
-)
-from grader.cli.service import (
-    _service_modules as _service_modules,
-)
-from grader.cli.service import (
-    serve as serve,
-)
-from grader.cli.service import (
-    serve_banner as serve_banner,
-)
-from grader.cli.service import (
-    service_logging as service_logging,
-)
-from grader.cli.service import (
-    token as token,
-)
-from grader.cli.service import (
-    token_add as token_add,
-)
-from grader.cli.service import (
-    token_list as token_list,
-)
-from grader.cli.service import (
-    token_revoke as token_revoke,
-)
+from grader.cli.progress import _BatchProgress
 from grader.course import exercises
+from grader.formats import OUTPUT_FORMATS
 from grader.model import sanitize
+from grader.model.report import RunStatus
 from grader.sandbox import doctor as sandbox_doctor
 from grader.sandbox.client import SANDBOX_CHOICES
 
@@ -144,7 +67,7 @@ def init(exercise: str, directory: Path, force: bool) -> None:
 @main.command("check", hidden=True)
 @click.argument("exercise", type=EXERCISE)
 @click.argument("file", required=False, type=click.Path(path_type=Path))
-@click.option("--format", "output_format", type=click.Choice(["human", "json"]), default="human")
+@click.option("--format", "output_format", type=click.Choice(list(OUTPUT_FORMATS)), default="human")
 @click.option("--report", "report_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the JSON report here.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), callback=_plot_suffix,
@@ -178,7 +101,7 @@ def check(exercise: str, file: Path | None, output_format: str, report_path: Pat
         _emit(report, output_format, report_path, plot_path, html_path)
     except OSError as exc:
         raise click.UsageError(f"cannot write {exc.filename or 'an output file'}: {exc.strerror or exc}") from None
-    if report.status == "grader-failure":
+    if report.status is RunStatus.GRADER_FAILURE:
         from grader.model import sanitize
 
         click.echo(f"Error: {sanitize.text(' '.join(str(report.error).split()))}", err=True)
@@ -210,8 +133,7 @@ def _default_file(exercise: str, file: Path | None) -> Path:
 
 def _emit(report: Any, output_format: str, report_path: Path | None, plot_path: Path | None,
           html_path: Path | None) -> None:
-    from grader.course import hints
-    from grader.formats import human
+    from grader.formats import renderer
     from grader.model.report import to_json
 
     if report_path:
@@ -222,10 +144,7 @@ def _emit(report: Any, output_format: str, report_path: Path | None, plot_path: 
         notes.append(_optional_output("plot", lambda: _plot(report, plot_path)))
     if html_path:
         notes.append(_optional_output("html", lambda: _html(report, html_path)))
-    if output_format == "json":
-        click.echo(to_json(report))
-    else:
-        click.echo(human.render(report, hint_count=len(hints.load(report.exercise))), nl=False)
+    click.echo(renderer(output_format)(report), nl=False)
     for note in filter(None, notes):
         click.echo(note, err=True)
 

@@ -22,6 +22,13 @@ def _points(value: float) -> str:
     return f"{value:g}"
 
 
+def for_terminal(report: Report) -> str:
+    """`--format human`: the table, with the `grade hint` line where the exercise has hints."""
+    from grader.course import hints
+
+    return render(report, hint_count=len(hints.load(report.exercise)))
+
+
 def render(report: Report, hint_count: int = 0) -> str:
     lines = [f"{report.exercise}: {report.title}   ({report.submission.path})", ""]
     if report.error:

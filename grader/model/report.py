@@ -226,6 +226,11 @@ def to_json(report: Report) -> str:
     return json.dumps(to_dict(report), indent=2, sort_keys=False)
 
 
+def to_json_line(report: Report) -> str:
+    """`--format json`: the report and a newline, nothing else."""
+    return to_json(report) + "\n"
+
+
 def from_dict(data: dict[str, Any]) -> Report:
     """Rebuild a report read from disk (batch resume, gradebook)."""
     several_devices = len(data.get("devices") or ()) > 1

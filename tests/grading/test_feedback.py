@@ -16,7 +16,8 @@ import pytest
 from click.testing import CliRunner
 
 from grader.classroom import classpage
-from grader.cli.main import _BatchProgress, main, progress_line
+from grader.cli.main import main
+from grader.cli.progress import _BatchProgress, progress_line
 from grader.model.report import from_dict
 
 ROOT = Path(__file__).resolve().parents[2]

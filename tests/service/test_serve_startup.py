@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from service_support import SERVICE_ENV, call, free_port, wait_for
 
-from grader.cli.main import serve_banner
+from grader.cli.service import serve_banner
 
 pytest.importorskip("fastapi")
 
