@@ -12,6 +12,8 @@ import math
 import re
 from typing import Any
 
+from grader.sandbox.messages import MESSAGES
+
 MAX_CHANNEL_BYTES = 8 * 1024 * 1024  # everything one submission may send
 MAX_MESSAGE_BYTES = 1024 * 1024  # one line
 MAX_LIST_LENGTH = 100_000  # one field's numbers
@@ -21,7 +23,7 @@ MAX_MESSAGES = 10_000
 MAX_DEPTH = 6  # message → fields → value → rows → numbers, and one to spare: ex05's (n, output_dim) arrays
 MAX_NUMBER_CHARS = 32  # the child writes floats with repr(): 17 significant digits and an exponent at most
 NONFINITE = {"nan": math.nan, "inf": math.inf, "-inf": -math.inf}
-MESSAGE_TYPES = {"hello", "load_error", "result", "phase", "done"}
+MESSAGE_TYPES = frozenset(MESSAGES)  # messages.py: the one list of message types
 
 
 class ChannelError(ValueError):

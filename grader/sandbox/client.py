@@ -23,7 +23,8 @@ import time
 from typing import Any, Self
 
 from grader.sandbox import protocol
-from grader.sandbox.channel import MAX_CHANNEL_BYTES
+from grader.sandbox.channel import MAX_CHANNEL_BYTES, encode
+from grader.sandbox.messages import Phase
 from grader.sandbox.protocol import OUTPUT_CAP_BYTES, Outcome, SandboxFailure, decode_capped, decode_event
 from grader.sandbox.rlimits import scrubbed_environment
 from grader.sandbox.tiers import Tier
@@ -273,7 +274,7 @@ class ZygoteClient:
         self.close()
 
 
-PHASE_LINE = b'{"type":"phase","next":"hidden"}\n'  # what harness.PHASE encodes to
+PHASE_LINE = encode(Phase().to_wire())  # the line the harness writes when the visible checks are done
 
 
 class _Exchange:

@@ -13,11 +13,12 @@ import random
 import sys
 import traceback
 import types
+from dataclasses import replace
 from typing import Any
 
 from grader.sandbox.channel import encode
+from grader.sandbox.messages import COUNTERFACTUAL, ChildError, Done, LoadError, Message, Phase, Result
 from grader.sandbox.probing import Context, ProbeFailure, perturb
-from grader.sandbox.protocol import COUNTERFACTUAL
 
 MAX_TRACEBACK_CHARS = 3000
 
@@ -28,15 +29,15 @@ class Channel:
     def __init__(self, fd: int):
         self.fd = fd
 
-    def send(self, message: dict[str, Any]) -> None:
-        data = encode(message)
+    def send(self, message: Message) -> None:
+        data = encode(message.to_wire())
         view = memoryview(data)
         while view:
             written = os.write(self.fd, view)
             view = view[written:]
 
 
-def describe_exception(exc: BaseException, student_files: set[str]) -> dict[str, Any]:
+def describe_exception(exc: BaseException, student_files: set[str], cell: str = "") -> ChildError:
     """The exception as a student should read it: their own frames only, then the error line."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in student_files]
     lines = [f'  {f.filename}, line {f.lineno}, in {f.name}\n    {(f.line or "").strip()}' for f in frames]
@@ -47,21 +48,22 @@ def describe_exception(exc: BaseException, student_files: set[str]) -> dict[str,
         where = f"{last.filename}, line {last.lineno}, in {last.name}: {(last.line or '').strip()}"
     elif isinstance(exc, SyntaxError) and exc.filename in student_files:
         where = f"{exc.filename}, line {exc.lineno}: {(exc.text or '').strip()}"
-    described = {
-        "kind": "not-implemented" if isinstance(exc, NotImplementedError) else "exception",
-        "type": type(exc).__name__,
-        "message": text[:1000],
-        "where": where,
-        "traceback": ("\n".join(lines) + ("\n" if lines else "") + text)[-MAX_TRACEBACK_CHARS:],
-    }
     evidence = getattr(exc, "__grader_evidence__", None)  # what a probe saw as it raised (probing.py)
-    if isinstance(evidence, dict):  # plain scalars only: a student can set this attribute too
-        described["evidence"] = {str(k)[:40]: v if not isinstance(v, str) else v[:200]
-                                 for k, v in list(evidence.items())[:8] if isinstance(v, (str, bool, int, float))}
-    return described
+    return ChildError(
+        kind="not-implemented" if isinstance(exc, NotImplementedError) else "exception",
+        type=type(exc).__name__,
+        message=text[:1000],
+        where=where,
+        traceback=("\n".join(lines) + ("\n" if lines else "") + text)[-MAX_TRACEBACK_CHARS:],
+        cell=cell,
+        # plain scalars only: a student can set this attribute too
+        evidence={str(k)[:40]: v if not isinstance(v, str) else v[:200]
+                  for k, v in list(evidence.items())[:8] if isinstance(v, (str, bool, int, float))}
+        if isinstance(evidence, dict) else {},
+    )
 
 
-def load_submission(job: dict[str, Any]) -> tuple[types.ModuleType, set[str], list[dict[str, Any]]]:
+def load_submission(job: dict[str, Any]) -> tuple[types.ModuleType, set[str], list[ChildError]]:
     """Execute the submission's cells in order in a fresh module.
 
     A .py file is one cell: an exception there is a load error (raised). A notebook keeps going after a
@@ -81,7 +83,7 @@ def load_submission(job: dict[str, Any]) -> tuple[types.ModuleType, set[str], li
         except BaseException as exc:  # a student's SystemExit is data too
             if not job.get("forgiving_cells"):
                 raise
-            cell_errors.append({**describe_exception(exc, labels), "cell": cell["label"]})
+            cell_errors.append(describe_exception(exc, labels, cell=cell["label"]))
     return module, labels, cell_errors
 
 
@@ -120,21 +122,20 @@ def lock_tf32_off(torch: Any) -> None:
 
 
 def run_invocation(invocation: dict[str, Any], probes: types.ModuleType, ctx: Context,
-                   student_files: set[str]) -> dict[str, Any]:
-    reply: dict[str, Any] = {"type": "result", "key": invocation["key"], "device": ctx.device}
+                   student_files: set[str]) -> Result:
+    reply = Result(key=invocation["key"], device=ctx.device, ok=False, fields=None, error=None)
     probe = getattr(probes, invocation["probe"])
     reset_state()
     try:
         fields = probe(ctx, **invocation["args"])
     except ProbeFailure as failure:
-        named = {"name": str(failure.name)[:100]} if failure.name else {}
-        return {**reply, "ok": False, "error": {"kind": failure.kind, "message": failure.message, **named}}
+        name = str(failure.name)[:100] if failure.name else None
+        return replace(reply, error=ChildError(kind=failure.kind, message=failure.message, name=name))
     except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt are graded too
-        return {**reply, "ok": False, "error": describe_exception(exc, student_files)}
-    return {**reply, "ok": True, "fields": fields}
+        return replace(reply, error=describe_exception(exc, student_files))
+    return replace(reply, ok=True, fields=fields)
 
 
-PHASE = {"type": "phase", "next": "hidden"}
 
 
 def output_offset() -> int | None:
@@ -160,15 +161,15 @@ def run(job: dict[str, Any], channel: Channel, hidden: Any = None) -> None:
     try:
         module, student_files, cell_errors = load_submission(job)
     except BaseException as exc:  # noqa: BLE001
-        channel.send({"type": "load_error", "error": describe_exception(exc, student_files)})
+        channel.send(LoadError(describe_exception(exc, student_files)))
         return
     for error in cell_errors:
-        channel.send({"type": "load_error", "error": error, "continued": True})
+        channel.send(LoadError(error, continued=True))
     contexts = [Context(module, device) for device in job["devices"]]
     _run_all(job["invocations"], probes, contexts, student_files, channel)
     later: dict[str, Any] = {}
     if job.get("hidden_follows") and hidden is not None:
-        channel.send(PHASE)
+        channel.send(Phase())
         later = hidden()
         _run_all(later["invocations"], probes, contexts, student_files, channel)
     counterfactual = job.get("counterfactual")
@@ -177,7 +178,7 @@ def run(job: dict[str, Any], channel: Channel, hidden: Any = None) -> None:
         calls = counterfactual["invocations"] + later.get("counterfactual_invocations", [])
         _run_all([{**call, "key": COUNTERFACTUAL + call["key"]} for call in calls], probes, contexts,
                  student_files, channel)
-    channel.send({"type": "done"})
+    channel.send(Done())
 
 
 def _run_all(invocations: list[dict[str, Any]], probes: types.ModuleType, contexts: list[Context],
@@ -188,5 +189,5 @@ def _run_all(invocations: list[dict[str, Any]], probes: types.ModuleType, contex
             reply = run_invocation(invocation, probes, ctx, student_files)
             end = output_offset()
             if start is not None and end is not None:
-                reply["output_at"] = [float(start), float(end)]
+                reply = replace(reply, output_at=(float(start), float(end)))
             channel.send(reply)

@@ -1,20 +1,32 @@
 """The protocol between the trusted parent and a job's child, typed: every wire message parsed once, here.
 
-The child's channel (channel.py: bytes → validated plain dicts) carries hello, load_error, result, phase and
-done; the worker adds its account of how the child ended (the `finished` event) and, once, its `ready`
-event. This module turns them into frozen dataclasses; no other module reads a raw wire dict. A message is
-the child's word, so every field is coerced to its type here (a hostile child may send anything): what
-breaks the channel's rules is a ChannelError, which makes the outcome's `channel_error` (status `rejected`).
+The child's channel (channel.py: bytes → validated plain dicts) carries the messages of messages.py (hello,
+load_error, result, phase, done), each read back by its own `from_wire`; the worker adds its account of how
+the child ended (the `finished` event) and, once, its `ready` event. This module turns them into frozen
+dataclasses; no other module reads a raw wire dict. A message is the child's word, so every field is coerced to
+its type (a hostile child may send anything): what breaks the channel's rules is a ChannelError, which makes
+the outcome's `channel_error` (status `rejected`).
 """
 
 from __future__ import annotations
 
 import base64
-import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from grader.sandbox.channel import ChannelError, decode
+from grader.sandbox.messages import (
+    COUNTERFACTUAL,
+    MESSAGES,
+    ChildError,
+    Done,
+    Hello,
+    LoadError,
+    Message,
+    Phase,
+    Result,
+    _str_or_none,
+)
 
 OUTPUT_CAP_BYTES = 64 * 1024  # what we keep of a submission's prints
 
@@ -23,94 +35,12 @@ class SandboxFailure(RuntimeError):
     """The worker itself failed (not the submission): it died, hung, or spoke nonsense."""
 
 
-@dataclass(frozen=True)
-class ChildError:
-    """An exception (or a probe's refusal) as the child described it: harness.describe_exception."""
-
-    kind: str = "exception"  # "exception", "not-implemented", or a probe's own ("missing", "type", "shape")
-    type: str | None = None  # the exception's class name
-    message: str = ""
-    where: str | None = None  # the student's line that raised
-    traceback: str = ""
-    name: str | None = None  # the missing function's name (kind "missing")
-    cell: str = ""  # the notebook cell it raised in
-    evidence: dict[str, Any] = field(default_factory=dict)  # what a probe saw as it raised: plain scalars
-
-    @classmethod
-    def from_wire(cls, raw: Any) -> ChildError:
-        """Anything but a mapping is an error that says nothing."""
-        if not isinstance(raw, dict):
-            return cls()
-        kind, where, evidence = raw.get("kind", "exception"), raw.get("where"), raw.get("evidence")
-        return cls(kind=str(kind), type=_str_or_none(raw.get("type")), message=str(raw.get("message", "")),
-                   where=str(where) if where else None, traceback=str(raw.get("traceback", "")),
-                   name=_str_or_none(raw.get("name")), cell=str(raw.get("cell") or ""),
-                   evidence=dict(evidence) if isinstance(evidence, dict) else {})
-
-
-@dataclass(frozen=True)
-class Hello:
-    """Sent by the child before any submission code runs: the sandbox it entered."""
-
-    tier: dict[str, Any] | None
-
-
-@dataclass(frozen=True)
-class LoadError:
-    """The submission raised while it was executed; `continued`: a notebook cell, and the next cells ran."""
-
-    error: ChildError
-    continued: bool
-
-
-COUNTERFACTUAL = "counterfactual:"  # the key prefix of a counterfactual call's result (grading.run_probes)
-
-
-@dataclass(frozen=True)
-class Result:
-    """One probe's answer on one device: its fields (the untrusted numbers) or the error it raised."""
-
-    key: str
-    device: str
-    ok: bool
-    fields: Any  # a mapping of numbers when the child behaved; checks.py compares it with the reference
-    error: ChildError | None
-    output_at: tuple[float, float] | None  # the output file's offsets before and after the probe ran
-
-
-@dataclass(frozen=True)
-class Phase:
-    """The visible checks are done: the hidden checks' inputs come next."""
-
-
-@dataclass(frozen=True)
-class Done:
-    """The harness reached the end of the job."""
-
-
-Message = Hello | LoadError | Result | Phase | Done
-
-
 def parse_message(raw: dict[str, Any]) -> Message:
-    """One decoded channel message (its type already one of channel.MESSAGE_TYPES) as its dataclass."""
-    kind = raw["type"]
-    if kind == "hello":
-        return Hello(raw.get("tier") if isinstance(raw.get("tier"), dict) else None)
-    if kind == "load_error":
-        return LoadError(ChildError.from_wire(raw.get("error")), bool(raw.get("continued")))
-    if kind == "result":
-        at = raw.get("output_at")
-        # "nan" and "inf" decode to floats too: offsets that are not finite label nothing (int(nan) raises)
-        offsets = (at[0], at[1]) if isinstance(at, list) and len(at) == 2 and \
-            all(isinstance(v, float) and math.isfinite(v) for v in at) else None
-        ok = bool(raw.get("ok"))
-        return Result(key=str(raw.get("key")), device=str(raw.get("device")), ok=ok, fields=raw.get("fields"),
-                      error=None if ok else ChildError.from_wire(raw.get("error")), output_at=offsets)
-    if kind == "phase":
-        return Phase()
-    if kind == "done":
-        return Done()
-    raise ChannelError(f"unknown message type {str(kind)[:40]!r}")
+    """One decoded channel message (its type already one of messages.MESSAGES) as its dataclass."""
+    kind = MESSAGES.get(raw["type"]) if isinstance(raw.get("type"), str) else None
+    if kind is None:
+        raise ChannelError(f"unknown message type {str(raw['type'])[:40]!r}")
+    return kind.from_wire(raw)
 
 
 def parse_channel(data: bytes) -> tuple[Message, ...]:
@@ -249,10 +179,5 @@ def finished(event: Any) -> dict[str, Any]:
     return event
 
 
-def _str_or_none(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-__all__ = ["ChildError", "Done", "Hello", "LoadError", "Message", "Outcome", "Phase", "Ready", "Result",
-           "SandboxFailure",
-           "decode_event", "finished", "parse_channel", "parse_message", "ready"]
+__all__ = ["COUNTERFACTUAL", "ChildError", "Done", "Hello", "LoadError", "Message", "Outcome", "Phase", "Ready",
+           "Result", "SandboxFailure", "decode_event", "finished", "parse_channel", "parse_message", "ready"]

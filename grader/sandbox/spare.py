@@ -47,9 +47,10 @@ def _child(plan: Plan, control: dict[str, Any], job_fd: int, result_fd: int, out
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         tier = isolation.enter(plan, control, workdir)
         from grader.sandbox.harness import Channel, run
+        from grader.sandbox.messages import Hello
 
         channel = Channel(result_fd)
-        channel.send({"type": "hello", "tier": tier})
+        channel.send(Hello(tier))
         reader = _JobReader(job_fd)
         job = json.loads(reader.line())
         if not job.get("hidden_follows"):

@@ -22,7 +22,7 @@ from grader.course import exercises
 from grader.course.submission import read
 from grader.grading import checks, compare
 from grader.lms import autograder as lms
-from grader.model.report import RUN_STATUSES, to_dict, validation_errors
+from grader.model.report import RUN_STATUSES, SCHEMA_VERSION, to_dict, validation_errors
 from grader.sandbox.channel import ChannelError, decode, encode
 from grader.sandbox.protocol import parse_message
 
@@ -33,7 +33,7 @@ HELLO = b'{"type":"hello","tier":{"tier":"none"}}\n'
 def valid(report) -> dict:
     data = json.loads(json.dumps(to_dict(report), allow_nan=False))
     assert validation_errors(data) == [], validation_errors(data)
-    assert data["schema_version"] == "1.1" and data["status"] in RUN_STATUSES
+    assert data["schema_version"] == SCHEMA_VERSION and data["status"] in RUN_STATUSES
     return data
 
 
