@@ -28,8 +28,7 @@ sys.path.insert(0, str(ROOT))
 from grader.course import exercises
 from grader.course.exercises import CheckSpec, Exercise
 from grader.course.submission import read
-from grader.grading import checks, mistakes
-from grader.grading import pipeline as grading
+from grader.grading import checks, mistakes, pipeline as grading
 from grader.sandbox.client import ZygoteClient
 
 SUBMISSIONS = ROOT / "tests" / "submissions"

@@ -232,8 +232,7 @@ def test_nothing_cites_a_file_the_repository_lacks():
 
 
 def test_the_report_page_names_every_schema_version_field_and_status():
-    from grader.model.report import SCHEMA_VERSION, RunStatus
-    from grader.model.report import schema as report_schema
+    from grader.model.report import SCHEMA_VERSION, RunStatus, schema as report_schema
 
     page = (ROOT / "docs" / "report.md").read_text("utf-8")
     schema = report_schema()

@@ -31,41 +31,19 @@ from grader import __version__
 from grader.classroom import gradebook, layouts
 from grader.classroom.summary import (  # moved to summary.py, still named here
     SKIPPED_SHOWN as SKIPPED_SHOWN,
-)
-from grader.classroom.summary import (
     TOP_COUNT as TOP_COUNT,
-)
-from grader.classroom.summary import (
     Summary as Summary,
-)
-from grader.classroom.summary import (
     _cell as _cell,
-)
-from grader.classroom.summary import (
     _distribution as _distribution,
-)
-from grader.classroom.summary import (
     read_report as read_report,
-)
-from grader.classroom.summary import (
     rebuild as rebuild,
-)
-from grader.classroom.summary import (
     render_summary as render_summary,
 )
 from grader.classroom.tasks import (  # moved to tasks.py, still named here
     PROBLEM_SUFFIX as PROBLEM_SUFFIX,
-)
-from grader.classroom.tasks import (
     ROSTER as ROSTER,
-)
-from grader.classroom.tasks import (
     Task as Task,
-)
-from grader.classroom.tasks import (
     read_roster as read_roster,
-)
-from grader.classroom.tasks import (
     write_roster as write_roster,
 )
 from grader.course import exercises

@@ -16,17 +16,9 @@ from grader import __version__
 from grader.classroom import gradebook, layouts
 from grader.classroom.tasks import (  # moved to tasks.py, still named here
     PROBLEM_SUFFIX as PROBLEM_SUFFIX,
-)
-from grader.classroom.tasks import (
     ROSTER as ROSTER,
-)
-from grader.classroom.tasks import (
     Task as Task,
-)
-from grader.classroom.tasks import (
     read_roster as read_roster,
-)
-from grader.classroom.tasks import (
     write_roster as write_roster,
 )
 from grader.course import exercises

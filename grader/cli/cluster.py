@@ -6,56 +6,26 @@ import click
 
 from grader.cli.group import (  # moved to group.py, still named here
     EXERCISE as EXERCISE,
-)
-from grader.cli.group import (
     SUBCOMMANDS_HELP as SUBCOMMANDS_HELP,
-)
-from grader.cli.group import (
     ExerciseType as ExerciseType,
-)
-from grader.cli.group import (
     GradeGroup as GradeGroup,
-)
-from grader.cli.group import (
     GraderFailure as GraderFailure,
-)
-from grader.cli.group import (
     OneLineUsageError as OneLineUsageError,
-)
-from grader.cli.group import (
     _one_line as _one_line,
-)
-from grader.cli.group import (
     library_default as library_default,
-)
-from grader.cli.group import (
     main as main,
-)
-from grader.cli.group import (
     sandbox_options as sandbox_options,
 )
 from grader.cli.lms import (  # moved to lms.py, still named here
     _lms_done as _lms_done,
-)
-from grader.cli.lms import (
     gradescope as gradescope,
-)
-from grader.cli.lms import (
     gradescope_package as gradescope_package,
-)
-from grader.cli.lms import (
     prairielearn as prairielearn,
-)
-from grader.cli.lms import (
     prairielearn_package as prairielearn_package,
 )
 from grader.cli.progress import (  # moved to progress.py, still named here
     _BatchProgress as _BatchProgress,
-)
-from grader.cli.progress import (
     _clock as _clock,
-)
-from grader.cli.progress import (
     progress_line as progress_line,
 )
 

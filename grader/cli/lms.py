@@ -13,8 +13,7 @@ from grader.cli.group import (
     main,
 )
 from grader.grading.pipeline import DEFAULT_TIMEOUT_S
-from grader.lms import autograder as lms
-from grader.lms import packages as packaging
+from grader.lms import autograder as lms, packages as packaging
 
 
 @main.command(help="(in Gradescope's container) Grade /autograder/submission into /autograder/results/results.json.")

@@ -16,104 +16,40 @@ from grader.course.source import Code
 from grader.grading import diagnose
 from grader.grading.process import (  # moved to process.py, still named here
     COUNTERFACTUAL_EPOCHS as COUNTERFACTUAL_EPOCHS,
-)
-from grader.grading.process import (
     MAX_COUNT as MAX_COUNT,
-)
-from grader.grading.process import (
     MECHANISMS as MECHANISMS,
-)
-from grader.grading.process import (
     PROCESS_RULES as PROCESS_RULES,
-)
-from grader.grading.process import (
     RESPONSES as RESPONSES,
-)
-from grader.grading.process import (
     TRAINING_MISTAKES as TRAINING_MISTAKES,
-)
-from grader.grading.process import (
     UPDATES as UPDATES,
-)
-from grader.grading.process import (
     Counterfactual as Counterfactual,
-)
-from grader.grading.process import (
     Pair as Pair,
-)
-from grader.grading.process import (
     Tie as Tie,
-)
-from grader.grading.process import (
     _allowed as _allowed,
-)
-from grader.grading.process import (
     _backward_tie as _backward_tie,
-)
-from grader.grading.process import (
     _count as _count,
-)
-from grader.grading.process import (
     _flat as _flat,
-)
-from grader.grading.process import (
     _follows_known_mistake as _follows_known_mistake,
-)
-from grader.grading.process import (
     _frozen as _frozen,
-)
-from grader.grading.process import (
     _history as _history,
-)
-from grader.grading.process import (
     _model_steps as _model_steps,
-)
-from grader.grading.process import (
     _pair_lists as _pair_lists,
-)
-from grader.grading.process import (
     _process_evidence as _process_evidence,
-)
-from grader.grading.process import (
     _same as _same,
-)
-from grader.grading.process import (
     _step_tie as _step_tie,
-)
-from grader.grading.process import (
     _tied_in_order as _tied_in_order,
-)
-from grader.grading.process import (
     _unmoved as _unmoved,
-)
-from grader.grading.process import (
     _update_scales as _update_scales,
-)
-from grader.grading.process import (
     compare_process as compare_process,
-)
-from grader.grading.process import (
     counterfactual_args as counterfactual_args,
-)
-from grader.grading.process import (
     counterfactual_response as counterfactual_response,
 )
 from grader.grading.tolerances import (  # moved to tolerances.py, still named here
     Tolerance as Tolerance,
-)
-from grader.grading.tolerances import (
     Verdict as Verdict,
-)
-from grader.grading.tolerances import (
     _array as _array,
-)
-from grader.grading.tolerances import (
     _close as _close,
-)
-from grader.grading.tolerances import (
     fmt as fmt,
-)
-from grader.grading.tolerances import (
     tolerance_for as tolerance_for,
 )
 from grader.model.report import CheckResult, Status

@@ -19,79 +19,33 @@ import numpy as np
 from grader.course.exercises import CheckSpec, Exercise
 from grader.course.source import Code
 from grader.grading import mistakes
-from grader.grading.explanations import (
-    EXPLANATIONS as EXPLANATIONS,
-)
-from grader.grading.explanations import (
-    GRADIENT_NOT_AVERAGED_NEUTRAL as GRADIENT_NOT_AVERAGED_NEUTRAL,
-)
-from grader.grading.explanations import (
-    GRADIENT_NOT_AVERAGED_SUM as GRADIENT_NOT_AVERAGED_SUM,
-)
-from grader.grading.explanations import (
-    IGNORES_ARGUMENTS_MODEL as IGNORES_ARGUMENTS_MODEL,
-)
-from grader.grading.explanations import (
-    TORCH_EXPLANATIONS as TORCH_EXPLANATIONS,
-)
 from grader.grading.explanations import (  # moved to explanations.py, still named here
+    EXPLANATIONS as EXPLANATIONS,
+    GRADIENT_NOT_AVERAGED_NEUTRAL as GRADIENT_NOT_AVERAGED_NEUTRAL,
+    GRADIENT_NOT_AVERAGED_SUM as GRADIENT_NOT_AVERAGED_SUM,
+    IGNORES_ARGUMENTS_MODEL as IGNORES_ARGUMENTS_MODEL,
+    TORCH_EXPLANATIONS as TORCH_EXPLANATIONS,
     Diagnosis as Diagnosis,
-)
-from grader.grading.explanations import (
     _summing_in_their_words as _summing_in_their_words,
-)
-from grader.grading.explanations import (
     make as make,
-)
-from grader.grading.explanations import (
     standard_explanations as standard_explanations,
 )
 from grader.grading.raised import (  # moved to raised.py, still named here
     DEVICE_ERRORS as DEVICE_ERRORS,
-)
-from grader.grading.raised import (
     SHAPE_MISMATCH as SHAPE_MISMATCH,
-)
-from grader.grading.raised import (
     SIZES_IN_ERROR as SIZES_IN_ERROR,
-)
-from grader.grading.raised import (
     UNINITIALISED_MODULE as UNINITIALISED_MODULE,
-)
-from grader.grading.raised import (
     Peer as Peer,
-)
-from grader.grading.raised import (
     _for_the_model as _for_the_model,
-)
-from grader.grading.raised import (
     _lengths as _lengths,
-)
-from grader.grading.raised import (
     _sizes as _sizes,
-)
-from grader.grading.raised import (
     from_error as from_error,
-)
-from grader.grading.raised import (
     is_device_error as is_device_error,
-)
-from grader.grading.raised import (
     is_uninitialised_module as is_uninitialised_module,
-)
-from grader.grading.raised import (
     missing_name as missing_name,
-)
-from grader.grading.raised import (
     mixes_other_arguments as mixes_other_arguments,
-)
-from grader.grading.raised import (
     rebound_parameter as rebound_parameter,
-)
-from grader.grading.raised import (
     sized_for_other_arguments as sized_for_other_arguments,
-)
-from grader.grading.raised import (
     uninitialised_module as uninitialised_module,
 )
 from grader.model.codes import DiagnosisCode

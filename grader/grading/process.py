@@ -17,20 +17,10 @@ from grader.course.exercises import CheckSpec, Exercise
 from grader.grading import diagnose, mistakes
 from grader.grading.tolerances import (  # moved to tolerances.py, still named here
     Tolerance as Tolerance,
-)
-from grader.grading.tolerances import (
     Verdict as Verdict,
-)
-from grader.grading.tolerances import (
     _array as _array,
-)
-from grader.grading.tolerances import (
     _close as _close,
-)
-from grader.grading.tolerances import (
     fmt as fmt,
-)
-from grader.grading.tolerances import (
     tolerance_for as tolerance_for,
 )
 from grader.model.codes import DiagnosisCode

@@ -13,31 +13,15 @@ import numpy as np
 
 from grader.course.exercises import CheckSpec, Exercise
 from grader.course.source import Code
-from grader.grading.explanations import (
-    EXPLANATIONS as EXPLANATIONS,
-)
-from grader.grading.explanations import (
-    GRADIENT_NOT_AVERAGED_NEUTRAL as GRADIENT_NOT_AVERAGED_NEUTRAL,
-)
-from grader.grading.explanations import (
-    GRADIENT_NOT_AVERAGED_SUM as GRADIENT_NOT_AVERAGED_SUM,
-)
-from grader.grading.explanations import (
-    IGNORES_ARGUMENTS_MODEL as IGNORES_ARGUMENTS_MODEL,
-)
-from grader.grading.explanations import (
-    TORCH_EXPLANATIONS as TORCH_EXPLANATIONS,
-)
 from grader.grading.explanations import (  # moved to explanations.py, still named here
+    EXPLANATIONS as EXPLANATIONS,
+    GRADIENT_NOT_AVERAGED_NEUTRAL as GRADIENT_NOT_AVERAGED_NEUTRAL,
+    GRADIENT_NOT_AVERAGED_SUM as GRADIENT_NOT_AVERAGED_SUM,
+    IGNORES_ARGUMENTS_MODEL as IGNORES_ARGUMENTS_MODEL,
+    TORCH_EXPLANATIONS as TORCH_EXPLANATIONS,
     Diagnosis as Diagnosis,
-)
-from grader.grading.explanations import (
     _summing_in_their_words as _summing_in_their_words,
-)
-from grader.grading.explanations import (
     make as make,
-)
-from grader.grading.explanations import (
     standard_explanations as standard_explanations,
 )
 from grader.model.codes import DiagnosisCode

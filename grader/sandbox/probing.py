@@ -13,34 +13,16 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
-from grader.sandbox.hooks import (
-    MAX_EVENTS as MAX_EVENTS,
-)
-from grader.sandbox.hooks import (
-    MAX_GRAPH_NODES as MAX_GRAPH_NODES,
-)
-from grader.sandbox.hooks import (
-    MAX_MODEL_VALUES as MAX_MODEL_VALUES,
-)
-from grader.sandbox.hooks import (
-    MAX_VALUES as MAX_VALUES,
-)
 from grader.sandbox.hooks import (  # moved to hooks.py, still named here
+    MAX_EVENTS as MAX_EVENTS,
+    MAX_GRAPH_NODES as MAX_GRAPH_NODES,
+    MAX_MODEL_VALUES as MAX_MODEL_VALUES,
+    MAX_VALUES as MAX_VALUES,
     Events as Events,
-)
-from grader.sandbox.hooks import (
     _flat_values as _flat_values,
-)
-from grader.sandbox.hooks import (
     _reached_leaves as _reached_leaves,
-)
-from grader.sandbox.hooks import (
     _torch_hooks as _torch_hooks,
-)
-from grader.sandbox.hooks import (
     _value as _value,
-)
-from grader.sandbox.hooks import (
     perturb as perturb,
 )
 

@@ -16,9 +16,7 @@ import tempfile
 from typing import Any
 
 from grader.sandbox import isolation, namespaces
-from grader.sandbox.cgroups import job_cgroups, remove_cgroup
-from grader.sandbox.cgroups import join as join_cgroups
-from grader.sandbox.cgroups import limit as limit_cgroups
+from grader.sandbox.cgroups import job_cgroups, join as join_cgroups, limit as limit_cgroups, remove_cgroup
 from grader.sandbox.plan import Plan
 from grader.sandbox.syscalls import PR_SET_PDEATHSIG, prctl
 

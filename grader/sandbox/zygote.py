@@ -26,42 +26,21 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from grader.sandbox import namespaces
-from grader.sandbox import plan as sandbox_plan
+from grader.sandbox import namespaces, plan as sandbox_plan
 from grader.sandbox.cgroups import cgroup_memory, job_cgroups, remove_cgroup
 from grader.sandbox.plan import Plan
 from grader.sandbox.proctree import descendants, die_with_parent, kill_tree, rss_mib
 from grader.sandbox.spare import (  # moved to spare.py, still named here
     JOB_CAP_BYTES as JOB_CAP_BYTES,
-)
-from grader.sandbox.spare import (
     SPARE_NAME as SPARE_NAME,
-)
-from grader.sandbox.spare import (
     Spare as Spare,
-)
-from grader.sandbox.spare import (
     _child as _child,
-)
-from grader.sandbox.spare import (
     _JobReader as _JobReader,
-)
-from grader.sandbox.spare import (
     _only_the_jobs_descriptors as _only_the_jobs_descriptors,
-)
-from grader.sandbox.spare import (
     _prctl as _prctl,
-)
-from grader.sandbox.spare import (
     _rename as _rename,
-)
-from grader.sandbox.spare import (
     _spare as _spare,
-)
-from grader.sandbox.spare import (
     _wait_for_job as _wait_for_job,
-)
-from grader.sandbox.spare import (
     _workdir as _workdir,
 )
 from grader.sandbox.syscalls import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE

@@ -7,83 +7,33 @@ from typing import Any
 
 from grader.service.config import (  # moved to config.py, still named here
     CALLBACK_URL as CALLBACK_URL,
-)
-from grader.service.config import (
     CALLBACK_URL_MAX as CALLBACK_URL_MAX,
-)
-from grader.service.config import (
     DEFAULT_PUBLIC_URL as DEFAULT_PUBLIC_URL,
-)
-from grader.service.config import (
     IDEMPOTENCY_KEY as IDEMPOTENCY_KEY,
-)
-from grader.service.config import (
     MAX_BODY_BYTES as MAX_BODY_BYTES,
-)
-from grader.service.config import (
     MAX_FILE_BYTES as MAX_FILE_BYTES,
-)
-from grader.service.config import (
     PRINCIPAL_CACHE_S as PRINCIPAL_CACHE_S,
-)
-from grader.service.config import (
     PUBLIC_URL as PUBLIC_URL,
-)
-from grader.service.config import (
     STUDENT_ID as STUDENT_ID,
-)
-from grader.service.config import (
     Config as Config,
-)
-from grader.service.config import (
     ConfigurationError as ConfigurationError,
-)
-from grader.service.config import (
     add_token as add_token,
-)
-from grader.service.config import (
     list_tokens as list_tokens,
-)
-from grader.service.config import (
     open_store as open_store,
-)
-from grader.service.config import (
     public_url as public_url,
-)
-from grader.service.config import (
     revoke_token as revoke_token,
 )
 from grader.service.schemas import (  # moved to schemas.py, still named here
     ApiError as ApiError,
-)
-from grader.service.schemas import (
     Created as Created,
-)
-from grader.service.schemas import (
     Health as Health,
-)
-from grader.service.schemas import (
     QueueState as QueueState,
-)
-from grader.service.schemas import (
     Regraded as Regraded,
-)
-from grader.service.schemas import (
     RegradeRequest as RegradeRequest,
-)
-from grader.service.schemas import (
     SubmissionState as SubmissionState,
-)
-from grader.service.schemas import (
     errors as errors,
-)
-from grader.service.schemas import (
     iso as iso,
-)
-from grader.service.schemas import (
     state as state,
-)
-from grader.service.schemas import (
     submission_fields as submission_fields,
 )
 

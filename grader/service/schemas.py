@@ -12,50 +12,20 @@ from pydantic import BaseModel, Field
 
 from grader.service.config import (  # moved to config.py, still named here
     CALLBACK_URL as CALLBACK_URL,
-)
-from grader.service.config import (
     CALLBACK_URL_MAX as CALLBACK_URL_MAX,
-)
-from grader.service.config import (
     DEFAULT_PUBLIC_URL as DEFAULT_PUBLIC_URL,
-)
-from grader.service.config import (
     IDEMPOTENCY_KEY as IDEMPOTENCY_KEY,
-)
-from grader.service.config import (
     MAX_BODY_BYTES as MAX_BODY_BYTES,
-)
-from grader.service.config import (
     MAX_FILE_BYTES as MAX_FILE_BYTES,
-)
-from grader.service.config import (
     PRINCIPAL_CACHE_S as PRINCIPAL_CACHE_S,
-)
-from grader.service.config import (
     PUBLIC_URL as PUBLIC_URL,
-)
-from grader.service.config import (
     STUDENT_ID as STUDENT_ID,
-)
-from grader.service.config import (
     Config as Config,
-)
-from grader.service.config import (
     ConfigurationError as ConfigurationError,
-)
-from grader.service.config import (
     add_token as add_token,
-)
-from grader.service.config import (
     list_tokens as list_tokens,
-)
-from grader.service.config import (
     open_store as open_store,
-)
-from grader.service.config import (
     public_url as public_url,
-)
-from grader.service.config import (
     revoke_token as revoke_token,
 )
 

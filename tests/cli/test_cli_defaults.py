@@ -9,8 +9,7 @@ import pytest
 from grader.classroom import batch, classpage, layouts, similarity
 from grader.cli.main import library_default, main
 from grader.grading import pipeline as grading
-from grader.lms import autograder as lms
-from grader.lms import packages as packaging
+from grader.lms import autograder as lms, packages as packaging
 from grader.sandbox import doctor
 from grader.sandbox.client import SANDBOX_CHOICES
 

@@ -14,8 +14,7 @@ from click.testing import CliRunner
 from grader.classroom import gradebook
 from grader.cli.main import main
 from grader.formats import gradescope, prairielearn
-from grader.lms import autograder as lms
-from grader.lms import validate
+from grader.lms import autograder as lms, validate
 
 ROOT = Path(__file__).resolve().parents[2]
 SOLUTION = ROOT / "solutions" / "ex03.py"

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 
-from hypothesis import assume, given
-from hypothesis import strategies as st
+from hypothesis import assume, given, strategies as st
 
-from grader.grading import diagnose
-from grader.grading import pipeline as grading
+from grader.grading import diagnose, pipeline as grading
 from grader.model.report import SAID_THEN, CheckResult, Status, compose, from_dict, to_dict, to_json
 
 # Printable text: control characters are replaced on the way out (sanitize.py), so they cannot come back.
