@@ -1,6 +1,7 @@
 """ex01 probes (run in the sandboxed child): call forward, loss, gradient and train with float32 arrays."""
 
-from grader.sandbox.probing import Context, in_callers_order, reference_forward, reference_mse, reference_mse_gradient
+from grader.sandbox.probing import (Context, in_callers_order, reference_forward, reference_mse,
+                                    reference_mse_gradient)
 
 
 def references(x, y) -> dict:
