@@ -105,7 +105,7 @@ def clean_env() -> dict[str, str]:
 def test_installed_grader_uses_its_packaged_course(installed: Path, tmp_path: Path) -> None:
     script = (
         "import json, grader\n"
-        "from grader import exercises as e\n"
+        "from grader.course import exercises as e\n"
         "hidden = [c.name for i in e.exercise_ids() for c in e.load(i).checks if c.visibility == 'hidden']\n"
         "print(json.dumps({'file': grader.__file__, 'course': str(e.course_root()),\n"
         "                  'solutions': str(e.solutions_root()), 'ids': e.exercise_ids(), 'hidden': hidden}))\n"
