@@ -254,7 +254,7 @@ class Service:
         ids = exercises.exercise_ids()
         max_scores = {e: float(sum(c.points for c in exercises.load(e).checks)) for e in ids}
         best: dict[tuple[str, str], tuple[float, str | None]] = {}
-        for student, exercise, score, report, _created in self.store.graded():
+        for student, exercise, score, report, _created, _id in self.store.graded():
             status = status_of(from_dict(json.loads(report))) if report else None
             key = (student, exercise)
             if self.config.gradebook == "latest" or key not in best or (score or 0.0) >= best[key][0]:

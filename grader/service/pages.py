@@ -249,16 +249,19 @@ def _score(row: Any) -> str:
 
 
 def class_view(service: Any) -> HTMLResponse:
-    """The gradebook (best attempt per student and exercise), each exercise's score distribution, and
-    the diagnoses found most often (a student counted once per code)."""
+    """The gradebook (best attempt per student and exercise, each score linking to that attempt's report
+    page), each exercise's score distribution, and the diagnoses found most often (a student counted once per
+    code)."""
     latest: dict[tuple[str, str], tuple[float, float]] = {}
+    best_id: dict[tuple[str, str], str] = {}
     diagnoses: Counter[tuple[str, str]] = Counter()
     seen: set[tuple[str, str, str]] = set()
-    for student, exercise, score, report, _created in service.store.graded():
+    for student, exercise, score, report, _created, submission_id in service.store.graded():
         graded = from_dict(json.loads(report)) if report else None
         best = latest.get((student, exercise))
         if best is None or (score or 0.0) >= best[0]:
             latest[(student, exercise)] = (score or 0.0, float(graded.max_score) if graded else 0.0)
+            best_id[(student, exercise)] = submission_id
         for check in graded.checks if graded else ():
             code = check.diagnosis
             if code and (student, exercise, code) not in seen:
@@ -269,7 +272,8 @@ def class_view(service: Any) -> HTMLResponse:
     head = "".join(f"<th>{html.esc(e)}</th>" for e in ids)
     rows = "".join(
         f"<tr><td>{html.esc(s)}</td>" + "".join(
-            f"<td>{number(latest[(s, e)][0])}/{number(latest[(s, e)][1])}</td>" if (s, e) in latest else "<td></td>"
+            f'<td><a href="/feedback/{html.esc(best_id[(s, e)])}">{number(latest[(s, e)][0])}/'
+            f'{number(latest[(s, e)][1])}</a></td>' if (s, e) in latest else "<td></td>"
             for e in ids) + "</tr>" for s in students)
     distribution = ""
     for exercise in ids:

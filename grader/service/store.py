@@ -286,12 +286,13 @@ class Store:
         with self.engine.connect() as connection:
             return list(connection.execute(query))
 
-    def graded(self) -> list[tuple[str, str, float, str | None, float]]:
-        """(student, exercise, score, report JSON, created_at) of every graded or failed submission, oldest first."""
+    def graded(self) -> list[tuple[str, str, float, str | None, float, str]]:
+        """(student, exercise, score, report JSON, created_at, id) of every graded or failed submission, oldest
+        first."""
         with self.session() as session:
             return [tuple(r) for r in session.execute(
                 select(Submission.student, Submission.exercise, Submission.score, Submission.report,
-                       Submission.created_at)
+                       Submission.created_at, Submission.id)
                 .where(Submission.status.in_(("graded", "failed")), Submission.report.is_not(None))
                 .order_by(Submission.created_at, Submission.id))]
 

@@ -100,6 +100,13 @@ def test_the_instructor_sees_the_class(site, browser):
         assert "c0" in gradebook and "c1" in gradebook and "15/15" in gradebook
         diagnoses = page.text_content("#diagnoses")
         assert "grad-not-zeroed" in diagnoses
+        # each score opens that attempt's report: c1's solution at full marks, c0's bug with its diagnosis
+        page.click("#gradebook tr:has(td:text-is('c1')) a")
+        assert f"/feedback/{ids[1]}" in page.url
+        assert page.text_content(".score .big").split() == ["15", "/", "15"]
+        page.go_back()
+        page.click("#gradebook tr:has(td:text-is('c0')) a")
+        assert f"/feedback/{ids[0]}" in page.url and "grad-not-zeroed" in page.content()
         assert outside == [] and problems == []
     finally:
         context.close()
