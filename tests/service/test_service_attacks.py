@@ -517,3 +517,21 @@ def test_a_public_url_that_is_not_http_is_refused_in_one_line(tmp_path):
         result = CliRunner().invoke(main, ["serve", "--db", f"sqlite:///{tmp_path / 'x.sqlite3'}",
                                            "--public-url", bad])
         assert result.exit_code == 2 and "--public-url" in result.output and "Traceback" not in result.output
+
+
+def test_a_nul_byte_in_a_filename_id_or_query_is_bad_input_not_a_database_outage(any_db):
+    # PostgreSQL refuses a NUL byte in a text column: before the fix each of these answered 503 "the database
+    # is not answering" with Retry-After (a client retries for ever), and the service logged a database error.
+    server, alice, lms = any_db.server, any_db.alice, any_db.lms
+    body, content_type = multipart({"exercise": "ex03"}, "nul\x00name.py", SOLUTION)
+    answer = call(server.url + "/api/v1/submissions", "POST", alice, body, {"Content-Type": content_type})
+    assert answer.status == 202, answer.body
+    stored = server.get(f"/api/v1/submissions/{answer.json()['id']}", alice)
+    assert stored.status == 200, stored.body
+    for path, caller, status in (("/api/v1/submissions/%00", alice, 404),
+                                 ("/api/v1/submissions/%00/report", alice, 404),
+                                 ("/api/v1/submissions?student=%00", lms, 200),
+                                 ("/api/v1/submissions?exercise=ex03%00", alice, 200)):
+        answer = server.get(path, caller)
+        assert answer.status == status, (path, answer.body)
+        assert answer.status == 404 or answer.json() == []
