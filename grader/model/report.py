@@ -172,6 +172,8 @@ class Report:
 
 
 HIDDEN_WITHHELD = "hidden check: {outcome}; details are not shown."
+REJECTED_WITHHELD = ("the grader rejected your results: your code wrote into the grader's result channel or "
+                     "sent more than it accepts; details are not shown.")
 
 
 def student_view(report: Report) -> Report:
@@ -180,8 +182,15 @@ def student_view(report: Report) -> Report:
     status, points and visibility; their message, diagnosis, explanation, hint, inputs and plotting data are
     withheld, and so is what the submission printed while they ran (`hidden_output`, absent from
     `student_dict`). The result still validates against the report schema."""
+    # The channel's complaint quotes what the child wrote (a result's key, a field's name), and code that ran
+    # with the hidden inputs in hand can write there: of a rejected run with hidden checks, the student reads
+    # only that it was rejected, in the error and in every check that repeats it.
+    withheld = report.status is RunStatus.REJECTED and bool(report.error) \
+        and any(c.visibility != "visible" for c in report.checks)
     checks = []
     for check in report.checks:
+        if withheld and report.error and report.error in check.symptom:
+            check = replace(check, symptom=check.symptom.replace(report.error, REJECTED_WITHHELD))
         if check.visibility != "visible":
             outcome = "passed" if check.status is Status.PASSED else check.status.value
             check = replace(check, symptom=HIDDEN_WITHHELD.format(outcome=outcome), diagnosis=None,
@@ -189,7 +198,8 @@ def student_view(report: Report) -> Report:
                             trajectory=None,
                             first_divergent_epoch=None)
         checks.append(check)
-    return replace(report, checks=tuple(checks), hidden_output="")
+    return replace(report, checks=tuple(checks), hidden_output="",
+                   error=REJECTED_WITHHELD if withheld else report.error)
 
 
 def student_dict(report: Report) -> dict[str, Any]:

@@ -217,7 +217,10 @@ class Service:
                 raise ApiError(422, "callback_url must be an http:// or https:// URL.")
         if idempotency_key is not None and not IDEMPOTENCY_KEY.fullmatch(idempotency_key):
             raise ApiError(422, "Idempotency-Key must be 1-200 printable ASCII characters.")
-        filename = os.path.basename(upload_name or "")[:200] or f"{exercise}.py"
+        # printable only: a NUL byte in a multipart filename made PostgreSQL refuse the row (a 503 "database
+        # not answering", retried for ever); the name is only shown and its suffix read
+        filename = "".join(c if c.isprintable() else "_" for c in os.path.basename(upload_name or ""))[:200] \
+            or f"{exercise}.py"
         if not filename.lower().endswith((".py", ".ipynb")):
             raise ApiError(422, "submit a .py or .ipynb file.")
         try:

@@ -47,6 +47,12 @@ _RECENT = (select(func.count(), func.min(_SUBMISSIONS.c.created_at))
 _INSERT = _SUBMISSIONS.insert()
 
 
+def unstorable(*texts: str | None) -> bool:
+    """Whether one of `texts` has a NUL byte: PostgreSQL refuses one in a text column, so a lookup by it would
+    fail as if the database were down (nothing stored has one)."""
+    return any("\x00" in text for text in texts if text)
+
+
 class IdempotencyConflict(Exception):
     """An Idempotency-Key already used by this token for another student, exercise or file."""
 
@@ -265,6 +271,8 @@ class Store:
         """The submission (without its file) if the caller may see it (another student's reads as absent).
         Core, not the ORM: a client polling for its report calls this often."""
         table = Submission.__table__
+        if unstorable(submission_id):
+            return None  # never stored: no NUL byte reaches PostgreSQL (it refuses one, and that read as a 503)
         with self.engine.connect() as connection:
             row = connection.execute(select(*_WITHOUT_CONTENT).where(table.c.id == submission_id)).first()
         if row is None or (not principal.reads_all and row.student != principal.student):
@@ -275,6 +283,8 @@ class Store:
              with_reports: bool = False) -> list[Any]:
         """The caller's visible submissions, newest first (without their files; their reports if asked)."""
         table = Submission.__table__
+        if unstorable(exercise, student):
+            return []  # a NUL byte: nothing stored has one
         columns = _WITHOUT_CONTENT if with_reports else [c for c in _WITHOUT_CONTENT if c.name != "report"]
         query = select(*columns).order_by(table.c.created_at.desc(), table.c.id).limit(limit)
         if not principal.reads_all:
@@ -299,6 +309,8 @@ class Store:
     def regrade(self, exercise: str | None, student: str | None) -> int:
         """Queue the finished submissions again, behind every new one; returns how many."""
         conditions = [Submission.status.in_(("graded", "failed"))]
+        if unstorable(exercise, student):
+            return 0
         if exercise:
             conditions.append(Submission.exercise == exercise)
         if student:
