@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from grader.classroom import layouts, similarity as alike
-from grader.cli import lms, service  # noqa: F401 - their commands join the `grade` group on import
+from grader.cli import lms, lti, service  # noqa: F401 - their commands join the `grade` group on import
 from grader.cli.cluster import _dask_refusal, _quiet_dask_logs
 from grader.cli.group import (
     EXERCISE,

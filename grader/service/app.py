@@ -449,6 +449,9 @@ def create_app(config: Config | None = None, executor: Executor | None = None) -
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     pages.add_routes(app, service)
+    from grader.service.lti import routes as lti_routes
+
+    lti_routes.add_routes(app, service)  # LTI 1.3: /lti/..., and the score outbox's loop
     return app
 
 
