@@ -14,7 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "grader"
 # Lowest first: a layer may import its own modules and the layers before it, never one after it.
-LAYERS = ("model", "course", "sandbox", "grading", "execution", "formats", "classroom", "lms", "service", "cli")
+LAYERS = ("model", "course", "sandbox", "grading", "execution", "authoring",
+          "formats", "classroom", "lms", "service", "cli")
 ENTRY_POINTS = {"grader.distributed"}  # `dask worker --preload grader.distributed`: above every layer
 MAX_LINES = 500
 
