@@ -18,8 +18,8 @@ ATTACKS = ROOT / "tests" / "attacks"
 
 # Tests live in folders that mirror grader/'s packages; a test module may import another's helpers by its name
 # (from test_batch import make_class), as when they shared one folder.
-TEST_FOLDERS = ("model", "course", "grading", "sandbox", "execution", "formats", "notebook", "classroom", "lms",
-                "service", "cli")
+TEST_FOLDERS = ("model", "course", "grading", "sandbox", "execution", "authoring", "formats", "notebook",
+                "classroom", "lms", "service", "cli")
 sys.path[:0] = [str(ROOT / "tests" / folder) for folder in TEST_FOLDERS if str(ROOT / "tests" / folder) not in sys.path]
 
 

@@ -14,8 +14,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "grader"
 # Lowest first: a layer may import its own modules and the layers before it, never one after it.
-LAYERS = ("model", "course", "sandbox", "grading", "execution", "formats", "notebook", "classroom", "lms", "service",
-          "cli")
+LAYERS = ("model", "course", "sandbox", "grading", "execution", "authoring", "formats", "notebook", "classroom",
+          "lms", "service", "cli")
 ENTRY_POINTS = {"grader.distributed"}  # `dask worker --preload grader.distributed`: above every layer
 # `%load_ext grader` makes IPython call grader.load_ipython_extension: the package's one arrow upwards, by name.
 HOOKS = {("grader", "grader.notebook.magics")}

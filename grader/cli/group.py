@@ -30,6 +30,9 @@ class ExerciseType(click.ParamType):
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         known = exercises.exercise_ids()
+        broken = exercises.broken() if value not in known else {}
+        if value in broken:  # named with its problem, not as unknown
+            self.fail(f"exercise {value} is broken: {broken[value]}", param, ctx)
         if value not in known:
             self.fail(f"unknown exercise {value!r}; choose from {', '.join(known)}", param, ctx)
         return value

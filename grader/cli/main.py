@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from grader.classroom import layouts, similarity as alike
-from grader.cli import lms, lti, service  # noqa: F401 - their commands join the `grade` group on import
+from grader.cli import authoring, lms, lti, service  # noqa: F401 - their commands join the `grade` group on import
 from grader.cli.cluster import _dask_refusal, _quiet_dask_logs
 from grader.cli.group import (
     EXERCISE,
@@ -47,6 +47,8 @@ def _plot_suffix(ctx: click.Context, param: click.Parameter, value: Path | None)
 def list_exercises() -> None:
     for exercise_id in exercises.exercise_ids():
         click.echo(f"{exercise_id}  {exercises.load(exercise_id).title}")
+    for exercise_id, problem in exercises.broken().items():  # named, one line each; the others are listed
+        click.echo(f"Error: exercise {exercise_id} is broken: {problem}", err=True)
 
 
 @main.command(help="Write the stub for EX to DIR/EX.py.")
@@ -369,12 +371,15 @@ def doctor(as_json: bool, sandbox: str) -> None:
 def record(exercise_ids: tuple[str, ...]) -> None:
     from grader.grading import record as recording
 
-    for exercise_id in exercise_ids or exercises.exercise_ids():
+    failed = 0
+    for exercise_id in exercise_ids or exercises.folder_ids():
         try:
             for path in recording.record(exercise_id):
                 click.echo(f"{exercise_id}: wrote {path}")
-        except recording.RecordingError as exc:
-            raise click.ClickException(str(exc)) from None
+        except (recording.RecordingError, exercises.ExerciseError) as exc:  # named; the others are recorded
+            failed += 1
+            click.echo(f"Error: {exercise_id}: not recorded: {_one_line(exc)}", err=True)
+    sys.exit(1 if failed else 0)
 
 
 # ---- the grading service (needs the `service` extra)

@@ -21,6 +21,21 @@ EXERCISE_ID = re.compile(r"^ex\d{2}\Z")  # \Z, not $: "ex03\n" is not an id
 COMPARES = {"value", "trajectory", "process"}
 
 
+@cache
+def spec_schema() -> dict[str, Any]:
+    """The JSON Schema of spec.toml (grader/schema/spec.schema.json): its keys, and their defaults written once."""
+    from importlib import resources
+
+    return json.loads(resources.files("grader").joinpath("schema/spec.schema.json").read_text("utf-8"))
+
+
+def spec_default(key: str, where: str = "exercise") -> Any:
+    """A key's default from the schema: an exercise's top-level key, or a check's (`where="check"`)."""
+    schema = spec_schema()
+    properties = schema["properties"] if where == "exercise" else schema["$defs"]["check"]["properties"]
+    return properties[key]["default"]
+
+
 class ExerciseError(ValueError):
     """A spec or reference file is malformed (an authoring error, not a student's)."""
 
@@ -123,43 +138,103 @@ def solutions_root() -> Path | None:
 
 
 def exercise_ids() -> list[str]:
+    """The exercises that load: a broken one (see `broken`) is left out, so that the others go on."""
+    return [e for e in folder_ids() if problem(e) is None]
+
+
+def folder_ids() -> list[str]:
+    """Every exercise folder of the course (exNN/ with a spec.toml), broken or not."""
     root = course_root()
-    return sorted(p.name for p in root.iterdir() if EXERCISE_ID.fullmatch(p.name) and (p / "spec.toml").exists())
+    try:
+        return sorted(p.name for p in root.iterdir() if EXERCISE_ID.fullmatch(p.name) and (p / "spec.toml").exists())
+    except OSError:
+        return []
+
+
+def problem(exercise_id: str) -> str | None:
+    """Why the exercise cannot be loaded, in one line naming the file and key; None when it loads."""
+    try:
+        load(exercise_id)
+    except ExerciseError as exc:
+        return str(exc).removeprefix(f"{exercise_id}: ")
+    return None
+
+
+def broken() -> dict[str, str]:
+    """{exercise id: its problem} for each exercise folder that does not load."""
+    return {e: why for e in folder_ids() if (why := problem(e)) is not None}
 
 
 def framework_of(exercise_id: str) -> str:
     """The exercise's framework, read without loading its checks (no NumPy import: keeps start-up fast)."""
-    spec = tomllib.loads((course_root() / exercise_id / "spec.toml").read_text("utf-8"))
-    return spec.get("framework", "torch")
+    try:
+        spec = tomllib.loads((course_root() / exercise_id / "spec.toml").read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        spec = {}
+    return str(spec.get("framework", spec_default("framework")))
 
 
 @cache
 def load(exercise_id: str) -> Exercise:
+    """The exercise, or ExerciseError naming the file and key at fault (one line); KeyError: no such exercise."""
     folder = course_root() / exercise_id
     if not EXERCISE_ID.fullmatch(exercise_id) or not (folder / "spec.toml").exists():
         raise KeyError(exercise_id)
-    spec = tomllib.loads((folder / "spec.toml").read_text("utf-8"))
+    spec = _read_spec(folder, "spec.toml")
     hidden_path = folder / "hidden" / "spec.toml"
-    hidden = tomllib.loads(hidden_path.read_text("utf-8")) if hidden_path.exists() else {"checks": []}
-    raw_checks = [(c, "visible") for c in spec.get("checks", [])]
-    raw_checks += [(c, "hidden") for c in hidden.get("checks", [])]
+    hidden = _read_spec(folder, "hidden/spec.toml") if hidden_path.exists() else {"checks": []}
+    title = spec.get("title")
+    if not isinstance(title, str) or not title.strip():
+        raise ExerciseError(f"{exercise_id}: spec.toml: title: missing (a string: the exercise's title)")
+    raw_checks = [(c, "visible", "spec.toml", i) for i, c in enumerate(_checks(spec, exercise_id, "spec.toml"))]
+    raw_checks += [(c, "hidden", "hidden/spec.toml", i)
+                   for i, c in enumerate(_checks(hidden, exercise_id, "hidden/spec.toml"))]
     by_name: dict[str, dict[str, Any]] = {}
     checks = []
-    for raw, visibility in raw_checks:
+    for raw, visibility, where, index in raw_checks:
+        try:
+            checks.append(_check(raw, visibility, by_name, exercise_id))
+        except ExerciseError:
+            raise
+        except KeyError as exc:
+            raise ExerciseError(f"{exercise_id}: {where}: checks[{index}].{exc.args[0]}: missing") from None
+        except (TypeError, ValueError) as exc:
+            raise ExerciseError(f"{exercise_id}: {where}: checks[{index}]: {exc}") from None
         by_name[raw["name"]] = raw
-        checks.append(_check(raw, visibility, by_name, exercise_id))
-    return Exercise(
-        id=exercise_id,
-        title=spec["title"],
-        folder=folder,
-        framework=spec.get("framework", "torch"),
-        functions=tuple(spec.get("functions", ())),
-        rtol=float(spec.get("rtol", 1e-4)),
-        atol=float(spec.get("atol", 1e-6)),
-        checks=tuple(checks),
-        hidden_available=hidden_path.exists(),
-        meta={k: v for k, v in spec.items() if k not in {"checks", "title"}},
-    )
+    try:
+        return Exercise(
+            id=exercise_id,
+            title=title,
+            folder=folder,
+            framework=str(spec.get("framework", spec_default("framework"))),
+            functions=tuple(spec.get("functions", spec_default("functions"))),
+            rtol=float(spec.get("rtol", spec_default("rtol"))),
+            atol=float(spec.get("atol", spec_default("atol"))),
+            checks=tuple(checks),
+            hidden_available=hidden_path.exists(),
+            meta={k: v for k, v in spec.items() if k not in {"checks", "title"}},
+        )
+    except (TypeError, ValueError) as exc:
+        raise ExerciseError(f"{exercise_id}: spec.toml: {exc}") from None
+
+
+def _read_spec(folder: Path, relative: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads((folder / relative).read_text("utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExerciseError(f"{folder.name}: {relative}: cannot be read: {exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ExerciseError(f"{folder.name}: {relative}: not TOML: {exc}") from None
+
+
+def _checks(spec: dict[str, Any], exercise_id: str, where: str) -> list[dict[str, Any]]:
+    checks = spec.get("checks", [])
+    if not isinstance(checks, list) or not all(isinstance(c, dict) for c in checks):
+        raise ExerciseError(f"{exercise_id}: {where}: checks: not a list of [[checks]] tables")
+    for index, check in enumerate(checks):
+        if not isinstance(check.get("name"), str):
+            raise ExerciseError(f"{exercise_id}: {where}: checks[{index}].name: missing (a string)")
+    return checks
 
 
 def _check(raw: dict[str, Any], visibility: str, by_name: dict[str, dict[str, Any]], ex: str) -> CheckSpec:
@@ -168,7 +243,7 @@ def _check(raw: dict[str, Any], visibility: str, by_name: dict[str, dict[str, An
         if base is None:
             raise ExerciseError(f"{ex}: check {raw['name']!r} runs unknown check {raw['run']!r}")
         raw = {**base, **{k: v for k, v in raw.items() if k != "run"}}
-    compare = raw.get("compare", "value")
+    compare = raw.get("compare", spec_default("compare", "check"))
     if compare not in COMPARES:
         raise ExerciseError(f"{ex}: check {raw['name']!r}: unknown compare {compare!r}")
     return CheckSpec(
@@ -176,7 +251,7 @@ def _check(raw: dict[str, Any], visibility: str, by_name: dict[str, dict[str, An
         probe=raw["probe"],
         args=expand(raw.get("args", {})),
         compare=compare,
-        points=float(raw.get("points", 1)),
+        points=float(raw.get("points", spec_default("points", "check"))),
         visibility=visibility,
         fields=tuple(raw.get("fields", ("value",) if compare == "value" else ())),
         require=raw.get("require"),

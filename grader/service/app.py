@@ -115,6 +115,8 @@ class Service:
         self._given_executor = executor
         self._principals: dict[str, tuple[Principal, float]] = {}  # token -> (who, until): no lookup per call
         self.exercise_ids = exercises.exercise_ids()
+        for exercise_id, problem in exercises.broken().items():  # the others are served; this one is named
+            log.error("exercise %s is broken and not served: %s", exercise_id, problem)
         self.executor: Executor | None = None
         self.dispatcher: Dispatcher | None = None
         self.runners: Runners | None = None
