@@ -233,12 +233,9 @@ class _Sorter:
 
 
 def _take(root: Path, found: ClassFolder, sorter: _Sorter, student: str, path: Path, name: str) -> None:
-    """One file of one student: to grade, or listed with why. A near-miss name (`Ex01.py`, `ex03 (1).py`) is
-    taken for its exercise, with a note in the summary's problems."""
+    """One file of one student: to grade (a near-miss name such as `Ex01.py` with a note), or listed with why."""
     near = filenames.exercise_of(name, sorter.known)
-    parts = filenames.split(name)
-    if near is not None and parts is not None:
-        name = f"{near.exercise}{parts[1]}"
+    name = f"{near.exercise}.{name.rpartition('.')[2].lower()}" if near is not None else name
     exercise, reason = sorter.exercise_of(name)
     if near is not None and reason is None:
         found.problem(root, path, near.note, student)  # withdrawn below if another file is graded instead
@@ -321,19 +318,15 @@ def _list_files(root: Path, found: ClassFolder, sorter: _Sorter, key: str, folde
 def _take_the_only_one(root: Path, found: ClassFolder, sorter: _Sorter, key: str, entries: list[Path]) -> None:
     """With one exercise asked for (`--exercise ex03`) and no file named for it, the folder's one .py/.ipynb
     (`my_ex03_final.py`) is that exercise's, with a note; the listing of it as skipped is withdrawn."""
-    if sorter.wanted is None or len(sorter.wanted) != 1 or found.files.get(key):
+    exercise = next(iter(sorter.wanted)) if sorter.wanted and len(sorter.wanted) == 1 else ""
+    files = [e for e in entries if e.is_file() and not e.is_symlink() and filenames.split(e.name) is not None]
+    if exercise not in sorter.known or found.files.get(key) or len(files) != 1:
         return
-    exercise = next(iter(sorter.wanted))
-    files = [e for e in entries if e.is_file() and not e.is_symlink()]
-    taken = filenames.the_only_one([e.name for e in files], exercise)
-    if taken is None or exercise not in sorter.known:
-        return
-    path = next(e for e in files if filenames.split(e.name) is not None)
-    listed = _relative(root, path)
+    listed = _relative(root, files[0])
     found.skipped = [s for s in found.skipped if not (s.path == listed and s.student == key)]
-    found.files.setdefault(key, {})[exercise] = path
+    found.files.setdefault(key, {})[exercise] = files[0]
     found.mentioned.add(exercise)
-    found.problem(root, path, taken.note, key)
+    found.problem(root, files[0], filenames.only_file_note(exercise), key)
 
 
 def _top_level(directory: Path, found: ClassFolder, skip_out: Path | None) -> list[Path]:

@@ -78,10 +78,13 @@ def the_only_one(names: Sequence[str], exercise: str) -> Taken | None:
     """With the exercise given (`--exercise ex03`), a folder's one .py / .ipynb file, whatever its name
     (`my_ex03_final.py`); None when there are none or several (which one would be a guess)."""
     sources = [n for n in names if split(n) is not None]
-    if len(sources) != 1:
-        return None
-    return Taken(exercise, f"graded as {exercise}: the only .py/.ipynb file in the folder "
-                           f"(--exercise {exercise}), though not named {exercise}.py")
+    return Taken(exercise, only_file_note(exercise)) if len(sources) == 1 else None
+
+
+def only_file_note(exercise: str) -> str:
+    """The summary's note for a folder's only .py/.ipynb file taken for `exercise`."""
+    return (f"graded as {exercise}: the only .py/.ipynb file in the folder (--exercise {exercise}), though not "
+            f"named {exercise}.py")
 
 
 def found_names(names: Sequence[str], shown: int = 10) -> str:
