@@ -229,8 +229,8 @@ def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: 
     kind = error.kind
     message = diagnose.missing_name(error, source) or error.message.strip()
     if kind == "runaway":
-        where = f" while executing {error.where}" if error.where else ""
-        result = replace(base, status=Status.TIMEOUT, symptom=f"{message}{where}. Look for a loop that never ends "
+        stopped_at = f" while executing {error.where}" if error.where else ""
+        result = replace(base, status=Status.TIMEOUT, symptom=f"{message}{stopped_at}. Look for a loop that never ends "
                          "there (a `while` whose condition never changes, a counter that is never advanced).")
     elif kind == "runaway-skipped":
         result = replace(base, status=Status.SKIPPED, symptom=message)

@@ -97,7 +97,8 @@ def simulate_batches(problem: mistakes.Problem, batch: int) -> tuple[np.ndarray,
     the batches' losses, or the whole batch's loss before the epoch."""
     w = float(problem.params[0])
     x, y = problem.x.reshape(-1), problem.y.reshape(-1)
-    ws, losses = [], {"mean": [], "sum": [], "last": [], "before": []}
+    ws: list[float] = []
+    losses: dict[str, list[float]] = {"mean": [], "sum": [], "last": [], "before": []}
     with np.errstate(all="ignore"):
         for _ in range(problem.n_iters):
             losses["before"].append(float(np.mean((w * x - y) ** 2)))
