@@ -57,8 +57,8 @@ CALL_BUDGET_FLOOR_S = 5.0
 
 
 def call_budget(limits: Limits) -> float:
-    """The budget of one probe call: the floor, but never more than a quarter of the whole run's limit."""
-    return max(0.5, min(CALL_BUDGET_FLOOR_S, float(limits.timeout) / 4))
+    """The budget of one probe call: the floor, but never more than half the whole run's limit."""
+    return max(0.5, min(CALL_BUDGET_FLOOR_S, float(limits.timeout) / 2))
 
 
 
