@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from grader.course.submission import notebook_cells
-from grader.notebook.history import defined_names, notebook_json, ran_cells
-from grader.notebook.remote import retry_after
+
+# Importing grader.notebook starts the kernel's grading host (and its warm worker) beside the importer. These
+# tests only need its pure functions: the host would otherwise live as a child of the test session for its whole
+# length, and the attack tests that count stray processes below the session would find its worker.
+os.environ["GRADER_NOTEBOOK_HOST"] = "1"
+try:
+    from grader.notebook.history import defined_names, notebook_json, ran_cells
+    from grader.notebook.remote import retry_after
+finally:
+    del os.environ["GRADER_NOTEBOOK_HOST"]
 
 
 def sources(inputs: list[str]) -> dict[int, str]:
