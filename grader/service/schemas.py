@@ -10,25 +10,6 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from grader.service.config import (  # moved to config.py, still named here
-    CALLBACK_URL as CALLBACK_URL,
-    CALLBACK_URL_MAX as CALLBACK_URL_MAX,
-    DEFAULT_PUBLIC_URL as DEFAULT_PUBLIC_URL,
-    IDEMPOTENCY_KEY as IDEMPOTENCY_KEY,
-    MAX_BODY_BYTES as MAX_BODY_BYTES,
-    MAX_FILE_BYTES as MAX_FILE_BYTES,
-    PRINCIPAL_CACHE_S as PRINCIPAL_CACHE_S,
-    PUBLIC_URL as PUBLIC_URL,
-    STUDENT_ID as STUDENT_ID,
-    Config as Config,
-    ConfigurationError as ConfigurationError,
-    add_token as add_token,
-    list_tokens as list_tokens,
-    open_store as open_store,
-    public_url as public_url,
-    revoke_token as revoke_token,
-)
-
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None):
