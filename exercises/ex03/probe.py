@@ -18,3 +18,9 @@ def train(ctx: Context, x, y, w, learning_rate, n_iters):
     return ctx.train("train", ctx.tensor(x), ctx.tensor(y), w=w, learning_rate=learning_rate, n_iters=n_iters,
                      columns=("w", "loss"), substitutes={"forward": reference_forward, "loss": reference_mse},
                      watch=True, parameter="w")
+
+
+def train_own(ctx: Context, x, y, w, learning_rate, n_iters):
+    # End to end with the student's own forward and loss, so a bug there also shows in the trajectory it causes.
+    return ctx.train("train", ctx.tensor(x), ctx.tensor(y), w=w, learning_rate=learning_rate, n_iters=n_iters,
+                     columns=("w", "loss"))

@@ -38,7 +38,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from grader.course import exercises
+from grader.course import exercises, filenames
 from grader.model import sanitize
 
 SUFFIXES = (".py", ".ipynb")
@@ -233,8 +233,12 @@ class _Sorter:
 
 
 def _take(root: Path, found: ClassFolder, sorter: _Sorter, student: str, path: Path, name: str) -> None:
-    """One file of one student: to grade, or listed with why."""
+    """One file of one student: to grade (a near-miss name such as `Ex01.py` with a note), or listed with why."""
+    near = filenames.exercise_of(name, sorter.known)
+    name = f"{near.exercise}.{name.rpartition('.')[2].lower()}" if near is not None else name
     exercise, reason = sorter.exercise_of(name)
+    if near is not None and reason is None:
+        found.problem(root, path, near.note, student)  # withdrawn below if another file is graded instead
     if exercise in sorter.known:
         found.mentioned.add(exercise)
     if reason is not None:
@@ -250,11 +254,13 @@ def _take(root: Path, found: ClassFolder, sorter: _Sorter, student: str, path: P
     drop, keep = sorted((current, path), key=lambda p: (p.suffix == ".py", _reupload_rank(p.name), p.name))
     files[exercise] = keep
     found.skip(root, drop, f"duplicate for {exercise}: {_relative(root, keep)} is graded instead", student)
+    dropped = _relative(root, drop)
+    found.problems = [p for p in found.problems if not (p.path == dropped and p.student == student)]
 
 
 def _reupload_rank(name: str) -> int:
     stem = name.rpartition(".")[0]
-    match = re.search(r"-(\d+)\Z", stem, re.ASCII)
+    match = re.search(r"(?:-|_| ?\()(\d+)\)?\Z", stem, re.ASCII)
     return int(match.group(1)) if match else 0
 
 
@@ -306,6 +312,21 @@ def _list_files(root: Path, found: ClassFolder, sorter: _Sorter, key: str, folde
             found.skip(root, entry, "a folder: only files directly in the student's folder are graded", key)
             continue
         _take(root, found, sorter, key, entry, entry.name)
+    _take_the_only_one(root, found, sorter, key, entries)
+
+
+def _take_the_only_one(root: Path, found: ClassFolder, sorter: _Sorter, key: str, entries: list[Path]) -> None:
+    """With one exercise asked for (`--exercise ex03`) and no file named for it, the folder's one .py/.ipynb
+    (`my_ex03_final.py`) is that exercise's, with a note; the listing of it as skipped is withdrawn."""
+    exercise = next(iter(sorter.wanted)) if sorter.wanted and len(sorter.wanted) == 1 else ""
+    files = [e for e in entries if e.is_file() and not e.is_symlink() and filenames.split(e.name) is not None]
+    if exercise not in sorter.known or found.files.get(key) or len(files) != 1:
+        return
+    listed = _relative(root, files[0])
+    found.skipped = [s for s in found.skipped if not (s.path == listed and s.student == key)]
+    found.files.setdefault(key, {})[exercise] = files[0]
+    found.mentioned.add(exercise)
+    found.problem(root, files[0], filenames.only_file_note(exercise), key)
 
 
 def _top_level(directory: Path, found: ClassFolder, skip_out: Path | None) -> list[Path]:

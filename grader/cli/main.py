@@ -129,7 +129,21 @@ def _default_file(exercise: str, file: Path | None) -> Path:
     found = find(Path("."), exercise)
     if found is not None:
         return found
-    raise click.UsageError(f"no {exercise}.py or {exercise}.ipynb here; pass a FILE or run `grade init {exercise}`.")
+    from grader.course.submission import find_near
+
+    near = find_near(Path("."), exercise)
+    if near is not None:
+        click.echo(f"{near[0].name}: {near[1]}", err=True)
+        return near[0]
+    from grader.course import filenames
+
+    try:
+        here = [p.name for p in Path(".").iterdir() if p.is_file() and filenames.split(p.name) is not None]
+    except OSError:
+        here = []
+    found = f" {filenames.found_names(here)}" if here else ""
+    raise click.UsageError(f"no {exercise}.py or {exercise}.ipynb here; pass a FILE or run `grade init {exercise}`."
+                           f"{found}")
 
 
 def _emit(report: Any, output_format: str, report_path: Path | None, plot_path: Path | None,

@@ -76,6 +76,14 @@ class Exercise:
         return self.folder / name
 
     @property
+    def hidden_points(self) -> float:
+        """The hidden checks' points: summed where hidden/ is here, else as spec.toml's `hidden_points` declares
+        them (the student wheel ships no hidden/, yet its totals must say that points remain)."""
+        if self.hidden_available:
+            return float(sum(c.points for c in self.checks if c.visibility == "hidden"))
+        return float(self.meta.get("hidden_points", 0))
+
+    @property
     def statement(self) -> str:
         return self.path("statement.md").read_text("utf-8")
 

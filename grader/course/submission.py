@@ -48,6 +48,22 @@ def find(folder: Path, exercise_id: str) -> Path | None:
     return None
 
 
+def find_near(folder: Path, exercise_id: str) -> tuple[Path, str] | None:
+    """No `EX.py` / `EX.ipynb` in `folder`: a near-miss name for it (`Ex03.py`, `ex03 (1).py`, `ex3.py`), and
+    the note saying which file was taken."""
+    from grader.course import filenames
+
+    try:
+        entries = sorted(Path(folder).iterdir(), key=lambda p: (p.suffix.lower() != ".py", p.name))
+    except OSError:
+        return None
+    for entry in entries:
+        taken = filenames.exercise_of(entry.name, [exercise_id])
+        if taken is not None and entry.is_file():
+            return entry, taken.note
+    return None
+
+
 def head(path: Path) -> bytes:
     """The bytes a submission is judged (and hashed) by: at most one byte past the size limit."""
     with Path(path).open("rb") as handle:
@@ -73,10 +89,11 @@ def read(path: Path, exercise_id: str) -> Loaded:
         raise SubmissionNotFound(f"cannot read {str(path)[:200]}: {exc.strerror or exc}") from None
     kind = "ipynb" if path.suffix == ".ipynb" else "py"
     submission = Submission(path=str(path), sha256=hashlib.sha256(data).hexdigest(), kind=kind, size=len(data))
-    problem = _text_problem(data, exercise_id)
+    encoding = declared_encoding(data) if kind == "py" else "utf-8"
+    problem = _text_problem(data, exercise_id, encoding)
     if problem:
         return Loaded(submission, (), problem, "unreadable")
-    text = data.removeprefix(BOM).decode("utf-8")
+    text = data.removeprefix(BOM).decode(encoding)
     if kind == "ipynb":
         cells, problem = notebook_cells(text)
         if problem:
@@ -97,7 +114,20 @@ def file_label(path: Path, exercise_id: str) -> str:
     return f"{exercise_id}.py"
 
 
-def _text_problem(data: bytes, exercise_id: str) -> str | None:
+def declared_encoding(data: bytes) -> str:
+    """The encoding a PEP 263 declaration (`# -*- coding: latin-1 -*-` on line 1 or 2) names, as Python
+    itself reads it (tokenize.detect_encoding); UTF-8 without one, or with one Python would refuse."""
+    import io
+    import tokenize
+
+    try:
+        encoding, _ = tokenize.detect_encoding(io.BytesIO(data[:4096]).readline)
+    except SyntaxError:  # an unknown codec or a BOM that contradicts the declaration
+        return "utf-8"
+    return "utf-8" if encoding == "utf-8-sig" else encoding
+
+
+def _text_problem(data: bytes, exercise_id: str, encoding: str = "utf-8") -> str | None:
     if len(data) > MAX_SUBMISSION_BYTES:
         return f"the file is larger than {MAX_SUBMISSION_BYTES // 1024} KiB; submit only your source code."
     if not data.removeprefix(BOM).strip():
@@ -107,9 +137,12 @@ def _text_problem(data: bytes, exercise_id: str) -> str | None:
     if b"\x00" in data:
         return "the file is binary, not Python source. Did you submit the right file?"
     try:
-        data.removeprefix(BOM).decode("utf-8")
+        data.removeprefix(BOM).decode(encoding)
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
+        if encoding != "utf-8":
+            return (f"the file is not {encoding} text as its coding line declares (invalid byte at line {line}). "
+                    "Save it as UTF-8 in your editor (and remove the coding line) and submit again.")
         return (f"the file is not UTF-8 text (invalid byte at line {line}). Save it as UTF-8 in your "
                 "editor and submit again.")
     return None

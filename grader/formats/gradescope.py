@@ -20,7 +20,7 @@ from typing import Any
 
 from grader.course import hints
 from grader.model import sanitize
-from grader.model.report import CheckResult, Report
+from grader.model.report import CheckResult, Report, totals
 
 OUTPUT_CAP = 10_000  # characters of the submission's own prints shown back to the student
 VISIBILITY = {"visible": "visible", "hidden": "after_published"}
@@ -75,7 +75,7 @@ def test(number: int, check: CheckResult, hint_texts: dict[int, str] | None = No
 
 
 def overall_output(report: Report) -> str:
-    lines = [f"**{report.exercise}: {report.title}**", f"Score: {report.score:g}/{report.max_score:g}"]
+    lines = [f"**{report.exercise}: {report.title}**", f"Score: {totals(report)}"]
     if report.error:
         lines += ["**Problem:**", fenced(report.error)]
     if report.output.strip():

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from grader.course import hints
 from grader.model import sanitize
-from grader.model.report import CheckResult, Report, Status
+from grader.model.report import CheckResult, Report, Status, totals
 
 OUTPUT_LINES = 60  # the end of the submission's printed output shown on the page
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
@@ -147,8 +147,10 @@ def render(report: Report) -> str:
     """The whole page as a string."""
     report = hints.annotate(report)
     share = report.score / report.max_score if report.max_score else 0.0
-    verdict = ('<span class="badge passed">full marks</span>' if report.full_marks
+    verdict = ('<span class="badge passed">all visible checks passed</span>' if report.full_marks and report.hidden_pending
+               else '<span class="badge passed">full marks</span>' if report.full_marks
                else '<span class="badge failed">not yet full marks</span>')
+    pending = (f'<div class="meta">{esc(totals(report))}</div>' if report.hidden_pending else "")
     problem = f'<h2>Problem</h2><div class="problem">{esc(report.error)}</div>' if report.error else ""
     rows = "".join(_check_row(report, c) for c in report.checks)
     versions = ", ".join(f"{esc(k)} {esc(v)}" for k, v in report.versions.items())
@@ -169,7 +171,7 @@ sha256 <code>{esc(report.submission.sha256[:16])}</code>) · graded on {esc(", "
 </header>
 <section class="score"><span class="big">{_points(report.score)} / {_points(report.max_score)}</span>
 <span class="bar" role="img" aria-label="{share:.0%} of the points"><span style="width: {share * 100:.1f}%"></span></span>
-{verdict}</section>
+{verdict}{pending}</section>
 {problem}
 <h2>Checks</h2>
 <table>

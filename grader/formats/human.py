@@ -5,7 +5,7 @@ from __future__ import annotations
 import textwrap
 
 from grader.model import sanitize
-from grader.model.report import CheckResult, Report, Status, compose
+from grader.model.report import CheckResult, Report, Status, compose, totals
 
 SYMBOLS = {
     Status.PASSED: "PASS",
@@ -59,7 +59,7 @@ def render(report: Report, hint_count: int = 0) -> str:
                 hint = f"; hint {check.hint} helps: {command}" if check.hint else ""
                 lines.append(" " * 19 + f"diagnosis: {check.diagnosis}{hint}")
     where = f"device: {', '.join(report.devices) or '-'}; sandbox: {report.sandbox.get('tier', '?')}"
-    lines += ["", f"Score: {_points(report.score)}/{_points(report.max_score)}   ({where})"]
+    lines += ["", f"Score: {totals(report)}   ({where})"]
     lines.append(next_step(report, hint_count))
     if report.output.strip() and not report.full_marks:
         shown = report.output.strip().splitlines()[-8:]
@@ -84,6 +84,9 @@ def _message(check: CheckResult, explained: set[str]) -> str:
 
 
 def next_step(report: Report, hint_count: int = 0) -> str:
+    if report.full_marks and report.hidden_pending:
+        return (f"All visible checks passed. {report.hidden_pending:g} more points are hidden checks, graded when "
+                "you submit. Next: `grade list` to pick the next exercise.")
     if report.full_marks:
         return "All checks passed. Well done! Next: `grade list` to pick the next exercise."
     failing = [c for c in report.checks if c.status is not Status.PASSED]

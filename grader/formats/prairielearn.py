@@ -16,7 +16,7 @@ from typing import Any
 
 from grader.course import hints
 from grader.model import sanitize
-from grader.model.report import CheckResult, Report, RunStatus
+from grader.model.report import CheckResult, Report, RunStatus, totals
 
 OUTPUT_CAP = 10_000
 IMAGE_CAP = 600_000  # bytes of base64 PNG: results.json must stay under 1 MB
@@ -25,7 +25,7 @@ IMAGE_CAP = 600_000  # bytes of base64 PNG: results.json must stay under 1 MB
 def results(report: Report, reveal_hidden: bool = False) -> dict[str, Any]:
     """PrairieLearn results for one graded report (a crash or a hang is a graded zero, so still gradable)."""
     score = report.score / report.max_score if report.max_score else 0.0
-    message = f"{report.exercise}: {report.score:g}/{report.max_score:g}"
+    message = f"{report.exercise}: {totals(report)}"
     if report.error:
         message += ". Problem: " + report.error
     texts = {h.number: h.text for h in hints.load(report.exercise)}

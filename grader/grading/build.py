@@ -41,7 +41,7 @@ def report(exercise: exercises.Exercise | None, submission: Submission, checks: 
            status: RunStatus, devices: tuple[str, ...], sandbox: dict[str, Any], limits: Limits,
            error: str | None, exercise_id: str = "", title: str = "", references_sha256: str | None = None,
            duration_s: float = 0.0, output: str = "", hidden_output: str = "",
-           cell_errors: tuple[str, ...] = ()) -> Report:
+           cell_errors: tuple[str, ...] = (), hidden_pending: float = 0.0) -> Report:
     """The one place a Report is made (model.report.from_dict only reads one back). `status` comes from
     run_status, the one place that decides it; the checks get the hint that helps their diagnosis here."""
     return hints.annotate(Report(
@@ -61,6 +61,7 @@ def report(exercise: exercises.Exercise | None, submission: Submission, checks: 
         status=status,
         hidden_output=hidden_output,
         cell_errors=cell_errors,
+        hidden_pending=hidden_pending,
     ))
 
 

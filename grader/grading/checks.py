@@ -35,6 +35,7 @@ from grader.grading.process import (  # moved to process.py, still named here
     _model_steps as _model_steps,
     _pair_lists as _pair_lists,
     _process_evidence as _process_evidence,
+    _rule_note as _rule_note,
     _same as _same,
     _step_tie as _step_tie,
     _tied_in_order as _tied_in_order,
@@ -149,9 +150,10 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: Result | None,
     # Plotting data for visible checks only, passed or not: hidden references must never leave the grader.
     trajectory = _trajectory(check, fields, expected) if reveal else None
     if verdict.passed:
-        return replace(base, status=Status.PASSED, score=check.points, symptom=verdict.message,
+        note = _rule_note(exercise, check, fields, peers) if check.compare == "process" else ""
+        return replace(base, status=Status.PASSED, score=check.points, symptom=verdict.message + note,
                        trajectory=trajectory)
-    result = replace(base, status=Status.FAILED, symptom=verdict.message,
+    result = replace(base, status=Status.FAILED, symptom=verdict.message + substituted_note(check, peers),
                      first_divergent_epoch=verdict.first_divergent_epoch, trajectory=trajectory)
     if code is None and not shapes_fit(fields, expected):
         return result  # no replay on shapes the reference does not have (80,000 forged rows of weights)
@@ -160,6 +162,22 @@ def evaluate(exercise: Exercise, check: CheckSpec, observed: Result | None,
     except (TypeError, ValueError, ArithmeticError):  # garbled extra fields: no diagnosis rather than no report
         found = None
     return diagnose.attach(result, found)
+
+
+def substituted_note(check: CheckSpec, peers: tuple[diagnose.Peer, ...]) -> str:
+    """On a failed check that ran the student's function with the grader's own helpers swapped in, where one
+    of the student's own helpers fails its checks: say so, and why, since the numbers it shows are that
+    run's, not the student's own run's."""
+    wrong = sorted({p.check.probe for p in peers if p.check.probe in check.substitutes and p.reference is not None
+                    and (p.observed is None or not diagnose._close(p.observed, p.reference, p.check.fields
+                                                                      or ("value",)))})
+    if not wrong:
+        return ""
+    helpers = ", ".join(f"{name}()" for name in wrong)
+    its = "its" if len(wrong) == 1 else "their"
+    return (f" (In this check your {check.probe}() ran with the grader's own {helpers} in place of yours, which "
+            f"fails {its} own checks, so that mistake is not counted twice: the numbers above come from that run, "
+            "not from your own.)")
 
 
 # Fields a diagnosis replays from, and the reference field whose shape they must have.
@@ -210,7 +228,13 @@ def _from_error(exercise: Exercise, check: CheckSpec, base: CheckResult, error: 
                 peers: tuple[diagnose.Peer, ...] = (), source: Code | None = None) -> CheckResult:
     kind = error.kind
     message = diagnose.missing_name(error, source) or error.message.strip()
-    if kind in ("type", "shape"):
+    if kind == "runaway":
+        stopped_at = f" while executing {error.where}" if error.where else ""
+        result = replace(base, status=Status.TIMEOUT, symptom=f"{message}{stopped_at}. Look for a loop that never ends "
+                         "there (a `while` whose condition never changes, a counter that is never advanced).")
+    elif kind == "runaway-skipped":
+        result = replace(base, status=Status.SKIPPED, symptom=message)
+    elif kind in ("type", "shape"):
         result = replace(base, status=Status.FAILED, symptom=message)
     elif kind == "not-implemented":
         result = replace(base, status=Status.FAILED, symptom="Not implemented yet.")

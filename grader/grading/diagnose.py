@@ -18,9 +18,10 @@ import numpy as np
 
 from grader.course.exercises import CheckSpec, Exercise
 from grader.course.source import Code
-from grader.grading import mistakes
+from grader.grading import mistakes, update_rules
 from grader.grading.explanations import (  # moved to explanations.py, still named here
     EXPLANATIONS as EXPLANATIONS,
+    GRADIENT_NOT_AVERAGED_LOSS as GRADIENT_NOT_AVERAGED_LOSS,
     GRADIENT_NOT_AVERAGED_NEUTRAL as GRADIENT_NOT_AVERAGED_NEUTRAL,
     GRADIENT_NOT_AVERAGED_SUM as GRADIENT_NOT_AVERAGED_SUM,
     IGNORES_ARGUMENTS_MODEL as IGNORES_ARGUMENTS_MODEL,
@@ -166,6 +167,9 @@ def history_aliases_tensor(evidence: Evidence) -> Diagnosis | None:
         function = evidence.check.probe if evidence.check.probe in evidence.exercise.functions else "train"
         line = evidence.source.append_of(function, aliased[0]) if evidence.source else None
         quoted = f" ({line})" if line else ""
+        if line and ".data" in str(line):  # the misconception: `.data` is thought to be a copy
+            quoted += (f"; `{aliased[0]}.data` is not a copy: it is a view of the same memory, so it changes with "
+                       f"{aliased[0]} at every step")
         also = f" Apart from that, your run follows one with {description}." if description else ""
         return make(DiagnosisCode.HISTORY_ALIASES_TENSOR, f"Every {aliased[0]} in your history is the same value, "
                     f"{fmt_number(observed[aliased[0]][-1])}: the one it had at the end{quoted}.{also}")
@@ -232,10 +236,12 @@ def summed_loss(evidence: Evidence) -> Diagnosis | None:
     factor = ratio(evidence.observed["value"], evidence.expected.get("value"))
     n = len(evidence.check.args.get("y", [])) or 1
     if factor is not None and n > 1 and abs(factor - n) < 1e-3 * n:
-        return make(DiagnosisCode.GRADIENT_NOT_AVERAGED, f"Your loss is {factor:.6g} times the MSE, and there are "
-                    f"N = {n} samples: it sums the squared errors instead of averaging them.",
-                    evidence.exercise.framework,
-                    evidence.source)
+        source = evidence.source
+        line = source.first_line_with("loss", ".sum(", "sum(", "reduction='sum'", 'reduction="sum"') if source else None
+        quoted = f" It sums here: {line}." if line else ""
+        return Diagnosis(DiagnosisCode.GRADIENT_NOT_AVERAGED, f"Your loss is {factor:.6g} times the MSE, and there "
+                         f"are N = {n} samples: it sums the squared errors instead of averaging them.{quoted} "
+                         f"{GRADIENT_NOT_AVERAGED_LOSS}")
     return None
 
 
@@ -310,6 +316,22 @@ def simulated_mistake(evidence: Evidence) -> Diagnosis | None:
     return None
 
 
+@detector
+def other_update_rule(evidence: Evidence) -> Diagnosis | None:
+    """A history that follows another update rule's simulation (update_rules.py): a torch.optim optimizer
+    other than plain SGD (momentum, Nesterov, Adam, RMSprop, Adagrad), or updates once per sample or
+    mini-batch inside the epoch."""
+    problem = problem_for(evidence.check, evidence.observed)
+    fields = history_fields(evidence)
+    if problem is None or not fields:
+        return None
+    found = update_rules.other_rule(problem, evidence.observed, fields)
+    if found is None:
+        return None
+    code = DiagnosisCode.WRONG_OPTIMIZER if found.kind == "optimizer" else DiagnosisCode.PER_SAMPLE_UPDATES
+    return make(code, found.detail, evidence.exercise.framework)
+
+
 def contradicted_by_a_passing_peer(evidence: Evidence, label: str, fields: tuple[str, ...]) -> bool:
     """A loop mistake shows in every run: the same function matching another check's reference, where the
     mistake would have changed the result, rules it out (e.g. an ignored learning rate that looks like ½)."""
@@ -347,8 +369,12 @@ def ignored_argument(evidence: Evidence) -> Diagnosis | None:
             if mistakes.fields_deviation(evidence.observed, mistakes.simulate(swapped), fields) <= mistakes.MATCH:
                 # A hidden check's arguments stay hidden: name the values only when that check is visible.
                 values = f" = {_short(other, names)}" if peer.check.visibility == "visible" else ""
+                own = f" ({_short(evidence.check.args, names)})" if evidence.check.visibility == "visible" else ""
+                arguments = " and ".join(f"`{n}`" for n in names)
                 return make(DiagnosisCode.IGNORES_ARGUMENTS, "Your history is the correct one for "
-                            f"{', '.join(names)}{values} from another check, not for the arguments passed in.")
+                            f"{', '.join(names)}{values} (another check's), not for the {', '.join(names)} passed "
+                            f"in{own}: your code uses a fixed value or a global where it should use its "
+                            f"{arguments} argument{'s' if len(names) > 1 else ''}.")
     return None
 
 

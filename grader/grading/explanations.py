@@ -84,8 +84,9 @@ EXPLANATIONS: dict[DiagnosisCode, str] = {
         "the w that epoch produced."
     ),
     DiagnosisCode.HISTORY_ALIASES_TENSOR: (
-        "Your history holds the live parameter tensor itself, not its value at that epoch: every entry is the "
-        "same tensor, so after training each one shows the final value. Store a number instead: `w.item()` "
+        "Your history holds the live parameter tensor (or a view of it: `w.data` and `w.detach()` share its "
+        "memory, they are not copies), not its value at that epoch: every entry is the same memory, so after "
+        "training each one shows the final value. Store a number instead: `w.item()` "
         "(or `w.detach().clone()`)."
     ),
     DiagnosisCode.REBOUND_PARAMETER: (
@@ -103,6 +104,18 @@ EXPLANATIONS: dict[DiagnosisCode, str] = {
         "An nn.Module subclass must call `super().__init__()` first thing in its `__init__`: until it does, "
         "the module has nowhere to register its layers, and PyTorch refuses `self.linear = nn.Linear(...)`. "
         "Add `super().__init__()` as the first line of `__init__`."
+    ),
+    DiagnosisCode.WRONG_OPTIMIZER: (
+        "The exercise asks for plain gradient descent: each epoch, w = w - learning_rate * gradient, which is "
+        "torch.optim.SGD with only lr set. Momentum, Nesterov, Adam, RMSprop and Adagrad reach a minimum too, but "
+        "along another path, so the history differs from the first epochs on. Use "
+        "torch.optim.SGD([w], lr=learning_rate) with no other option (or the plain update by hand where the "
+        "exercise asks for one)."
+    ),
+    DiagnosisCode.PER_SAMPLE_UPDATES: (
+        "That is stochastic (or mini-batch) gradient descent. The exercise asks for full-batch gradient "
+        "descent: each epoch, one loss over all the samples, one gradient of it, and one update of w. Move the "
+        "update out of the loop over samples (and compute the loss on the whole x and y at once)."
     ),
 }
 
@@ -126,6 +139,13 @@ GRADIENT_NOT_AVERAGED_NEUTRAL = (
     "its gradient is the mean of 2*x*(y_pred - y) over the samples: `np.mean(2*x*(y_pred - y))`."
 )
 
+
+# gradient-not-averaged on the loss's own check: it speaks of the loss (the gradient's wording belongs to the
+# gradient's and the training's checks).
+GRADIENT_NOT_AVERAGED_LOSS = (
+    "The MSE is a mean: average the squared errors (`.mean()`, `np.mean`, or nn.MSELoss() with its default "
+    "reduction='mean'). A summed loss also makes every gradient of it N times too large."
+)
 
 # Where autograd computes the gradient, a gradient N times too large comes from a summed loss, not np.dot.
 TORCH_EXPLANATIONS = {
@@ -170,7 +190,8 @@ def _summing_in_their_words(text: str, framework: str, source: Code | None) -> t
 def standard_explanations(code: str) -> tuple[str, ...]:
     """The stock explanation texts of a code (every wording), for views that say them once."""
     variants_by_code: dict[str, tuple[str, ...]] = {
-        DiagnosisCode.GRADIENT_NOT_AVERAGED: (GRADIENT_NOT_AVERAGED_SUM, GRADIENT_NOT_AVERAGED_NEUTRAL),
+        DiagnosisCode.GRADIENT_NOT_AVERAGED: (GRADIENT_NOT_AVERAGED_SUM, GRADIENT_NOT_AVERAGED_NEUTRAL,
+                                              GRADIENT_NOT_AVERAGED_LOSS),
         DiagnosisCode.IGNORES_ARGUMENTS: (IGNORES_ARGUMENTS_MODEL,)}
     variants = variants_by_code.get(code, ())
     by_code = cast(dict[str, str], EXPLANATIONS), cast(dict[str, str], TORCH_EXPLANATIONS)

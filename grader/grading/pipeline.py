@@ -50,6 +50,18 @@ class DeviceUnavailable(RuntimeError):
     """--device cuda on a machine without CUDA: a usage error."""
 
 
+# A check's call that has not returned by then is stopped (sandbox/budget.py). The references record no
+# time, so this is a floor for every call: every reference call returns within 0.3 s on a 2-core laptop, so
+# this leaves a loaded machine 15 times that; a device's first call gets 4 budgets (torch's lazy setup).
+CALL_BUDGET_FLOOR_S = 5.0
+
+
+def call_budget(limits: Limits) -> float:
+    """The budget of one probe call: the floor, but never more than half the whole run's limit."""
+    return max(0.5, min(CALL_BUDGET_FLOOR_S, float(limits.timeout) / 2))
+
+
+
 def start_worker(exercise_id: str, device: str = "auto") -> ZygoteClient:
     """Start a worker for an exercise now, so its imports overlap whatever the caller does next."""
     return ZygoteClient(exercises.framework_of(exercise_id), want_cuda=device != "cpu")
@@ -103,6 +115,7 @@ def grade(exercise_id: str, path: Path | str, *, device: str = "auto", limits: L
         output=labelled_output(outcome, selected, devices, Path(loaded.submission.path).name),
         hidden_output=outcome.hidden_output if outcome else "",
         cell_errors=tuple(build.notebook_cell_errors(outcome)),
+        hidden_pending=0.0 if any(c.visibility == "hidden" for c in selected) else exercise.hidden_points,
     )
 
 
@@ -131,6 +144,7 @@ def run_probes(worker: ZygoteClient, exercise: exercises.Exercise, loaded: Loade
         "hidden_invocations": [i for i in exercise.invocations(selected) if i["key"] in hidden],
         "devices": devices,
         "limits": limits.as_job(),
+        "call_budget_s": call_budget(limits),
     }
     if perturbed and factors:
         job["counterfactual"] = {"gradient": factors[0], "rate": factors[1],

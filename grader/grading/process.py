@@ -88,10 +88,14 @@ def compare_process(check: CheckSpec, observed: dict[str, Any], reference: dict[
     aliased = observed.get("aliased_w") is True and isinstance(reference.get("w"), list)
     history = _history({k: v for k, v in observed.items() if k != "w"} if aliased else observed)
     if history is not None and _frozen(history):
-        return Verdict(False, f"{label}, but the history shows no training at all (it never changes), so the "
-                              "calls earn nothing: they did not train what your function returns."), None
+        return Verdict(False, f"{label}, but {_frozen_run(check, observed, history)}, so the calls earn nothing: "
+                              "they did not train what your function returns."), None
     tied = {**observed, "w": reference["w"]} if aliased else observed
     where = _process_evidence(check, tied, _history(tied), tol, n_iters)
+    if where is not None and check.require == "backward" and _backward_reached_w(check, tied, tol, n_iters):
+        # autograd did compute w's gradient every epoch: the update is what ignored it, not a missing graph
+        return Verdict(False, f"{label}: backward() gave the gradient of w every epoch, but {where}: your update "
+                              "does not use w.grad as the step (w - learning_rate * w.grad)."), None
     if where is not None:
         return Verdict(False, f"{label}, but {where}; {advice} on the parameter you train."), code
     curves = [name for name, value in reference.items() if isinstance(value, list)]
@@ -179,6 +183,24 @@ def _frozen(values: np.ndarray) -> bool:
     return bool(values.size > 1 and np.all(values == values[0]))
 
 
+def _frozen_run(check: CheckSpec, observed: dict[str, Any], history: np.ndarray) -> str:
+    """What a run whose history never changes did, in words: nothing at all, or one jump in the first epoch
+    (and which step made it, when it was learning_rate × the loss instead of × its gradient)."""
+    start = check.args.get("w")
+    if "w" not in observed or not isinstance(start, (int, float)) or float(history[0]) == float(start):
+        return "the history shows no training at all (it never changes)"
+    jump = f"w jumped from {float(start):g} to {float(history[0]):.6g} in the first epoch and never moved again"
+    losses = observed.get("loss")
+    rate = check.args.get("learning_rate")
+    if isinstance(losses, list) and losses and isinstance(rate, (int, float)):
+        step = float(start) - float(history[0])
+        if math.isclose(step, float(rate) * float(losses[0]), rel_tol=1e-4, abs_tol=1e-9):
+            return f"{jump}: that step is learning_rate × the loss ({float(losses[0]):g}), not × its gradient"
+    return jump
+
+
+
+
 def _process_evidence(check: CheckSpec, observed: dict[str, Any], history: np.ndarray | None, tol: Tolerance,
                       n_iters: int) -> str | None:
     """Why the calls are not the process behind the history (None: they are, or there is nothing to tie)."""
@@ -197,7 +219,8 @@ def _process_evidence(check: CheckSpec, observed: dict[str, Any], history: np.nd
         tie = _backward_tie(rate, scales, tol)
         what, did = "a backward()", "gave the gradient of the update that followed"
     else:
-        calls, tie = _pair_lists(observed.get("step_pairs")), _step_tie(tol)
+        calls = _pair_lists(observed.get("step_pairs"))
+        tie = _step_chain_tie(calls, tol)
         what, did = "an optimizer.step()", "moved w from the previous epoch's value to this one"
     results = [_tied_in_order(calls, path, tie) for path in paths if path.size >= max(1, n_iters - 1)]
     if any(tied >= moves for tied, moves in results):
@@ -205,6 +228,28 @@ def _process_evidence(check: CheckSpec, observed: dict[str, Any], history: np.nd
     tied = max((t for t, _ in results), default=0)
     moves = min((m for _, m in results), default=n_iters)
     return f"only {tied} of the {moves} updates of w came from {what} call that {did}"
+
+
+def _backward_reached_w(check: CheckSpec, observed: dict[str, Any], tol: Tolerance, n_iters: int) -> bool:
+    """Every epoch's backward() reached a leaf holding that epoch's w (before its update) and put the loss's
+    true gradient there (the parent's own: a lone leaf holding w's value gets another): autograd computed w's
+    gradient, whatever the update then did with it."""
+    history = _history(observed)
+    start = check.args.get("w")
+    problem = diagnose.problem_for(check, observed)
+    if history is None or "w" not in observed or not isinstance(start, (int, float)) or problem is None:
+        return False
+    befores = np.concatenate(([float(start)], history))[:n_iters]
+    # bounded: a forged list of millions of pairs costs no more than a real run's few per epoch
+    calls = [pair for pairs in _pair_lists(observed.get("backward_leaves"))[:4 * n_iters] for pair in pairs[:8]]
+    for before in befores.tolist():
+        true = float(mistakes.loss_and_gradients(problem, (np.asarray(before),))[1][0])
+        if not any(_same(value, before, _allowed(before, tol)) and _same(gradient, true, _allowed(true, tol))
+                   for value, gradient in calls):
+            return False
+    return bool(befores.size)
+
+
 
 
 def _update_scales(check: CheckSpec) -> tuple[float, ...]:
@@ -239,6 +284,38 @@ def _step_tie(tol: Tolerance) -> Tie:
     def tie(pair: Pair, before: float, after: float, earlier: float | None) -> bool:
         return _same(pair[0], before, _allowed(before, tol)) and _same(pair[1], after, _allowed(after, tol))
     return tie
+
+
+def _step_chain_tie(calls: list[list[Pair]], tol: Tolerance) -> Tie:
+    """An optimizer step, or a run of consecutive steps each starting where the last one ended (one per
+    sample or mini-batch: per-sample-updates), that took w from the previous epoch's value to this one."""
+    single = _step_tie(tol)
+    starts: dict[int, list[int]] = {}  # a pair's identity -> the index of its call, to follow the chain on
+    for at, pairs in enumerate(calls):
+        for pair in pairs:
+            starts.setdefault(id(pair), []).append(at)
+
+    def tie(pair: Pair, before: float, after: float, earlier: float | None) -> bool:
+        if single(pair, before, after, earlier):
+            return True
+        if not _same(pair[0], before, _allowed(before, tol)) or id(pair) not in starts:
+            return False
+        current, at = pair[1], starts[id(pair)][0] + 1
+        for _ in range(MAX_CHAIN):
+            if _same(current, after, _allowed(after, tol)):
+                return True
+            following = next((p for p in calls[at] if _same(p[0], current, _allowed(current, tol))), None) \
+                if at < len(calls) else None
+            if following is None:
+                return False
+            current, at = following[1], at + 1
+        return False
+    return tie
+
+
+MAX_CHAIN = 1024  # steps in one epoch that a chain may follow (a mini-batch of 1 over 1,024 samples)
+
+
 
 
 def _allowed(value: float, tol: Tolerance) -> float:
@@ -331,7 +408,27 @@ TRAINING_MISTAKES = frozenset({
     DiagnosisCode.SHAPE_BROADCAST,
     DiagnosisCode.W_BEFORE_UPDATE,
     DiagnosisCode.HISTORY_ALIASES_TENSOR,
+    DiagnosisCode.WRONG_OPTIMIZER,
+    DiagnosisCode.PER_SAMPLE_UPDATES,
 })
+
+
+def _rule_note(exercise: Exercise, check: CheckSpec, fields: dict[str, Any],
+               peers: tuple[diagnose.Peer, ...]) -> str:
+    """A process check credited on a run that follows another update rule: say plainly that the calls earn
+    their points and where the points were lost instead."""
+    for peer in peers:
+        if peer.check.key == check.key and peer.check.compare == "trajectory" and peer.reference:
+            if _close(fields.get("w", fields.get("loss")), peer.reference.get("w", peer.reference.get("loss")),
+                      tolerance_for(exercise, peer.check)):
+                return ""
+            found = diagnose.from_behaviour(exercise, peer.check, fields, peer.reference, None, peers)
+            if found is not None and found.code in (DiagnosisCode.WRONG_OPTIMIZER, DiagnosisCode.PER_SAMPLE_UPDATES):
+                return (" They are real steps of the training, so this check's points are yours; the training "
+                        f"checks lost theirs because the run follows another rule ({found.code}).")
+    return ""
+
+
 
 
 def _follows_known_mistake(exercise: Exercise, check: CheckSpec, fields: dict[str, Any],

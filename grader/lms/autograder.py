@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from grader.course import exercises
+from grader.course import exercises, filenames
 from grader.course.submission import SubmissionNotFound
 from grader.grading import pipeline as grading
 
@@ -76,12 +76,31 @@ def find_submission(folder: Path, exercise_id: str | None = None) -> tuple[str, 
                 and not candidate.is_symlink():
             found.setdefault(candidate.stem, candidate)
     if not found:
+        found = _near_misses(folder, wanted, exercise_id)
+    if not found:
         names = " or ".join(f"{e}.py / {e}.ipynb" for e in wanted[:1]) if exercise_id else "an exNN.py file"
         raise NoSubmission(f"no submission found: please upload {names}. {_what_was_found(folder)}")
     if len(found) > 1:
         raise NoSubmission(f"the upload holds files for several exercises ({', '.join(sorted(found))}); "
                            "upload one exercise per assignment.")
     return next(iter(found.items()))
+
+
+def _near_misses(folder: Path, wanted: list[str], exercise_id: str | None) -> dict[str, Path]:
+    """No exact name: `Ex03.py`, `ex03 (1).py`, `ex3.py` (filenames.exercise_of), else, for a given exercise,
+    the upload's one .py/.ipynb file (`my_ex03_final.py`)."""
+    files = [p for p in sorted(_files(folder), key=lambda p: (len(p.parts), p.suffix != ".py", str(p)))
+             if p.is_file() and not p.is_symlink()]
+    found: dict[str, Path] = {}
+    for candidate in files:
+        taken = filenames.exercise_of(candidate.name, wanted)
+        if taken is not None:
+            found.setdefault(taken.exercise, candidate)
+    if not found and exercise_id:
+        taken = filenames.the_only_one([p.name for p in files], exercise_id)
+        if taken is not None:
+            found[exercise_id] = next(p for p in files if filenames.split(p.name) is not None)
+    return found
 
 
 def _files(folder: Path) -> list[Path]:
@@ -105,7 +124,7 @@ def _what_was_found(folder: Path, shown: int = 10) -> str:
     if not names:
         return "The upload is empty."
     more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return f"Found: {', '.join(names[:shown])}{more} (names are case-sensitive)."
+    return f"Found: {', '.join(names[:shown])}{more}."
 
 
 def _grade(submission_dir: Path, exercise_id: str | None, limits: grading.Limits | None) -> Any:

@@ -51,6 +51,12 @@ class DiagnosisCode(StrEnum):
         "a function takes the exercise's arguments in another order than its signature")
     MODULE_NOT_INITIALISED = ("module-not-initialised", "1.1",
         "an `nn.Module` subclass whose `__init__` does not call `super().__init__()`")
+    WRONG_OPTIMIZER = ("wrong-optimizer", "1.2",
+        ("the update follows another rule than the plain gradient step the exercise asks for (momentum, "
+         "Adam, ...); the message names the rule"))
+    PER_SAMPLE_UPDATES = ("per-sample-updates", "1.2",
+        ("w is updated once per sample (or per mini-batch) inside an epoch instead of once per epoch on the "
+         "whole batch"))
 
 
 CODES: tuple[DiagnosisCode, ...] = tuple(DiagnosisCode)  # in the order of the schema's enum and the docs' table

@@ -153,6 +153,7 @@ class Report:
     status: RunStatus | None = None
     hidden_output: str = ""  # what it printed while hidden checks ran: for the instructor, never the student
     cell_errors: tuple[str, ...] = ()  # notebook cells that raised (the next cells still ran), always listed
+    hidden_pending: float = 0.0  # (1.2) points of hidden checks that did not run here: graded at submission
 
     @property
     def score(self) -> float:
@@ -169,6 +170,16 @@ class Report:
 
     def with_checks(self, checks: tuple[CheckResult, ...]) -> Report:
         return replace(self, checks=checks)
+
+
+def totals(report: Report) -> str:
+    """The score as every view says it: where hidden checks did not run (the student wheel), the visible
+    checks' total and how many points remain for the hidden checks graded at submission."""
+    score, out_of = f"{report.score:g}", f"{report.max_score:g}"
+    if not report.hidden_pending:
+        return f"{score}/{out_of}"
+    return (f"visible checks: {score}/{out_of}; {report.hidden_pending:g} more points are hidden checks "
+            "graded at submission")
 
 
 HIDDEN_WITHHELD = "hidden check: {outcome}; details are not shown."

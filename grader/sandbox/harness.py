@@ -16,11 +16,13 @@ import types
 from dataclasses import replace
 from typing import Any
 
+from grader.sandbox.budget import CallBudgetExceeded, call_budget, stopped_functions
 from grader.sandbox.channel import encode
 from grader.sandbox.messages import COUNTERFACTUAL, ChildError, Done, LoadError, Message, Phase, Result
 from grader.sandbox.probing import Context, ProbeFailure, perturb
 
 MAX_TRACEBACK_CHARS = 3000
+FIRST_CALL_FACTOR = 4  # the budget of a device's first probe call, in budgets
 
 
 class Channel:
@@ -122,12 +124,20 @@ def lock_tf32_off(torch: Any) -> None:
 
 
 def run_invocation(invocation: dict[str, Any], probes: types.ModuleType, ctx: Context,
-                   student_files: set[str]) -> Result:
+                   student_files: set[str], budget: float | None = None) -> Result:
     reply = Result(key=invocation["key"], device=ctx.device, ok=False, fields=None, error=None)
     probe = getattr(probes, invocation["probe"])
     reset_state()
     try:
-        fields = probe(ctx, **invocation["args"])
+        with call_budget(budget):
+            fields = probe(ctx, **invocation["args"])
+    except CallBudgetExceeded as exc:
+        stopped = stopped_functions(exc, student_files)
+        ctx.runaway.update(stopped)
+        name = stopped[0] if stopped else invocation["probe"]
+        return replace(reply, error=ChildError(
+            kind="runaway", name=name[:100], where=describe_exception(exc, student_files).where,
+            message=f"`{name}` did not return within this check's budget of {budget:g} s, so it was stopped"))
     except ProbeFailure as failure:
         name = str(failure.name)[:100] if failure.name else None
         return replace(reply, error=ChildError(kind=failure.kind, message=failure.message, name=name))
@@ -166,27 +176,32 @@ def run(job: dict[str, Any], channel: Channel, hidden: Any = None) -> None:
     for error in cell_errors:
         channel.send(LoadError(error, continued=True))
     contexts = [Context(module, device) for device in job["devices"]]
-    _run_all(job["invocations"], probes, contexts, student_files, channel)
+    budget = job.get("call_budget_s")
+    budget = float(budget) if isinstance(budget, (int, float)) and budget > 0 else None
+    _run_all(job["invocations"], probes, contexts, student_files, channel, budget)
     later: dict[str, Any] = {}
     if job.get("hidden_follows") and hidden is not None:
         channel.send(Phase())
         later = hidden()
-        _run_all(later["invocations"], probes, contexts, student_files, channel)
+        _run_all(later["invocations"], probes, contexts, student_files, channel, budget)
     counterfactual = job.get("counterfactual")
     if isinstance(counterfactual, dict):  # grading.COUNTERFACTUAL: the process checks' calls once more, perturbed
         perturb(float(counterfactual["gradient"]), float(counterfactual["rate"]))
         calls = counterfactual["invocations"] + later.get("counterfactual_invocations", [])
         _run_all([{**call, "key": COUNTERFACTUAL + call["key"]} for call in calls], probes, contexts,
-                 student_files, channel)
+                 student_files, channel, budget)
     channel.send(Done())
 
 
 def _run_all(invocations: list[dict[str, Any]], probes: types.ModuleType, contexts: list[Context],
-             student_files: set[str], channel: Channel) -> None:
+             student_files: set[str], channel: Channel, budget: float | None = None) -> None:
     for ctx in contexts:
         for invocation in invocations:
             start = output_offset()
-            reply = run_invocation(invocation, probes, ctx, student_files)
+            # a device's first call also pays for torch's lazy setup (a CUDA context takes seconds)
+            allowed = budget * FIRST_CALL_FACTOR if budget and not ctx.calls_made else budget
+            ctx.calls_made += 1
+            reply = run_invocation(invocation, probes, ctx, student_files, allowed)
             end = output_offset()
             if start is not None and end is not None:
                 reply = replace(reply, output_at=(float(start), float(end)))

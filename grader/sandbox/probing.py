@@ -43,6 +43,8 @@ class Context:
     def __init__(self, student: Any, device: str):
         self.student = student
         self.device = device
+        self.runaway: set[str] = set()  # the student's functions a call budget stopped (sandbox/budget.py)
+        self.calls_made = 0  # probe calls on this device so far (the first one gets a longer budget)
 
     # ---- inputs
     def tensor(self, values: Any, dtype: str = "float32") -> Any:
@@ -58,6 +60,9 @@ class Context:
 
     # ---- calling the student
     def function(self, name: str) -> Callable[..., Any]:
+        if name in self.runaway:
+            raise ProbeFailure("runaway-skipped", f"not run: `{name}` did not return within its budget in an "
+                               "earlier check, and would cost this one its budget too.", name)
         target = getattr(self.student, name, None)
         if target is None:
             raise ProbeFailure("missing", f"`{name}` is not defined in your file.", name)

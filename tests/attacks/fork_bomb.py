@@ -1,5 +1,5 @@
 """Attack: a fork bomb in train. Expected: the process count is capped (pids cgroup, else RLIMIT_NPROC),
-the wall clock ends it, and every process dies with it."""
+train's call budget (or the wall clock) ends it, and every process dies with it."""
 import os
 
 

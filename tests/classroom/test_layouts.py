@@ -107,7 +107,7 @@ def test_a_messy_folder_lists_every_entry_it_does_not_grade(tmp_path):
     (root / "ana").mkdir(parents=True)
     (root / "ana" / "ex03.py").write_text(SOLUTION, "utf-8")
     (root / "ana" / "ex03.ipynb").write_text("{}", "utf-8")  # duplicate: the .py is graded
-    (root / "ana" / "Ex02.py").write_text("x = 1\n", "utf-8")  # wrong case
+    (root / "ana" / "Ex02.py").write_text("x = 1\n", "utf-8")  # another case: graded as ex02, with a note
     (root / "ana" / "notes.py").write_text("x = 1\n", "utf-8")
     (root / "ana" / "README.txt").write_text("hi", "utf-8")
     (root / "ana" / "ex07.py").write_text("x = 1\n", "utf-8")  # no such exercise
@@ -119,20 +119,21 @@ def test_a_messy_folder_lists_every_entry_it_does_not_grade(tmp_path):
     reasons = {s.path: s.reason for s in found.skipped}
     assert reasons == {
         "ana/ex03.ipynb": "duplicate for ex03: ana/ex03.py is graded instead",
-        "ana/Ex02.py": "wrong case: name it ex02.py",
         "ana/notes.py": "not an exercise file (expected exNN.py or exNN.ipynb)",
         "ana/README.txt": "not an exercise file (expected exNN.py or exNN.ipynb)",
         "ana/ex07.py": reasons["ana/ex07.py"],
         "ana/old": "a folder: only files directly in the student's folder are graded",
-        "ana/EX04.IPYNB": "wrong case: name it ex04.ipynb",
         "roster.xlsx": "a file beside the student folders (expected DIR/<student>/<EX>.py)",
         ".DS_Store": "hidden (its name starts with '.')",
     }
     assert reasons["ana/ex07.py"].startswith("unknown exercise ex07 (this course has ex01")
-    assert found.files == {"ana": {"ex03": root / "ana" / "ex03.py"}}
+    assert found.files == {"ana": {"ex03": root / "ana" / "ex03.py", "ex02": root / "ana" / "Ex02.py",
+                                   "ex04": root / "ana" / "EX04.IPYNB"}}
+    notes = {p.path: p.reason for p in found.problems}
+    assert set(notes) == {"ana/Ex02.py", "ana/EX04.IPYNB"} and "graded as ex02" in notes["ana/Ex02.py"]
     # every entry of the class folder is either graded or listed
     entries = {str(p.relative_to(root)) for p in root.rglob("*") if p.parent in (root, root / "ana")}
-    assert entries == set(reasons) | {"ana", "ana/ex03.py"}
+    assert entries == set(reasons) | {"ana", "ana/ex03.py", "ana/Ex02.py", "ana/EX04.IPYNB"}
 
 
 def test_links_and_reserved_names_are_refused(tmp_path):

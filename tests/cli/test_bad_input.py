@@ -341,12 +341,14 @@ def test_os_exit_inside_train_is_a_graded_zero_for_what_was_left(grade_file, wri
 
 
 def test_infinite_loop_times_out(grade_file, write) -> None:
+    """The call is stopped within its own budget (issue 25): the train checks cost only themselves."""
     report = grade_file("ex03", write("ex03", in_train(solution("ex03"), "while True: pass")),
                         limits=Limits(timeout=3))
     assert_clean(report)
-    assert "did not finish within 3 s" in report.error
     train = checks_of(report, "train")
-    assert train and all(c.status is Status.TIMEOUT and c.score == 0 for c in train)
+    assert train and all(c.status in (Status.TIMEOUT, Status.SKIPPED) and c.score == 0 for c in train)
+    assert any(c.status is Status.TIMEOUT and "did not return within" in c.message for c in train)
+    assert all(c.passed for c in checks_of(report, "forward(") + checks_of(report, "loss("))
 
 
 def test_infinite_loop_at_import_times_out_every_check(grade_file, write) -> None:

@@ -23,6 +23,8 @@ CODES = {
     "loss-after-update", "step-before-backward", "shape-broadcast", "ignores-arguments", "no-autograd",
     "no-optimizer", "device-mismatch", "not-implemented",
     "w-before-update", "history-aliases-tensor", "rebound-parameter", "argument-order", "module-not-initialised",
+    # schema 1.2
+    "wrong-optimizer", "per-sample-updates",
 }
 
 

@@ -29,6 +29,8 @@ CONTRACT_CODES = {
     "device-mismatch", "not-implemented",
     # schema 1.1
     "w-before-update", "history-aliases-tensor", "rebound-parameter", "argument-order", "module-not-initialised",
+    # schema 1.2
+    "wrong-optimizer", "per-sample-updates",
 }
 # The corpus, plus each exercise's untouched stub as it ships (no copy to drift from the real one).
 CASES = sorted(SUBMISSIONS.glob("ex*/*.py")) + sorted(exercises.course_root().glob("ex*/stub.py"))

@@ -66,7 +66,7 @@ def test_run_autograder_in_gradescopes_layout(tmp_path):
     outcome = CliRunner().invoke(main, ["gradescope", "--submission", str(submission), "--results", str(results)])
     assert outcome.exit_code == 0, outcome.output
     data = valid(json.loads(results.read_text("utf-8")), GRADESCOPE_SCHEMA)
-    assert data["score"] == 15 and all(t["status"] == "passed" for t in data["tests"])
+    assert data["score"] == 16 and all(t["status"] == "passed" for t in data["tests"])
     assert data["extra_data"]["exercise"] == "ex03"
 
 

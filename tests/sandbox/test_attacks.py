@@ -42,12 +42,16 @@ CONTAINMENT = ["canary_env", "connect_listener", "daemon_ignores_sigterm", "disg
                "overwrite_neighbours", "proc_kernel_knobs", "read_references", "vsock_host", "write_outside"]
 # Attacks that still earn their correct forward()'s points: containment is not a zero for everything.
 PARTIAL_CREDIT = {"sys_exit_mid_test", "os_exit_mid_test", "segfault", "keyboard_interrupt", "input_call",
-                  "memory_bomb", "fork_bomb", "thread_after_train", "daemon_ignores_sigterm", "disguise_as_spare"}
+                  "memory_bomb", "fork_bomb", "thread_after_train", "daemon_ignores_sigterm", "disguise_as_spare",
+                  "ignores_call_budget"}
 # What the report must say about the run as a whole.
-RUN_ERROR = {"memory_bomb": "memory", "fork_bomb": "did not finish", "segfault": "SIGSEGV",
+# (The fork bomb's loop is stopped by train's call budget now; its forks die with the tree when the run ends.
+# A loop that takes SIGALRM away from the budget runs into the wall clock instead.)
+RUN_ERROR = {"memory_bomb": "memory", "ignores_call_budget": "did not finish", "segfault": "SIGSEGV",
              "os_exit_mid_test": "ended the grading process early"}
 # The run status a hostile channel must end as (a report, never a crash of the grader, exit 3).
 RUN_STATUS = {"channel_unhashable_type": "rejected", "channel_nan_output_offsets": "ok",
+              "ignores_call_budget": "timeout",
               "channel_quadratic_scan": "rejected"}
 LEAK_MARKERS = ("LEAK", "CONNECTED", "DID ", "ESCAPED")
 

@@ -118,7 +118,7 @@ def test_serve_on_a_cluster_grades_as_locally_and_loses_nothing_when_its_schedul
         # 3. a scheduler and workers at the same address again: the same service grades everything, once
         clusters.append(Cluster(tmp_path / "c2", workers=1, port=port))
         states = server.wait_finished(lms, held + during, timeout=300)
-        assert {(s["status"], s["score"], s["attempts"]) for s in states.values()} == {("graded", 15.0, 1)}
+        assert {(s["status"], s["score"], s["attempts"]) for s in states.values()} == {("graded", 16.0, 1)}
         wait_for(lambda: server.health() == 200, 60, "/healthz to say the cluster is back")
 
         # 4. gone again, and the service is stopped meanwhile: a new one on the same database grades them
@@ -133,7 +133,7 @@ def test_serve_on_a_cluster_grades_as_locally_and_loses_nothing_when_its_schedul
         clusters.append(Cluster(tmp_path / "c3", workers=1, port=port))
         server = ClusterServer(db_url, clusters[2].address).start()
         states = server.wait_finished(lms, late, timeout=300)
-        assert {(s["status"], s["score"], s["attempts"]) for s in states.values()} == {("graded", 15.0, 1)}
+        assert {(s["status"], s["score"], s["attempts"]) for s in states.values()} == {("graded", 16.0, 1)}
         listed = server.get("/api/v1/submissions?limit=1000", lms).json()
         assert sorted(s["id"] for s in listed) == sorted([*ids.values(), *held, *during, *late])
     finally:

@@ -269,7 +269,7 @@ def test_a_webhook_that_fails_twice_lands_on_the_third_attempt_across_a_restart(
         data = json.loads(body)
         assert set(data) == {"id", "status", "score", "max_score", "report_url", "exercise", "student", "graded_at"}
         assert (data["exercise"], data["student"]) == ("ex03", "ivan")
-        assert (data["id"], data["status"], data["max_score"]) == (sid, "graded", 15.0)
+        assert (data["id"], data["status"], data["max_score"]) == (sid, "graded", 16.0)
         assert data["report_url"].endswith(f"/api/v1/submissions/{sid}/report")
         assert validation_errors(server.get(data["report_url"].split(server.url, 1)[1], lms).json()) == []
     finally:
@@ -290,7 +290,7 @@ def test_kill_9_with_a_queue_then_restart_grades_every_accepted_submission_once(
         server.start()  # the same database; the killed process's lease runs out and its job is requeued
         states = server.wait_finished(lms, ids)
         assert {s["status"] for s in states.values()} == {"graded"}
-        assert {s["score"] for s in states.values()} == {15.0}
+        assert {s["score"] for s in states.values()} == {16.0}
         attempts = sorted(s["attempts"] for s in states.values())
         assert attempts[:-1] == [1] * (len(ids) - 1) and attempts[-1] in (1, 2)  # at most the one it was grading
         listed = server.get("/api/v1/submissions?limit=1000", lms).json()
@@ -331,7 +331,7 @@ def test_a_submission_that_kills_its_worker_each_time_ends_failed_with_a_report(
         assert validation_errors(report) == [] and validate.report_meaning(report) == []
         assert report["score"] == 0 and report["error"]
         later = submitted(server.submit(lms, "ex03", SOLUTION, student="nina"))  # the service still grades
-        assert server.wait_finished(lms, [later])[later]["score"] == 15.0
+        assert server.wait_finished(lms, [later])[later]["score"] == 16.0
     finally:
         server.stop()
 

@@ -1,0 +1,161 @@
+"""Other update rules than the exercise's plain gradient step, simulated in NumPy float64: torch.optim's
+momentum, Nesterov, Adam, RMSprop and Adagrad, and updates once per sample or mini-batch inside an epoch.
+
+The rules are torch.optim's own (torch/optim/sgd.py, adam.py, rmsprop.py, adagrad.py, with their default
+settings), so a student's history that follows one epoch by epoch names that rule and the setting that
+differs. diagnose.py asks `other_rule` only for a training check that failed; the parent never runs the
+student's code for it: these are the parent's simulations of the same `mistakes.Problem`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from grader.grading import mistakes
+
+# torch.optim's defaults
+ADAM_BETAS, ADAM_EPS = (0.9, 0.999), 1e-8
+RMSPROP_ALPHA, RMSPROP_EPS = 0.99, 1e-8
+ADAGRAD_EPS = 1e-10
+# The momentum values tutorials and courses write; the step rule is linear in nothing, so each is simulated.
+MOMENTA = (0.9, 0.5, 0.99, 0.95, 0.8)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One update rule: how the optimizer's state turns each epoch's gradient into a step."""
+
+    name: str  # what the message calls it: "torch.optim.SGD with momentum=0.9"
+    setting: str  # the setting that differs from plain SGD: "momentum=0.9"
+    kind: str  # "momentum", "nesterov", "adam", "rmsprop", "adagrad"
+    momentum: float = 0.0
+
+
+def rules() -> list[Rule]:
+    """Every rule simulated, the plainest first."""
+    found = [Rule(f"torch.optim.SGD with momentum={m:g}", f"momentum={m:g}", "momentum", m) for m in MOMENTA]
+    found += [Rule(f"torch.optim.SGD with momentum={m:g}, nesterov=True", f"momentum={m:g}, nesterov=True",
+                   "nesterov", m) for m in MOMENTA]
+    found += [
+        Rule("torch.optim.Adam", "Adam's moment estimates (betas=(0.9, 0.999))", "adam"),
+        Rule("torch.optim.RMSprop", "RMSprop's running average of squared gradients (alpha=0.99)", "rmsprop"),
+        Rule("torch.optim.Adagrad", "Adagrad's sum of squared gradients", "adagrad"),
+    ]
+    return found
+
+
+Step = Callable[[int, np.ndarray, int], np.ndarray]  # (epoch from 1, gradient, parameter index) -> step
+
+
+def _stepper(rule: Rule, rate: float) -> Step:
+    """The step each epoch's gradient gives under `rule`, as torch.optim computes it (state per parameter)."""
+    state: dict[int, dict[str, np.ndarray]] = {}
+
+    def step(t: int, grad: np.ndarray, index: int) -> np.ndarray:
+        held = state.setdefault(index, {})
+        if rule.kind in ("momentum", "nesterov"):
+            buffer = grad.copy() if "buffer" not in held else rule.momentum * held["buffer"] + grad
+            held["buffer"] = buffer
+            return rate * (grad + rule.momentum * buffer if rule.kind == "nesterov" else buffer)
+        if rule.kind == "adam":
+            beta1, beta2 = ADAM_BETAS
+            held["m"] = beta1 * held.get("m", np.zeros_like(grad)) + (1 - beta1) * grad
+            held["v"] = beta2 * held.get("v", np.zeros_like(grad)) + (1 - beta2) * grad * grad
+            denominator = np.sqrt(held["v"]) / np.sqrt(1 - beta2**t) + ADAM_EPS
+            return (rate / (1 - beta1**t)) * held["m"] / denominator
+        if rule.kind == "rmsprop":
+            held["v"] = RMSPROP_ALPHA * held.get("v", np.zeros_like(grad)) + (1 - RMSPROP_ALPHA) * grad * grad
+            return rate * grad / (np.sqrt(held["v"]) + RMSPROP_EPS)
+        held["sum"] = held.get("sum", np.zeros_like(grad)) + grad * grad  # adagrad
+        return rate * grad / (np.sqrt(held["sum"]) + ADAGRAD_EPS)
+
+    return step
+
+
+def simulate_rule(problem: mistakes.Problem, rule: Rule) -> mistakes.Trajectory:
+    """The history (loss before each update, w after it) of a full-batch loop stepping by `rule`."""
+    params = tuple(p.copy() for p in problem.params)
+    step = _stepper(rule, problem.learning_rate)
+    losses, ws = [], []
+    with np.errstate(all="ignore"):
+        for t in range(1, problem.n_iters + 1):
+            loss, grads = mistakes.loss_and_gradients(problem, params)
+            params = tuple(p - step(t, g, i) for i, (p, g) in enumerate(zip(params, grads, strict=True)))
+            losses.append(loss)
+            if len(params) == 1:
+                ws.append(float(params[0]))
+    return mistakes.Trajectory(np.asarray(losses), np.asarray(ws) if ws else None)
+
+
+def simulate_batches(problem: mistakes.Problem, batch: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """w after each epoch of a loop that steps once per `batch` consecutive samples (the last batch may be
+    shorter, as DataLoader's), and the loss each epoch as loops record it: the mean, the sum or the last of
+    the batches' losses, or the whole batch's loss before the epoch."""
+    w = float(problem.params[0])
+    x, y = problem.x.reshape(-1), problem.y.reshape(-1)
+    ws: list[float] = []
+    losses: dict[str, list[float]] = {"mean": [], "sum": [], "last": [], "before": []}
+    with np.errstate(all="ignore"):
+        for _ in range(problem.n_iters):
+            losses["before"].append(float(np.mean((w * x - y) ** 2)))
+            seen = []
+            for start in range(0, x.size, batch):
+                xs, ys = x[start:start + batch], y[start:start + batch]
+                residual = w * xs - ys
+                seen.append(float(np.mean(residual**2)))
+                w = w - problem.learning_rate * float(np.mean(2 * xs * residual))
+            losses["mean"].append(float(np.mean(seen)))
+            losses["sum"].append(float(np.sum(seen)))
+            losses["last"].append(seen[-1])
+            ws.append(w)
+    return np.asarray(ws), {name: np.asarray(values) for name, values in losses.items()}
+
+
+@dataclass(frozen=True)
+class Found:
+    kind: str  # "optimizer" or "per-sample"
+    detail: str  # what the student's run did, in words
+
+
+def other_rule(problem: mistakes.Problem, observed: dict[str, Any], fields: tuple[str, ...]) -> Found | None:
+    """The other update rule whose simulation the observed history follows (every compared field within
+    mistakes.MATCH, and ten times closer than the correct loop), or None."""
+    if not fields:
+        return None
+    correct = mistakes.fields_deviation(observed, mistakes.simulate(problem), fields)
+    if correct <= mistakes.MATCH:
+        return None
+    per_sample = _per_sample(problem, observed, fields, correct)
+    if per_sample is not None:
+        return per_sample
+    for rule in rules():
+        score = mistakes.fields_deviation(observed, simulate_rule(problem, rule), fields)
+        if score <= mistakes.MATCH and score * 10 < correct:
+            return Found("optimizer", f"Your {' and '.join(fields)} match, epoch by epoch, a run of {rule.name}: "
+                                      f"the update also uses {rule.setting}, which plain gradient descent does not.")
+    return None
+
+
+def _per_sample(problem: mistakes.Problem, observed: dict[str, Any], fields: tuple[str, ...],
+                correct: float) -> Found | None:
+    """Updates once per sample or mini-batch: only the scalar model over samples, whose history holds w."""
+    if problem.objective is not None or len(problem.params) != 1 or "w" not in fields:
+        return None
+    n = problem.n_samples
+    for batch in range(1, n):
+        ws, losses = simulate_batches(problem, batch)
+        score = mistakes.deviation(observed["w"], ws)
+        if score > mistakes.MATCH or score * 10 >= correct:
+            continue
+        if "loss" in fields and all(mistakes.deviation(observed["loss"], loss) > mistakes.MATCH
+                                    for loss in losses.values()):
+            continue
+        updates = -(-n // batch)
+        what = "once per sample" if batch == 1 else f"once per mini-batch of {batch} samples"
+        return Found("per-sample", f"Your w matches, epoch by epoch, a loop that updates w {what}: {updates} "
+                                   f"updates per epoch over the {n} samples instead of one.")
+    return None
