@@ -15,6 +15,7 @@ from pathlib import Path
 import nbformat
 import pytest
 from click.testing import CliRunner
+from conftest import full_marks
 
 from grader import __version__
 from grader.classroom import batch, gradebook
@@ -179,8 +180,8 @@ def test_every_student_is_in_the_gradebook_with_a_status_when_not_clean(graded_c
     for student, row in rows.items():
         status = EXPECTED_STATUS.get(student)
         assert row["status"] == (f"ex03: {status}" if status else ""), student
-        assert row["max_total"] == "15"
-    assert rows["ana"]["ex03"] == rows["ana"]["total"] == "15"
+        assert row["max_total"] == full_marks("ex03")
+    assert rows["ana"]["ex03"] == rows["ana"]["total"] == full_marks("ex03")
     assert rows["ida"]["ex03"] == "" and rows["hal"]["ex03"] == ""
     assert result.graded == 7 and result.problems == 1 and result.skipped == 0
 
@@ -245,7 +246,7 @@ def test_a_changed_file_is_regraded_and_force_regrades_all(tmp_path):
     (directory / "b" / "ex03.py").write_text(no_zero_grad(SOLUTION), "utf-8")
     rerun = batch.run(directory, out, ["ex03"], options)
     assert (rerun.graded, rerun.skipped) == (1, 1)
-    assert json.loads((out / "b" / "ex03.json").read_text())["score"] < 15
+    assert json.loads((out / "b" / "ex03.json").read_text())["score"] < float(full_marks("ex03"))
     forced = batch.run(directory, out, ["ex03"], batch.Options(jobs=1, device="cpu", limits=LIMITS, force=True))
     assert (forced.graded, forced.skipped) == (2, 0)
 
@@ -259,7 +260,7 @@ def test_a_submission_that_kills_its_worker_does_not_stop_the_batch(tmp_path):
     result = batch.run(directory, out, ["ex03"], batch.Options(jobs=1, device="cpu", limits=LIMITS))
     assert result.graded == 4
     rows = gradebook_rows(out)
-    assert rows["b_ok"]["ex03"] == rows["d_ok"]["ex03"] == "15"
+    assert rows["b_ok"]["ex03"] == rows["d_ok"]["ex03"] == full_marks("ex03")
     assert rows["a_killer"]["ex03"] == rows["c_killer"]["ex03"] == "0"
 
 
@@ -326,7 +327,7 @@ def test_a_batch_stopped_halfway_keeps_its_reports_and_resumes(tmp_path, sig, st
     assert resumed.returncode == 0, stderr
     assert f"{count - len(kept)} graded, {len(kept)} unchanged" in stdout
     rows = gradebook_rows(out)
-    assert all(row["ex03"] == "15" and row["status"] == "" for row in rows.values())
+    assert all(row["ex03"] == full_marks("ex03") and row["status"] == "" for row in rows.values())
     assert len(rows) == count
 
 
