@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -65,7 +65,7 @@ RESPONSES = {"backward": ("gradient", "both"), "optimizer": ("rate", "both")}
 
 def compare_process(check: CheckSpec, observed: dict[str, Any], reference: dict[str, Any],
                     tol: Tolerance, known_mistake: Callable[[], bool] = lambda: False,
-                    response: Callable[[], str | None] = lambda: None) -> tuple[Verdict, str | None]:
+                    response: Callable[[], Response | None] = lambda: None) -> tuple[Verdict, str | None]:
     """Counts of backward()/step() calls, credited only where they are the process behind the history.
 
     A count alone proves nothing: backward() on a dummy tensor beside a NumPy gradient, or step() on a
@@ -104,11 +104,21 @@ def compare_process(check: CheckSpec, observed: dict[str, Any], reference: dict[
                               "known mistake, so they earn nothing yet: fix the training checks first."), None
     why_not = response()
     if why_not is not None:
-        return Verdict(False, f"{label}, but {why_not}; {advice} and let it {UPDATES[check.require or '']}."), code
+        return (Verdict(False, f"{label}, but {why_not.reason}; {advice} and let it {UPDATES[check.require or '']}."),
+                code if why_not.evidence else None)
     return Verdict(True, f"{label}."), None
 
 
 UPDATES = {"backward": "compute the gradient you update w with", "optimizer": "update the parameters"}
+
+
+class Response(NamedTuple):
+    """Why the counterfactual run does not show the mechanism at work. `evidence`: it shows that the history does
+    not come from it (the run did not respond at all), which names the mistake; else the check earns nothing,
+    as unverified, but no diagnosis is given (a run that failed, or responded otherwise than expected)."""
+
+    reason: str
+    evidence: bool
 
 
 MECHANISMS = {"backward": "the gradients autograd returns", "optimizer": "the optimizer's learning rate"}
@@ -116,7 +126,7 @@ MECHANISMS = {"backward": "the gradients autograd returns", "optimizer": "the op
 
 def counterfactual_response(exercise: Exercise, check: CheckSpec, observed: dict[str, Any],
                             reference: dict[str, Any], tol: Tolerance,
-                            counterfactual: Counterfactual | None) -> str | None:
+                            counterfactual: Counterfactual | None) -> Response | None:
     """Why the counterfactual run did not respond as a run using the mechanism would (None: it did).
 
     The normal run is the reference's or a cataloged mistake's (compare_process has made sure); the same loop,
@@ -127,7 +137,7 @@ def counterfactual_response(exercise: Exercise, check: CheckSpec, observed: dict
     gradient by hand, or updates by hand, keeps its steps: it follows the unscaled run."""
     perturbed = MECHANISMS[check.require or ""]
     if counterfactual is None or not isinstance(counterfactual.fields, dict):
-        return f"the second run, with {perturbed} changed, gave no history to compare"
+        return Response(f"the second run, with {perturbed} changed, gave no history to compare", evidence=False)
     problem = diagnose.problem_for(check, observed)
     fields = tuple(name for name in ("loss", "w") if isinstance(counterfactual.fields.get(name), list)
                    and isinstance(reference.get(name), list) and observed.get(f"aliased_{name}") is not True
@@ -152,11 +162,11 @@ def counterfactual_response(exercise: Exercise, check: CheckSpec, observed: dict
     if best in RESPONSES[check.require or ""] and fit[best] <= mistakes.MATCH and fit["none"] > mistakes.MATCH:
         return None
     if best == "none" or fit["none"] <= mistakes.MATCH:
-        return (f"in a second run where the grader changed {perturbed}, your history did not change: the "
-                f"{'gradient' if check.require == 'backward' else 'update'} it follows is not "
-                f"{'autograd' if check.require == 'backward' else 'the optimizer'}'s")
-    return f"in a second run where the grader changed {perturbed}, your history did not respond as a run " \
-           "using it does"
+        return Response(f"in a second run where the grader changed {perturbed}, your history did not change: the "
+                        f"{'gradient' if check.require == 'backward' else 'update'} it follows is not "
+                        f"{'autograd' if check.require == 'backward' else 'the optimizer'}'s", evidence=True)
+    return Response(f"in a second run where the grader changed {perturbed}, your history did not respond as a run "
+                    "using it does", evidence=False)
 
 
 MAX_COUNT = 10_000_000
@@ -216,7 +226,7 @@ def _process_evidence(check: CheckSpec, observed: dict[str, Any], history: np.nd
         calls = _pair_lists(observed.get("backward_leaves"))
         rate = float(check.args.get("learning_rate", 0.0))
         scales = _update_scales(check)
-        tie = _backward_tie(rate, scales, tol)
+        tie = _backward_chain_tie(calls, rate, scales, tol)
         what, did = "a backward()", "gave the gradient of the update that followed"
     else:
         calls = _pair_lists(observed.get("step_pairs"))
@@ -250,8 +260,6 @@ def _backward_reached_w(check: CheckSpec, observed: dict[str, Any], tol: Toleran
     return bool(befores.size)
 
 
-
-
 def _update_scales(check: CheckSpec) -> tuple[float, ...]:
     """The multiples of autograd's gradient a cataloged loop steps by: the correct one, the sign flipped,
     half of it and N times it (the gradient itself already carries a summed or halved loss)."""
@@ -279,6 +287,37 @@ def _backward_tie(rate: float, scales: tuple[float, ...], tol: Tolerance) -> Tie
     return tie
 
 
+def _backward_chain_tie(calls: list[list[Pair]], rate: float, scales: tuple[float, ...], tol: Tolerance) -> Tie:
+    """A backward() call that explains the update (`_backward_tie`), or a run of consecutive calls each on the
+    leaf holding the w the last one's update gave (one per sample or mini-batch: per-sample-updates), whose
+    updates, at one scale, took w from the previous epoch's value to this one."""
+    single = _backward_tie(rate, scales, tol)
+    index = _call_index(calls)
+
+    def tie(pair: Pair, before: float, after: float, earlier: float | None) -> bool:
+        if single(pair, before, after, earlier):
+            return True
+        if not _same(pair[0], before, _allowed(before, tol)) or id(pair) not in index:
+            return False
+        for scale in scales:
+            current, at = before - rate * scale * pair[1], index[id(pair)] + 1
+            for _ in range(MAX_CHAIN):
+                if _same(current, after, _allowed(after, tol)):
+                    return True
+                following = next((p for p in calls[at] if _same(p[0], current, _allowed(current, tol))), None) \
+                    if at < len(calls) else None
+                if following is None:
+                    break
+                current, at = following[0] - rate * scale * following[1], at + 1
+        return False
+    return tie
+
+
+def _call_index(calls: list[list[Pair]]) -> dict[int, int]:
+    """A pair's identity -> the index of the call it belongs to, to follow a chain on from it."""
+    return {id(pair): at for at, pairs in enumerate(calls) for pair in pairs}
+
+
 def _step_tie(tol: Tolerance) -> Tie:
     """An optimizer step's (parameter before, parameter after) is the update `before -> after` itself."""
     def tie(pair: Pair, before: float, after: float, earlier: float | None) -> bool:
@@ -290,17 +329,14 @@ def _step_chain_tie(calls: list[list[Pair]], tol: Tolerance) -> Tie:
     """An optimizer step, or a run of consecutive steps each starting where the last one ended (one per
     sample or mini-batch: per-sample-updates), that took w from the previous epoch's value to this one."""
     single = _step_tie(tol)
-    starts: dict[int, list[int]] = {}  # a pair's identity -> the index of its call, to follow the chain on
-    for at, pairs in enumerate(calls):
-        for pair in pairs:
-            starts.setdefault(id(pair), []).append(at)
+    index = _call_index(calls)
 
     def tie(pair: Pair, before: float, after: float, earlier: float | None) -> bool:
         if single(pair, before, after, earlier):
             return True
-        if not _same(pair[0], before, _allowed(before, tol)) or id(pair) not in starts:
+        if not _same(pair[0], before, _allowed(before, tol)) or id(pair) not in index:
             return False
-        current, at = pair[1], starts[id(pair)][0] + 1
+        current, at = pair[1], index[id(pair)] + 1
         for _ in range(MAX_CHAIN):
             if _same(current, after, _allowed(after, tol)):
                 return True
@@ -314,8 +350,6 @@ def _step_chain_tie(calls: list[list[Pair]], tol: Tolerance) -> Tie:
 
 
 MAX_CHAIN = 1024  # steps in one epoch that a chain may follow (a mini-batch of 1 over 1,024 samples)
-
-
 
 
 def _allowed(value: float, tol: Tolerance) -> float:

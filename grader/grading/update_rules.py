@@ -91,28 +91,29 @@ def simulate_rule(problem: mistakes.Problem, rule: Rule) -> mistakes.Trajectory:
     return mistakes.Trajectory(np.asarray(losses), np.asarray(ws) if ws else None)
 
 
-def simulate_batches(problem: mistakes.Problem, batch: int) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """w after each epoch of a loop that steps once per `batch` consecutive samples (the last batch may be
-    shorter, as DataLoader's), and the loss each epoch as loops record it: the mean, the sum or the last of
-    the batches' losses, or the whole batch's loss before the epoch."""
-    w = float(problem.params[0])
-    x, y = problem.x.reshape(-1), problem.y.reshape(-1)
+def simulate_batches(problem: mistakes.Problem, batch: int) -> tuple[np.ndarray | None, dict[str, np.ndarray]]:
+    """w after each epoch (scalar model; None for nn.Linear) of a loop that steps once per `batch` consecutive
+    samples (the last batch may be shorter, as DataLoader's), and the loss each epoch as loops record it: the
+    mean, the sum or the last of the batches' losses, or the whole batch's loss before the epoch."""
+    params = tuple(p.copy() for p in problem.params)
     ws: list[float] = []
     losses: dict[str, list[float]] = {"mean": [], "sum": [], "last": [], "before": []}
+    n = problem.x.shape[0]
     with np.errstate(all="ignore"):
         for _ in range(problem.n_iters):
-            losses["before"].append(float(np.mean((w * x - y) ** 2)))
+            losses["before"].append(mistakes.loss_and_gradients(problem, params)[0])
             seen = []
-            for start in range(0, x.size, batch):
-                xs, ys = x[start:start + batch], y[start:start + batch]
-                residual = w * xs - ys
-                seen.append(float(np.mean(residual**2)))
-                w = w - problem.learning_rate * float(np.mean(2 * xs * residual))
+            for start in range(0, n, batch):
+                part = problem.with_args(x=problem.x[start:start + batch], y=problem.y[start:start + batch])
+                loss, grads = mistakes.loss_and_gradients(part, params)
+                seen.append(loss)
+                params = tuple(p - problem.learning_rate * g for p, g in zip(params, grads, strict=True))
             losses["mean"].append(float(np.mean(seen)))
             losses["sum"].append(float(np.sum(seen)))
             losses["last"].append(seen[-1])
-            ws.append(w)
-    return np.asarray(ws), {name: np.asarray(values) for name, values in losses.items()}
+            if len(params) == 1:
+                ws.append(float(params[0]))
+    return (np.asarray(ws) if len(params) == 1 else None), {name: np.asarray(v) for name, v in losses.items()}
 
 
 @dataclass(frozen=True)
@@ -142,20 +143,31 @@ def other_rule(problem: mistakes.Problem, observed: dict[str, Any], fields: tupl
 
 def _per_sample(problem: mistakes.Problem, observed: dict[str, Any], fields: tuple[str, ...],
                 correct: float) -> Found | None:
-    """Updates once per sample or mini-batch: only the scalar model over samples, whose history holds w."""
-    if problem.objective is not None or len(problem.params) != 1 or "w" not in fields:
+    """Updates once per sample or mini-batch, over samples: the scalar model by its w (and its loss where
+    recorded), nn.Linear by its loss history."""
+    if problem.objective is not None or not ({"w", "loss"} & set(fields)):
         return None
-    n = problem.n_samples
+    n = problem.x.shape[0]
     for batch in range(1, n):
         ws, losses = simulate_batches(problem, batch)
-        score = mistakes.deviation(observed["w"], ws)
-        if score > mistakes.MATCH or score * 10 >= correct:
-            continue
-        if "loss" in fields and all(mistakes.deviation(observed["loss"], loss) > mistakes.MATCH
-                                    for loss in losses.values()):
+        if "w" in fields and ws is not None:
+            score = mistakes.deviation(observed["w"], ws)
+            if score > mistakes.MATCH or score * 10 >= correct:
+                continue
+            if "loss" in fields and all(mistakes.deviation(observed["loss"], loss) > mistakes.MATCH
+                                        for loss in losses.values()):
+                continue
+            column = "w"
+        elif "loss" in fields and ws is None:
+            if not any(mistakes.deviation(observed["loss"], loss) <= mistakes.MATCH
+                       and mistakes.deviation(observed["loss"], loss) * 10 < correct for loss in losses.values()):
+                continue
+            column = "loss"
+        else:
             continue
         updates = -(-n // batch)
         what = "once per sample" if batch == 1 else f"once per mini-batch of {batch} samples"
-        return Found("per-sample", f"Your w matches, epoch by epoch, a loop that updates w {what}: {updates} "
-                                   f"updates per epoch over the {n} samples instead of one.")
+        return Found("per-sample", f"Your {column} matches, epoch by epoch, a loop that updates "
+                                   f"{'w' if column == 'w' else 'the parameters'} {what}: "
+                                   f"{updates} updates per epoch over the {n} samples instead of one.")
     return None

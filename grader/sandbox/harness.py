@@ -187,6 +187,8 @@ def run(job: dict[str, Any], channel: Channel, hidden: Any = None) -> None:
     counterfactual = job.get("counterfactual")
     if isinstance(counterfactual, dict):  # grading.COUNTERFACTUAL: the process checks' calls once more, perturbed
         perturb(float(counterfactual["gradient"]), float(counterfactual["rate"]))
+        for ctx in contexts:
+            ctx.history_prefix = True
         calls = counterfactual["invocations"] + later.get("counterfactual_invocations", [])
         _run_all([{**call, "key": COUNTERFACTUAL + call["key"]} for call in calls], probes, contexts,
                  student_files, channel, budget)

@@ -45,6 +45,9 @@ class Context:
         self.device = device
         self.runaway: set[str] = set()  # the student's functions a call budget stopped (sandbox/budget.py)
         self.calls_made = 0  # probe calls on this device so far (the first one gets a longer budget)
+        # The counterfactual calls (harness.run) read a history by its first n_iters epochs: a loop that ignores
+        # n_iters (a hard-coded epoch count) still shows how its first epochs respond to the perturbation.
+        self.history_prefix = False
 
     # ---- inputs
     def tensor(self, values: Any, dtype: str = "float32") -> Any:
@@ -180,6 +183,8 @@ class Context:
                 "type", f"{what} should return a list with one entry per epoch, but it returned "
                 f"{_describe(value)}. Did you forget a `return` statement?"
             )
+        if self.history_prefix and len(value) > n_iters:
+            value = value[:n_iters]
         if len(value) != n_iters:
             raise ProbeFailure(
                 "shape", f"{what} returned {len(value)} entries for n_iters={n_iters}; expected one per epoch."

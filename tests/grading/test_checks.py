@@ -185,10 +185,14 @@ def test_a_counterfactual_run_that_ignores_the_mechanism_is_not(require, ignores
     perturbed = checks.Counterfactual(0.45, 0.65, run_of(mistakes.Mistake(), learning_rate=0.01 * factor,
                                                                 n_iters=checks.COUNTERFACTUAL_EPOCHS))
     why = checks.counterfactual_response(exercises.load("ex03"), check, normal, normal, TOL, perturbed)
-    assert why is not None and "second run" in why
-    # No counterfactual history at all is no evidence for the mechanism either.
-    assert checks.counterfactual_response(exercises.load("ex03"), check, normal, normal, TOL,
-                                          checks.Counterfactual(0.45, 0.65, None)) is not None
+    assert why is not None and "second run" in why.reason
+    # Only a history that did not change at all is evidence that names the mistake (no-autograd, no-optimizer).
+    assert why.evidence == (ignores == "none")
+    # No counterfactual history at all is no evidence for the mechanism either, and none against it: the check
+    # earns nothing, with no diagnosis.
+    missing = checks.counterfactual_response(exercises.load("ex03"), check, normal, normal, TOL,
+                                             checks.Counterfactual(0.45, 0.65, None))
+    assert missing is not None and not missing.evidence
 
 
 def test_a_cataloged_mistake_keeps_its_credit_when_its_counterfactual_responds():
