@@ -3,7 +3,7 @@
 Shape (PrairieLearn "External grading" docs): `gradable` (false: the submission could not be graded and
 costs the student no attempt), `score` in [0, 1], `message`, `output`, and `tests`, each with `name`,
 `description`, `points`, `max_points`, `message` and `output`. PrairieLearn has no per-test visibility,
-so a hidden check's message is replaced by its outcome alone unless `reveal_hidden` is set.
+so a hidden check's name and message are the student view's (its outcome alone) unless `reveal_hidden` is set.
 Where a diagnosis names a hint, the hint's text follows the message (a PrairieLearn student cannot run
 `grade hint`), and the loss plot of the visible checks goes into `images` as a PNG data URL (needs
 matplotlib; left out without it, and when it would take the file past PrairieLearn's 1 MB limit).
@@ -16,14 +16,16 @@ from typing import Any
 
 from grader.course import hints
 from grader.model import sanitize
-from grader.model.report import CheckResult, Report, RunStatus, totals
+from grader.model.report import CheckResult, Report, RunStatus, student_view, totals
 
 OUTPUT_CAP = 10_000
 IMAGE_CAP = 600_000  # bytes of base64 PNG: results.json must stay under 1 MB
 
 
 def results(report: Report, reveal_hidden: bool = False) -> dict[str, Any]:
-    """PrairieLearn results for one graded report (a crash or a hang is a graded zero, so still gradable)."""
+    """PrairieLearn results for one graded report (a crash or a hang is a graded zero, so still gradable).
+    Without `reveal_hidden`, the student view's checks (their hidden checks' names withheld too)."""
+    report = report if reveal_hidden else student_view(report)
     score = report.score / report.max_score if report.max_score else 0.0
     message = f"{report.exercise}: {totals(report)}"
     if report.error:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import json
+import re
 from dataclasses import asdict, dataclass, field, replace
 from functools import cache
 from importlib import resources
@@ -183,6 +184,9 @@ def totals(report: Report) -> str:
 
 
 HIDDEN_WITHHELD = "hidden check: {outcome}; details are not shown."
+# A hidden check's name is its author's description of its inputs ("minimize: torch.cosh(w) + 0.5*w from w = 2
+# (lr 0.3, 12 epochs)"): a student reads only the function it calls and its number among the hidden checks.
+HIDDEN_NAME = "{function}hidden check {number}"
 REJECTED_WITHHELD = ("the grader rejected your results: your code wrote into the grader's result channel or "
                      "sent more than it accepts; details are not shown.")
 
@@ -199,18 +203,28 @@ def student_view(report: Report) -> Report:
     withheld = report.status is RunStatus.REJECTED and bool(report.error) \
         and any(c.visibility != "visible" for c in report.checks)
     checks = []
+    hidden = 0
     for check in report.checks:
         if withheld and report.error and report.error in check.symptom:
             check = replace(check, symptom=check.symptom.replace(report.error, REJECTED_WITHHELD))
         if check.visibility != "visible":
             outcome = "passed" if check.status is Status.PASSED else check.status.value
-            check = replace(check, symptom=HIDDEN_WITHHELD.format(outcome=outcome), diagnosis=None,
+            hidden += 1
+            check = replace(check, name=_hidden_name(check.name, hidden),
+                            symptom=HIDDEN_WITHHELD.format(outcome=outcome), diagnosis=None,
                             explanation=None, explanation_detail=None, cause_first=False, failed_on=None, hint=None,
                             trajectory=None,
                             first_divergent_epoch=None)
         checks.append(check)
     return replace(report, checks=tuple(checks), hidden_output="",
                    error=REJECTED_WITHHELD if withheld else report.error)
+
+
+def _hidden_name(name: str, number: int) -> str:
+    """A hidden check's name as its student reads it: the function it calls (the name's leading identifier
+    where one opens it), and its number."""
+    match = re.match(r"[A-Za-z_][A-Za-z0-9_]*", name)
+    return HIDDEN_NAME.format(function=f"{match.group(0)}: " if match else "", number=number)
 
 
 def student_dict(report: Report) -> dict[str, Any]:

@@ -82,12 +82,14 @@ def test_operators_apply_only_where_the_code_allows() -> None:
 
 
 def test_nameable_follows_the_registry_at_run_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A mistake without a code (momentum: `wrong-optimizer`, a later schema's) is not nameable until it lands."""
+    """A mistake without a code (as momentum was before schema 1.2's `wrong-optimizer`) is not nameable until its
+    code lands in the registry."""
     assert mutants.registered("grad-not-zeroed") == "grad-not-zeroed"
-    assert mutants.registered("wrong-optimizer") is None
-    landed = (*mutants.CODES, "wrong-optimizer")
+    assert mutants.registered("wrong-optimizer") == "wrong-optimizer"  # landed in report schema 1.2
+    assert mutants.registered("learning-rate-schedule") is None
+    landed = (*mutants.CODES, "learning-rate-schedule")
     monkeypatch.setattr(mutants, "CODES", landed)
-    assert mutants.registered("wrong-optimizer") == "wrong-optimizer"
+    assert mutants.registered("learning-rate-schedule") == "learning-rate-schedule"
 
 
 # ---- grade mutants: graded on the warm pool
@@ -104,8 +106,9 @@ def test_grade_mutants_json_as_documented() -> None:
     assert data["named"] >= 0.9 * data["nameable"]
     by_operator = {m["operator"]: m for m in data["mutants"]}
     assert by_operator["drop-zero-grad"]["codes"] == ["grad-not-zeroed"]
-    assert by_operator["per-sample-updates"]["expected_code"] is None  # no code yet: caught, not nameable
-    assert result.exit_code == (0 if data["false_codes"] == 0 else 1)  # 1: a false code (docs/authoring.md)
+    assert by_operator["per-sample-updates"]["expected_code"] == "per-sample-updates"
+    assert by_operator["per-sample-updates"]["codes"] == ["per-sample-updates"]
+    assert data["false_codes"] == 0 and result.exit_code == 0  # 1 would mean a false code (docs/authoring.md)
 
 
 @pytest.mark.slow

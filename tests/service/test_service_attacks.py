@@ -162,8 +162,12 @@ def test_a_student_reads_no_hidden_detail_through_the_api_or_the_feedback_page(s
         assert "hidden_output" not in report
         assert not [line for line in secrets if line in json.dumps(report)]
         hidden = hidden_checks(report)
-        assert [(c["name"], c["status"], c["score"], c["max_score"]) for c in hidden] == \
-            [(c["name"], c["status"], c["score"], c["max_score"]) for c in hidden_checks(full)]
+        assert [(c["status"], c["score"], c["max_score"]) for c in hidden] == \
+            [(c["status"], c["score"], c["max_score"]) for c in hidden_checks(full)]
+        # a hidden check's name is its author's account of its inputs ("lr 0.02, 30 epochs"): the student reads
+        # the function it calls and its number
+        assert [c["name"] for c in hidden] == [f"train: hidden check {n}" for n in range(1, len(hidden) + 1)]
+        assert not [c["name"] for c in hidden_checks(full) if c["name"] in json.dumps(report)]
         for check in hidden:
             assert check["diagnosis"] is None and check.get("explanation") is None
             assert check["message"].endswith("details are not shown.")
@@ -176,7 +180,7 @@ def test_a_student_reads_no_hidden_detail_through_the_api_or_the_feedback_page(s
     assert not [line for line in secrets if line in text]
     assert text.count("details are not shown.") == len(hidden_checks(full))
     for check in hidden_checks(full):
-        assert check["message"] not in text
+        assert check["message"] not in text and check["name"] not in text
 
 # Code that runs with the hidden inputs in hand writes them into the result channel as a result's key, twice:
 # the parent rejects the run, and before the fix its complaint ("message 9 repeats the result for <key> on
