@@ -93,6 +93,15 @@ def _meaning(folder: Path, specs: dict[str, dict[str, Any]]) -> list[tuple[str, 
             probe = check.get("probe")
             if isinstance(probe, str) and probes is not None and probe not in probes:
                 found.append((relative, f"checks[{index}].probe: probe.py defines no function {probe!r}"))
+    if "hidden/spec.toml" in specs:
+        hidden = specs["hidden/spec.toml"].get("checks", [])
+        default = exercises.spec_default("points", "check")
+        points = sum(c.get("points", default) for c in (hidden if isinstance(hidden, list) else [])
+                     if isinstance(c, dict) and isinstance(c.get("points", default), (int, float)))
+        declared = specs.get("spec.toml", {}).get("hidden_points", 0)
+        if isinstance(declared, (int, float)) and abs(float(declared) - float(points)) > 1e-9:
+            found.append(("spec.toml", f"hidden_points: {declared:g} declared, but hidden/spec.toml's checks are "
+                                       f"worth {points:g}"))
     return found
 
 

@@ -79,14 +79,19 @@ class Context:
     @contextlib.contextmanager
     def substitute(self, **replacements: Callable[..., Any]) -> Iterator[None]:
         """Swap in reference helpers so a bug in one function is charged to that function only."""
-        saved = {name: getattr(self.student, name, None) for name in replacements}
+        absent = object()
+        saved = {name: getattr(self.student, name, absent) for name in replacements}
         for name, function in replacements.items():
             setattr(self.student, name, function)
         try:
             yield
         finally:
             for name, previous in saved.items():
-                setattr(self.student, name, previous)
+                if previous is absent:  # a function the submission never defined stays undefined
+                    with contextlib.suppress(AttributeError):
+                        delattr(self.student, name)
+                else:
+                    setattr(self.student, name, previous)
 
     @contextlib.contextmanager
     def watch(self, parameters: Sequence[Any] = ()) -> Iterator[Events]:

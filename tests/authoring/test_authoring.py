@@ -169,6 +169,7 @@ def test_spec_problems_name_the_file_and_the_key(course: Path) -> None:
     text = text.replace('title = "Linear regression with autograd"', 'titel = "typo"')
     text = text.replace("points = 3", "points = -3", 1)
     text = text.replace('require = "backward"\n', "")
+    appended = text.count("[[checks]]")  # the index of the first check added below
     text += '\n[[checks]]\nname = "no probe"\n\n[[checks]]\nname = "bad probe"\nprobe = "fit"\n'
     (folder / "spec.toml").write_text(text, "utf-8")
     assert spec.problems("ex03") == [
@@ -176,8 +177,8 @@ def test_spec_problems_name_the_file_and_the_key(course: Path) -> None:
         "spec.toml: titel: unknown key",
         "spec.toml: checks[4].points: -3 is less than or equal to the minimum of 0",
         "spec.toml: checks[6].require: missing (required)",
-        "spec.toml: checks[7]: needs `probe` (or `run`, naming an earlier check)",
-        "spec.toml: checks[8].probe: probe.py defines no function 'fit'",
+        f"spec.toml: checks[{appended}]: needs `probe` (or `run`, naming an earlier check)",
+        f"spec.toml: checks[{appended + 1}].probe: probe.py defines no function 'fit'",
     ]
 
 

@@ -75,13 +75,15 @@ def test_gradescope_zip_grades_on_gradescopes_layout(tmp_path, wheel):
 @pytest.mark.slow
 def test_gradescope_wrongly_named_upload_names_what_was_found(tmp_path, wheel):
     root = gradescope_root(tmp_path, packaging.gradescope_package("ex03", tmp_path / "a.zip", wheel))
-    (root / "submission" / "Ex03.py").write_text(BUGGY, "utf-8")
+    # two .py files, neither named after the exercise (Ex03.py or ex03 (1).py would be taken, with a note)
+    (root / "submission" / "homework.py").write_text(BUGGY, "utf-8")
+    (root / "submission" / "scratch.py").write_text(BUGGY, "utf-8")
     (root / "submission" / "notes.txt").write_text("hi", "utf-8")
     done = run_entry(root / "run_autograder", AUTOGRADER_ROOT=str(root))
     assert done.returncode == 0, done.stderr
     data = valid(json.loads((root / "results" / "results.json").read_text("utf-8")), GRADESCOPE_SCHEMA)
     assert data["score"] == 0 and "ex03.py" in data["output"]
-    assert "Found: Ex03.py, notes.txt" in data["output"]
+    assert "Found: homework.py, notes.txt, scratch.py" in data["output"]
 
 
 @pytest.mark.slow
