@@ -11,7 +11,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from conftest import ROOT, SUBMISSIONS
-from service_support import Server, wait_for
+from service_support import Server, call, token, wait_for
 
 pytest.importorskip("jwt", reason="the service extra is not installed")
 pytest.importorskip("fastapi", reason="the service extra is not installed")
@@ -156,6 +156,29 @@ def test_a_learner_launches_uploads_reads_the_student_view_and_the_score_reaches
     from grader.classroom.gradebook import number
 
     assert f"{number(body['scoreGiven'])}/{number(body['scoreMaximum'])}" in again.text  # the score it was given
+
+
+def test_a_regrade_sends_the_new_score_to_the_platform(tool, browser):
+    """An instructor's regrade (after fixing a check, say) grades the submission again; its score reaches the LMS
+    again (it was sent once only: the link was marked considered for good)."""
+    server, platform = tool
+    page = browser.launch(sub="u-regrade")
+    launch_id = launch_id_of(page.url)
+    submission = upload(browser, launch_id, BUGGY)
+    feedback_when_graded(browser, launch_id, submission)
+    first = wait_for(lambda: scores_for(platform, "u-regrade"), 30, "the first score at the platform")
+    assert len(first) == 1
+    instructor = token(server.db_url, "instructor")
+    import hashlib
+
+    student = "lti-" + hashlib.sha256(f"{platform.issuer}\nu-regrade".encode()).hexdigest()[:20]  # its service id
+    answer = call(server.url + "/api/v1/regrade", "POST", instructor, json.dumps({"student": student}).encode(),
+                  {"Content-Type": "application/json"})
+    assert answer.status == 202 and json.loads(answer.body) == {"queued": 1}, answer.body
+    scores = wait_for(lambda: len(scores_for(platform, "u-regrade")) >= 2 and scores_for(platform, "u-regrade"),
+                      60, "the regraded score at the platform")
+    assert len(scores) == 2 and scores[1]["body"]["scoreGiven"] == scores[0]["body"]["scoreGiven"]
+    assert scores[1]["body"]["timestamp"] > scores[0]["body"]["timestamp"]
 
 
 # ---- the certification-style matrix: every bad launch is a 4xx page with one line and no session

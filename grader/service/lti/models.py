@@ -112,6 +112,8 @@ class LtiSubmission(Base):
     submission_id: Mapped[str] = mapped_column(ForeignKey("submissions.id"), primary_key=True)
     launch_id: Mapped[str] = mapped_column(ForeignKey("lti_launches.id", ondelete="CASCADE"))
     considered: Mapped[int] = mapped_column(Integer, default=0)  # 1 once its score was queued or found not to count
+    # the finish time of the grade it considered: a regrade finishes later, and its score is considered again
+    considered_finish: Mapped[float | None] = mapped_column(Float, nullable=True)
 
     __table_args__ = (Index("ix_lti_submissions_considered", "considered"),)
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -257,10 +257,11 @@ class LtiStore:
                        Submission.max_score, Submission.created_at, Submission.finished_at, LtiLaunch)
                 .join(Submission, Submission.id == LtiSubmission.submission_id)
                 .join(LtiLaunch, LtiLaunch.id == LtiSubmission.launch_id)
-                .where(LtiSubmission.considered == 0, Submission.status.in_(("graded", "failed")))
+                .where(or_(LtiSubmission.considered == 0, Submission.finished_at > LtiSubmission.considered_finish),
+                       Submission.status.in_(("graded", "failed")))
                 .limit(200).with_for_update(of=LtiSubmission, skip_locked=True)).all()
             for link, exercise, student, score, max_score, created_at, finished_at, launch in pending:
-                link.considered = 1
+                link.considered, link.considered_finish = 1, finished_at  # a regrade finishes later: again
                 if not launch.lineitem:
                     continue
                 others = session.execute(
@@ -281,9 +282,15 @@ class LtiStore:
                 body = json.dumps({"userId": user.sub, "scoreGiven": given, "scoreMaximum": float(max_score or 0.0),
                                    "activityProgress": "Completed", "gradingProgress": "FullyGraded",
                                    "timestamp": iso(finished_at or now)}, separators=(",", ":"))
-                session.add(LtiScore(submission_id=link.submission_id, platform_id=launch.platform_id,
-                                     lineitem=launch.lineitem, body=body, attempts=0, next_attempt_at=now,
-                                     created_at=now, given_up=0))
+                earlier = session.scalar(select(LtiScore).where(LtiScore.submission_id == link.submission_id))
+                if earlier is not None:  # a regrade: the score of its new grade replaces the old, sent again
+                    earlier.body, earlier.attempts, earlier.next_attempt_at, earlier.created_at = body, 0, now, now
+                    earlier.delivered_at = earlier.refused_status = earlier.last_error = None
+                    earlier.given_up = 0
+                else:
+                    session.add(LtiScore(submission_id=link.submission_id, platform_id=launch.platform_id,
+                                         lineitem=launch.lineitem, body=body, attempts=0, next_attempt_at=now,
+                                         created_at=now, given_up=0))
                 queued += 1
         return queued
 
