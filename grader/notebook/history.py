@@ -42,7 +42,9 @@ def ran_cells(inputs: list[str], current: int | None = None) -> list[RanCell]:
             tree = ast.parse(source)
         except (SyntaxError, ValueError, RecursionError, MemoryError):
             continue  # raised at once in the kernel: it defined nothing
-        grading_names |= _names_bound_to_grader(tree)
+        # a student's own `def check(...)` (or `check = ...`) is theirs from then on: calls to it are their code
+        own = set().union(*(_bound(node) for node in tree.body if not _is_grader_import(node)))
+        grading_names = (grading_names - own) | _names_bound_to_grader(tree)
         kept = _without_grading(source, tree, grading_names, number == current)
         if kept.strip():
             cells.append(RanCell(number, kept))

@@ -47,6 +47,15 @@ def test_aliases_of_the_grading_calls_are_recognised():
     assert sources(inputs)[2] == "pass\npass\nz = 1"
 
 
+def test_a_students_own_function_named_check_is_their_code():
+    """A student's `def check(...)` is not the grading call: `y = check(3)` stays in what is graded (it became
+    `pass`), until a grader import binds the name again."""
+    found = sources(["", "def check(v):\n    return v * 2\n", "y = check(3)\nprint(y)",
+                     "from grader.notebook import check\ncheck('ex03')", "z = check('ex03')"])
+    assert found[2] == "y = check(3)\nprint(y)"
+    assert "check(" not in found[3] and "check(" not in found.get(4, "")
+
+
 def test_cells_that_do_not_parse_defined_nothing_and_a_rerun_counts_again():
     inputs = ["", "def f(:\n    pass", "def g():\n    return 1", "def g():\n    return 2", "x = 1"]
     got = ran_cells(inputs)
