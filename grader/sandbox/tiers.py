@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from grader.model.report import GRADER_FAILED_TIER
+
 
 class Tier(StrEnum):
     NONE = "none"
@@ -30,7 +32,7 @@ class Tier(StrEnum):
     NAMESPACES = "namespaces"
     # Not tiers a job runs at: what a report or a worker's answer says instead.
     NOT_RUN = "not-run"  # the submission never reached a worker
-    FAILED = "failed"  # the grader's worker broke: the grader's fault, not the submission's
+    FAILED = GRADER_FAILED_TIER  # the grader's worker broke: the grader's fault, not the submission's
     UNKNOWN = "unknown"  # a worker that did not say
     UNAVAILABLE = "unavailable"  # a grading machine whose worker cannot start
 
