@@ -184,11 +184,10 @@ def grader_failed(report: Report | dict[str, Any]) -> bool:
     The status is the decision (build.run_status: `grader-failure`); a report whose sandbox names the tier
     GRADER_FAILED_TIER counts too, whatever its status says (one written before statuses, or by hand).
     """
-    if isinstance(report, Report):
-        status, sandbox = report.status, report.sandbox
-    else:
-        status, sandbox = report.get("status"), report.get("sandbox")
-    return status == RunStatus.GRADER_FAILURE or \
+    data: dict[str, Any] = {"status": report.status, "sandbox": report.sandbox} if isinstance(report, Report) \
+        else report
+    sandbox = data.get("sandbox")
+    return data.get("status") == RunStatus.GRADER_FAILURE or \
         isinstance(sandbox, dict) and sandbox.get("tier") == GRADER_FAILED_TIER
 
 

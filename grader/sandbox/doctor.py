@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from grader.model.job import Cell, Invocation, Job, Limits
 from grader.sandbox.client import ZygoteClient
 from grader.sandbox.protocol import Ready
 from grader.sandbox.tiers import Tier, at_least
@@ -123,13 +124,12 @@ def examine(sandbox: str = "auto") -> dict[str, Any]:
     return found
 
 
-def _job(port: int, repo: Path, outside: str) -> dict[str, Any]:
+def _job(port: int, repo: Path, outside: str) -> Job:
     args = {"port": port, "repo": str(repo / "solutions"), "outside": outside, "grader_pid": os.getpid(),
             "canary_name": CANARY_NAME}
-    return {"exercise": "doctor", "module_name": "doctor_submission", "probe_source": SELF_TEST,
-            "cells": [{"label": "doctor_submission.py", "source": ""}], "forgiving_cells": False,
-            "invocations": [{"key": "selftest", "probe": "selftest", "args": args}], "devices": ["cpu"],
-            "limits": {"timeout": 20.0, "memory_mib": 1024}}
+    return Job(exercise="doctor", module_name="doctor_submission", probe_source=SELF_TEST,
+               cells=(Cell("doctor_submission.py", ""),), invocations=(Invocation("selftest", "selftest", args),),
+               devices=("cpu",), limits=Limits(timeout=20.0, memory_mib=1024))
 
 
 def defences(plan: dict[str, Any], inside: dict[str, Any], repo: Path) -> list[tuple[str, str, str]]:

@@ -13,6 +13,7 @@ import signal
 from typing import Any
 
 from grader.sandbox import cgroups as cgroup_files
+from grader.sandbox.control import ChildSetup
 from grader.sandbox.namespaces import become, enter_namespaces, sandbox_uid
 from grader.sandbox.plan import Plan
 from grader.sandbox.rlimits import PROCESSES, apply_rlimits, scrubbed_environment
@@ -26,23 +27,24 @@ NAMESPACE_DEFENCES = ("pid-namespace", "mount-namespace", "private-filesystem", 
                       "ipc-namespace", "no-capabilities", "no-new-privs")
 
 
-def enter(plan: Plan, job: dict[str, Any], workdir: str) -> dict[str, Any]:
+def enter(plan: Plan, setup: ChildSetup, workdir: str) -> dict[str, Any]:
     """Isolate this (forked, single-threaded) child. Returns what was achieved, for the report."""
     tier = plan.tier
-    cgroups = job.get("cgroups") or {}
-    if not job.get("joined"):  # a spare child joined before its job came
+    cgroups = setup.cgroups
+    limits = setup.limits.as_job()
+    if not setup.joined:  # a spare child joined before its job came
         cgroup_files.join(cgroups)
     if hasattr(signal, "SIGXFSZ"):
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the file limit fails instead of killing
     defences = list(BASE_DEFENCES)
     if tier == Tier.NAMESPACES:
-        enter_namespaces(plan, workdir, job["limits"], nproc=True)
+        enter_namespaces(plan, workdir, limits, nproc=True)
         home = SANDBOX_HOME
         defences += [*NAMESPACE_DEFENCES, "user-namespace" if plan.userns else "unprivileged-uid"]
     else:
         os.chdir(workdir)
         home = workdir
-        defences += _limit_in_place(plan, job["limits"])
+        defences += _limit_in_place(plan, limits)
     if tier != Tier.NONE and plan.seccomp:
         prctl(PR_SET_NO_NEW_PRIVS, 1)
         if install_seccomp():
