@@ -231,7 +231,8 @@ class DaskPool:
     def __init__(self, address: str, *, sandbox: str = "auto", security: Any = None,
                  connect_timeout_s: float = CONNECT_TIMEOUT_S, workers_timeout_s: float = WORKERS_TIMEOUT_S):
         self.address = address
-        self.require_tier = Tier.NAMESPACES.value if sandbox in ("namespaces", "userns") else None
+        required = tiers.insisted(sandbox)
+        self.require_tier = str(required.name) if required is not None else None
         self.workers_timeout_s = workers_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self._info: dict[tuple[str, bool], dict[str, Any]] = {}

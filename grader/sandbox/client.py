@@ -23,17 +23,16 @@ import time
 from typing import Any, Self
 
 from grader.model.job import Job
-from grader.sandbox import protocol
+from grader.sandbox import protocol, tier_builtins, tiers  # noqa: F401 - registers the shipped tiers
 from grader.sandbox.channel import MAX_CHANNEL_BYTES, encode
 from grader.sandbox.control import Config, Finished, JobControl, Stop
 from grader.sandbox.messages import Phase
 from grader.sandbox.protocol import OUTPUT_CAP_BYTES, Outcome, SandboxFailure, decode_capped, decode_event
 from grader.sandbox.rlimits import scrubbed_environment
-from grader.sandbox.tiers import Tier
 
 START_TIMEOUT_S = 120.0  # a cold torch import on a loaded machine can take tens of seconds
 BACKSTOP_S = 15.0  # beyond the job's own timeout, before the parent gives up on the worker itself
-SANDBOX_CHOICES = ("auto", "namespaces", "userns", "process", "none")
+SANDBOX_CHOICES = tiers.choices()  # "auto", "namespaces", "userns", "process", "none": the registered tiers
 CHANNEL_CAP_BYTES = MAX_CHANNEL_BYTES + 1  # one byte over the decoder's limit, so it can say "too much"
 MAX_EVENT_BYTES = 1 << 16
 
@@ -60,7 +59,7 @@ class ZygoteClient:
         `die_with_parent` it is also sent SIGTERM the moment the thread that started it ends, through
         PR_SET_PDEATHSIG (Linux), even while it is still importing torch: for a parent that can be killed
         at any time and whose starting thread lives as long as the process (a Dask worker's)."""
-        if sandbox not in SANDBOX_CHOICES:
+        if sandbox not in tiers.choices():
             raise ValueError(f"unknown sandbox tier {sandbox!r}")
         self.framework = framework
         self.want_cuda = want_cuda
@@ -94,11 +93,12 @@ class ZygoteClient:
             line = self._read_line(START_TIMEOUT_S)
             info = protocol.ready(json.loads(line))
             reached = protocol.Ready.from_wire(info).tier
-            if self.sandbox in ("namespaces", "userns") and reached != Tier.NAMESPACES:
+            required = tiers.insisted(self.sandbox)
+            if required is not None and not tiers.at_least(reached, required.name):
                 notes = "; ".join(protocol.Ready.from_wire(info).notes)
                 self.kill()
-                raise SandboxFailure(f"the namespaces sandbox tier was required, but this worker only reaches "
-                                     f"{reached!r} ({notes or 'no namespaces here'})")
+                raise SandboxFailure(f"the {required.name} sandbox tier was required, but this worker only "
+                                     f"reaches {reached!r} ({notes or f'no {required.name} here'})")
             self._info = info
         return self._info
 
