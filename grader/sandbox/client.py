@@ -23,7 +23,7 @@ import time
 from typing import Any, Self
 
 from grader.model.job import Job
-from grader.sandbox import protocol, tier_builtins, tiers  # noqa: F401 - registers the shipped tiers
+from grader.sandbox import protocol, tiers
 from grader.sandbox.channel import MAX_CHANNEL_BYTES, encode
 from grader.sandbox.control import Config, Finished, JobControl, Stop
 from grader.sandbox.messages import Phase

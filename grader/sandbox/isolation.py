@@ -13,7 +13,7 @@ import os
 import signal
 from typing import Any
 
-from grader.sandbox import cgroups as cgroup_files, tier_builtins, tiers  # noqa: F401 - registers the tiers
+from grader.sandbox import cgroups as cgroup_files, tiers
 from grader.sandbox.control import ChildSetup
 from grader.sandbox.plan import Plan
 from grader.sandbox.rlimits import scrubbed_environment

@@ -14,7 +14,7 @@ import shutil
 import sys
 from dataclasses import replace
 
-from grader.sandbox import cgroups as cgroup_files, tier_builtins, tiers  # noqa: F401 - registers the tiers
+from grader.sandbox import cgroups as cgroup_files, tiers
 from grader.sandbox.tiers import Plan, Tier  # Plan lives beside the tiers; plan.Plan still names it
 
 
