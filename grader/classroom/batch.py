@@ -54,10 +54,9 @@ from grader.formats.files import (  # moved to files.py, still named here
 )
 from grader.grading import pipeline as grading
 from grader.model import sanitize
-from grader.model.report import RUN_STATUSES, to_json
+from grader.model.report import RUN_STATUSES, grader_failed, to_json
 from grader.sandbox.client import SandboxFailure, ZygoteClient
 from grader.sandbox.protocol import Ready
-from grader.sandbox.tiers import Tier
 
 LINK_MESSAGE = "a symbolic link, not a file: refused, never followed; submit the file itself."
 
@@ -158,7 +157,7 @@ def is_current(task: Task, out: Path, references_digest: str, limits: dict[str, 
         and data.get("references_sha256") == references_digest
         and isinstance(data.get("submission"), dict)
         and data["submission"].get("sha256") == sha
-        and (data.get("sandbox") or {}).get("tier") != Tier.FAILED  # the grader's fault: try again
+        and not grader_failed(data)  # the grader's fault: try again
         and (limits is None or (data.get("sandbox") or {}).get("limits") == limits)
     )
 

@@ -42,6 +42,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 from grader import __version__
 from grader.course import exercises
 from grader.execution.executor import ExecutorGone, LocalExecutor
+from grader.model.job import Job
 from grader.sandbox import tiers
 from grader.sandbox.client import START_TIMEOUT_S, Outcome, SandboxFailure, ZygoteClient, decode_event
 from grader.sandbox.protocol import Ready
@@ -191,10 +192,15 @@ def describe(framework: str, want_cuda: bool) -> dict[str, Any]:
 
 def run_job(framework: str, want_cuda: bool, job: dict[str, Any], require_tier: str | None = None,
             grader_version: str | None = None) -> dict[str, Any]:
-    """(a task) Run one zygote job here and return {"event": the raw finished event, "tier": ...}, or
-    {"failure": why} when this machine's worker broke twice (or cannot grade at the tier asked for)."""
+    """(a task) Run one zygote job (its wire form, model.job.Job) here and return {"event": the raw finished
+    event, "tier": ...}, or {"failure": why} when this machine's worker broke twice (or cannot grade at the tier
+    asked for)."""
     if grader_version and grader_version != __version__:
         return {"failure": f"this grading machine runs grader {__version__}, the batch {grader_version}"}
+    try:
+        typed = Job.from_wire(job)
+    except ValueError as exc:
+        return {"failure": f"this grading machine could not read the job ({exc})"}
     why = "the grading worker failed"
     for _ in (1, 2):  # a zygote that died under the job is replaced and the job tried once more, as locally
         with _plugin().zygote(framework, want_cuda) as zygote:
@@ -204,7 +210,7 @@ def run_job(framework: str, want_cuda: bool, job: dict[str, Any], require_tier: 
                     zygote.kill()
                     return {"failure": f"this grading machine reaches the {_tier(info)!r} sandbox tier, "
                                        f"not {require_tier!r}"}
-                return {"event": zygote.run_raw(job), "tier": _tier(info), "worker": get_worker().address}
+                return {"event": zygote.run_raw(typed), "tier": _tier(info), "worker": get_worker().address}
             except SandboxFailure as exc:
                 zygote.kill()
                 why = str(exc)
@@ -225,7 +231,8 @@ class DaskPool:
     def __init__(self, address: str, *, sandbox: str = "auto", security: Any = None,
                  connect_timeout_s: float = CONNECT_TIMEOUT_S, workers_timeout_s: float = WORKERS_TIMEOUT_S):
         self.address = address
-        self.require_tier = Tier.NAMESPACES.value if sandbox in ("namespaces", "userns") else None
+        required = tiers.insisted(sandbox)
+        self.require_tier = str(required.name) if required is not None else None
         self.workers_timeout_s = workers_timeout_s
         self.connect_timeout_s = connect_timeout_s
         self._info: dict[tuple[str, bool], dict[str, Any]] = {}
@@ -357,10 +364,10 @@ class DaskWorker:
     def alive(self) -> bool:
         return not self._closed and self.pool.alive()
 
-    def run(self, job: dict[str, Any]) -> Outcome:
+    def run(self, job: Job) -> Outcome:
         return decode_event(self.run_raw(job))
 
-    def run_raw(self, job: dict[str, Any]) -> dict[str, Any]:
+    def run_raw(self, job: Job) -> dict[str, Any]:
         if self._closed:
             raise SandboxFailure("the grading worker was stopped")
         self.info()
@@ -370,9 +377,9 @@ class DaskWorker:
             raise ExecutorGone(f"lost the Dask scheduler at {self.pool.address}: not connected")
         _quicker(client.scheduler_comm)  # a new stream after each of Dask's own reconnections
         try:
-            future = client.submit(run_job, self.framework, self.want_cuda, job, self.pool.require_tier,
+            future = client.submit(run_job, self.framework, self.want_cuda, job.to_wire(), self.pool.require_tier,
                                              __version__, pure=False,
-                                             key=f"grade-{job.get('exercise', 'job')}-{uuid.uuid4().hex}")
+                                             key=f"grade-{job.exercise or 'job'}-{uuid.uuid4().hex}")
         except Exception as exc:  # noqa: BLE001 - a client whose scheduler went away
             self.lost = True
             raise ExecutorGone(f"lost the Dask scheduler at {self.pool.address}: {_one_line(exc)}") from None

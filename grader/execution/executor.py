@@ -28,7 +28,7 @@ from typing import Any, Protocol, Self
 from grader.course import exercises
 from grader.course.submission import SubmissionNotFound
 from grader.grading import pipeline as grading
-from grader.model.report import Report, RunStatus
+from grader.model.report import Report, grader_failed
 from grader.sandbox.client import SandboxFailure, ZygoteClient
 from grader.sandbox.tiers import Tier
 
@@ -85,7 +85,7 @@ class Executor(Protocol):
 
 def worker_failed(report: Report) -> bool:
     """True when the report says the grader's worker broke under the job (not the submission's own fault)."""
-    return report.sandbox.get("tier") == Tier.FAILED or report.status is RunStatus.GRADER_FAILURE
+    return grader_failed(report)
 
 
 class _Slot:

@@ -28,7 +28,15 @@ from grader.grading.build import (  # noqa: F401 - the library API names them he
     run_status,
     versions,
 )
-from grader.model.job import DEFAULT_MEMORY_MIB, DEFAULT_TIMEOUT_S, Limits  # noqa: F401 - the API names them
+from grader.model.job import (  # noqa: F401 - the API names the defaults and Limits
+    DEFAULT_MEMORY_MIB,
+    DEFAULT_TIMEOUT_S,
+    Cell,
+    Invocation,
+    Job,
+    Limits,
+    Perturbed,
+)
 from grader.model.report import Report
 from grader.sandbox.client import ZygoteClient
 from grader.sandbox.protocol import (
@@ -134,22 +142,22 @@ def run_probes(worker: ZygoteClient, exercise: exercises.Exercise, loaded: Loade
     process = {c.key for c in selected if c.compare == "process"}
     perturbed = [{**i, "args": checks.counterfactual_args(i["args"])} for i in exercise.invocations(selected)
                  if i["key"] in process] if factors else []
-    job = {
-        "exercise": exercise.id,
-        "module_name": exercise.id,
-        "probe_source": exercise.probe_source,
-        "cells": [{"label": c.label, "source": c.source} for c in loaded.cells],
-        "forgiving_cells": loaded.submission.kind == "ipynb",
-        "invocations": [i for i in exercise.invocations(selected) if i["key"] not in hidden],
-        "hidden_invocations": [i for i in exercise.invocations(selected) if i["key"] in hidden],
-        "devices": devices,
-        "limits": limits.as_job(),
-        "call_budget_s": call_budget(limits),
-    }
+    job = Job(
+        exercise=exercise.id,
+        module_name=exercise.id,
+        probe_source=exercise.probe_source,
+        cells=tuple(Cell(c.label, c.source) for c in loaded.cells),
+        forgiving_cells=loaded.submission.kind == "ipynb",
+        invocations=Invocation.many(i for i in exercise.invocations(selected) if i["key"] not in hidden),
+        hidden_invocations=Invocation.many(i for i in exercise.invocations(selected) if i["key"] in hidden),
+        devices=tuple(devices),
+        limits=limits,
+        call_budget_s=call_budget(limits),
+    )
     if perturbed and factors:
-        job["counterfactual"] = {"gradient": factors[0], "rate": factors[1],
-                                 "invocations": [i for i in perturbed if i["key"] not in hidden]}
-        job["hidden_counterfactual"] = [i for i in perturbed if i["key"] in hidden]
+        job = replace(job, counterfactual=Perturbed(factors[0], factors[1], Invocation.many(
+                          i for i in perturbed if i["key"] not in hidden)),
+                      hidden_counterfactual=Invocation.many(i for i in perturbed if i["key"] in hidden))
     try:
         outcome = worker.run(job)
     except SandboxFailure as exc:

@@ -43,6 +43,10 @@ class Status(str, enum.Enum):  # noqa: UP042 - not StrEnum: str() and format() o
     SKIPPED = "skipped"
 
 
+# The sandbox tier a report names where the grader's own worker broke under the run (sandbox/tiers.py's
+# Tier.FAILED takes its value from here): public in the JSON, read by grader_failed only.
+GRADER_FAILED_TIER = "failed"
+
 SAID_THEN = " What Python then said: "  # between a cause named first and the error it led to
 
 
@@ -171,6 +175,21 @@ class Report:
 
     def with_checks(self, checks: tuple[CheckResult, ...]) -> Report:
         return replace(self, checks=checks)
+
+
+def grader_failed(report: Report | dict[str, Any]) -> bool:
+    """Whether a report (or its JSON) says that the grader broke under the run, not the submission: the one
+    test of "was this the grader's fault" (a batch regrades such a report, an executor retries its job and
+    replaces its worker).
+
+    The status is the decision (build.run_status: `grader-failure`); a report whose sandbox names the tier
+    GRADER_FAILED_TIER counts too, whatever its status says (one written before statuses, or by hand).
+    """
+    data: dict[str, Any] = {"status": report.status, "sandbox": report.sandbox} if isinstance(report, Report) \
+        else report
+    sandbox = data.get("sandbox")
+    return data.get("status") == RunStatus.GRADER_FAILURE or \
+        isinstance(sandbox, dict) and sandbox.get("tier") == GRADER_FAILED_TIER
 
 
 def totals(report: Report) -> str:

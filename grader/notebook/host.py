@@ -79,7 +79,7 @@ class Host:
 
         from grader.course import exercises
         from grader.grading import pipeline as grading
-        from grader.model.report import Submission, to_dict
+        from grader.model.report import Submission, grader_failed, to_dict
         from grader.notebook import view
         from grader.sandbox.client import SandboxFailure
 
@@ -100,7 +100,7 @@ class Host:
             return {"error": str(exc)}
         finally:
             path.unlink(missing_ok=True)
-        if not worker.alive or report.sandbox.get("tier") == "failed":
+        if not worker.alive or grader_failed(report):
             worker.kill()  # a fresh one for the next check
         report = replace(report, submission=Submission("this kernel's cells", report.submission.sha256,
                                                        "ipynb", report.submission.size))

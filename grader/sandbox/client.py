@@ -22,16 +22,17 @@ import tempfile
 import time
 from typing import Any, Self
 
-from grader.sandbox import protocol
+from grader.model.job import Job
+from grader.sandbox import protocol, tiers
 from grader.sandbox.channel import MAX_CHANNEL_BYTES, encode
+from grader.sandbox.control import Config, Finished, JobControl, Stop
 from grader.sandbox.messages import Phase
 from grader.sandbox.protocol import OUTPUT_CAP_BYTES, Outcome, SandboxFailure, decode_capped, decode_event
 from grader.sandbox.rlimits import scrubbed_environment
-from grader.sandbox.tiers import Tier
 
 START_TIMEOUT_S = 120.0  # a cold torch import on a loaded machine can take tens of seconds
 BACKSTOP_S = 15.0  # beyond the job's own timeout, before the parent gives up on the worker itself
-SANDBOX_CHOICES = ("auto", "namespaces", "userns", "process", "none")
+SANDBOX_CHOICES = tiers.choices()  # "auto", "namespaces", "userns", "process", "none": the registered tiers
 CHANNEL_CAP_BYTES = MAX_CHANNEL_BYTES + 1  # one byte over the decoder's limit, so it can say "too much"
 MAX_EVENT_BYTES = 1 << 16
 
@@ -58,7 +59,7 @@ class ZygoteClient:
         `die_with_parent` it is also sent SIGTERM the moment the thread that started it ends, through
         PR_SET_PDEATHSIG (Linux), even while it is still importing torch: for a parent that can be killed
         at any time and whose starting thread lives as long as the process (a Dask worker's)."""
-        if sandbox not in SANDBOX_CHOICES:
+        if sandbox not in tiers.choices():
             raise ValueError(f"unknown sandbox tier {sandbox!r}")
         self.framework = framework
         self.want_cuda = want_cuda
@@ -82,7 +83,7 @@ class ZygoteClient:
             theirs.close()
         self._events = self.process.stdout.fileno()
         self._buffer = b""
-        self._command({"framework": framework, "want_cuda": want_cuda, "sandbox": sandbox, "cgroups": cgroups})
+        self._command(Config(framework, want_cuda, sandbox, cgroups))
         self._info: dict[str, Any] | None = None
 
     # ---- lifecycle
@@ -92,11 +93,12 @@ class ZygoteClient:
             line = self._read_line(START_TIMEOUT_S)
             info = protocol.ready(json.loads(line))
             reached = protocol.Ready.from_wire(info).tier
-            if self.sandbox in ("namespaces", "userns") and reached != Tier.NAMESPACES:
+            required = tiers.insisted(self.sandbox)
+            if required is not None and not tiers.at_least(reached, required.name):
                 notes = "; ".join(protocol.Ready.from_wire(info).notes)
                 self.kill()
-                raise SandboxFailure(f"the namespaces sandbox tier was required, but this worker only reaches "
-                                     f"{reached!r} ({notes or 'no namespaces here'})")
+                raise SandboxFailure(f"the {required.name} sandbox tier was required, but this worker only "
+                                     f"reaches {reached!r} ({notes or f'no {required.name} here'})")
             self._info = info
         return self._info
 
@@ -130,29 +132,26 @@ class ZygoteClient:
         return self.process.poll() is None
 
     # ---- jobs
-    def run(self, job: dict[str, Any]) -> Outcome:
+    def run(self, job: Job) -> Outcome:
         return decode_event(self.run_raw(job))
 
-    def run_raw(self, job: dict[str, Any]) -> dict[str, Any]:
+    def run_raw(self, job: Job) -> dict[str, Any]:
         """Run one job and return what came back as plain JSON data, undecoded: the worker's finished event
         with the channel's bytes and the output (base64). A grading machine of a cluster ships this back to
         the trusted process, which decodes and validates it with `decode_event`, as `run` does here. Raises
         SandboxFailure (and kills the worker) when the worker broke."""
         self.info()
         job_id = f"{os.getpid()}-{next(_job_ids)}"
-        limits = job["limits"]
-        hidden = job.get("hidden_invocations") or []
-        hidden_counterfactual = job.get("hidden_counterfactual") or []  # the hidden process checks' calls again
-        visible = {k: v for k, v in job.items() if k not in ("hidden_invocations", "hidden_counterfactual")}
-        payload = json.dumps({**visible, "job_id": job_id, "hidden_follows": bool(hidden)}).encode() + b"\n"
-        later = json.dumps({"invocations": hidden, "counterfactual_invocations": hidden_counterfactual}).encode() \
-            + b"\n" if hidden else b""
+        limits = job.limits.as_job()
+        hidden = job.hidden_part()  # the hidden checks' calls (and their counterfactual calls): held back
+        payload = json.dumps(job.for_child(job_id).to_wire()).encode() + b"\n"
+        later = json.dumps(hidden.to_wire()).encode() + b"\n" if hidden is not None else b""
         job_read, job_write = os.pipe()
         result_read, result_write = os.pipe()
         output = tempfile.TemporaryFile(prefix="grader-output-")  # noqa: SIM115 - closed below
         try:
             try:
-                socket.send_fds(self._socket, [json.dumps({"job_id": job_id, "limits": limits}).encode()],
+                socket.send_fds(self._socket, [json.dumps(JobControl(job_id, job.limits).to_wire()).encode()],
                                 [job_read, result_write, output.fileno()])
             except OSError as exc:
                 os.close(job_write)
@@ -174,11 +173,11 @@ class ZygoteClient:
                 hidden_text = decode_capped(*_read_head(output, exchange.visible[1]))
         finally:
             output.close()
-        return {**event, "channel": base64.b64encode(b"".join(exchange.chunks)).decode("ascii"),
+        return {**event.to_wire(), "channel": base64.b64encode(b"".join(exchange.chunks)).decode("ascii"),
                 "overflow": exchange.overflow, "visible_output": base64.b64encode(exchange.visible[0]).decode("ascii"),
                 "visible_size": exchange.visible[1], "hidden_output": hidden_text}
 
-    def _exchange(self, exchange: _Exchange, job_write: int, result_read: int, timeout: float) -> dict[str, Any]:
+    def _exchange(self, exchange: _Exchange, job_write: int, result_read: int, timeout: float) -> Finished:
         """Feed the job to the child, collect its channel, until the worker says how the child ended."""
         deadline = time.monotonic() + timeout
         os.set_blocking(job_write, False)
@@ -235,7 +234,7 @@ class ZygoteClient:
                 os.close(fd)
         return event
 
-    def _complete_event(self) -> dict[str, Any] | None:
+    def _complete_event(self) -> Finished | None:
         if b"\n" not in self._buffer:
             if len(self._buffer) > MAX_EVENT_BYTES:
                 raise SandboxFailure("the grading worker spoke nonsense")
@@ -245,11 +244,11 @@ class ZygoteClient:
 
     def _stop(self) -> None:
         with contextlib.suppress(OSError):
-            self._socket.send(json.dumps({"stop": True}).encode())
+            self._socket.send(json.dumps(Stop().to_wire()).encode())
 
-    def _command(self, message: dict[str, Any]) -> None:
+    def _command(self, message: Config) -> None:
         try:
-            self._socket.send(json.dumps(message).encode())
+            self._socket.send(json.dumps(message.to_wire()).encode())
         except OSError as exc:
             raise SandboxFailure(f"the grading worker is gone ({exc})") from None
 

@@ -16,6 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from grader.model.job import Cell, Invocation, Job, Limits
+from grader.sandbox import tiers
 from grader.sandbox.client import ZygoteClient
 from grader.sandbox.protocol import Ready
 from grader.sandbox.tiers import Tier, at_least
@@ -88,8 +90,9 @@ def require_namespace_tier(worker: ZygoteClient | None = None) -> dict[str, Any]
     tier = str(plan.get("tier", Tier.UNKNOWN))
     if not at_least(tier, Tier.NAMESPACES):
         why = "; ".join(plan.get("notes", [])) or "no namespaces on this platform"
+        needs = entry.needs if (entry := tiers.lookup(Tier.NAMESPACES)) else "namespaces"
         raise SandboxTooWeak(f"the sandbox here only reaches the {tier!r} tier, below 'namespaces' ({why}). "
-                             "Grade on Linux with user namespaces enabled, or run as root.")
+                             f"Grade on {needs}.")
     return plan
 
 
@@ -123,27 +126,27 @@ def examine(sandbox: str = "auto") -> dict[str, Any]:
     return found
 
 
-def _job(port: int, repo: Path, outside: str) -> dict[str, Any]:
+def _job(port: int, repo: Path, outside: str) -> Job:
     args = {"port": port, "repo": str(repo / "solutions"), "outside": outside, "grader_pid": os.getpid(),
             "canary_name": CANARY_NAME}
-    return {"exercise": "doctor", "module_name": "doctor_submission", "probe_source": SELF_TEST,
-            "cells": [{"label": "doctor_submission.py", "source": ""}], "forgiving_cells": False,
-            "invocations": [{"key": "selftest", "probe": "selftest", "args": args}], "devices": ["cpu"],
-            "limits": {"timeout": 20.0, "memory_mib": 1024}}
+    return Job(exercise="doctor", module_name="doctor_submission", probe_source=SELF_TEST,
+               cells=(Cell("doctor_submission.py", ""),), invocations=(Invocation("selftest", "selftest", args),),
+               devices=("cpu",), limits=Limits(timeout=20.0, memory_mib=1024))
 
 
 def defences(plan: dict[str, Any], inside: dict[str, Any], repo: Path) -> list[tuple[str, str, str]]:
     """(defence, what it relies on here, what the self-test saw) for each defence of the threat model."""
     tier = plan.get("tier")
     cgroups = plan.get("cgroups", {})
-    namespaces = tier == Tier.NAMESPACES
+    entry = tiers.lookup(tier) or tiers.entries()[-1]  # a tier nobody registered: what the weakest defends
     uid_note = ("a user namespace: the student keeps the grader's uid, without capabilities"
                 if plan.get("userns")
                 else f"a uid of its own ({_int(inside.get('uid'))}, shared with no other process)")
+    lines = entry.doctor(plan, uid_note)
     return [
         ("wall-clock timeout", "the worker's deadline (select on the channel and a pidfd), then SIGTERM and "
-         "SIGKILL to every process: subreaper children" + (", cgroup.procs" if cgroups else "")
-         + (", and the PID namespace dies with its PID 1" if namespaces else ""), "on"),
+         "SIGKILL to every process: subreaper children" + (", cgroup.procs" if cgroups else "") + lines.timeout,
+         "on"),
         ("memory limit", "memory cgroup v1 (kernel OOM kill)" if "memory" in cgroups
          else "RSS watchdog every 50 ms: resident memory of each process beyond the worker's own", "on"),
         ("fork bomb", "RLIMIT_NPROC " + str(inside.get("rlimit_nproc"))
@@ -154,22 +157,16 @@ def defences(plan: dict[str, Any], inside: dict[str, Any], repo: Path) -> list[t
         ("rlimits", "CPU {cpu}, file size {fsize}, open files {nofile}, core {core}".format(
             cpu=inside.get("rlimit_cpu"), fsize=inside.get("rlimit_fsize"), nofile=inside.get("rlimit_nofile"),
             core=inside.get("rlimit_core")), "on"),
-        ("no network", "network namespace (no interfaces up)" if namespaces else "NOT DEFENDED at this tier",
-         str(inside.get("network"))),
-        ("private filesystem", "mount namespace: tmpfs root, system and Python read-only, fresh /tmp"
-         if namespaces else ("file permissions only (a uid of its own)" if plan.get("drop_uid") else "NOT DEFENDED"),
+        ("no network", lines.network, str(inside.get("network"))),
+        ("private filesystem", lines.filesystem,
          "course repository " + ("VISIBLE" if inside.get("repo_visible") else "hidden")
          + "; writing outside " + ("SUCCEEDED" if inside.get("file_appeared_outside") else "failed")),
-        ("no signalling the grader", ("PID namespace (the grader has no pid inside) and " if namespaces else "")
-         + (uid_note if namespaces or plan.get("drop_uid") else "NOT DEFENDED (same uid)"),
-         "kill(grader) → " + str(inside.get("signal_grader"))),
+        ("no signalling the grader", lines.signalling, "kill(grader) → " + str(inside.get("signal_grader"))),
         ("scrubbed environment", "the worker starts with a fixed environment; the child clears it again",
          "grader's canary " + ("VISIBLE" if inside.get("canary_visible") else "not visible")),
-        ("privileges", ("no capabilities, no_new_privs, " + uid_note) if namespaces
-         else ("a uid of its own, no_new_privs" if plan.get("drop_uid") else "the grader's own uid"),
-         f"CapEff {inside.get('cap_eff')}"),
+        ("privileges", lines.privileges, f"CapEff {inside.get('cap_eff')}"),
         ("system calls", "seccomp filter: no nested namespaces, mount, ptrace, kernel modules, BPF, keyrings, "
-         "io_uring" if plan.get("tier") != Tier.NONE and platform.machine() == "x86_64"
+         "io_uring" if entry.seccomp and platform.machine() == "x86_64"
          else "NOT DEFENDED (the filter is written for x86_64)", f"seccomp {inside.get('seccomp')}"),
         ("output and results", ("stdout/stderr to a file capped by RLIMIT_FSIZE, 64 KiB kept; the channel "
                                 "capped in size and count, only finite numbers, no pickle"), "on"),
@@ -257,7 +254,7 @@ def _int(value: Any) -> str:
 def render(found: dict[str, Any]) -> str:
     plan = found["plan"]
     tier = str(plan.get("tier", Tier.UNKNOWN))
-    lines = [f"Sandbox tier: {tier}" + ("" if tier == Tier.NAMESPACES else "  (WARNING: below 'namespaces'; "
+    lines = [f"Sandbox tier: {tier}" + ("" if at_least(tier, Tier.NAMESPACES) else "  (WARNING: below 'namespaces'; "
                                           "do not grade untrusted work here)")]
     if plan.get("notes"):
         lines += [f"  note: {note}" for note in plan["notes"]]

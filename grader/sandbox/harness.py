@@ -13,9 +13,11 @@ import random
 import sys
 import traceback
 import types
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from grader.model.job import HiddenPart, Invocation, Job
 from grader.sandbox.budget import CallBudgetExceeded, call_budget, stopped_functions
 from grader.sandbox.channel import encode
 from grader.sandbox.messages import COUNTERFACTUAL, ChildError, Done, LoadError, Message, Phase, Result
@@ -65,27 +67,27 @@ def describe_exception(exc: BaseException, student_files: set[str], cell: str = 
     )
 
 
-def load_submission(job: dict[str, Any]) -> tuple[types.ModuleType, set[str], list[ChildError]]:
+def load_submission(job: Job) -> tuple[types.ModuleType, set[str], list[ChildError]]:
     """Execute the submission's cells in order in a fresh module.
 
     A .py file is one cell: an exception there is a load error (raised). A notebook keeps going after a
     failing cell, as a forgiving "run all" would, and reports each failing cell.
     """
-    module = types.ModuleType(job["module_name"])
-    module.__file__ = os.path.join(os.getcwd(), job["module_name"] + ".py")
-    sys.modules[job["module_name"]] = module
-    labels = {cell["label"] for cell in job["cells"]}
+    module = types.ModuleType(job.module_name)
+    module.__file__ = os.path.join(os.getcwd(), job.module_name + ".py")
+    sys.modules[job.module_name] = module
+    labels = {cell.label for cell in job.cells}
     cell_errors = []
-    for cell in job["cells"]:
-        source = cell["source"]
-        linecache.cache[cell["label"]] = (len(source), None, source.splitlines(True), cell["label"])
+    for cell in job.cells:
+        source = cell.source
+        linecache.cache[cell.label] = (len(source), None, source.splitlines(True), cell.label)
         try:  # compiled inside: a notebook's cell with a syntax error is skipped and reported like any other
             # Running the student's code is this child's whole purpose; the sandbox around it is the defence.
-            exec(compile(source, cell["label"], "exec", dont_inherit=True), module.__dict__)  # noqa: S102
+            exec(compile(source, cell.label, "exec", dont_inherit=True), module.__dict__)  # noqa: S102
         except BaseException as exc:  # a student's SystemExit is data too
-            if not job.get("forgiving_cells"):
+            if not job.forgiving_cells:
                 raise
-            cell_errors.append(describe_exception(exc, labels, cell=cell["label"]))
+            cell_errors.append(describe_exception(exc, labels, cell=cell.label))
     return module, labels, cell_errors
 
 
@@ -123,18 +125,18 @@ def lock_tf32_off(torch: Any) -> None:
     native._grader_tf32_locked = True
 
 
-def run_invocation(invocation: dict[str, Any], probes: types.ModuleType, ctx: Context,
+def run_invocation(invocation: Invocation, probes: types.ModuleType, ctx: Context,
                    student_files: set[str], budget: float | None = None) -> Result:
-    reply = Result(key=invocation["key"], device=ctx.device, ok=False, fields=None, error=None)
-    probe = getattr(probes, invocation["probe"])
+    reply = Result(key=invocation.key, device=ctx.device, ok=False, fields=None, error=None)
+    probe = getattr(probes, invocation.probe)
     reset_state()
     try:
         with call_budget(budget):
-            fields = probe(ctx, **invocation["args"])
+            fields = probe(ctx, **invocation.args)
     except CallBudgetExceeded as exc:
         stopped = stopped_functions(exc, student_files)
         ctx.runaway.update(stopped)
-        name = stopped[0] if stopped else invocation["probe"]
+        name = stopped[0] if stopped else invocation.probe
         return replace(reply, error=ChildError(
             kind="runaway", name=name[:100], where=describe_exception(exc, student_files).where,
             message=f"`{name}` did not return within this check's budget of {budget:g} s, so it was stopped"))
@@ -158,16 +160,16 @@ def output_offset() -> int | None:
         return None
 
 
-def run(job: dict[str, Any], channel: Channel, hidden: Any = None) -> None:
+def run(job: Job, channel: Channel, hidden: Callable[[], HiddenPart] | None = None) -> None:
     """Load the submission, run every invocation on every device, and say done.
 
-    With `job["hidden_follows"]`, the hidden checks' invocations are not in the job: once the visible ones
+    With `job.hidden_follows`, the hidden checks' invocations are not in the job: once the visible ones
     are done the harness says so (PHASE) and `hidden()` reads them from the job pipe, which the parent fills
     only after it has set aside everything printed so far (so what is printed from then on, with the
     hidden inputs in hand, can only land in the instructor's hidden output)."""
     probes = types.ModuleType("probe")
-    exec(compile(job["probe_source"], "probe.py", "exec"), probes.__dict__)  # noqa: S102 - the exercise's own probe
-    student_files = {cell["label"] for cell in job["cells"]}
+    exec(compile(job.probe_source, "probe.py", "exec"), probes.__dict__)  # noqa: S102 - the exercise's own probe
+    student_files = {cell.label for cell in job.cells}
     try:
         module, student_files, cell_errors = load_submission(job)
     except BaseException as exc:  # noqa: BLE001
@@ -175,27 +177,26 @@ def run(job: dict[str, Any], channel: Channel, hidden: Any = None) -> None:
         return
     for error in cell_errors:
         channel.send(LoadError(error, continued=True))
-    contexts = [Context(module, device) for device in job["devices"]]
-    budget = job.get("call_budget_s")
-    budget = float(budget) if isinstance(budget, (int, float)) and budget > 0 else None
-    _run_all(job["invocations"], probes, contexts, student_files, channel, budget)
-    later: dict[str, Any] = {}
-    if job.get("hidden_follows") and hidden is not None:
+    contexts = [Context(module, device) for device in job.devices]
+    budget = job.call_budget_s
+    _run_all(job.invocations, probes, contexts, student_files, channel, budget)
+    later = HiddenPart()
+    if job.hidden_follows and hidden is not None:
         channel.send(Phase())
         later = hidden()
-        _run_all(later["invocations"], probes, contexts, student_files, channel, budget)
-    counterfactual = job.get("counterfactual")
-    if isinstance(counterfactual, dict):  # grading.COUNTERFACTUAL: the process checks' calls once more, perturbed
-        perturb(float(counterfactual["gradient"]), float(counterfactual["rate"]))
+        _run_all(later.invocations, probes, contexts, student_files, channel, budget)
+    counterfactual = job.counterfactual
+    if counterfactual is not None:  # grading.COUNTERFACTUAL: the process checks' calls once more, perturbed
+        perturb(counterfactual.gradient, counterfactual.rate)
         for ctx in contexts:
             ctx.history_prefix = True
-        calls = counterfactual["invocations"] + later.get("counterfactual_invocations", [])
-        _run_all([{**call, "key": COUNTERFACTUAL + call["key"]} for call in calls], probes, contexts,
+        calls = counterfactual.invocations + later.counterfactual_invocations
+        _run_all([replace(call, key=COUNTERFACTUAL + call.key) for call in calls], probes, contexts,
                  student_files, channel, budget)
     channel.send(Done())
 
 
-def _run_all(invocations: list[dict[str, Any]], probes: types.ModuleType, contexts: list[Context],
+def _run_all(invocations: Sequence[Invocation], probes: types.ModuleType, contexts: list[Context],
              student_files: set[str], channel: Channel, budget: float | None = None) -> None:
     for ctx in contexts:
         for invocation in invocations:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from grader.sandbox.channel import ChannelError, decode
+from grader.sandbox.control import Finished, Ready, WireError, parse_event
 from grader.sandbox.messages import (
     COUNTERFACTUAL,
     MESSAGES,
@@ -25,7 +26,6 @@ from grader.sandbox.messages import (
     Message,
     Phase,
     Result,
-    _str_or_none,
 )
 
 OUTPUT_CAP_BYTES = 64 * 1024  # what we keep of a submission's prints
@@ -102,10 +102,10 @@ def decode_event(event: dict[str, Any]) -> Outcome:
         hidden_output = str(event.get("hidden_output", ""))
     except (ValueError, TypeError) as exc:
         raise SandboxFailure(f"the grading worker's answer could not be read ({exc})") from None
-    return _outcome(event, raw, bool(event.get("overflow")), visible, hidden_output)
+    return _outcome(finished(event), raw, bool(event.get("overflow")), visible, hidden_output)
 
 
-def _outcome(event: dict[str, Any], raw: bytes, overflow: bool, visible: tuple[bytes, int],
+def _outcome(event: Finished, raw: bytes, overflow: bool, visible: tuple[bytes, int],
              hidden_output: str) -> Outcome:
     channel_error = None
     try:
@@ -118,14 +118,14 @@ def _outcome(event: dict[str, Any], raw: bytes, overflow: bool, visible: tuple[b
     return Outcome(
         messages=messages,
         channel_error=channel_error,
-        exit_code=event.get("exit_code"),
-        signal=event.get("signal"),
-        timed_out=bool(event.get("timed_out")),
-        memory_exceeded=bool(event.get("memory_exceeded")),
+        exit_code=event.exit_code,
+        signal=event.signal,
+        timed_out=event.timed_out,
+        memory_exceeded=event.memory_exceeded,
         overflow=overflow,
         output=decode_capped(*visible),
-        duration_s=float(event.get("duration_s", 0.0)),
-        peak_rss_mib=float(event.get("peak_rss_mib", 0.0)),
+        duration_s=event.duration_s,
+        peak_rss_mib=event.peak_rss_mib,
         hidden_output=hidden_output,
         output_raw=visible[0][:OUTPUT_CAP_BYTES],
         hidden_from=phase,
@@ -141,43 +141,26 @@ def decode_capped(data: bytes, size: int) -> str:
 
 def ready(event: Any) -> dict[str, Any]:
     """The worker's first line, checked: ZygoteClient.info() keeps it as sent; read it through `Ready`."""
-    if not isinstance(event, dict) or event.get("event") != "ready":
+    try:
+        parsed = parse_event(event)
+    except WireError:
+        parsed = None
+    if not isinstance(parsed, Ready):
         raise SandboxFailure("the grading worker did not start")
     return event
 
 
-@dataclass(frozen=True)
-class Ready:
-    """What a worker found where it runs (its `ready` event, ZygoteClient.info()): torch, CUDA, its sandbox plan."""
-
-    torch: str | None
-    cuda: bool
-    sandbox: dict[str, Any]  # the plan every job of the worker runs under: tier, defences, notes, cgroups
-
-    @classmethod
-    def from_wire(cls, info: Any) -> Ready:
-        info = info if isinstance(info, dict) else {}
-        sandbox = info.get("sandbox")
-        return cls(_str_or_none(info.get("torch")), info.get("cuda") is True,
-                   dict(sandbox) if isinstance(sandbox, dict) else {})
-
-    @property
-    def tier(self) -> str:
-        return str(self.sandbox.get("tier", "unknown"))
-
-    @property
-    def notes(self) -> list[str]:
-        notes = self.sandbox.get("notes")
-        return [str(n) for n in notes] if isinstance(notes, list) else []
-
-
-def finished(event: Any) -> dict[str, Any]:
+def finished(event: Any) -> Finished:
     """The worker's account of one job (exit status, signal, limits), for decode_event. SandboxFailure
     otherwise."""
-    if not isinstance(event, dict) or event.get("event") != "finished":
+    try:
+        parsed = parse_event(event)
+    except WireError:
+        parsed = None
+    if not isinstance(parsed, Finished):
         raise SandboxFailure(f"the grading worker answered {str(event)[:80]!r}")
-    return event
+    return parsed
 
 
-__all__ = ["COUNTERFACTUAL", "ChildError", "Done", "Hello", "LoadError", "Message", "Outcome", "Phase", "Ready",
-           "Result", "SandboxFailure", "decode_event", "finished", "parse_channel", "parse_message", "ready"]
+__all__ = ["COUNTERFACTUAL", "ChildError", "Done", "Finished", "Hello", "LoadError", "Message", "Outcome", "Phase",
+           "Ready", "Result", "SandboxFailure", "decode_event", "finished", "parse_channel", "parse_message", "ready"]

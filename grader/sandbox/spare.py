@@ -13,10 +13,12 @@ import signal
 import socket
 import sys
 import tempfile
-from typing import Any
+from dataclasses import replace
 
+from grader.model.job import HiddenPart, Job, Limits
 from grader.sandbox import isolation, namespaces
 from grader.sandbox.cgroups import job_cgroups, join as join_cgroups, limit as limit_cgroups, remove_cgroup
+from grader.sandbox.control import ChildSetup
 from grader.sandbox.plan import Plan
 from grader.sandbox.syscalls import PR_SET_PDEATHSIG, prctl
 
@@ -31,7 +33,7 @@ def _prctl(option: int, value: int) -> None:
         prctl(option, value)
 
 
-def _child(plan: Plan, control: dict[str, Any], job_fd: int, result_fd: int, output_fd: int, workdir: str) -> None:
+def _child(plan: Plan, setup: ChildSetup, job_fd: int, result_fd: int, output_fd: int, workdir: str) -> None:
     """In the forked child: close every door, read this job from its own pipe, hand over to the harness.
 
     The job (the submission, the probe, the inputs) is read here, after the fork and inside the sandbox:
@@ -43,15 +45,15 @@ def _child(plan: Plan, control: dict[str, Any], job_fd: int, result_fd: int, out
         _only_the_jobs_descriptors(job_fd, result_fd, output_fd)
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        tier = isolation.enter(plan, control, workdir)
+        tier = isolation.enter(plan, setup, workdir)
         from grader.sandbox.harness import Channel, run
         from grader.sandbox.messages import Hello
 
         channel = Channel(result_fd)
         channel.send(Hello(tier))
         reader = _JobReader(job_fd)
-        job = json.loads(reader.line())
-        if not job.get("hidden_follows"):
+        job = Job.from_wire(json.loads(reader.line()))
+        if not job.hidden_follows:
             reader.close()  # nothing more comes: one descriptor fewer in the submission's hands
         run(job, channel, reader.last)
         code = 0
@@ -99,9 +101,9 @@ class _JobReader:
         line, _, self.buffer = self.buffer.partition(b"\n")
         return line
 
-    def last(self) -> Any:
+    def last(self) -> HiddenPart:
         """The job's last part (the hidden checks' invocations), after which the pipe is closed."""
-        part = json.loads(self.line())
+        part = HiddenPart.from_wire(json.loads(self.line()))
         self.close()
         return part
 
@@ -141,11 +143,11 @@ class Spare:
         theirs.close()
         self.socket = ours
 
-    def hand_over(self, fds: list[int], limits: dict[str, Any]) -> dict[str, str] | None:
+    def hand_over(self, fds: list[int], limits: Limits) -> dict[str, str] | None:
         """Give the spare its job (closing our copies of the descriptors if it took them); the cgroups whose
         limits hold, or None where the spare is gone and a child must be forked as before."""
-        cgroups = limit_cgroups(self.cgroups, limits)
-        message = json.dumps({"limits": limits, "cgroups": cgroups}).encode()
+        cgroups = limit_cgroups(self.cgroups, limits.as_job())
+        message = json.dumps(ChildSetup(limits, cgroups).to_wire()).encode()
         try:
             socket.send_fds(self.socket, [message], fds)
         except OSError:
@@ -204,12 +206,12 @@ def _wait_for_job(plan: Plan, commands: socket.socket, cgroups: dict[str, str], 
         message, fds, _, _ = socket.recv_fds(commands, 65536, 3)
         if not message or len(fds) != 3:
             os._exit(0)  # the worker is closing, or has gone
-        control = json.loads(message)
+        setup = replace(ChildSetup.from_wire(json.loads(message)), joined=True)
         commands.close()
         _rename(name)  # the worker's name again, as a child forked for its job has
     except BaseException:  # noqa: BLE001 - nothing may escape the fork
         os._exit(72)
-    _child(plan, {"limits": control["limits"], "cgroups": control["cgroups"], "joined": True}, *fds, workdir)
+    _child(plan, setup, *fds, workdir)
 
 
 def _rename(name: str | None) -> str | None:

@@ -1,4 +1,4 @@
-"""The sandbox tiers, as the reports name them (`"sandbox": {"tier": ...}`), and their order.
+"""The sandbox tiers, as the reports name them (`"sandbox": {"tier": ...}`): their registry, their order, the plan.
 
 Tiers, weakest to strongest:
 - "none": not Linux (or asked for); a fresh working directory, a scrubbed environment and rlimits.
@@ -14,14 +14,22 @@ the zygote's RSS watchdog and RLIMIT_NPROC.
 
 The other members are what a report or a worker's answer says where no sandbox tier applies; a str enum,
 so that JSON carries the same strings as before.
+
+Each tier a job runs at is a `TierEntry` in the registry below: its name and strength, the `--sandbox`
+requests that try it, what it needs, how the zygote tries it (plan.prepare), how a job's child enters it
+(isolation.enter) and what `grade doctor` says each defence relies on at it. tier_builtins.py registers the
+three above; a new tier is one more entry there (or in a module of its own that tier_builtins imports).
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from grader.model.report import GRADER_FAILED_TIER
 
 
 class Tier(StrEnum):
@@ -30,22 +38,20 @@ class Tier(StrEnum):
     NAMESPACES = "namespaces"
     # Not tiers a job runs at: what a report or a worker's answer says instead.
     NOT_RUN = "not-run"  # the submission never reached a worker
-    FAILED = "failed"  # the grader's worker broke: the grader's fault, not the submission's
+    FAILED = GRADER_FAILED_TIER  # the grader's worker broke: the grader's fault, not the submission's
     UNKNOWN = "unknown"  # a worker that did not say
     UNAVAILABLE = "unavailable"  # a grading machine whose worker cannot start
 
 
-TIERS = (Tier.NONE, Tier.PROCESS, Tier.NAMESPACES)  # the tiers a job runs at, weakest first
-
-
 def rank(tier: str) -> int:
     """0 for the weakest tier upwards; -1 for anything that is no tier a job runs at (unknown, unavailable)."""
-    return TIERS.index(Tier(tier)) if tier in TIERS else -1
+    found = names()
+    return found.index(tier) if tier in found else -1
 
 
 def at_least(tier: str, wanted: str) -> bool:
     """Whether `tier` is a real tier no weaker than `wanted`."""
-    return tier in TIERS and rank(tier) >= rank(wanted)
+    return tier in names() and rank(tier) >= rank(wanted)
 
 
 # The plan: which tier a zygote's jobs get, decided once by plan.prepare() (it lives here, beside the tiers, so
@@ -58,7 +64,7 @@ class Plan:
     """How this zygote's jobs are isolated. The defaults are what a zygote that never prepared runs at."""
 
     requested: str = "auto"
-    tier: Tier = Tier.PROCESS
+    tier: str = Tier.PROCESS
     root: bool = False  # the grader runs as root
     worker_pid: int = field(default_factory=os.getpid)
     bubblewrap: str | None = None  # where bwrap is (reported only: the sandbox is built without it)
@@ -90,3 +96,87 @@ class Plan:
         if self.user_tasks is not None:
             found["user_tasks"] = self.user_tasks
         return found
+
+
+# ---- the registry of the tiers a job runs at
+
+@dataclass(frozen=True)
+class Entered:
+    """What a job's child got from its tier (TierEntry.isolate): its home, the defences, extra environment."""
+
+    home: str
+    defences: tuple[str, ...]
+    environment: dict[str, str] = field(default_factory=dict)  # set over the scrubbed environment
+
+
+@dataclass(frozen=True)
+class DoctorLines:
+    """What the defences that differ between tiers rely on at one tier, as `grade doctor` prints them."""
+
+    network: str
+    filesystem: str
+    signalling: str  # no signalling the grader
+    privileges: str
+    timeout: str = ""  # added to the wall-clock timeout's line
+
+
+@dataclass(frozen=True)
+class TierEntry:
+    """One sandbox tier a job can run at, with everything the zygote, the child and the doctor need of it."""
+
+    name: str
+    strength: int  # its place in the order: a higher one is a stronger tier
+    requests: tuple[str, ...]  # the `--sandbox` requests under which it is tried (strongest tier first)
+    needs: str  # what a machine needs for it, in words
+    # In the zygote, once: the plan at this tier, or None where it cannot be had (with why appended to the notes).
+    attempt: Callable[[Plan, list[str]], Plan | None]
+    # In the job's forked child (cgroups joined, before any student code): close this tier's doors.
+    isolate: Callable[[Plan, dict[str, Any], str], Entered]  # (plan, limits, workdir)
+    doctor: Callable[[dict[str, Any], str], DoctorLines]  # (the worker's plan, how the student's uid reads)
+    insisted_by: tuple[str, ...] = ()  # the requests that refuse a worker below this tier (ZygoteClient.info)
+    seccomp: bool = True  # the seccomp filter and no_new_privs go on at this tier
+    cgroups: bool = True  # asking for this tier alone still sets up cgroups where they are delegated
+
+
+_REGISTRY: dict[str, TierEntry] = {}
+
+
+def register(entry: TierEntry) -> TierEntry:
+    """Add (or replace) a tier; every consumer reads the registry when it runs, so it joins by itself."""
+    _REGISTRY[entry.name] = entry
+    return entry
+
+
+def unregister(name: str) -> None:
+    _REGISTRY.pop(name, None)
+
+
+def entries() -> list[TierEntry]:
+    """Every registered tier, strongest first."""
+    return sorted(_REGISTRY.values(), key=lambda e: -e.strength)
+
+
+def lookup(tier: str | None) -> TierEntry | None:
+    return _REGISTRY.get(str(tier)) if tier is not None else None
+
+
+def names() -> tuple[str, ...]:
+    """The tiers a job runs at, weakest first."""
+    return tuple(e.name for e in reversed(entries()))
+
+
+def choices() -> tuple[str, ...]:
+    """The `--sandbox` requests: "auto", then each tier's own requests, strongest tier first."""
+    found = ["auto"]
+    for entry in entries():
+        found += [r for r in entry.requests if r not in found]
+    return tuple(found)
+
+
+def insisted(requested: str) -> TierEntry | None:
+    """The tier that `requested` refuses to run below, if any."""
+    return next((e for e in entries() if requested in e.insisted_by), None)
+
+
+def wants_cgroups(requested: str) -> bool:
+    return any(e.cgroups for e in entries() if requested in e.requests)

@@ -23,11 +23,23 @@ import socket
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from grader.sandbox import namespaces, plan as sandbox_plan
 from grader.sandbox.cgroups import cgroup_memory, job_cgroups, remove_cgroup
+from grader.sandbox.control import (
+    ChildSetup,
+    Command,
+    Config,
+    Event,
+    Finished,
+    JobControl,
+    Ready,
+    Refused,
+    Stop,
+    parse_command,
+)
 from grader.sandbox.plan import Plan
 from grader.sandbox.proctree import descendants, die_with_parent, kill_tree, rss_mib
 from grader.sandbox.spare import (  # moved to spare.py, still named here
@@ -49,8 +61,8 @@ POLL_S = 0.02  # only where there is no pidfd to wake us when the child exits
 RSS_EVERY_S = 0.05  # only where no memory cgroup enforces the limit
 
 
-def run_job(plan: Plan, control: dict[str, Any], fds: list[int], scratch: str, commands: Any = None,
-            spare: Spare | None = None) -> dict[str, Any]:
+def run_job(plan: Plan, control: JobControl, fds: list[int], scratch: str, commands: Any = None,
+            spare: Spare | None = None) -> Finished:
     """Fork one child for a job this worker never reads (or hand it to the spare), watch it, clean up after it.
 
     `fds` are the job's own pipes, passed by the trusted parent: the read end of the job (which only the
@@ -59,7 +71,7 @@ def run_job(plan: Plan, control: dict[str, Any], fds: list[int], scratch: str, c
     the parent may ask for the job to be stopped (its channel overflowed).
     """
     started = time.monotonic()
-    limits = control["limits"]
+    limits = control.limits
     cgroups = spare.hand_over(fds, limits) if spare is not None else None
     if spare is not None and cgroups is not None:
         pid, workdir, made = spare.pid, spare.workdir, spare.cgroups
@@ -69,7 +81,7 @@ def run_job(plan: Plan, control: dict[str, Any], fds: list[int], scratch: str, c
             spare.discard()
         pid, workdir, cgroups = _fork_child(plan, control, fds, scratch)
         made = cgroups
-    watch = Watch(pid, started + float(limits["timeout"]), float(limits["memory_mib"]),
+    watch = Watch(pid, started + float(limits.timeout), float(limits.memory_mib),
                   watch_rss="memory" not in cgroups, intermediate=namespaces.job_has_intermediate(plan))
     watch.run(commands)
     kill_tree(cgroups=cgroups, group=pid)
@@ -78,25 +90,23 @@ def run_job(plan: Plan, control: dict[str, Any], fds: list[int], scratch: str, c
     for directory in made.values():
         remove_cgroup(directory)
     shutil.rmtree(workdir, ignore_errors=True)
-    return {
-        "event": "finished",
-        "job_id": control["job_id"],
-        "exit_code": os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None,
-        "signal": os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
-        "timed_out": watch.timed_out,
-        "memory_exceeded": watch.memory_exceeded or killed_for_memory,
-        "stopped": watch.stopped,
-        "peak_rss_mib": round(max(peak_rss, watch.peak_rss), 1),
-        "duration_s": round(time.monotonic() - started, 4),
-    }
+    return Finished(
+        job_id=control.job_id,
+        exit_code=os.WEXITSTATUS(status) if status is not None and os.WIFEXITED(status) else None,
+        signal=os.WTERMSIG(status) if status is not None and os.WIFSIGNALED(status) else None,
+        timed_out=watch.timed_out,
+        memory_exceeded=watch.memory_exceeded or killed_for_memory,
+        stopped=watch.stopped,
+        peak_rss_mib=round(max(peak_rss, watch.peak_rss), 1),
+        duration_s=round(time.monotonic() - started, 4),
+    )
 
 
-def _fork_child(plan: Plan, control: dict[str, Any], fds: list[int], scratch: str) -> tuple[int, str, dict[str, str]]:
+def _fork_child(plan: Plan, control: JobControl, fds: list[int], scratch: str) -> tuple[int, str, dict[str, str]]:
     """A child forked for this job now (where there is no spare): its pid, its directory, its cgroups."""
     job_fd, result_fd, output_fd = fds
     workdir = _workdir(scratch)
-    limits = control["limits"]
-    cgroups = job_cgroups(plan.cgroups, str(control["job_id"]), limits)
+    cgroups = job_cgroups(plan.cgroups, control.job_id, control.limits.as_job())
     try:
         pid = namespaces.fork_job(plan)
     except BaseException:
@@ -104,7 +114,7 @@ def _fork_child(plan: Plan, control: dict[str, Any], fds: list[int], scratch: st
             os.close(fd)
         raise
     if pid == 0:
-        _child(plan, {"limits": limits, "cgroups": cgroups}, job_fd, result_fd, output_fd, workdir)
+        _child(plan, ChildSetup(control.limits, cgroups), job_fd, result_fd, output_fd, workdir)
     for fd in fds:
         os.close(fd)
     return pid, workdir, cgroups
@@ -242,19 +252,25 @@ def warm_torch(torch: Any, backward: bool) -> None:
     torch.random.set_rng_state(generator_state)  # every child seeds anyway; leave no trace of the warm-up
 
 
-def _emit(message: dict[str, Any]) -> None:
-    sys.stdout.write(json.dumps(message) + "\n")
+def _emit(event: Event) -> None:
+    sys.stdout.write(json.dumps(event.to_wire()) + "\n")
     sys.stdout.flush()
 
 
-def _receive(commands: socket.socket) -> tuple[dict[str, Any] | None, list[int]]:
-    """The next control message and the descriptors that came with it; (None, []) once the parent has gone."""
+def _receive(commands: socket.socket) -> tuple[Command | None, list[int]]:
+    """The next command and the descriptors that came with it; (None, []) once the parent has gone. A message
+    that is no command raises WireError (ValueError)."""
     message, fds, _, _ = socket.recv_fds(commands, 65536, 4)
     if not message:
         for fd in fds:
             os.close(fd)
         return None, []
-    return json.loads(message), fds
+    try:
+        return parse_command(json.loads(message)), fds
+    except ValueError:
+        for fd in fds:
+            os.close(fd)
+        raise
 
 
 def main() -> None:
@@ -268,15 +284,15 @@ def main() -> None:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     commands = socket.socket(fileno=int(sys.argv[1]))
     config, _ = _receive(commands)
-    if config is None:
+    if not isinstance(config, Config):
         os._exit(0)
-    info = _warm_up(config)
-    plan = sandbox_plan.prepare(str(config.get("sandbox", "auto")), bool(config.get("cgroups", True)))
-    info["sandbox"] = plan.as_dict()
+    ready = _warm_up(config)
+    plan = sandbox_plan.prepare(config.sandbox, config.cgroups)
+    ready = replace(ready, sandbox=plan.as_dict())
     _remove_stale_scratch()
     scratch = tempfile.mkdtemp(prefix=f"grader-zygote-{os.getpid()}-")
     os.chmod(scratch, 0o711)
-    _emit(info)
+    _emit(ready)
     try:
         _serve(plan, commands, scratch)
     finally:
@@ -292,22 +308,21 @@ def main() -> None:
             os._exit(0)
 
 
-def _warm_up(config: dict[str, Any]) -> dict[str, Any]:
+def _warm_up(config: Config) -> Ready:
     """Import, once and before any fork, what every child needs; the `ready` event, less the sandbox plan."""
-    info: dict[str, Any] = {"event": "ready", "pid": os.getpid(), "torch": None, "cuda": False}
-    if config.get("framework") == "torch" or config.get("want_cuda"):
+    ready = Ready(torch=None, cuda=False, sandbox={}, pid=os.getpid())
+    if config.framework == "torch" or config.want_cuda:
         import torch
 
         torch.set_num_threads(1)  # forked children must not inherit a half-started thread pool
-        info["torch"] = torch.__version__
-        if config.get("want_cuda"):
-            info["cuda"] = bool(torch.cuda.is_available())
-        warm_torch(torch, backward=not info["cuda"])
+        ready = replace(ready, torch=torch.__version__,
+                        cuda=bool(torch.cuda.is_available()) if config.want_cuda else False)
+        warm_torch(torch, backward=not ready.cuda)
     # NumPy (with numpy.random, which every job seeds) is imported once here, not once per child; the harness
     # is loaded now because the child's filesystem view has no course repository.
     for module in ("numpy", "numpy.random", "grader.sandbox.harness"):
         importlib.import_module(module)
-    return info
+    return ready
 
 
 def _serve(plan: Plan, commands: socket.socket, scratch: str) -> None:
@@ -321,15 +336,17 @@ def _serve(plan: Plan, commands: socket.socket, scratch: str) -> None:
     spare = _spare(plan, scratch, spares)
     try:
         while True:
-            control, fds = _receive(commands)
+            try:
+                control, fds = _receive(commands)
+            except ValueError:  # no command of ours (only the parent writes here): ignored, as a late stop is
+                continue
             if control is None:
                 return
-            if control.get("stop"):
-                continue  # a stop that came after its job had ended
-            if len(fds) != 3:
+            if not isinstance(control, JobControl) or len(fds) != 3:
                 for fd in fds:
                     os.close(fd)
-                _emit({"event": "refused", "job_id": control.get("job_id")})
+                if not isinstance(control, Stop):  # a stop that came after its job had ended: nothing to say
+                    _emit(Refused(control.job_id if isinstance(control, JobControl) else ""))
                 continue
             given, spare = spare, None  # this job's from now on, whatever happens
             _emit(run_job(plan, control, fds, scratch, commands, given))

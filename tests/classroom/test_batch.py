@@ -136,6 +136,9 @@ def test_is_current_needs_same_file_grader_and_references(tmp_path):
     assert not batch.is_current(task, out, "refs")
     batch.write_atomic(task.report_path(out), json.dumps({**record, "sandbox": {"tier": "failed"}}))
     assert not batch.is_current(task, out, "refs")  # the grader's own failure is retried
+    # ... decided by the status as well: a child that died before its hello keeps its worker's tier
+    batch.write_atomic(task.report_path(out), json.dumps({**record, "status": "grader-failure"}))
+    assert not batch.is_current(task, out, "refs")
     batch.write_atomic(task.report_path(out), json.dumps(record))
     path.write_text(SOLUTION + "\n# edited\n", "utf-8")
     assert not batch.is_current(task, out, "refs")

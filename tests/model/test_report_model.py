@@ -54,3 +54,23 @@ def test_the_json_keeps_its_keys_in_order_and_adds_only_symptom_and_explanation(
                              "device", "hint", "trajectory", "first_divergent_epoch", "explanation"]
     assert written["symptom"] == "epoch 2 differs."  # schema 1.2: the finding alone, never cut from the message
     assert written["message"] == "epoch 2 differs. Your gradients accumulate."
+
+
+def test_the_graders_fault_is_read_in_one_place():
+    """grader_failed: the status (run_status's `grader-failure`) decides; a sandbox tier "failed" still counts,
+    for a report, read back or as JSON, that names it; the public tier stays as it was."""
+    from dataclasses import replace
+
+    from grader.model.report import RunStatus, grader_failed
+    from grader.sandbox.tiers import Tier
+
+    failed = grading.failure_report("ex03", "nowhere.py", "the worker died")
+    assert failed.status is RunStatus.GRADER_FAILURE and failed.sandbox["tier"] == Tier.FAILED == "failed"
+    assert grader_failed(failed) and grader_failed(to_dict(failed)) and grader_failed(from_dict(to_dict(failed)))
+    # the child died before its hello: the worker's own tier, the grader's fault all the same
+    died = replace(failed, sandbox={"tier": "namespaces"})
+    assert grader_failed(died) and grader_failed(to_dict(died))
+    ran = replace(failed, status=RunStatus.TIMEOUT, sandbox={"tier": "namespaces"})
+    assert not grader_failed(ran) and not grader_failed(to_dict(ran))
+    assert grader_failed({"status": "ok", "sandbox": {"tier": "failed"}})
+    assert not grader_failed({"status": "ok", "sandbox": "failed"}) and not grader_failed({})

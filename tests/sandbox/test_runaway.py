@@ -34,6 +34,7 @@ def test_the_child_stops_a_call_past_its_budget_and_refuses_the_function_after(t
     import linecache
     import types
 
+    from grader.model.job import Invocation
     from grader.sandbox.harness import run_invocation
     from grader.sandbox.probing import Context
 
@@ -45,8 +46,8 @@ def test_the_child_stops_a_call_past_its_budget_and_refuses_the_function_after(t
     probes = types.ModuleType("probe")
     exec("def train(ctx, x):\n    return {'value': ctx.call('train', x)}\n", probes.__dict__)  # noqa: S102
     ctx = Context(student, "cpu")
-    first = run_invocation({"key": "a", "probe": "train", "args": {"x": 1}}, probes, ctx, {"loop.py"}, 0.2)
+    first = run_invocation(Invocation("a", "train", {"x": 1}), probes, ctx, {"loop.py"}, 0.2)
     assert first.error.kind == "runaway" and first.error.name == "train"
     assert first.error.where.startswith("loop.py, line ")
-    second = run_invocation({"key": "b", "probe": "train", "args": {"x": 1}}, probes, ctx, {"loop.py"}, 0.2)
+    second = run_invocation(Invocation("b", "train", {"x": 1}), probes, ctx, {"loop.py"}, 0.2)
     assert second.error.kind == "runaway-skipped"

@@ -20,6 +20,7 @@ from click.testing import CliRunner
 
 from grader.cli.main import main
 from grader.grading import pipeline as grading
+from grader.model.job import Cell, Invocation, Job, Limits
 from grader.sandbox import doctor, rootfs, tiers
 from grader.sandbox.client import SANDBOX_CHOICES, SandboxFailure, ZygoteClient
 from grader.sandbox.proctree import descendants_by_scan, name_of
@@ -37,10 +38,9 @@ def numpy_workers(sandbox_workers):
 
 def run_source(worker: ZygoteClient, source: str, probe: str, limits: dict | None = None):
     """Run `probe(ctx)` from a probe module made of `source`, in the worker's sandbox; the raw Outcome."""
-    job = {"exercise": "sandbox-test", "module_name": "submission", "probe_source": source,
-           "cells": [{"label": "submission.py", "source": ""}], "forgiving_cells": False,
-           "invocations": [{"key": probe, "probe": probe, "args": {}}], "devices": ["cpu"],
-           "limits": limits or {"timeout": 10.0, "memory_mib": 1024}}
+    job = Job(exercise="sandbox-test", module_name="submission", probe_source=source,
+              cells=(Cell("submission.py", ""),), invocations=(Invocation(probe, probe, {}),), devices=("cpu",),
+              limits=Limits.from_wire(limits or {"timeout": 10.0, "memory_mib": 1024}))
     return worker.run(job)
 
 
@@ -66,7 +66,7 @@ def test_every_tier_grades_the_reference_solution_to_full_marks_and_says_which_t
 @linux_only
 def test_auto_picks_namespaces_where_the_kernel_allows_them(numpy_workers):
     plan = numpy_workers("auto").info()["sandbox"]
-    assert plan["tier"] in tiers.TIERS
+    assert plan["tier"] in tiers.names()
     if plan["tier"] != "namespaces":
         pytest.skip("namespaces unavailable here: " + "; ".join(plan["notes"]))
     assert plan["notes"] == []

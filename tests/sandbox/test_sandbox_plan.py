@@ -15,7 +15,7 @@ HISTORIC_KEYS = ["requested", "root", "worker_pid", "bubblewrap", "notes", "cgro
 
 def test_tiers_serialise_as_the_strings_reports_have_always_carried():
     assert json.dumps({"tier": Tier.NAMESPACES}) == '{"tier": "namespaces"}'
-    assert [str(t) for t in tiers.TIERS] == ["none", "process", "namespaces"]
+    assert [str(t) for t in tiers.names()] == ["none", "process", "namespaces"]
     assert {Tier.NOT_RUN, Tier.FAILED, Tier.UNKNOWN, Tier.UNAVAILABLE} == {"not-run", "failed", "unknown",
                                                                          "unavailable"}
 
