@@ -109,6 +109,23 @@ class Exercise:
             merged.update(json.loads(path.read_text("utf-8"))["invocations"])
         return merged
 
+    def reference_seconds(self) -> dict[str, float]:
+        """How long each reference call took when it was recorded (`grade record`), keyed by invocation key;
+        the calls of files that are missing or unreadable are simply not known."""
+        seconds: dict[str, float] = {}
+        for relative in TIMING_FILES:
+            path = self.path(relative)
+            if relative.startswith("hidden/") and not self.hidden_available:
+                continue
+            try:
+                found = json.loads(path.read_text("utf-8")).get("seconds", {})
+            except (OSError, ValueError, AttributeError):
+                continue
+            if isinstance(found, dict):
+                seconds.update({k: float(v) for k, v in found.items()
+                                if isinstance(v, (int, float)) and not isinstance(v, bool) and v >= 0})
+        return seconds
+
     def reference_files(self) -> list[Path]:
         files = [self.path("references/visible.json")]
         if self.hidden_available:
@@ -123,6 +140,10 @@ class Exercise:
             if self.path(name).exists():
                 digest.update(self.path(name).read_bytes())
         return digest.hexdigest()
+
+
+# How long each reference call took, as `grade record` measured it: visible calls', then hidden calls'.
+TIMING_FILES = ("references/timing.json", "hidden/timing.json")
 
 
 def invocation_key(probe: str, args: dict[str, Any]) -> str:

@@ -58,15 +58,20 @@ class DeviceUnavailable(RuntimeError):
     """--device cuda on a machine without CUDA: a usage error."""
 
 
-# A check's call that has not returned by then is stopped (sandbox/budget.py). The references record no
-# time, so this is a floor for every call: every reference call returns within 0.3 s on a 2-core laptop, so
-# this leaves a loaded machine 15 times that; a device's first call gets 4 budgets (torch's lazy setup).
+# A check's call that has not returned by its budget is stopped (sandbox/budget.py). The budget derives from
+# the time its reference call took when it was recorded (references/timing.json): CALL_BUDGET_FACTOR times it
+# (a student's loop may well be slower than the reference's), with CALL_BUDGET_FLOOR_S as its floor (every
+# reference call of the course returns within 0.3 s on a 2-core laptop: the floor leaves a loaded machine 15
+# times that), and never more than half the whole run's limit; a device's first call gets 4 budgets (torch's
+# lazy setup).
 CALL_BUDGET_FLOOR_S = 5.0
+CALL_BUDGET_FACTOR = 30.0
 
 
-def call_budget(limits: Limits) -> float:
-    """The budget of one probe call: the floor, but never more than half the whole run's limit."""
-    return max(0.5, min(CALL_BUDGET_FLOOR_S, float(limits.timeout) / 2))
+def call_budget(limits: Limits, reference_s: float | None = None) -> float:
+    """The budget of one probe call whose reference took `reference_s` (None: not recorded, the floor)."""
+    wanted = max(CALL_BUDGET_FLOOR_S, CALL_BUDGET_FACTOR * (reference_s or 0.0))
+    return max(0.5, min(wanted, float(limits.timeout) / 2))
 
 
 
@@ -142,14 +147,18 @@ def run_probes(worker: ZygoteClient, exercise: exercises.Exercise, loaded: Loade
     process = {c.key for c in selected if c.compare == "process"}
     perturbed = [{**i, "args": checks.counterfactual_args(i["args"])} for i in exercise.invocations(selected)
                  if i["key"] in process] if factors else []
+    seconds = exercise.reference_seconds()
+    calls = [Invocation(i["key"], i["probe"], i["args"],
+                        call_budget(limits, seconds[i["key"]]) if i["key"] in seconds else None)
+             for i in exercise.invocations(selected)]
     job = Job(
         exercise=exercise.id,
         module_name=exercise.id,
         probe_source=exercise.probe_source,
         cells=tuple(Cell(c.label, c.source) for c in loaded.cells),
         forgiving_cells=loaded.submission.kind == "ipynb",
-        invocations=Invocation.many(i for i in exercise.invocations(selected) if i["key"] not in hidden),
-        hidden_invocations=Invocation.many(i for i in exercise.invocations(selected) if i["key"] in hidden),
+        invocations=tuple(i for i in calls if i.key not in hidden),
+        hidden_invocations=tuple(i for i in calls if i.key in hidden),
         devices=tuple(devices),
         limits=limits,
         call_budget_s=call_budget(limits),

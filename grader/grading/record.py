@@ -22,6 +22,11 @@ class RecordingError(RuntimeError):
 
 def recorded_fields(exercise_id: str, solution: Path | None = None) -> dict[str, dict[str, Any]]:
     """Every invocation's fields, as produced by the solution, keyed by invocation key."""
+    return recorded(exercise_id, solution)[0]
+
+
+def recorded(exercise_id: str, solution: Path | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+    """Every invocation's fields, as produced by the solution, and the seconds each call took, by key."""
     exercise = exercises.load(exercise_id)
     root = exercises.solutions_root()
     solution = solution or (root / f"{exercise_id}.py" if root else None)
@@ -36,22 +41,27 @@ def recorded_fields(exercise_id: str, solution: Path | None = None) -> dict[str,
     if problem or outcome is None:
         raise RecordingError(f"{exercise_id}: the solution did not run cleanly: {problem}")
     fields: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
     for result in outcome.results:
         if not result.ok or not isinstance(result.fields, dict):
             raise RecordingError(f"{exercise_id}: the solution failed a probe: {result.error}")
         # The process evidence (where each backward()/step() went) is checked against the run's own history,
         # never against a reference: it is not recorded.
         fields[result.key] = {k: v for k, v in result.fields.items() if k not in PROCESS_EVIDENCE}
-    return fields
+        if result.elapsed_s is not None:
+            seconds[result.key] = round(result.elapsed_s, 4)
+    return fields, seconds
 
 
 PROCESS_EVIDENCE = ("backward_leaves", "step_pairs", "model_steps", "steps_holding_model")
 
 
-def reference_documents(exercise_id: str, solution: Path | None = None) -> dict[str, dict[str, Any]]:
-    """{relative path: JSON document} for the visible and hidden reference files."""
+def reference_documents(exercise_id: str, solution: Path | None = None,
+                        fields: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+    """{relative path: JSON document} for the visible and hidden reference files (of `fields` where given,
+    else of a fresh run of the solution)."""
     exercise = exercises.load(exercise_id)
-    fields = recorded_fields(exercise_id, solution)
+    fields = fields if fields is not None else recorded_fields(exercise_id, solution)
     documents: dict[str, dict[str, Any]] = {}
     for visibility, relative in (("visible", "references/visible.json"), ("hidden", "hidden/references.json")):
         chosen = [c for c in exercise.checks if c.visibility == visibility]
@@ -116,10 +126,26 @@ def dumps(document: dict[str, Any]) -> str:
     return json.dumps(document, indent=1, sort_keys=True) + "\n"
 
 
+def timing_documents(exercise_id: str, seconds: dict[str, float]) -> dict[str, dict[str, Any]]:
+    """{relative path: JSON document} for the files that hold how long each reference call took (the hidden
+    calls' beside their references): each call's budget derives from it (pipeline.call_budget). Not part of
+    the references' digest, so that recording again on another machine changes no report."""
+    exercise = exercises.load(exercise_id)
+    documents: dict[str, dict[str, Any]] = {}
+    for visibility, relative in (("visible", exercises.TIMING_FILES[0]), ("hidden", exercises.TIMING_FILES[1])):
+        keys = [inv["key"] for inv in exercise.invocations(tuple(c for c in exercise.checks
+                                                                  if c.visibility == visibility))]
+        if keys:
+            documents[relative] = {"exercise": exercise_id, "seconds": {k: seconds[k] for k in keys if k in seconds}}
+    return documents
+
+
 def record(exercise_id: str) -> list[Path]:
     exercise = exercises.load(exercise_id)
+    fields, seconds = recorded(exercise_id)
     written = []
-    for relative, document in reference_documents(exercise_id).items():
+    for relative, document in {**reference_documents(exercise_id, fields=fields),
+                               **timing_documents(exercise_id, seconds)}.items():
         path = exercise.path(relative)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(dumps(document), "utf-8")

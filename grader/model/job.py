@@ -40,15 +40,21 @@ class Invocation:
     key: str
     probe: str
     args: dict[str, Any]
+    budget_s: float | None = None  # this call's own budget (from the reference's recorded time); None: the job's
 
     def to_wire(self) -> dict[str, Any]:
-        return {"key": self.key, "probe": self.probe, "args": self.args}
+        wire: dict[str, Any] = {"key": self.key, "probe": self.probe, "args": self.args}
+        if self.budget_s is not None:
+            wire["budget_s"] = self.budget_s
+        return wire
 
     @classmethod
     def from_wire(cls, raw: Any) -> Invocation:
         raw = _mapping(raw, "invocation")
+        budget = raw.get("budget_s")
         return cls(_text(raw.get("key"), "invocation.key"), _text(raw.get("probe"), "invocation.probe"),
-                   dict(_mapping(raw.get("args", {}), "invocation.args")))
+                   dict(_mapping(raw.get("args", {}), "invocation.args")),
+                   _number(budget, "invocation.budget_s") if budget is not None else None)
 
     @classmethod
     def many(cls, raw: Iterable[Any]) -> tuple[Invocation, ...]:

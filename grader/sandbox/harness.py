@@ -11,6 +11,7 @@ import linecache
 import os
 import random
 import sys
+import time
 import traceback
 import types
 from collections.abc import Callable, Sequence
@@ -201,10 +202,14 @@ def _run_all(invocations: Sequence[Invocation], probes: types.ModuleType, contex
     for ctx in contexts:
         for invocation in invocations:
             start = output_offset()
-            # a device's first call also pays for torch's lazy setup (a CUDA context takes seconds)
-            allowed = budget * FIRST_CALL_FACTOR if budget and not ctx.calls_made else budget
+            # the call's own budget (its reference's recorded time) where it has one; a device's first call also
+            # pays for torch's lazy setup (a CUDA context takes seconds)
+            own = invocation.budget_s if invocation.budget_s and invocation.budget_s > 0 else budget
+            allowed = own * FIRST_CALL_FACTOR if own and not ctx.calls_made else own
             ctx.calls_made += 1
+            began = time.perf_counter()
             reply = run_invocation(invocation, probes, ctx, student_files, allowed)
+            reply = replace(reply, elapsed_s=time.perf_counter() - began)
             end = output_offset()
             if start is not None and end is not None:
                 reply = replace(reply, output_at=(float(start), float(end)))

@@ -101,6 +101,9 @@ class Result:
     fields: Any  # a mapping of numbers when the child behaved; checks.py compares it with the reference
     error: ChildError | None
     output_at: tuple[float, float] | None = None  # the output file's offsets before and after the probe ran
+    # seconds the call took, as the child measured them: read only where the code is trusted (`grade record`,
+    # which derives each call's budget from the reference's time), never to grade
+    elapsed_s: float | None = None
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {"type": self.TYPE, "key": self.key, "device": self.device, "ok": self.ok}
@@ -110,6 +113,8 @@ class Result:
             wire["error"] = (self.error or ChildError()).to_wire()
         if self.output_at is not None:
             wire["output_at"] = [float(self.output_at[0]), float(self.output_at[1])]
+        if self.elapsed_s is not None:
+            wire["elapsed_s"] = float(self.elapsed_s)
         return wire
 
     @classmethod
@@ -119,8 +124,11 @@ class Result:
         offsets = (at[0], at[1]) if isinstance(at, list) and len(at) == 2 and \
             all(isinstance(v, float) and math.isfinite(v) for v in at) else None
         ok = bool(raw.get("ok"))
+        elapsed = raw.get("elapsed_s")
         return cls(key=str(raw.get("key")), device=str(raw.get("device")), ok=ok, fields=raw.get("fields"),
-                   error=None if ok else ChildError.from_wire(raw.get("error")), output_at=offsets)
+                   error=None if ok else ChildError.from_wire(raw.get("error")), output_at=offsets,
+                   elapsed_s=elapsed if isinstance(elapsed, float) and math.isfinite(elapsed) and elapsed >= 0
+                   else None)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ def course(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def add_exercise(root: Path, source: str, target: str, title: str) -> None:
     """What docs/authoring.md's worked example does: copy the folder and the solution, give it its title."""
     shutil.copytree(root / "exercises" / source, root / "exercises" / target)
-    for stale in ("references", "hidden/references.json"):
+    for stale in ("references", "hidden/references.json", "hidden/timing.json"):
         path = root / "exercises" / target / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink()
     spec_path = root / "exercises" / target / "spec.toml"

@@ -9,7 +9,8 @@ import pytest
 from grader.model.job import Cell, HiddenPart, Invocation, Job, Limits, Perturbed
 
 JOB = Job(exercise="ex03", module_name="ex03", probe_source="def train(ctx, lr):\n    return {}\n",
-          cells=(Cell("ex03.py", "w = 1\n"),), invocations=(Invocation("train", "train", {"lr": 0.1}),),
+          cells=(Cell("ex03.py", "w = 1\n"),), invocations=(Invocation("train", "train", {"lr": 0.1}, 15.0),
+                                                           Invocation("loss", "loss", {"y": [1.0]})),
           devices=("cpu",), limits=Limits(12.5, 512), call_budget_s=6.25,
           hidden_invocations=(Invocation("hidden", "train", {"lr": 0.2}),),
           counterfactual=Perturbed(0.45, 0.65, (Invocation("train", "train", {"lr": 0.1, "n_iters": 3}),)),

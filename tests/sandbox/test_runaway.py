@@ -51,3 +51,42 @@ def test_the_child_stops_a_call_past_its_budget_and_refuses_the_function_after(t
     assert first.error.where.startswith("loop.py, line ")
     second = run_invocation(Invocation("b", "train", {"x": 1}), probes, ctx, {"loop.py"}, 0.2)
     assert second.error.kind == "runaway-skipped"
+
+
+@pytest.mark.slow
+def test_a_calls_budget_follows_the_time_its_reference_took(tmp_path, monkeypatch):
+    """A slow but finite train (6 s once) is stopped at the floor's 5 s when its reference's time is not known,
+    and graded in full where `grade record` found the reference call took 0.5 s (budget 30 × 0.5 = 15 s): an
+    exercise whose reference is slow gets a budget to match."""
+    import json
+    import shutil
+
+    from grader.course import exercises
+    from grader.grading import pipeline as grading
+
+    course = tmp_path / "exercises"
+    shutil.copytree(exercises.course_root(), course)
+    for timing in course.glob("ex03/**/timing.json"):
+        timing.unlink()
+    solution = (Path(__file__).resolve().parents[2] / "solutions" / "ex03.py").read_text("utf-8")
+    slow = tmp_path / "ex03.py"
+    docstring = '    """Gradient descent on w with autograd; one ``(w, loss)`` entry per epoch."""\n'
+    once = ('    """Slow once."""\n    import time\n    if not getattr(train, "slept", False):\n'
+            '        train.slept = True\n        time.sleep(6)\n')
+    slow.write_text(solution.replace(docstring, once), "utf-8")
+    assert "time.sleep(6)" in slow.read_text("utf-8")
+    monkeypatch.setenv("GRADER_COURSE", str(course))
+    exercises.load.cache_clear()
+    try:
+        stopped = grading.grade("ex03", slow, device="cpu")
+        assert any(c.status is Status.TIMEOUT for c in stopped.checks if c.name.startswith("train")), \
+            [(c.name, c.status) for c in stopped.checks]
+        exercise = exercises.load("ex03")
+        keys = [i["key"] for i in exercise.invocations()]
+        (course / "ex03" / "references" / "timing.json").write_text(
+            json.dumps({"exercise": "ex03", "seconds": {k: 0.5 for k in keys}}), "utf-8")
+        assert grading.call_budget(grading.Limits(), 0.5) == 15.0
+        graded = grading.grade("ex03", slow, device="cpu")
+        assert graded.full_marks, [(c.name, c.status, c.message) for c in graded.checks if not c.passed]
+    finally:
+        exercises.load.cache_clear()
