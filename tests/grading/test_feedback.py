@@ -64,9 +64,10 @@ def test_each_student_gets_a_page_beside_the_report_with_hidden_details_withheld
     hidden_failed = [c for c in report["checks"] if c["visibility"] == "hidden" and c["status"] != "passed"]
     assert hidden_failed, "the buggy submission fails hidden checks too"
     page = (out / "ben" / "ex03.html").read_text("utf-8")
-    for check in hidden_failed:
-        assert html_lib.escape(check["name"]) in page  # shown: its name, status and points ...
+    for number, check in enumerate(hidden_failed, 1):  # (ben fails every hidden check: they number alike)
+        assert f"train: hidden check {number}" in page  # shown: the function it calls, its status and points ...
         assert html_lib.escape(check["message"]) not in page  # ... never its message
+        assert html_lib.escape(check["name"]) not in page  # ... nor its name, which describes its inputs
     visible_failed = [c for c in report["checks"] if c["visibility"] == "visible" and c["status"] != "passed"]
     assert all(html_lib.escape(c["message"]) in page for c in visible_failed)
     full = classpage.student_report(from_dict(report), "full")
