@@ -34,6 +34,7 @@ from typing import Any
 from grader.course import exercises, filenames
 from grader.course.submission import SubmissionNotFound
 from grader.grading import pipeline as grading
+from grader.sandbox import tiers
 
 # The defaults of `grade gradescope` and `grade prairielearn` too: the command line reads them at every start,
 # so this module imports the formats and the results writer only where it uses them.
@@ -142,13 +143,14 @@ def _grade(submission_dir: Path, exercise_id: str | None, limits: grading.Limits
 def hidden_exposure(hidden: Path, plan: dict[str, Any]) -> str | None:
     """Why a job of a worker with this sandbox plan could read the `hidden` folder; None when it cannot.
 
-    At the namespaces tier the child sees only the system and Python (read-only): a course elsewhere is not
-    there. Otherwise it must run as a uid of its own (the process tier as root), and the hidden part is
-    made owner-only here, then checked: a folder or file others may read is exposure.
+    At a tier with a filesystem of its own (namespaces) the child sees only the system and Python (read-only):
+    a course elsewhere is not there. Otherwise it must run as a uid of its own (the process tier as root), and
+    the hidden part is made owner-only here, then checked: a folder or file others may read is exposure.
     """
     if not hidden.exists():
         return None  # nothing hidden here to keep
-    if plan.get("tier") == "namespaces" and not _in_sandbox_view(hidden):
+    entry = tiers.lookup(plan.get("tier"))
+    if entry is not None and entry.private_filesystem and not _in_sandbox_view(hidden):
         return None
     own_uid = plan.get("student_uid")
     if not own_uid:

@@ -180,7 +180,7 @@ def _doctor_in_place(plan: dict[str, Any], uid_note: str) -> DoctorLines:
 register(TierEntry(
     name=Tier.NAMESPACES, strength=2, requests=PROBED, insisted_by=("namespaces", "userns"),
     needs="Linux with user namespaces enabled, or root", attempt=_attempt_namespaces,
-    isolate=_isolate_namespaces, doctor=_doctor_namespaces))
+    isolate=_isolate_namespaces, doctor=_doctor_namespaces, private_filesystem=True))
 register(TierEntry(
     name=Tier.PROCESS, strength=1, requests=(*PROBED, "process"), needs="Linux",
     attempt=_attempt_process, isolate=_isolate_in_place, doctor=_doctor_in_place))

@@ -136,6 +136,8 @@ class TierEntry:
     insisted_by: tuple[str, ...] = ()  # the requests that refuse a worker below this tier (ZygoteClient.info)
     seccomp: bool = True  # the seccomp filter and no_new_privs go on at this tier
     cgroups: bool = True  # asking for this tier alone still sets up cgroups where they are delegated
+    # the child sees a filesystem of its own (the system and Python, read-only): a folder elsewhere is not there
+    private_filesystem: bool = False
 
 
 _REGISTRY: dict[str, TierEntry] = {}
