@@ -3,7 +3,8 @@
 The data flows one way, as in single mode:
 DIR/<student>/<EX>.py|.ipynb → skip those whose report on disk is current (same file sha256, grader
 version and references digest) → grade the rest as jobs of an executor (executor.LocalExecutor: N slots,
-each owning its own pre-warmed `ZygoteClient`, or a cluster's workers through the same slots; the worker only
+each owning its own pre-warmed `ZygoteClient`, or with --scheduler execution.cluster.DaskExecutor, the one
+route to a Dask cluster that the service takes too; the worker only
 runs probes and never sees reference data; this process compares, through `grading.grade(...,
 worker=...)`, exactly as single mode does) → each report written atomically as soon
 as it is ready → the gradebook and summary are rebuilt from the reports on disk, one student at a time.
@@ -55,7 +56,7 @@ from grader.formats.files import (  # moved to files.py, still named here
 from grader.grading import pipeline as grading
 from grader.model import sanitize
 from grader.model.report import RUN_STATUSES, to_json
-from grader.sandbox.client import SandboxFailure, ZygoteClient
+from grader.sandbox.client import SandboxFailure
 from grader.sandbox.protocol import Ready
 from grader.sandbox.tiers import Tier
 
@@ -289,31 +290,7 @@ def _grade_all(todo: list[Task], out: Path, options: Options) -> Iterator[Done]:
     """Yield each Done as it arrives; on interrupt, stop the executor and kill what it was running."""
     if not todo:
         return
-    factory: Any = ZygoteClient
-    pool = None
-    if options.scheduler:
-        from grader.execution.cluster import DaskPool
-
-        pool = DaskPool(options.scheduler, sandbox=options.sandbox)
-        factory = pool.worker
-    try:
-        yield from _grade_on(todo, out, options, factory, pool)
-    finally:
-        if pool is not None:
-            pool.close()
-
-
-def _grade_on(todo: list[Task], out: Path, options: Options, factory: Any, pool: Any) -> Iterator[Done]:
-    jobs = options.jobs
-    if pool is not None:
-        for exercise_id in dict.fromkeys(t.exercise for t in todo):  # refuse a cluster that cannot grade now
-            pool.check(exercises.framework_of(exercise_id), options.device != "cpu")
-        jobs = jobs or pool.slots()
-    # A worker that died (before the job, or under it) is replaced and the job tried once more; a submission
-    # that kills its worker every time keeps the second report, marked grader-failure. A cluster retries on
-    # other machines itself (up to its allowed-failures): one attempt here.
-    executor = LocalExecutor(max(1, min(jobs, len(todo))), device=options.device, sandbox=options.sandbox,
-                             prewarm=todo[0].exercise, factory=factory, retries=1 if factory is ZygoteClient else 0)
+    executor = _executor(todo, options)
     try:  # every slot's torch import has started, side by side
         if options.device == "cuda":
             _require_cuda(executor, todo[0].exercise)
@@ -333,6 +310,21 @@ def _grade_on(todo: list[Task], out: Path, options: Options, factory: Any, pool:
         raise
     finally:
         executor.close()
+
+
+def _executor(todo: list[Task], options: Options) -> LocalExecutor:
+    """The local warm pool, or with --scheduler the one Dask route (which refuses a cluster that cannot grade
+    these exercises now). Locally a worker that died (before the job, or under it) is replaced and the job
+    tried once more; a submission that kills its worker every time keeps the second report, marked
+    grader-failure. A cluster retries on other machines itself (up to its allowed-failures): one attempt."""
+    if options.scheduler:
+        from grader.execution.cluster import DaskExecutor
+
+        return DaskExecutor(options.scheduler, options.jobs or None, device=options.device, sandbox=options.sandbox,
+                            prewarm=todo[0].exercise, checks=[t.exercise for t in todo], most_slots=len(todo),
+                            hold=False)
+    return LocalExecutor(max(1, min(options.jobs, len(todo))), device=options.device, sandbox=options.sandbox,
+                         prewarm=todo[0].exercise, retries=1)
 
 
 def _next(finished: queue.SimpleQueue) -> tuple[Task, JobOutcome]:

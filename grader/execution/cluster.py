@@ -8,30 +8,28 @@ Two halves, one module:
   job and returns the child's finished event undecoded (channel bytes in base64, exit status, signal, flags,
   output). A Dask task carries only the zygote's job (the submission's cells, the probe code, the inputs and
   the limits): never a reference, never a score.
-- **In the trusted process** (`grade batch --scheduler`, `grade serve --scheduler`): `DaskWorker` has the
-  public interface of `ZygoteClient` (info, run → Outcome, tier, alive, close, kill); its `run` sends the job to the
-  cluster and decodes the event with the same parent-side decoder as local grading, so
-  `grading.grade(..., worker=...)`, the batch's slots and the service's executor work unchanged, and the
-  references, the comparing and the scoring never leave this process.
+- **In the trusted process** (`grade batch --scheduler`, `grade serve --scheduler`): one route, `DaskExecutor`,
+  the executor interface whose slots hold `DaskWorker` handles. A `DaskWorker` has the public interface of
+  `ZygoteClient` (info, run → Outcome, tier, alive, close, kill); its `run` sends the job to the cluster and
+  decodes the event with the same parent-side decoder as local grading, so `grading.grade(..., worker=...)`
+  works unchanged, and the references, the comparing and the scoring never leave this process.
 
 Faults: a Dask worker that dies under a job has its task run again elsewhere by the scheduler, up to
 `distributed.scheduler.allowed-failures` times; a job that ends every worker it touches then raises
 `KilledWorker`, which becomes a graded failure (a report marked grader-failure), never a traceback. A
 scheduler that cannot be reached raises `ExecutorGone`: the batch stops, keeps every report it wrote, and a
-re-run resumes. The service's `DaskExecutor` instead holds the jobs it was given while the scheduler is away
-(they are no submission's fault: none is failed or counted as an attempt for it), reconnects every second,
-and runs them again once a scheduler with workers answers at the same address.
+re-run resumes; the service's executor (`hold=True`) holds its jobs, reconnects every second, and runs them
+again once a scheduler with workers answers at the same address.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import CancelledError
 from contextlib import contextmanager, suppress
 from typing import Any
@@ -41,7 +39,7 @@ from distributed.diagnostics.plugin import SchedulerPlugin
 
 from grader import __version__
 from grader.course import exercises
-from grader.execution.executor import ExecutorGone, LocalExecutor
+from grader.execution.executor import ExecutorGone, Job, JobOutcome, LocalExecutor
 from grader.sandbox import tiers
 from grader.sandbox.client import START_TIMEOUT_S, Outcome, SandboxFailure, ZygoteClient, decode_event
 from grader.sandbox.protocol import Ready
@@ -322,7 +320,7 @@ class DaskPool:
             raise ExecutorGone(f"lost the Dask scheduler at {self.address}: {_one_line(exc)}") from None
 
     def worker(self, framework: str, want_cuda: bool = False, sandbox: str = "auto") -> DaskWorker:
-        """A `ZygoteClient`-like handle (the factory a batch slot or executor slot calls)."""
+        """A `ZygoteClient`-like handle (the factory DaskExecutor's slots call)."""
         return DaskWorker(self, framework, want_cuda)
 
     def close(self) -> None:
@@ -414,34 +412,49 @@ class DaskWorker:
 
 
 class DaskExecutor(LocalExecutor):
-    """The executor interface over a Dask cluster (`grade serve --scheduler`): slots whose workers are
+    """The one route to a Dask cluster, for `grade batch --scheduler` and `grade serve --scheduler` alike: the
+    executor interface (submit a `Job`, get its `JobOutcome` with the report) over slots whose workers are
     `DaskWorker` handles, so the report is made here exactly as the local pool makes it.
 
-    A scheduler that goes away is no submission's fault, so no job's outcome says it: a slot whose job lost
-    the scheduler holds the job and runs it again once a scheduler with workers answers at the same address
-    (a thread reconnects every `retry_s`; Dask workers exit with their scheduler, so whatever restarts the
-    scheduler restarts them too). Meanwhile `healthy()` is False (the service's /healthz answers 503), the
-    service's heartbeat keeps the held jobs' leases, and the rest of its queue stays queued. Closing the
-    executor ends the wait: the held jobs' outcomes are failures that a closing service has already handed
+    At start it refuses a cluster that cannot grade the exercises named (`prewarm` and `checks`: no workers,
+    another grader version, a weaker sandbox than asked), and keeps `jobs` slots busy (default: every worker
+    thread plus one waiting on each worker; at most `most_slots`). A job is tried once: the cluster itself
+    runs a task again elsewhere when its machine dies.
+
+    A scheduler that goes away is no submission's fault. With `hold=False` (a batch) the job's outcome
+    carries `ExecutorGone` and the caller stops. With `hold=True` (the service) no job's outcome says it: a slot
+    whose job lost the scheduler holds the job and runs it again once a scheduler with workers answers at the
+    same address (a thread reconnects every `retry_s`; Dask workers exit with their scheduler, so whatever
+    restarts the scheduler restarts them too). Meanwhile `healthy()` is False (the service's /healthz answers
+    503), the service's heartbeat keeps the held jobs' leases, and the rest of its queue stays queued. Closing
+    the executor ends the wait: the held jobs' outcomes are failures that a closing service has already handed
     back to its queue."""
 
     def __init__(self, address: str, jobs: int | None = None, *, device: str = "auto", sandbox: str = "auto",
-                 prewarm: str | None = None, security: Any = None, retry_s: float = 1.0):
+                 prewarm: str | None = None, checks: Iterable[str] = (), most_slots: int | None = None,
+                 hold: bool = True, security: Any = None, retry_s: float = 1.0):
         self.pool = DaskPool(address, sandbox=sandbox, security=security)
-        if prewarm:
-            self.pool.check(exercises.framework_of(prewarm), device != "cpu")  # refuse a bad cluster now
+        try:
+            for exercise_id in dict.fromkeys([*([prewarm] if prewarm else []), *checks]):  # refuse a bad cluster now
+                self.pool.check(exercises.framework_of(exercise_id), device != "cpu")
+            slots = jobs or self.pool.slots()
+        except BaseException:
+            self.pool.close()
+            raise
         self._closing = threading.Event()
+        self._hold = hold
         self._retry_s = retry_s
-        super().__init__(jobs or self.pool.slots(), device=device, sandbox=sandbox, prewarm=prewarm,
+        super().__init__(max(1, min(slots, most_slots or slots)), device=device, sandbox=sandbox, prewarm=prewarm,
                          factory=self.pool.worker)
-        for slot in self._slots:  # before any job can be submitted: their threads look `run` up per job
-            slot.run = functools.partial(self._run_through_outages, slot, slot.run)  # type: ignore[method-assign]
         self._reconnector = threading.Thread(target=self._reconnect_loop, daemon=True, name="grader-dask-reconnect")
-        self._reconnector.start()
+        if hold:
+            self._reconnector.start()
 
-    def _run_through_outages(self, slot: Any, run: Any, job: Any) -> Any:
+    def _run(self, slot: Any, job: Job) -> JobOutcome:
         while True:
-            outcome = run(job)
+            outcome = slot.run(job)
+            if not self._hold:
+                return outcome
             with slot.lock:
                 handles = list(slot.workers.values())
             if not any(getattr(h, "lost", False) for h in handles) or self._closing.is_set():
