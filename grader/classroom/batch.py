@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +56,7 @@ from grader.formats.files import (  # moved to files.py, still named here
 )
 from grader.grading import pipeline as grading
 from grader.model import sanitize
-from grader.model.report import RUN_STATUSES, to_json
+from grader.model.report import RUN_STATUSES, RunStatus, to_json
 from grader.sandbox.client import SandboxFailure
 from grader.sandbox.protocol import Ready
 from grader.sandbox.tiers import Tier
@@ -71,12 +72,19 @@ class Interrupted(KeyboardInterrupt):
     """SIGTERM, delivered as an interrupt so that the batch stops the same way as on Ctrl-C."""
 
 
+class DoneState(StrEnum):
+    """What a run did with one task: a report written, or a `.problem.json` (no report at all)."""
+
+    GRADED = "graded"
+    PROBLEM = "problem"
+
+
 @dataclass(frozen=True)
 class Done:
     """What became of one task in this run: given to the progress callback, never kept."""
 
     task: Task
-    state: str  # "graded" | "problem"
+    state: DoneState
     score: float | None = None
     max_score: float | None = None
     status: str | None = None
@@ -188,7 +196,7 @@ def record_problem(out: Path, task: Task, status: str, message: str) -> Done:
         task.report_path(out).unlink(missing_ok=True)  # an older report no longer matches the file
     except OSError:
         pass  # OUT/<student> is not a folder we can write: the gradebook still says not-graded
-    return Done(task, "problem", status=status)
+    return Done(task, DoneState.PROBLEM, status=status)
 
 
 # ---- grading on the executor's warm workers
@@ -200,15 +208,15 @@ def finish(out: Path, task: Task, outcome: JobOutcome) -> Done | None:
     report = outcome.report
     if report is None:
         if outcome.unreadable:
-            return record_problem(out, task, "unreadable", str(outcome.error))
+            return record_problem(out, task, RunStatus.UNREADABLE, str(outcome.error))
         why = str(outcome.error) if isinstance(outcome.error, SandboxFailure) else outcome.problem
-        return record_problem(out, task, "grader-failure", why or "the grader failed")
+        return record_problem(out, task, RunStatus.GRADER_FAILURE, why or "the grader failed")
     try:
         write_atomic(task.report_path(out), to_json(report))
         task.problem_path(out).unlink(missing_ok=True)
     except Exception as exc:  # noqa: BLE001 - a report that cannot be written must not end the batch
-        return record_problem(out, task, "grader-failure", f"the report could not be written: {exc}")
-    return Done(task, "graded", report.score, report.max_score, gradebook.status_of(report))
+        return record_problem(out, task, RunStatus.GRADER_FAILURE, f"the report could not be written: {exc}")
+    return Done(task, DoneState.GRADED, report.score, report.max_score, gradebook.status_of(report))
 
 
 def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, options: Options | None = None,
@@ -247,7 +255,8 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
             gradable.append(task)
             continue
         problems += 1
-        done = record_problem(out, task, "refused-link" if task.path.is_symlink() else "unreadable", why)
+        done = record_problem(out, task, gradebook.CellStatus.REFUSED_LINK if task.path.is_symlink()
+                              else RunStatus.UNREADABLE, why)
         this_run[(task.student, task.exercise)] = str(done.status)
         if on_done:
             on_done(done)
@@ -256,9 +265,9 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
     stream = _grade_all(gradable, out, options)
     try:
         for done in stream:
-            graded += done.state == "graded"
-            problems += done.state == "problem"
-            if done.state == "problem":
+            graded += done.state is DoneState.GRADED
+            problems += done.state is DoneState.PROBLEM
+            if done.state is DoneState.PROBLEM:
                 this_run[(done.task.student, done.task.exercise)] = str(done.status)
             if on_done:
                 on_done(done)

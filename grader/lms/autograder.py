@@ -34,6 +34,8 @@ from typing import Any
 from grader.course import exercises, filenames
 from grader.course.submission import SubmissionNotFound
 from grader.grading import pipeline as grading
+from grader.model.report import RunStatus
+from grader.sandbox.tiers import Tier
 
 # The defaults of `grade gradescope` and `grade prairielearn` too: the command line reads them at every start,
 # so this module imports the formats and the results writer only where it uses them.
@@ -148,7 +150,7 @@ def hidden_exposure(hidden: Path, plan: dict[str, Any]) -> str | None:
     """
     if not hidden.exists():
         return None  # nothing hidden here to keep
-    if plan.get("tier") == "namespaces" and not _in_sandbox_view(hidden):
+    if plan.get("tier") == Tier.NAMESPACES and not _in_sandbox_view(hidden):
         return None
     own_uid = plan.get("student_uid")
     if not own_uid:
@@ -210,11 +212,11 @@ def gradescope_entry(exercise_id: str | None = None, submission_dir: Path = GRAD
         report = _grade(submission_dir, exercise_id, limits)
         data, status = gradescope.results(report), report.status
     except (NoSubmission, SubmissionNotFound) as exc:
-        data, status = gradescope.failure(str(exc), time.monotonic() - started), "unreadable"
+        data, status = gradescope.failure(str(exc), time.monotonic() - started), RunStatus.UNREADABLE
     except HiddenUnprotected as exc:
         data, status = gradescope.failure(str(exc), time.monotonic() - started), HIDDEN_UNPROTECTED
     except Exception as exc:  # noqa: BLE001 - the grader's own failure: still a results file
-        data, status = gradescope.failure(_grader_failed(exc), time.monotonic() - started), "grader-failure"
+        data, status = gradescope.failure(_grader_failed(exc), time.monotonic() - started), RunStatus.GRADER_FAILURE
     data.setdefault("extra_data", {})["status"] = status
     _write_results(Path(results_path), data)
     return data, status
@@ -238,11 +240,12 @@ def prairielearn_entry(exercise_id: str | None = None, submission_dir: Path = PR
         report = _grade(submission_dir, exercise_id, limits)
         data, status = prairielearn.results(report, reveal_hidden), report.status
     except (NoSubmission, SubmissionNotFound) as exc:
-        data, status = prairielearn.failure(str(exc)), "unreadable"
+        data, status = prairielearn.failure(str(exc)), RunStatus.UNREADABLE
     except HiddenUnprotected as exc:
         data, status = prairielearn.failure(f"{exc} This attempt does not count."), HIDDEN_UNPROTECTED
     except Exception as exc:  # noqa: BLE001 - SandboxFailure or a bug: still a results file
-        data, status = prairielearn.failure(_grader_failed(exc) + " This attempt does not count."), "grader-failure"
+        data = prairielearn.failure(_grader_failed(exc) + " This attempt does not count.")
+        status = RunStatus.GRADER_FAILURE
     _write_results(Path(results_path), data)
     return data, status
 
