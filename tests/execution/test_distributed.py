@@ -25,6 +25,7 @@ psutil = pytest.importorskip("psutil")
 import contextlib
 
 from click.testing import CliRunner
+from conftest import full_marks
 from test_batch import CLASS, EXPECTED_STATUS, LIMITS, SOLUTION, gradebook_rows, make_class
 
 from grader.classroom import batch
@@ -276,7 +277,7 @@ def test_a_worker_killed_mid_batch_costs_no_report(cluster, tmp_path):
     assert _still_running(below, within=3.0) == []  # they die with their worker, not at the job's timeout
     runner.join(timeout=300)
     assert result["r"].graded == 8 and result["r"].problems == 0
-    assert {gradebook_rows(out)[f"s{i:02d}"]["ex03"] for i in range(8)} == {"15"}
+    assert {gradebook_rows(out)[f"s{i:02d}"]["ex03"] for i in range(8)} == {full_marks("ex03")}
     cluster.client.wait_for_workers(2, timeout=120)  # its nanny started a fresh one
     cluster.wait_warm()
 
@@ -390,7 +391,7 @@ def test_a_scheduler_that_goes_away_stops_the_batch_and_a_rerun_resumes(tmp_path
         second.stop()
     assert again.returncode == 0, again.stderr
     assert f"{kept} submissions unchanged" in again.stderr
-    assert {r["ex03"] for r in gradebook_rows(out).values()} == {"15"}
+    assert {r["ex03"] for r in gradebook_rows(out).values()} == {full_marks("ex03")}
     assert first.left_running(30) == [] and second.left_running(30) == []
 
 
@@ -461,7 +462,7 @@ def test_mutual_tls_between_grader_scheduler_and_workers(tmp_path):
     assert refused.returncode == 2 and "needs this grader's TLS certificate" in refused.stderr
     assert refused.stderr.count("\n") == 1
     assert graded.returncode == 0, graded.stderr
-    assert gradebook_rows(tmp_path / "yes")["ana"]["ex03"] == "15"
+    assert gradebook_rows(tmp_path / "yes")["ana"]["ex03"] == full_marks("ex03")
     if served is not None:  # grade serve --scheduler takes the same TLS settings from the same variables
         assert served == 200
         assert serve_refused.returncode == 2 and "needs this grader's TLS certificate" in serve_refused.stderr
