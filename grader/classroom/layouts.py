@@ -282,9 +282,7 @@ def _add_student(root: Path, found: ClassFolder, student: Student, path: Path, r
     if student.key in found.students or student.key in found.refused:
         found.skip(root, path, f"a second folder for {student.key!r}: not graded", student.key)
         return False
-    problem = _student_key_problem(student.key)
-    if problem is None and path.is_symlink():
-        problem = CellStatus.REFUSED_LINK
+    problem = _student_key_problem(student.key) or (CellStatus.REFUSED_LINK if path.is_symlink() else None)
     if problem is not None:
         found.refused[student.key] = problem
         reason = ("a symbolic link: refused, never followed" if problem == CellStatus.REFUSED_LINK else

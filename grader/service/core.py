@@ -41,7 +41,7 @@ log = logging.getLogger("grader.service")
 class Service:
     """What the routes need: the store, the graders, the configuration. Made at start-up.
 
-    By default the grading runs in runner processes (runner.py: `jobs` runners of one slot each, or one
+    By default the grading runs in runner processes (runners.py: `jobs` runners of one slot each, or one
     runner with `jobs` slots on a Dask cluster), each leasing jobs from the database. Given an executor
     object, this process grades on it itself instead (one in-process dispatcher, as an embedding may want).
     """
