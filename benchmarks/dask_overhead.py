@@ -138,7 +138,7 @@ def main() -> None:
     from distributed import Client
 
     from grader.classroom import batch
-    from grader.execution.cluster import STREAM_INTERVAL_S
+    from grader.execution.streams import STREAM_INTERVAL_S
     from grader.grading import pipeline as grading
 
     print(f"load average at start {os.getloadavg()[0]:.1f} ({os.cpu_count()} CPUs)", flush=True)

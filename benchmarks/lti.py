@@ -91,7 +91,7 @@ def passback(server: Server, platform: MockPlatform, count: int) -> list[float]:
 
 
 def burst(server: Server, platform: MockPlatform, count: int) -> tuple[float, int]:
-    from grader.service.app import open_store
+    from grader.service.config import open_store
     from grader.service.db import Submission
     from grader.service.lti.store import LtiStore
 

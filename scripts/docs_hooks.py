@@ -164,7 +164,8 @@ def diagnoses_reference() -> str:
 @cache
 def openapi_document() -> dict[str, Any]:
     """The service app's own OpenAPI document (the app is made on a throwaway SQLite file; nothing is started)."""
-    from grader.service.app import Config, create_app
+    from grader.service.app import create_app
+    from grader.service.config import Config
 
     with tempfile.TemporaryDirectory(prefix="grade-docs-") as directory:
         app = create_app(Config(db_url=f"sqlite:///{Path(directory) / 'docs.sqlite3'}"))

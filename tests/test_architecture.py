@@ -140,3 +140,46 @@ def test_mypy_is_clean_on_the_checked_layers():
     mypy = pytest.importorskip("mypy.api")
     stdout, stderr, status = mypy.run([])
     assert status == 0, stdout + stderr
+
+
+def _status_words() -> set[str]:
+    from grader.classroom.batch import DoneState
+    from grader.classroom.gradebook import CellStatus
+    from grader.model.report import RunStatus, Status
+
+    return {str(m.value) for vocabulary in (RunStatus, Status, CellStatus, DoneState) for m in vocabulary}
+
+
+def test_statuses_are_compared_as_enums_not_strings():
+    """In the front ends (lms/, classroom/, cli/) a status is compared with its enum's member, never with a
+    string literal that a renamed status would silently stop matching."""
+    words = _status_words()
+    found = []
+    for folder in ("lms", "classroom", "cli"):
+        for path in sorted((PACKAGE / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+                if not isinstance(node, ast.Compare):
+                    continue
+                for side in [node.left, *node.comparators]:
+                    items = side.elts if isinstance(side, ast.Tuple | ast.List | ast.Set) else [side]
+                    found += [f"{path.relative_to(ROOT)}:{node.lineno}: {item.value!r}" for item in items
+                              if isinstance(item, ast.Constant) and item.value in words]
+    assert found == []
+
+
+def test_the_service_app_only_assembles_its_routers():
+    """service/app.py makes the application; each resource's routes live in service/routes/ (pages and LTI
+    beside them), and nothing imports a moved name through app.py."""
+    tree = ast.parse((PACKAGE / "service" / "app.py").read_text("utf-8"))
+    routes = [node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+              for decorator in node.decorator_list if isinstance(decorator, ast.Call)
+              and isinstance(decorator.func, ast.Attribute) and decorator.func.attr in ("get", "post", "put", "delete")]
+    assert routes == []
+    reexports = [alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
+                 for alias in node.names if alias.asname == alias.name]
+    assert reexports == []
+    importers = [f"{name}: {alias.name}" for name, path in modules().items()
+                 for node in ast.walk(ast.parse(path.read_text("utf-8")))
+                 if isinstance(node, ast.ImportFrom) and node.module == "grader.service.app"
+                 for alias in node.names if alias.name != "create_app"]
+    assert importers == []

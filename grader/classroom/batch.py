@@ -3,7 +3,8 @@
 The data flows one way, as in single mode:
 DIR/<student>/<EX>.py|.ipynb → skip those whose report on disk is current (same file sha256, grader
 version and references digest) → grade the rest as jobs of an executor (executor.LocalExecutor: N slots,
-each owning its own pre-warmed `ZygoteClient`, or a cluster's workers through the same slots; the worker only
+each owning its own pre-warmed `ZygoteClient`, or with --scheduler execution.cluster.DaskExecutor, the one
+route to a Dask cluster that the service takes too; the worker only
 runs probes and never sees reference data; this process compares, through `grading.grade(...,
 worker=...)`, exactly as single mode does) → each report written atomically as soon
 as it is ready → the gradebook and summary are rebuilt from the reports on disk, one student at a time.
@@ -24,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -54,8 +56,8 @@ from grader.formats.files import (  # moved to files.py, still named here
 )
 from grader.grading import pipeline as grading
 from grader.model import sanitize
-from grader.model.report import RUN_STATUSES, grader_failed, to_json
-from grader.sandbox.client import SandboxFailure, ZygoteClient
+from grader.model.report import RUN_STATUSES, RunStatus, grader_failed, to_json
+from grader.sandbox.client import SandboxFailure
 from grader.sandbox.protocol import Ready
 
 LINK_MESSAGE = "a symbolic link, not a file: refused, never followed; submit the file itself."
@@ -69,12 +71,19 @@ class Interrupted(KeyboardInterrupt):
     """SIGTERM, delivered as an interrupt so that the batch stops the same way as on Ctrl-C."""
 
 
+class DoneState(StrEnum):
+    """What a run did with one task: a report written, or a `.problem.json` (no report at all)."""
+
+    GRADED = "graded"
+    PROBLEM = "problem"
+
+
 @dataclass(frozen=True)
 class Done:
     """What became of one task in this run: given to the progress callback, never kept."""
 
     task: Task
-    state: str  # "graded" | "problem"
+    state: DoneState
     score: float | None = None
     max_score: float | None = None
     status: str | None = None
@@ -186,7 +195,7 @@ def record_problem(out: Path, task: Task, status: str, message: str) -> Done:
         task.report_path(out).unlink(missing_ok=True)  # an older report no longer matches the file
     except OSError:
         pass  # OUT/<student> is not a folder we can write: the gradebook still says not-graded
-    return Done(task, "problem", status=status)
+    return Done(task, DoneState.PROBLEM, status=status)
 
 
 # ---- grading on the executor's warm workers
@@ -198,15 +207,15 @@ def finish(out: Path, task: Task, outcome: JobOutcome) -> Done | None:
     report = outcome.report
     if report is None:
         if outcome.unreadable:
-            return record_problem(out, task, "unreadable", str(outcome.error))
+            return record_problem(out, task, RunStatus.UNREADABLE, str(outcome.error))
         why = str(outcome.error) if isinstance(outcome.error, SandboxFailure) else outcome.problem
-        return record_problem(out, task, "grader-failure", why or "the grader failed")
+        return record_problem(out, task, RunStatus.GRADER_FAILURE, why or "the grader failed")
     try:
         write_atomic(task.report_path(out), to_json(report))
         task.problem_path(out).unlink(missing_ok=True)
     except Exception as exc:  # noqa: BLE001 - a report that cannot be written must not end the batch
-        return record_problem(out, task, "grader-failure", f"the report could not be written: {exc}")
-    return Done(task, "graded", report.score, report.max_score, gradebook.status_of(report))
+        return record_problem(out, task, RunStatus.GRADER_FAILURE, f"the report could not be written: {exc}")
+    return Done(task, DoneState.GRADED, report.score, report.max_score, gradebook.status_of(report))
 
 
 def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, options: Options | None = None,
@@ -245,7 +254,8 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
             gradable.append(task)
             continue
         problems += 1
-        done = record_problem(out, task, "refused-link" if task.path.is_symlink() else "unreadable", why)
+        done = record_problem(out, task, gradebook.CellStatus.REFUSED_LINK if task.path.is_symlink()
+                              else RunStatus.UNREADABLE, why)
         this_run[(task.student, task.exercise)] = str(done.status)
         if on_done:
             on_done(done)
@@ -254,9 +264,9 @@ def run(directory: Path, out: Path, exercise_ids: Sequence[str] | None = None, o
     stream = _grade_all(gradable, out, options)
     try:
         for done in stream:
-            graded += done.state == "graded"
-            problems += done.state == "problem"
-            if done.state == "problem":
+            graded += done.state is DoneState.GRADED
+            problems += done.state is DoneState.PROBLEM
+            if done.state is DoneState.PROBLEM:
                 this_run[(done.task.student, done.task.exercise)] = str(done.status)
             if on_done:
                 on_done(done)
@@ -288,31 +298,7 @@ def _grade_all(todo: list[Task], out: Path, options: Options) -> Iterator[Done]:
     """Yield each Done as it arrives; on interrupt, stop the executor and kill what it was running."""
     if not todo:
         return
-    factory: Any = ZygoteClient
-    pool = None
-    if options.scheduler:
-        from grader.execution.cluster import DaskPool
-
-        pool = DaskPool(options.scheduler, sandbox=options.sandbox)
-        factory = pool.worker
-    try:
-        yield from _grade_on(todo, out, options, factory, pool)
-    finally:
-        if pool is not None:
-            pool.close()
-
-
-def _grade_on(todo: list[Task], out: Path, options: Options, factory: Any, pool: Any) -> Iterator[Done]:
-    jobs = options.jobs
-    if pool is not None:
-        for exercise_id in dict.fromkeys(t.exercise for t in todo):  # refuse a cluster that cannot grade now
-            pool.check(exercises.framework_of(exercise_id), options.device != "cpu")
-        jobs = jobs or pool.slots()
-    # A worker that died (before the job, or under it) is replaced and the job tried once more; a submission
-    # that kills its worker every time keeps the second report, marked grader-failure. A cluster retries on
-    # other machines itself (up to its allowed-failures): one attempt here.
-    executor = LocalExecutor(max(1, min(jobs, len(todo))), device=options.device, sandbox=options.sandbox,
-                             prewarm=todo[0].exercise, factory=factory, retries=1 if factory is ZygoteClient else 0)
+    executor = _executor(todo, options)
     try:  # every slot's torch import has started, side by side
         if options.device == "cuda":
             _require_cuda(executor, todo[0].exercise)
@@ -332,6 +318,21 @@ def _grade_on(todo: list[Task], out: Path, options: Options, factory: Any, pool:
         raise
     finally:
         executor.close()
+
+
+def _executor(todo: list[Task], options: Options) -> LocalExecutor:
+    """The local warm pool, or with --scheduler the one Dask route (which refuses a cluster that cannot grade
+    these exercises now). Locally a worker that died (before the job, or under it) is replaced and the job
+    tried once more; a submission that kills its worker every time keeps the second report, marked
+    grader-failure. A cluster retries on other machines itself (up to its allowed-failures): one attempt."""
+    if options.scheduler:
+        from grader.execution.cluster import DaskExecutor
+
+        return DaskExecutor(options.scheduler, options.jobs or None, device=options.device, sandbox=options.sandbox,
+                            prewarm=todo[0].exercise, checks=[t.exercise for t in todo], most_slots=len(todo),
+                            hold=False)
+    return LocalExecutor(max(1, min(options.jobs, len(todo))), device=options.device, sandbox=options.sandbox,
+                         prewarm=todo[0].exercise, retries=1)
 
 
 def _next(finished: queue.SimpleQueue) -> tuple[Task, JobOutcome]:

@@ -30,6 +30,7 @@ import csv
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any, Self, TextIO
 
@@ -40,7 +41,16 @@ MOODLE_ID = "Username"
 MOODLE_WORKSHEET_ID = ("Identifier", "Full name")
 
 
-NOT_GRADED = "not-graded"  # submitted, and no report of this grader says how its run ended
+class CellStatus(StrEnum):
+    """A cell's status where no report gives one (a report's own is its RunStatus, report.py)."""
+
+    NOT_GRADED = "not-graded"  # submitted, and no report of this grader says how its run ended
+    MISSING = "missing"  # no file for this exercise
+    REFUSED_LINK = "refused-link"  # the student's folder or file is a symbolic link: never followed
+    RESERVED_NAME = "reserved-name"  # a folder named like the grader's own files
+
+
+NOT_GRADED = CellStatus.NOT_GRADED
 
 
 def status_of(report: Report) -> str | None:
@@ -180,7 +190,7 @@ class Writers:
 
     def add(self, row: Row) -> None:
         ids, max_scores = self.context.exercise_ids, self.context.max_scores
-        cells = [row.cells.get(e, Cell(None, None, "missing")) for e in ids]
+        cells = [row.cells.get(e, Cell(None, None, CellStatus.MISSING)) for e in ids]
         total = sum(c.score for c in cells if c.score is not None)
         max_total = sum(max_scores.get(e, 0.0) for e in ids)
         status = "; ".join(f"{e}: {c.status}" for e, c in zip(ids, cells, strict=True) if c.status)

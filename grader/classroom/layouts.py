@@ -38,6 +38,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from grader.classroom.gradebook import CellStatus
 from grader.course import exercises, filenames
 from grader.model import sanitize
 
@@ -266,9 +267,9 @@ def _reupload_rank(name: str) -> int:
 
 def _student_key_problem(key: str) -> str | None:
     if key in RESERVED:
-        return "reserved-name"
+        return CellStatus.RESERVED_NAME
     if key.startswith(".") or not key or "/" in key or "\x00" in key:
-        return "reserved-name"
+        return CellStatus.RESERVED_NAME
     return None
 
 
@@ -281,12 +282,10 @@ def _add_student(root: Path, found: ClassFolder, student: Student, path: Path, r
     if student.key in found.students or student.key in found.refused:
         found.skip(root, path, f"a second folder for {student.key!r}: not graded", student.key)
         return False
-    problem = _student_key_problem(student.key)
-    if problem is None and path.is_symlink():
-        problem = "refused-link"
+    problem = _student_key_problem(student.key) or (CellStatus.REFUSED_LINK if path.is_symlink() else None)
     if problem is not None:
         found.refused[student.key] = problem
-        reason = ("a symbolic link: refused, never followed" if problem == "refused-link" else
+        reason = ("a symbolic link: refused, never followed" if problem == CellStatus.REFUSED_LINK else
                   f"{student.key!r} is a name the grader keeps for its own files: rename the folder")
         found.skip(root, path, reason, student.key)
         return False

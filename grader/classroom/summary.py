@@ -165,7 +165,7 @@ def _cell(out: Path, student: str, exercise_id: str, submitted: bool, summary: S
     try:
         status = str(json.loads((folder / f"{exercise_id}{PROBLEM_SUFFIX}").read_text("utf-8"))["status"])
     except (OSError, ValueError, KeyError, TypeError):
-        status = problem_now or ("not-graded" if submitted else "missing")
+        status = problem_now or (gradebook.CellStatus.NOT_GRADED if submitted else gradebook.CellStatus.MISSING)
     summary.add_status(status)
     return gradebook.Cell(None, None, status)
 

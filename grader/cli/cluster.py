@@ -4,31 +4,6 @@ from __future__ import annotations
 
 import click
 
-from grader.cli.group import (  # moved to group.py, still named here
-    EXERCISE as EXERCISE,
-    SUBCOMMANDS_HELP as SUBCOMMANDS_HELP,
-    ExerciseType as ExerciseType,
-    GradeGroup as GradeGroup,
-    GraderFailure as GraderFailure,
-    OneLineUsageError as OneLineUsageError,
-    _one_line as _one_line,
-    library_default as library_default,
-    main as main,
-    sandbox_options as sandbox_options,
-)
-from grader.cli.lms import (  # moved to lms.py, still named here
-    _lms_done as _lms_done,
-    gradescope as gradescope,
-    gradescope_package as gradescope_package,
-    prairielearn as prairielearn,
-    prairielearn_package as prairielearn_package,
-)
-from grader.cli.progress import (  # moved to progress.py, still named here
-    _BatchProgress as _BatchProgress,
-    _clock as _clock,
-    progress_line as progress_line,
-)
-
 
 def _dask_refusal() -> type[Exception]:
     """Check that the `dask` extra is installed; returns the error a cluster that refuses raises."""

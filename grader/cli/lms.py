@@ -14,6 +14,7 @@ from grader.cli.group import (
 )
 from grader.grading.pipeline import DEFAULT_TIMEOUT_S
 from grader.lms import autograder as lms, packages as packaging
+from grader.model.report import RunStatus
 
 
 @main.command(help="(in Gradescope's container) Grade /autograder/submission into /autograder/results/results.json.")
@@ -33,7 +34,7 @@ def gradescope(exercise: str | None, submission_dir: Path, results_path: Path, t
 
 def _lms_done(score: float, results_path: Path, status: str) -> None:
     click.echo(f"score {score:g}; results written to {results_path}")
-    if status == "grader-failure":
+    if status == RunStatus.GRADER_FAILURE:
         click.echo("Error: the grader itself failed; the results file says so.", err=True)
         sys.exit(3)
     if status == lms.HIDDEN_UNPROTECTED:

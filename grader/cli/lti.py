@@ -17,10 +17,10 @@ def lti() -> None:
 
 
 def _lti_admin() -> Any:
-    service_app = _service_modules()
+    service_config = _service_modules()
     from grader.service.lti import admin
 
-    return service_app, admin
+    return service_config, admin
 
 
 def _public_url_option(function: Any) -> Any:
@@ -29,9 +29,9 @@ def _public_url_option(function: Any) -> Any:
                              "printed under it [default: http://127.0.0.1:8000].")(function)
 
 
-def _tool_urls(service_app: Any, admin: Any, public_url: str | None) -> None:
+def _tool_urls(service_config: Any, admin: Any, public_url: str | None) -> None:
     try:
-        base = service_app.public_url(public_url)
+        base = service_config.public_url(public_url)
     except ValueError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo("Enter these in the LMS's tool registration:")
@@ -54,43 +54,43 @@ def _tool_urls(service_app: Any, admin: Any, public_url: str | None) -> None:
 @_public_url_option
 def lti_add_platform(issuer: str, client_id: str, deployment_id: str, auth_url: str, token_url: str, jwks_url: str,
                      frame_origins: tuple[str, ...], db_url: str | None, public_url: str | None) -> None:
-    service_app, admin = _lti_admin()
+    service_config, admin = _lti_admin()
     try:
         platform = admin.add_platform(db_url, frame_origins, issuer=issuer, client_id=client_id,
                                       deployment_id=deployment_id, auth_url=auth_url, token_url=token_url,
                                       jwks_url=jwks_url)
-    except (ValueError, service_app.ConfigurationError) as exc:
+    except (ValueError, service_config.ConfigurationError) as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"platform {platform.id} registered: {platform.issuer} (client {platform.client_id}, deployment "
                f"{platform.deployment_id})")
-    _tool_urls(service_app, admin, public_url)
+    _tool_urls(service_config, admin, public_url)
 
 
 @lti.command("list", help="The registered platforms, one a line: id, issuer, client id, deployment id, URLs.")
 @click.option("--db", "db_url", default=None, help="SQLAlchemy URL, as for `grade serve`.")
 @_public_url_option
 def lti_list(db_url: str | None, public_url: str | None) -> None:
-    service_app, admin = _lti_admin()
+    service_config, admin = _lti_admin()
     try:
         rows = admin.platforms(db_url)
-    except service_app.ConfigurationError as exc:
+    except service_config.ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
     for row in rows:
         click.echo("\t".join([str(row.id), row.issuer, row.client_id, row.deployment_id, row.auth_url,
                               row.token_url, row.jwks_url, " ".join(row.frame_origins) or "-"]))
     if not rows:
         click.echo("no platform registered yet (grade lti add-platform)")
-    _tool_urls(service_app, admin, public_url)
+    _tool_urls(service_config, admin, public_url)
 
 
 @lti.command("remove", help="Unregister a platform by its id from `grade lti list`; its launches stop working.")
 @click.argument("platform_id", type=click.IntRange(1))
 @click.option("--db", "db_url", default=None, help="SQLAlchemy URL, as for `grade serve`.")
 def lti_remove(platform_id: int, db_url: str | None) -> None:
-    service_app, admin = _lti_admin()
+    service_config, admin = _lti_admin()
     try:
         row = admin.remove_platform(db_url, platform_id)
-    except service_app.ConfigurationError as exc:
+    except service_config.ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
     if row is None:
         raise click.UsageError(f"no platform {platform_id} in this database (see `grade lti list`).")
@@ -101,10 +101,10 @@ def lti_remove(platform_id: int, db_url: str | None) -> None:
                                 "which the next rotation retires. Never prints a private key.")
 @click.option("--db", "db_url", default=None, help="SQLAlchemy URL, as for `grade serve`.")
 def lti_rotate_key(db_url: str | None) -> None:
-    service_app, admin = _lti_admin()
+    service_config, admin = _lti_admin()
     try:
         new, retired, listing = admin.rotate_key(db_url)
-    except service_app.ConfigurationError as exc:
+    except service_config.ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
     click.echo(f"new signing key {new}" + (f"; retired {', '.join(retired)}" if retired else ""))
     for kid, _created, retired_at in listing:

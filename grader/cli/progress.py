@@ -7,25 +7,6 @@ from typing import Any
 
 import click
 
-from grader.cli.group import (  # moved to group.py, still named here
-    EXERCISE as EXERCISE,
-    SUBCOMMANDS_HELP as SUBCOMMANDS_HELP,
-    ExerciseType as ExerciseType,
-    GradeGroup as GradeGroup,
-    GraderFailure as GraderFailure,
-    OneLineUsageError as OneLineUsageError,
-    _one_line as _one_line,
-    library_default as library_default,
-    main as main,
-    sandbox_options as sandbox_options,
-)
-from grader.cli.lms import (  # moved to lms.py, still named here
-    _lms_done as _lms_done,
-    gradescope as gradescope,
-    gradescope_package as gradescope_package,
-    prairielearn as prairielearn,
-    prairielearn_package as prairielearn_package,
-)
 from grader.model import sanitize
 
 

@@ -14,12 +14,15 @@ from grader.cli.group import (
 
 
 def _service_modules() -> Any:
+    """grader/service/config.py (the configuration, the token administration), once the `service` extra is
+    known to be there: the application's modules import too, or this is one line naming what is missing."""
     try:
-        from grader.service import app as service_app
+        import grader.service.app  # noqa: F401 - FastAPI and the rest of the extra, checked now
+        from grader.service import config
     except ModuleNotFoundError as exc:
         raise click.UsageError(f"the grading service needs the `service` extra ({exc.name} is missing): "
                                "pip install 'dl-grader[service]'") from None
-    return service_app
+    return config
 
 
 @main.command(help="Run the grading service (HTTP API, pages, warm workers; the database is the record).")
@@ -36,7 +39,7 @@ def _service_modules() -> Any:
                    "[default: http://HOST:PORT].")
 def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler: str | None,
           public_url: str | None) -> None:
-    service_app = _service_modules()
+    service_config = _service_modules()
     if scheduler:  # refuse an unreachable or unfit cluster now, in one line; the runner connects on its own
         checked = _dask_executor(scheduler, jobs)
         jobs = checked.capacity
@@ -44,16 +47,17 @@ def serve(host: str, port: int, db_url: str | None, jobs: int | None, scheduler:
     import uvicorn
 
     from grader.classroom.batch import default_jobs
+    from grader.service.app import create_app
 
     service_logging()
     if public_url is None:
         shown = f"[{host}]" if ":" in host else ("127.0.0.1" if host in ("0.0.0.0", "") else host)
         public_url = f"http://{shown}:{port}"
-    config = service_app.Config.from_environment(db_url=db_url, jobs=jobs or default_jobs(), scheduler=scheduler,
-                                                 public_url=public_url)
+    config = service_config.Config.from_environment(db_url=db_url, jobs=jobs or default_jobs(), scheduler=scheduler,
+                                                    public_url=public_url)
     try:
-        app = service_app.create_app(config)  # migrates the database now: a bad --db fails here, in one line
-    except service_app.ConfigurationError as exc:
+        app = create_app(config)  # migrates the database now: a bad --db fails here, in one line
+    except service_config.ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
     try:
         listening = _listen(host, port)
@@ -138,14 +142,14 @@ def token() -> None:
 @click.option("--student", default=None, help="The student a student token submits and reads as.")
 @click.option("--db", "db_url", default=None, help="SQLAlchemy URL, as for `grade serve`.")
 def token_add(role: str, student: str | None, db_url: str | None) -> None:
-    service_app = _service_modules()
+    service_config = _service_modules()
     if role == "student" and not student:
         raise click.UsageError("a student token needs --student ID.")
-    if student and not service_app.STUDENT_ID.fullmatch(student):
+    if student and not service_config.STUDENT_ID.fullmatch(student):
         raise click.UsageError("a student id is 1-128 letters, digits, '.', '_', '@' or '-'.")
     try:
-        click.echo(service_app.add_token(db_url, role, student))
-    except service_app.ConfigurationError as exc:
+        click.echo(service_config.add_token(db_url, role, student))
+    except service_config.ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
 
 
@@ -154,7 +158,7 @@ def token_add(role: str, student: str | None, db_url: str | None) -> None:
 def token_list(db_url: str | None) -> None:
     import datetime
 
-    service_app = _service_modules()
+    service_config = _service_modules()
 
     def when(seconds: float | None) -> str:
         if seconds is None:
@@ -162,8 +166,8 @@ def token_list(db_url: str | None) -> None:
         return datetime.datetime.fromtimestamp(seconds, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     try:
-        rows = service_app.list_tokens(db_url)
-    except service_app.ConfigurationError as exc:
+        rows = service_config.list_tokens(db_url)
+    except service_config.ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
     for row in rows:
         revoked = f"revoked {when(row.revoked_at)}" if row.revoked_at else "active"
@@ -175,10 +179,10 @@ def token_list(db_url: str | None) -> None:
 @click.argument("token_or_id")
 @click.option("--db", "db_url", default=None, help="SQLAlchemy URL, as for `grade serve`.")
 def token_revoke(token_or_id: str, db_url: str | None) -> None:
-    service_app = _service_modules()
+    service_config = _service_modules()
     try:
-        row = service_app.revoke_token(db_url, token_or_id.strip())
-    except service_app.ConfigurationError as exc:
+        row = service_config.revoke_token(db_url, token_or_id.strip())
+    except service_config.ConfigurationError as exc:
         raise click.UsageError(str(exc)) from None
     if row is None:
         raise click.UsageError("no such token in this database (give the token itself, or its id from "

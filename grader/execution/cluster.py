@@ -8,41 +8,39 @@ Two halves, one module:
   job and returns the child's finished event undecoded (channel bytes in base64, exit status, signal, flags,
   output). A Dask task carries only the zygote's job (the submission's cells, the probe code, the inputs and
   the limits): never a reference, never a score.
-- **In the trusted process** (`grade batch --scheduler`, `grade serve --scheduler`): `DaskWorker` has the
-  public interface of `ZygoteClient` (info, run → Outcome, tier, alive, close, kill); its `run` sends the job to the
-  cluster and decodes the event with the same parent-side decoder as local grading, so
-  `grading.grade(..., worker=...)`, the batch's slots and the service's executor work unchanged, and the
-  references, the comparing and the scoring never leave this process.
+- **In the trusted process** (`grade batch --scheduler`, `grade serve --scheduler`): one route, `DaskExecutor`,
+  the executor interface whose slots hold `DaskWorker` handles. A `DaskWorker` has the public interface of
+  `ZygoteClient` (info, run → Outcome, tier, alive, close, kill); its `run` sends the job to the cluster and
+  decodes the event with the same parent-side decoder as local grading, so `grading.grade(..., worker=...)`
+  works unchanged, and the references, the comparing and the scoring never leave this process.
 
 Faults: a Dask worker that dies under a job has its task run again elsewhere by the scheduler, up to
 `distributed.scheduler.allowed-failures` times; a job that ends every worker it touches then raises
 `KilledWorker`, which becomes a graded failure (a report marked grader-failure), never a traceback. A
 scheduler that cannot be reached raises `ExecutorGone`: the batch stops, keeps every report it wrote, and a
-re-run resumes. The service's `DaskExecutor` instead holds the jobs it was given while the scheduler is away
-(they are no submission's fault: none is failed or counted as an attempt for it), reconnects every second,
-and runs them again once a scheduler with workers answers at the same address.
+re-run resumes; the service's executor (`hold=True`) holds its jobs, reconnects every second, and runs them
+again once a scheduler with workers answers at the same address.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import CancelledError
 from contextlib import contextmanager, suppress
 from typing import Any
 
 from distributed import Client, KilledWorker, WorkerPlugin, get_worker
-from distributed.diagnostics.plugin import SchedulerPlugin
 
 from grader import __version__
 from grader.course import exercises
-from grader.execution.executor import ExecutorGone, LocalExecutor
-from grader.model.job import Job
+from grader.execution.executor import ExecutorGone, Job, JobOutcome, LocalExecutor
+from grader.execution.streams import QuickStreams, quicker
+from grader.model.job import Job as WireJob
 from grader.sandbox import tiers
 from grader.sandbox.client import START_TIMEOUT_S, Outcome, SandboxFailure, ZygoteClient, decode_event
 from grader.sandbox.protocol import Ready
@@ -50,12 +48,6 @@ from grader.sandbox.tiers import Tier
 
 log = logging.getLogger("grader.distributed")
 PLUGIN_NAME = "dl-grader"
-# Dask batches each stream's messages and, after one send, waits out an interval before the next: 10 ms from a
-# client to its scheduler, 5 ms from the scheduler to a worker, 2 ms back. Grading tasks are few and large
-# (one message each way, hundreds of ms of work), so there is little to batch, and a job's sequential round
-# trip waited in those windows (the rest of its ~10 ms is Dask's own CPU per task: docs/operator/dask.md's
-# "Overhead" and benchmarks/RESULTS.md have the figures). 1 ms everywhere.
-STREAM_INTERVAL_S = 0.001
 CONNECT_TIMEOUT_S = 10.0
 WORKERS_TIMEOUT_S = 60.0  # how long a batch waits for the first worker to join
 
@@ -150,28 +142,8 @@ async def dask_setup(server: Any) -> None:
     if isinstance(server, Scheduler):
         server.add_plugin(QuickStreams(), name=f"{PLUGIN_NAME}-streams")
         return
-    _quicker(getattr(server, "batched_stream", None))
+    quicker(getattr(server, "batched_stream", None))
     await server.plugin_add(GradingPlugin(), name=PLUGIN_NAME)
-
-
-def _quicker(stream: Any) -> None:
-    """STREAM_INTERVAL_S on one of Dask's batched streams (BatchedSend.interval, in seconds; a stream without
-    one, as a later Dask might have, is left as it is)."""
-    interval = getattr(stream, "interval", None)
-    if isinstance(interval, int | float) and interval > STREAM_INTERVAL_S:
-        stream.interval = STREAM_INTERVAL_S
-
-
-class QuickStreams(SchedulerPlugin):
-    """On the scheduler: its streams to each worker (made just before add_worker is called) and to each client
-    (made just after add_client, so set on the loop's next turn) send after STREAM_INTERVAL_S."""
-
-    def add_worker(self, scheduler: Any = None, worker: str | None = None) -> None:
-        _quicker(scheduler.stream_comms.get(worker) if scheduler is not None else None)
-
-    def add_client(self, scheduler: Any = None, client: str | None = None) -> None:
-        if scheduler is not None:
-            scheduler.loop.add_callback(lambda: _quicker(scheduler.client_comms.get(client)))
 
 
 def _tier(info: dict[str, Any]) -> str:
@@ -198,7 +170,7 @@ def run_job(framework: str, want_cuda: bool, job: dict[str, Any], require_tier: 
     if grader_version and grader_version != __version__:
         return {"failure": f"this grading machine runs grader {__version__}, the batch {grader_version}"}
     try:
-        typed = Job.from_wire(job)
+        typed = WireJob.from_wire(job)
     except ValueError as exc:
         return {"failure": f"this grading machine could not read the job ({exc})"}
     why = "the grading worker failed"
@@ -255,7 +227,7 @@ class DaskPool:
                             set_as_default=False)
         except Exception as exc:  # noqa: BLE001 - OSError, TimeoutError, a bad address: one line either way
             raise ExecutorGone(f"cannot reach the Dask scheduler at {self.address}: {_one_line(exc)}") from None
-        _quicker(client.scheduler_comm)
+        quicker(client.scheduler_comm)
         return client
 
     def alive(self) -> bool:
@@ -329,7 +301,7 @@ class DaskPool:
             raise ExecutorGone(f"lost the Dask scheduler at {self.address}: {_one_line(exc)}") from None
 
     def worker(self, framework: str, want_cuda: bool = False, sandbox: str = "auto") -> DaskWorker:
-        """A `ZygoteClient`-like handle (the factory a batch slot or executor slot calls)."""
+        """A `ZygoteClient`-like handle (the factory DaskExecutor's slots call)."""
         return DaskWorker(self, framework, want_cuda)
 
     def close(self) -> None:
@@ -364,10 +336,10 @@ class DaskWorker:
     def alive(self) -> bool:
         return not self._closed and self.pool.alive()
 
-    def run(self, job: Job) -> Outcome:
+    def run(self, job: WireJob) -> Outcome:
         return decode_event(self.run_raw(job))
 
-    def run_raw(self, job: Job) -> dict[str, Any]:
+    def run_raw(self, job: WireJob) -> dict[str, Any]:
         if self._closed:
             raise SandboxFailure("the grading worker was stopped")
         self.info()
@@ -375,7 +347,7 @@ class DaskWorker:
         if client.status != "running":  # reconnecting: a task sent now would wait in its buffer
             self.lost = True
             raise ExecutorGone(f"lost the Dask scheduler at {self.pool.address}: not connected")
-        _quicker(client.scheduler_comm)  # a new stream after each of Dask's own reconnections
+        quicker(client.scheduler_comm)  # a new stream after each of Dask's own reconnections
         try:
             future = client.submit(run_job, self.framework, self.want_cuda, job.to_wire(), self.pool.require_tier,
                                              __version__, pure=False,
@@ -421,34 +393,49 @@ class DaskWorker:
 
 
 class DaskExecutor(LocalExecutor):
-    """The executor interface over a Dask cluster (`grade serve --scheduler`): slots whose workers are
+    """The one route to a Dask cluster, for `grade batch --scheduler` and `grade serve --scheduler` alike: the
+    executor interface (submit a `Job`, get its `JobOutcome` with the report) over slots whose workers are
     `DaskWorker` handles, so the report is made here exactly as the local pool makes it.
 
-    A scheduler that goes away is no submission's fault, so no job's outcome says it: a slot whose job lost
-    the scheduler holds the job and runs it again once a scheduler with workers answers at the same address
-    (a thread reconnects every `retry_s`; Dask workers exit with their scheduler, so whatever restarts the
-    scheduler restarts them too). Meanwhile `healthy()` is False (the service's /healthz answers 503), the
-    service's heartbeat keeps the held jobs' leases, and the rest of its queue stays queued. Closing the
-    executor ends the wait: the held jobs' outcomes are failures that a closing service has already handed
+    At start it refuses a cluster that cannot grade the exercises named (`prewarm` and `checks`: no workers,
+    another grader version, a weaker sandbox than asked), and keeps `jobs` slots busy (default: every worker
+    thread plus one waiting on each worker; at most `most_slots`). A job is tried once: the cluster itself
+    runs a task again elsewhere when its machine dies.
+
+    A scheduler that goes away is no submission's fault. With `hold=False` (a batch) the job's outcome
+    carries `ExecutorGone` and the caller stops. With `hold=True` (the service) no job's outcome says it: a slot
+    whose job lost the scheduler holds the job and runs it again once a scheduler with workers answers at the
+    same address (a thread reconnects every `retry_s`; Dask workers exit with their scheduler, so whatever
+    restarts the scheduler restarts them too). Meanwhile `healthy()` is False (the service's /healthz answers
+    503), the service's heartbeat keeps the held jobs' leases, and the rest of its queue stays queued. Closing
+    the executor ends the wait: the held jobs' outcomes are failures that a closing service has already handed
     back to its queue."""
 
     def __init__(self, address: str, jobs: int | None = None, *, device: str = "auto", sandbox: str = "auto",
-                 prewarm: str | None = None, security: Any = None, retry_s: float = 1.0):
+                 prewarm: str | None = None, checks: Iterable[str] = (), most_slots: int | None = None,
+                 hold: bool = True, security: Any = None, retry_s: float = 1.0):
         self.pool = DaskPool(address, sandbox=sandbox, security=security)
-        if prewarm:
-            self.pool.check(exercises.framework_of(prewarm), device != "cpu")  # refuse a bad cluster now
+        try:
+            for exercise_id in dict.fromkeys([*([prewarm] if prewarm else []), *checks]):  # refuse a bad cluster now
+                self.pool.check(exercises.framework_of(exercise_id), device != "cpu")
+            slots = jobs or self.pool.slots()
+        except BaseException:
+            self.pool.close()
+            raise
         self._closing = threading.Event()
+        self._hold = hold
         self._retry_s = retry_s
-        super().__init__(jobs or self.pool.slots(), device=device, sandbox=sandbox, prewarm=prewarm,
+        super().__init__(max(1, min(slots, most_slots or slots)), device=device, sandbox=sandbox, prewarm=prewarm,
                          factory=self.pool.worker)
-        for slot in self._slots:  # before any job can be submitted: their threads look `run` up per job
-            slot.run = functools.partial(self._run_through_outages, slot, slot.run)  # type: ignore[method-assign]
         self._reconnector = threading.Thread(target=self._reconnect_loop, daemon=True, name="grader-dask-reconnect")
-        self._reconnector.start()
+        if hold:
+            self._reconnector.start()
 
-    def _run_through_outages(self, slot: Any, run: Any, job: Any) -> Any:
+    def _run(self, slot: Any, job: Job) -> JobOutcome:
         while True:
-            outcome = run(job)
+            outcome = slot.run(job)
+            if not self._hold:
+                return outcome
             with slot.lock:
                 handles = list(slot.workers.values())
             if not any(getattr(h, "lost", False) for h in handles) or self._closing.is_set():

@@ -265,10 +265,14 @@ class LocalExecutor:
                 future.set_result(JobOutcome(None, False, "the executor was stopped", stopped=True))
                 continue
             try:
-                outcome = slot.run(job)
+                outcome = self._run(slot, job)
             except Exception as exc:  # noqa: BLE001 - the slot's own failure ends this job, never the slot
                 outcome = JobOutcome(None, False, f"{type(exc).__name__}: {exc}", exc)
             future.set_result(outcome)
+
+    def _run(self, slot: _Slot, job: Job) -> JobOutcome:
+        """One job on one slot, in the slot's thread (an executor that holds jobs through outages overrides it)."""
+        return slot.run(job)
 
     def close(self, wait: bool = True) -> None:
         """Stop the slots. `wait=False` kills the jobs still running (their futures get failed outcomes)."""

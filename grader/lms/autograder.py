@@ -34,6 +34,7 @@ from typing import Any
 from grader.course import exercises, filenames
 from grader.course.submission import SubmissionNotFound
 from grader.grading import pipeline as grading
+from grader.model.report import RunStatus
 from grader.sandbox import tiers
 
 # The defaults of `grade gradescope` and `grade prairielearn` too: the command line reads them at every start,
@@ -212,11 +213,11 @@ def gradescope_entry(exercise_id: str | None = None, submission_dir: Path = GRAD
         report = _grade(submission_dir, exercise_id, limits)
         data, status = gradescope.results(report), report.status
     except (NoSubmission, SubmissionNotFound) as exc:
-        data, status = gradescope.failure(str(exc), time.monotonic() - started), "unreadable"
+        data, status = gradescope.failure(str(exc), time.monotonic() - started), RunStatus.UNREADABLE
     except HiddenUnprotected as exc:
         data, status = gradescope.failure(str(exc), time.monotonic() - started), HIDDEN_UNPROTECTED
     except Exception as exc:  # noqa: BLE001 - the grader's own failure: still a results file
-        data, status = gradescope.failure(_grader_failed(exc), time.monotonic() - started), "grader-failure"
+        data, status = gradescope.failure(_grader_failed(exc), time.monotonic() - started), RunStatus.GRADER_FAILURE
     data.setdefault("extra_data", {})["status"] = status
     _write_results(Path(results_path), data)
     return data, status
@@ -240,11 +241,12 @@ def prairielearn_entry(exercise_id: str | None = None, submission_dir: Path = PR
         report = _grade(submission_dir, exercise_id, limits)
         data, status = prairielearn.results(report, reveal_hidden), report.status
     except (NoSubmission, SubmissionNotFound) as exc:
-        data, status = prairielearn.failure(str(exc)), "unreadable"
+        data, status = prairielearn.failure(str(exc)), RunStatus.UNREADABLE
     except HiddenUnprotected as exc:
         data, status = prairielearn.failure(f"{exc} This attempt does not count."), HIDDEN_UNPROTECTED
     except Exception as exc:  # noqa: BLE001 - SandboxFailure or a bug: still a results file
-        data, status = prairielearn.failure(_grader_failed(exc) + " This attempt does not count."), "grader-failure"
+        data = prairielearn.failure(_grader_failed(exc) + " This attempt does not count.")
+        status = RunStatus.GRADER_FAILURE
     _write_results(Path(results_path), data)
     return data, status
 

@@ -14,7 +14,7 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
-from grader.model.report import validation_errors
+from grader.model.report import Status, validation_errors
 
 # Scores are sums of a few decimal points; anything past this is a real mismatch, not float rounding.
 SCORE_SLACK = 1e-6
@@ -73,15 +73,15 @@ def report_meaning(data: dict[str, Any]) -> list[str]:
         where = f"checks/{index} ({check['name']!r})"
         if not 0 <= check["score"] <= check["max_score"]:
             found.append(f"{where}: score {check['score']} is outside 0..{check['max_score']}")
-        if check["status"] == "passed" and not _close(check["score"], check["max_score"]):
+        if check["status"] == Status.PASSED and not _close(check["score"], check["max_score"]):
             found.append(f"{where}: passed, but scored {check['score']} of {check['max_score']}")
-        if check["status"] == "passed" and check.get("diagnosis"):
+        if check["status"] == Status.PASSED and check.get("diagnosis"):
             found.append(f"{where}: passed, but carries the diagnosis {check['diagnosis']!r}")
     if not _close(sum(c["score"] for c in checks), score):
         found.append(f"score: {score} is not the sum of the checks' scores ({sum(c['score'] for c in checks):g})")
     if not _close(sum(c["max_score"] for c in checks), top):
         found.append(f"max_score: {top} is not the sum of the checks' maxima ({sum(c['max_score'] for c in checks):g})")
-    if data["full_marks"] != (bool(checks) and all(c["status"] == "passed" for c in checks)):
+    if data["full_marks"] != (bool(checks) and all(c["status"] == Status.PASSED for c in checks)):
         found.append(f"full_marks: {data['full_marks']} does not match the checks' statuses")
     return found
 

@@ -1,6 +1,6 @@
 """The grading loops: claim, grade on the executor, heartbeat, store, requeue, deliver.
 
-One `Dispatcher` per grading runner process (runner.py; or in the service process itself when it is given
+One `Dispatcher` per grading runner process (runners.py; or in the service process itself when it is given
 an executor object). Its threads never touch student code: each job is written to a private temporary
 folder and handed to the executor (the warm zygote pool), whose report comes back here to be stored.
 Every loop survives the database going away: it waits, retries, and goes on when it answers.

@@ -215,13 +215,14 @@ def test_the_service_serves_the_others_and_names_the_broken_one(course: Path, tm
     spec_path = course / "exercises" / "ex02" / "spec.toml"
     spec_path.write_text(spec_path.read_text("utf-8").replace("title", "titel", 1), "utf-8")
     pytest.importorskip("fastapi")
-    from grader.service import app as service_app
+    from grader.service.app import create_app
+    from grader.service.config import Config
 
     exercises.load.cache_clear()  # as when the service starts on this course
-    config = service_app.Config.from_environment(db_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", jobs=1,
-                                                 scheduler=None, public_url="http://127.0.0.1:1")
+    config = Config.from_environment(db_url=f"sqlite:///{tmp_path / 'db.sqlite3'}", jobs=1,
+                                     scheduler=None, public_url="http://127.0.0.1:1")
     with caplog.at_level("ERROR", logger="grader.service"):
-        app = service_app.create_app(config)
+        app = create_app(config)
     try:
         assert app.state.service.exercise_ids == ["ex01", "ex03", "ex04", "ex05"]
         assert [r.getMessage() for r in caplog.records] == [

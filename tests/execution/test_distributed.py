@@ -216,8 +216,32 @@ def test_the_service_executor_on_the_cluster_makes_local_reports(cluster, tmp_pa
                                                                       for c in here.report.checks]
 
 
+def test_batch_and_service_take_the_one_dask_route(cluster, tmp_path):
+    """`grade batch --scheduler` and a `grade serve --scheduler` runner build the same executor: the batch's
+    keeps no more slots than it has jobs, the service's as many as it is told."""
+    from grader.classroom.batch import Options, _executor
+    from grader.classroom.tasks import Task
+    from grader.execution.cluster import DaskExecutor
+    from grader.service.runners import RunnerSpec, build_executor
+
+    tasks = [Task("ana", "ex03", tmp_path / "ex03.py")]
+    batch_side = _executor(tasks, Options(jobs=0, device="cpu", scheduler=cluster.address))
+    try:
+        service_side = build_executor(RunnerSpec(db_url=None, slots=2, index=0, secret="s", device="cpu",
+                                                 scheduler=cluster.address))
+        try:
+            assert type(batch_side) is type(service_side) is DaskExecutor
+            assert (batch_side.capacity, service_side.capacity) == (1, 2)
+            assert batch_side.healthy() and service_side.healthy()
+        finally:
+            service_side.close()
+    finally:
+        batch_side.close()
+
+
 def test_the_preloads_and_the_pool_shorten_dasks_message_batching(cluster):
-    from grader.execution.cluster import STREAM_INTERVAL_S, DaskPool
+    from grader.execution.cluster import DaskPool
+    from grader.execution.streams import STREAM_INTERVAL_S
 
     pool = DaskPool(cluster.address)
     try:

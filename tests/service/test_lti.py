@@ -448,7 +448,8 @@ def test_behind_an_https_public_url_the_launch_s_cookie_is_samesite_none_and_sec
     """The launch route itself (in-process, no grading): inside an LMS iframe only SameSite=None; Secure works."""
     from fastapi.testclient import TestClient
 
-    from grader.service.app import Config, create_app
+    from grader.service.app import create_app
+    from grader.service.config import Config
 
     url = f"sqlite:///{tmp_path / 'https.sqlite3'}"
     public = "https://grader.example.edu"
@@ -480,7 +481,7 @@ def test_behind_an_https_public_url_the_launch_s_cookie_is_samesite_none_and_sec
 def test_one_score_per_graded_submission_that_counts(tmp_path, request, gradebook, database):
     """The outbox in the store: graded rows inserted directly; best sends only improvements, latest every newer
     attempt; each submission is considered once, whatever is asked again. On SQLite and PostgreSQL."""
-    from grader.service.app import open_store
+    from grader.service.config import open_store
     from grader.service.db import Submission
     from grader.service.lti.store import LtiStore
 

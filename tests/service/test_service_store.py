@@ -12,7 +12,7 @@ pytest.importorskip("sqlalchemy", reason="the service extra is not installed")
 from grader.execution.executor import LocalExecutor
 from grader.lms import validate
 from grader.model.report import validation_errors
-from grader.service.app import open_store
+from grader.service.config import open_store
 from grader.service.dispatcher import Dispatcher
 from grader.service.store import MAX_ATTEMPTS, Principal
 
