@@ -9,10 +9,23 @@ answer names the graded file's own cell label ("syn.py", "cell 4") and line. Sou
 from __future__ import annotations
 
 import ast
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 MAX_QUOTE = 120
+
+# CPython 3.11 builds an AST's Python objects with one recursion counter per interpreter, not per thread: two
+# threads parsing at once (the warm pool's slots, the service's runners) can raise "SystemError: AST
+# constructor recursion depth mismatch" (python/cpython#106905), which failed one submission of a batch as a
+# grader failure. Every parse in the parent takes this lock.
+_PARSING = threading.Lock()
+
+
+def parse(text: str) -> ast.Module:
+    """`ast.parse`, one thread at a time (see _PARSING)."""
+    with _PARSING:
+        return ast.parse(text)
 
 
 @dataclass(frozen=True)
@@ -41,7 +54,7 @@ class Code:
         for label, text in cells:
             self._lines[label] = text.splitlines()
             try:
-                tree = ast.parse(text)
+                tree = parse(text)
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 continue
             self._collect(label, tree.body, ())
