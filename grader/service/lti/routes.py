@@ -57,7 +57,7 @@ class Lti:
         self.store = LtiStore(service.engine)
         self.keys = KeyRing(self.store.sessions)
         self.http = lti_platform.client()
-        self.jwks = lti_platform.JwksCache(self.http)
+        self.jwks = lti_platform.JwksCache()
         self.tokens = lti_platform.Tokens(self.http, self.keys)
         self.passback = Passback(self, service.config.gradebook, service.config.timing.webhook_backoff_s)
         self._origins: tuple[float, str] = (0.0, "")
