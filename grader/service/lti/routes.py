@@ -198,8 +198,8 @@ def add_routes(app: FastAPI, service: Callable[[], Any]) -> None:
         members = nrps.get("context_memberships_url") if isinstance(nrps.get("context_memberships_url"), str) else None
         settings = claims.get(lti_launch.DL_CLAIM + "deep_linking_settings") if deep_linking else None
         return lti.store.accept(  # the user, the launch, its ticket and the session: one transaction
-            platform.issuer, claims["sub"], str(name)[:256] or None, SESSION_S, platform_id=platform.id, kind=kind,
-            message_type=accepted.message_type,
+            platform.issuer, platform.client_id, claims["sub"], str(name)[:256] or None, SESSION_S,
+            platform_id=platform.id, kind=kind, message_type=accepted.message_type,
             context_id=str(context.get("id"))[:256] if context.get("id") else None,
             context_title=str(context.get("title") or "")[:500] or None, exercise=exercise, lineitem=lineitem,
             memberships_url=members, deep_link=settings)
@@ -328,7 +328,7 @@ new window</a></p>""")
                                f"{html.esc(exc)}.</p>")
         else:
             roster_note = '<p class="muted">This launch offers no roster (Names and Role Provisioning Services).</p>'
-        known = lti.store.names(platform.issuer) if platform else {}
+        known = lti.store.names(platform.issuer, platform.client_id) if platform else {}
         learners = [m for m in members if not m.get("roles") or any("Learner" in str(r) for r in m.get("roles", []))]
         students = [known[m["user_id"]][0] for m in learners if m.get("user_id") in known]
         submitted = lti.store.students_submitted(students, launch.exercise)

@@ -142,23 +142,31 @@ class LtiStore:
             return session.get(LtiLogin, hash_token(state)) if used else None
 
     # ---- users and launches
-    def user(self, issuer: str, sub: str, name: str | None) -> tuple[int, str, int]:
-        """(user id, student id, token id to sign in as) for (issuer, sub), made on first launch."""
+    def user(self, issuer: str, client_id: str, sub: str, name: str | None) -> tuple[int, str, int]:
+        """(user id, student id, token id to sign in as) for (issuer, client id, sub), made on first launch."""
         with self.session() as session:
-            return self._user(session, issuer, sub, name)
+            return self._user(session, issuer, client_id, sub, name)
 
     @staticmethod
-    def _user(session: Session, issuer: str, sub: str, name: str | None) -> tuple[int, str, int]:
+    def _user(session: Session, issuer: str, client_id: str, sub: str, name: str | None) -> tuple[int, str, int]:
+        """A person is a `sub` of one registration (issuer and client id), never of an issuer alone: several
+        registrations may share an issuer (every Canvas cloud school's is https://canvas.instructure.com),
+        and each has its own keys, so one of them must not sign in as another's users. The student id is
+        "lti-" + sha256(issuer, sub) as before where that is free (the first registration of an issuer keeps
+        its students' ids), else "lti-" + sha256(issuer, client id, sub)."""
         import hashlib
 
-        student = "lti-" + hashlib.sha256(f"{issuer}\n{sub}".encode()).hexdigest()[:20]
-        row = session.scalar(select(LtiUser).where(LtiUser.issuer == issuer, LtiUser.sub == sub))
+        row = session.scalar(select(LtiUser).where(LtiUser.issuer == issuer, LtiUser.client_id == client_id,
+                                                   LtiUser.sub == sub))
         if row is None:
+            student = "lti-" + hashlib.sha256(f"{issuer}\n{sub}".encode()).hexdigest()[:20]
+            if session.scalar(select(LtiUser.id).where(LtiUser.student == student)) is not None:
+                student = "lti-" + hashlib.sha256(f"{issuer}\n{client_id}\n{sub}".encode()).hexdigest()[:20]
             token = Token(token_sha256=hash_token("lti-unheld-" + secrets.token_urlsafe(32)), role="student",
                           student=student, created_at=time.time())
             session.add(token)
             session.flush()
-            row = LtiUser(issuer=issuer, sub=sub, student=student, name=name, token_id=token.id)
+            row = LtiUser(issuer=issuer, client_id=client_id, sub=sub, student=student, name=name, token_id=token.id)
             session.add(row)
             session.flush()
         elif name and row.name != name:
@@ -184,13 +192,14 @@ class LtiStore:
                               created_at=time.time()))
         return launch_id
 
-    def accept(self, issuer: str, sub: str, name: str | None, session_s: float, **launch: Any) -> tuple[str, str, str]:
+    def accept(self, issuer: str, client_id: str, sub: str, name: str | None, session_s: float,
+               **launch: Any) -> tuple[str, str, str]:
         """An accepted launch in one transaction: its user (made on first launch), the launch, a new-window
         ticket and a page session. Returns (launch id, ticket, the session's raw id)."""
         ticket, raw = "lt_" + secrets.token_urlsafe(32), "gs_" + secrets.token_urlsafe(32)
         now = time.time()
         with self.session() as session:
-            user_id, _student, token_id = self._user(session, issuer, sub, name)
+            user_id, _student, token_id = self._user(session, issuer, client_id, sub, name)
             launch_id = self._add_launch(session, user_id=user_id, **launch)
             session.add(LtiTicket(ticket_sha256=hash_token(ticket), launch_id=launch_id, expires_at=now + TICKET_S))
             session.add(PageSession(id_sha256=hash_token(raw), token_id=token_id, created_at=now,
@@ -209,10 +218,10 @@ class LtiStore:
                           json.loads(launch.deep_link) if launch.deep_link else None, user.student, user.name,
                           user.sub, user.token_id)
 
-    def names(self, issuer: str) -> dict[str, tuple[str, str | None]]:
-        """sub -> (student id, name) of this issuer's users who launched the tool."""
+    def names(self, issuer: str, client_id: str) -> dict[str, tuple[str, str | None]]:
+        """sub -> (student id, name) of this registration's users who launched the tool."""
         with self.session() as session:
-            users = session.scalars(select(LtiUser).where(LtiUser.issuer == issuer))
+            users = session.scalars(select(LtiUser).where(LtiUser.issuer == issuer, LtiUser.client_id == client_id))
             return {r.sub: (r.student, r.name) for r in users}
 
     def display_names(self, students: list[str]) -> dict[str, str]:
