@@ -344,8 +344,7 @@ new window</a></p>""")
         roster = (f'<table id="roster"><tr><th>name</th><th>grader id</th><th>'
                   f'{html.esc(launch.exercise or "any exercise")}</th></tr>{"".join(lines)}</table>'
                   f'<p id="missing">{missing} of {len(learners)} have not submitted.</p>') if members else ""
-        refused = [r for r in lti.store.scores() if r[0].platform_id == launch.platform_id and
-                   (r[0].refused_status or r[0].given_up)]
+        refused = lti.store.refused_scores(launch.platform_id, launch.context_id)  # this course's only
         names = lti.store.display_names([r[1] for r in refused])
         refused_rows = "".join(
             f"<tr><td>{html.esc(names.get(student, student))}</td><td>{html.esc(exercise)}</td>"

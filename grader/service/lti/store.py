@@ -344,6 +344,22 @@ class LtiStore:
                 query = query.where(LtiScore.lineitem.in_(lineitems))
             return list(session.execute(query))
 
+    def refused_scores(self, platform_id: int, context_id: str | None) -> list[Any]:
+        """The scores a platform refused (or that were given up) for submissions made in launches of one course
+        (context) of it, newest first; none for a launch without a context."""
+        if context_id is None:
+            return []
+        with self.session() as session:
+            return list(session.execute(
+                select(LtiScore, Submission.student, Submission.exercise)
+                .join(Submission, Submission.id == LtiScore.submission_id)
+                .join(LtiSubmission, LtiSubmission.submission_id == LtiScore.submission_id)
+                .join(LtiLaunch, LtiLaunch.id == LtiSubmission.launch_id)
+                .where(LtiScore.platform_id == platform_id, LtiLaunch.platform_id == platform_id,
+                       LtiLaunch.context_id == context_id,
+                       or_(LtiScore.refused_status.is_not(None), LtiScore.given_up == 1))
+                .order_by(LtiScore.created_at.desc())))
+
     def students_submitted(self, students: list[str], exercise: str | None) -> set[str]:
         with self.session() as session:
             query = select(Submission.student).where(Submission.student.in_(students)).distinct()
