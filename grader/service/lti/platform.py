@@ -116,25 +116,25 @@ def _fetch(jwks_url: str, deadline_s: float) -> bytes:
 
     async def get() -> bytes:
         async with httpx.AsyncClient(timeout=deadline_s, follow_redirects=False,
-                                     headers={"User-Agent": "dl-grader-lti"}) as http:
-            async with http.stream("GET", jwks_url) as answer:
-                if answer.status_code != 200:
-                    raise PlatformError(f"the platform's JWKS at {jwks_url} answered HTTP {answer.status_code}",
-                                        answer.status_code)
-                body = bytearray()
-                async for chunk in answer.aiter_bytes():
-                    body += chunk
-                    if len(body) > JWKS_MAX_BYTES:
-                        raise PlatformError(f"the platform's JWKS at {jwks_url} is larger than "
-                                            f"{JWKS_MAX_BYTES // 1024} KiB")
-                return bytes(body)
+                                     headers={"User-Agent": "dl-grader-lti"}) as http, \
+                http.stream("GET", jwks_url) as answer:
+            if answer.status_code != 200:
+                raise PlatformError(f"the platform's JWKS at {jwks_url} answered HTTP {answer.status_code}",
+                                    answer.status_code)
+            body = bytearray()
+            async for chunk in answer.aiter_bytes():
+                body += chunk
+                if len(body) > JWKS_MAX_BYTES:
+                    raise PlatformError(f"the platform's JWKS at {jwks_url} is larger than "
+                                        f"{JWKS_MAX_BYTES // 1024} KiB")
+            return bytes(body)
 
     async def within() -> bytes:
         return await asyncio.wait_for(get(), deadline_s)
 
     try:
         return asyncio.run(within())
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         raise PlatformError(f"the platform's JWKS at {jwks_url} did not come within {deadline_s:g} s") from None
     except httpx.HTTPError as exc:
         raise PlatformError(f"the platform's JWKS at {jwks_url} could not be read ({type(exc).__name__})") from None
