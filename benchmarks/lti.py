@@ -100,7 +100,8 @@ def burst(server: Server, platform: MockPlatform, count: int) -> tuple[float, in
     (registered,) = [p for p in store.platforms() if p.issuer == platform.issuer]
     rows = []
     for index in range(count):
-        user_id, student, token_id = store.user(platform.issuer, platform.client_id, f"burst-{index}", f"Burst {index}")
+        user_id, student, token_id = store.user(registered.issuer, registered.client_id, f"burst-{index}",
+                                                f"Burst {index}")
         launch = store.add_launch(registered.id, user_id, "learner", "LtiResourceLinkRequest", "course-1", None,
                                   "ex03", f"{platform.url}/lineitems/ex03/lineitem", None, None)
         rows.append((uuid.uuid4().hex, student, token_id, launch))

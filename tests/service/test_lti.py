@@ -489,7 +489,7 @@ def test_one_score_per_graded_submission_that_counts(tmp_path, request, gradeboo
     engine, _store = open_store(url)
     lti = LtiStore(engine)
     platform = lti.add_platform("https://lms", "c", "d", "https://lms/a", "https://lms/t", "https://lms/j")
-    user_id, student, token_id = lti.user("https://lms", "sub-1", "Ada")
+    user_id, student, token_id = lti.user("https://lms", "c", "sub-1", "Ada")
     launch = lti.add_launch(platform.id, user_id, "learner", "LtiResourceLinkRequest", "ctx", None, "ex03",
                             "https://lms/li/1", None, None)
     sent = []
