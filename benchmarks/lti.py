@@ -130,7 +130,8 @@ def main() -> None:
     arguments = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="grade-lti-bench-"))
     db_url = f"sqlite:///{folder / 'service.sqlite3'}"
-    server = Server(db_url, env={"GRADE_SERVICE_RATE": "100000/60", "GRADE_SERVICE_GRADEBOOK": "latest"}).start()
+    server = Server(db_url, env={"GRADE_SERVICE_RATE": "100000/60", "GRADE_SERVICE_LTI_LOGIN_RATE": "100000/60",
+                                   "GRADE_SERVICE_GRADEBOOK": "latest"}).start()
     platform = MockPlatform(server.url)
     platform.token_lifetime = arguments.token_lifetime
     try:

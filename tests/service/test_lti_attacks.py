@@ -31,7 +31,7 @@ MEMBERSHIP = "http://purl.imsglobal.org/vocab/lis/v2/membership"
 @pytest.fixture(scope="module")
 def tool(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('lti-attacks') / 'service.sqlite3'}"
-    server = Server(url, env={"GRADE_SERVICE_RATE": "1000/60"}).start()
+    server = Server(url, env={"GRADE_SERVICE_RATE": "1000/60", "GRADE_SERVICE_LTI_LOGIN_RATE": "100000/60"}).start()
     platform = MockPlatform(server.url)
     grade_cli("lti", "add-platform", *platform.registration, "--db", url)
     platforms = [platform]
@@ -225,6 +225,35 @@ def test_registration_takes_https_urls_only_except_on_loopback(tmp_path, url, ta
             errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
             assert "Traceback" not in result.output and len(errors) == 1, result.output
 
+
+
+# ---- F5: login states
+
+def test_one_address_cannot_pile_up_login_states(tmp_path):
+    from sqlalchemy import func, select
+
+    from grader.service.config import open_store
+    from grader.service.lti.models import LtiLogin
+
+    url = f"sqlite:///{tmp_path / 'logins.sqlite3'}"
+    server = Server(url, env={"GRADE_SERVICE_LTI_LOGIN_RATE": "5/60"}).start()
+    platform = MockPlatform(server.url)
+    browser = LtiBrowser(server.url, platform)
+    try:
+        grade_cli("lti", "add-platform", *platform.registration, "--db", url)
+        answers = [browser.login() for _ in range(12)]  # an unauthenticated GET, each a row before
+        assert [a.status_code for a in answers] == [302] * 5 + [429] * 7, [a.status_code for a in answers]
+        refused = answers[-1]
+        assert 1 <= int(refused.headers["retry-after"]) <= 60 and "set-cookie" not in refused.headers
+        assert "Too many sign-ins" in refused.text and "Traceback" not in refused.text
+        engine, _ = open_store(url)
+        with engine.connect() as connection:
+            assert connection.execute(select(func.count()).select_from(LtiLogin)).scalar() == 5
+        engine.dispose()
+    finally:
+        browser.close()
+        server.stop()
+        platform.close()
 
 @pytest.mark.parametrize("database", ["sqlite", "postgresql"])
 def test_the_migration_gives_each_existing_user_its_registration_and_keeps_its_student_id(request, tmp_path,

@@ -12,12 +12,14 @@ names the registered platforms' origins, so the LMS may frame them and nobody el
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import logging
 import secrets
 import threading
 import time
 import uuid
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -47,6 +49,45 @@ from grader.service.pages import (
 
 log = logging.getLogger("grader.service")
 ORIGINS_CACHE_S = 5.0  # a platform added by the CLI may frame the pages within this long
+MAX_ADDRESSES = 10_000  # client addresses the login rate remembers (the least recent forgotten first)
+
+
+class AddressRate:
+    """At most `limit` calls per `window_s` from one client address (an IPv6 address by its /64, which one
+    host usually holds whole), counted in this process's memory, at most MAX_ADDRESSES remembered."""
+
+    def __init__(self, limit: int, window_s: float):
+        self.limit, self.window_s = limit, window_s
+        self._calls: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, address: str | None) -> int:
+        """0 when this call may go on (it is counted), else how many seconds to wait."""
+        if self.limit <= 0:
+            return 0
+        key = address_key(address)
+        now = time.monotonic()
+        with self._lock:
+            calls = self._calls.pop(key, None) or deque()
+            while calls and calls[0] <= now - self.window_s:
+                calls.popleft()
+            self._calls[key] = calls  # the most recent address last
+            if len(calls) >= self.limit:
+                return max(1, int(calls[0] + self.window_s - now + 0.999))
+            calls.append(now)
+            while len(self._calls) > MAX_ADDRESSES:
+                self._calls.popitem(last=False)
+            return 0
+
+
+def address_key(address: str | None) -> str:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or "-"
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip.ipv4_mapped or ip) if ip.version == 6 else str(ip)
 
 
 class Lti:
@@ -60,6 +101,7 @@ class Lti:
         self.jwks = lti_platform.JwksCache()
         self.tokens = lti_platform.Tokens(self.http, self.keys)
         self.passback = Passback(self, service.config.gradebook, service.config.timing.webhook_backoff_s)
+        self.logins = AddressRate(service.config.lti_login_limit, service.config.lti_login_window_s)
         self._origins: tuple[float, str] = (0.0, "")
         self._lock = threading.Lock()
 
@@ -146,6 +188,11 @@ def add_routes(app: FastAPI, service: Callable[[], Any]) -> None:
 
     @app.api_route("/lti/login", methods=["GET", "POST"], include_in_schema=False)
     async def login(request: Request) -> Response:
+        wait = lti.logins.take(request.client.host if request.client else None)
+        if wait:  # each login is a row in the database: one address cannot pile them up
+            refused = lti.refusal(429, f"Too many sign-ins from your network just now; try again in {wait} s.")
+            refused.headers["Retry-After"] = str(wait)
+            return refused
         params = {k: v for k, v in request.query_params.items()}
         if request.method == "POST":
             try:

@@ -127,7 +127,7 @@ class LtiStore:
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         now = time.time()
         with self.session() as session:
-            session.execute(delete(LtiLogin).where(LtiLogin.expires_at < now - 3600))  # old ones, now and then
+            session.execute(delete(LtiLogin).where(LtiLogin.expires_at < now))  # expired ones, at once
             session.add(LtiLogin(state_sha256=hash_token(state), nonce=nonce, issuer=issuer, client_id=client_id,
                                  created_at=now, expires_at=now + LOGIN_S))
         return state, nonce
