@@ -100,7 +100,8 @@ def burst(server: Server, platform: MockPlatform, count: int) -> tuple[float, in
     (registered,) = [p for p in store.platforms() if p.issuer == platform.issuer]
     rows = []
     for index in range(count):
-        user_id, student, token_id = store.user(platform.issuer, f"burst-{index}", f"Burst {index}")
+        user_id, student, token_id = store.user(registered.issuer, registered.client_id, f"burst-{index}",
+                                                f"Burst {index}")
         launch = store.add_launch(registered.id, user_id, "learner", "LtiResourceLinkRequest", "course-1", None,
                                   "ex03", f"{platform.url}/lineitems/ex03/lineitem", None, None)
         rows.append((uuid.uuid4().hex, student, token_id, launch))
@@ -129,7 +130,8 @@ def main() -> None:
     arguments = parser.parse_args()
     folder = Path(tempfile.mkdtemp(prefix="grade-lti-bench-"))
     db_url = f"sqlite:///{folder / 'service.sqlite3'}"
-    server = Server(db_url, env={"GRADE_SERVICE_RATE": "100000/60", "GRADE_SERVICE_GRADEBOOK": "latest"}).start()
+    server = Server(db_url, env={"GRADE_SERVICE_RATE": "100000/60", "GRADE_SERVICE_LTI_LOGIN_RATE": "100000/60",
+                                   "GRADE_SERVICE_GRADEBOOK": "latest"}).start()
     platform = MockPlatform(server.url)
     platform.token_lifetime = arguments.token_lifetime
     try:

@@ -50,6 +50,8 @@ class Config:
     jobs: int = 1
     rate_limit: int = 10  # submissions per student per window (regrades not counted)
     rate_window_s: float = 60.0
+    lti_login_limit: int = 60  # LTI logins (/lti/login) per client address per window; 0: no limit
+    lti_login_window_s: float = 60.0
     gradebook: str = "best"  # "best" | "latest" attempt in /api/v1/gradebook.csv
     timing: Timing = field(default_factory=Timing)
     limits: grading.Limits = field(default_factory=grading.Limits)
@@ -65,6 +67,10 @@ class Config:
         if rate:
             count, _, window = rate.partition("/")
             extra.update(rate_limit=int(count), rate_window_s=float(window or 60))
+        logins = os.environ.get("GRADE_SERVICE_LTI_LOGIN_RATE", "")  # "N/SECONDS" as well
+        if logins:
+            count, _, window = logins.partition("/")
+            extra.update(lti_login_limit=int(count), lti_login_window_s=float(window or 60))
         if os.environ.get("GRADE_SERVICE_GRADEBOOK") in ("best", "latest"):
             extra["gradebook"] = os.environ["GRADE_SERVICE_GRADEBOOK"]
         if os.environ.get("GRADE_SERVICE_RUNNER_NICE", "").lstrip("-").isdigit():

@@ -160,15 +160,32 @@ def make_engine(url: str | None, checkpoints: bool = True) -> Engine:
                          connect_args={"connect_timeout": 5})
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the database to the newest schema (Alembic's `upgrade head`, the scripts shipped in the package)."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the database to the newest schema (Alembic's `upgrade head`, the scripts shipped in the package).
+
+    SQLite changes a table's constraints by rebuilding it (Alembic's batch mode: a copy, the old table dropped),
+    which its foreign keys refuse where other tables refer to it; they are switched off around the migration
+    (outside a transaction, the only place that pragma takes effect) and every reference checked before the
+    commit, as SQLite's documentation prescribes for schema changes."""
     from alembic import command
     from alembic.config import Config
 
     config = Config()
     config.set_main_option("script_location", str(resources.files("grader.service").joinpath("migrations")))
-    with engine.begin() as connection:
-        if engine.dialect.name == "postgresql":  # two processes starting together: one migrates, the other waits
-            connection.exec_driver_sql("SELECT pg_advisory_xact_lock(1402)")
-        config.attributes["connection"] = connection
-        command.upgrade(config, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        if sqlite:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        try:
+            with connection.begin():
+                if engine.dialect.name == "postgresql":  # two processes starting together: one migrates, one waits
+                    connection.exec_driver_sql("SELECT pg_advisory_xact_lock(1402)")
+                config.attributes["connection"] = connection
+                command.upgrade(config, revision)
+                if sqlite and connection.exec_driver_sql("PRAGMA foreign_key_check").first() is not None:
+                    raise RuntimeError("the migration left a reference to a row that is not there; nothing changed")
+        finally:
+            if sqlite:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()

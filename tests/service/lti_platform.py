@@ -48,6 +48,7 @@ class MockPlatform:
         self.scores: list[dict[str, Any]] = []  # (line item path, body, headers) of every score received
         self.token_requests: list[dict[str, Any]] = []
         self.jwks_fetches = 0
+        self.jwks_answer: str | None = None  # None: the keys; "error": HTTP 500; "drip": a byte every 5 s for 60 s
         self.score_posts = 0  # every POST to a scores endpoint, taken or not
         self.down_hits = 0  # calls to the token or score endpoint answered 503 (while `down`)
         self.membership_pages: list[str] = []
@@ -148,6 +149,10 @@ class MockPlatform:
                 if parts.path == "/jwks":
                     with platform.lock:
                         platform.jwks_fetches += 1
+                    if platform.jwks_answer == "error":
+                        return self.answer(500, "{}")
+                    if platform.jwks_answer == "drip":
+                        return self.drip()
                     return self.answer(200, json.dumps(platform.jwks()))
                 if parts.path == "/auth":
                     return self.auth(query)
@@ -156,6 +161,21 @@ class MockPlatform:
                 if parts.path == "/course":  # a course page that frames the tool (the browser tests)
                     return self.answer(200, platform.course_page(query.get("launch", "")), "text/html")
                 return self.answer(404, "{}")
+
+            def drip(self) -> None:
+                """A JWKS that never quite comes: one byte every 5 s, 60 s in all (each read well within any
+                per-read timeout)."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "100")
+                self.end_headers()
+                try:
+                    for _ in range(12):
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                        time.sleep(5)
+                except OSError:  # the tool gave up on it
+                    pass
 
             def auth(self, query: dict[str, str]) -> None:
                 expected = {"scope": "openid", "response_type": "id_token", "response_mode": "form_post",

@@ -35,7 +35,7 @@ def grade_cli(*arguments: str) -> str:
 @pytest.fixture(scope="module")
 def tool(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('lti') / 'service.sqlite3'}"
-    server = Server(url, env={"GRADE_SERVICE_RATE": "1000/60"}).start()
+    server = Server(url, env={"GRADE_SERVICE_RATE": "1000/60", "GRADE_SERVICE_LTI_LOGIN_RATE": "100000/60"}).start()
     platform = MockPlatform(server.url)
     grade_cli("lti", "add-platform", *platform.registration, "--db", url, "--public-url", server.url)
     yield server, platform
@@ -490,7 +490,7 @@ def test_one_score_per_graded_submission_that_counts(tmp_path, request, gradeboo
     engine, _store = open_store(url)
     lti = LtiStore(engine)
     platform = lti.add_platform("https://lms", "c", "d", "https://lms/a", "https://lms/t", "https://lms/j")
-    user_id, student, token_id = lti.user("https://lms", "sub-1", "Ada")
+    user_id, student, token_id = lti.user("https://lms", "c", "sub-1", "Ada")
     launch = lti.add_launch(platform.id, user_id, "learner", "LtiResourceLinkRequest", "ctx", None, "ex03",
                             "https://lms/li/1", None, None)
     sent = []
@@ -582,7 +582,7 @@ def test_a_platform_that_rotates_its_key_is_followed_and_the_tool_s_old_key_veri
 
 def test_a_service_killed_between_grading_and_passback_still_delivers_the_score_once(tmp_path):
     url = f"sqlite:///{tmp_path / 'kill.sqlite3'}"
-    server = Server(url, env={"GRADE_SERVICE_RATE": "1000/60"}).start()
+    server = Server(url, env={"GRADE_SERVICE_RATE": "1000/60", "GRADE_SERVICE_LTI_LOGIN_RATE": "100000/60"}).start()
     platform = MockPlatform(server.url)
     platform.down = True  # the score cannot leave before the kill
     try:

@@ -24,7 +24,7 @@ GOOD = ROOT / "solutions" / "ex03.py"
 @pytest.fixture(scope="module")
 def lms(tmp_path_factory):
     url = f"sqlite:///{tmp_path_factory.mktemp('lti-pages') / 'service.sqlite3'}"
-    server = Server(url, env={"GRADE_SERVICE_RATE": "1000/60"}).start()
+    server = Server(url, env={"GRADE_SERVICE_RATE": "1000/60", "GRADE_SERVICE_LTI_LOGIN_RATE": "100000/60"}).start()
     platform = MockPlatform(server.url, host="localhost")
     grade_cli("lti", "add-platform", *platform.registration, "--db", url)
     yield server, platform

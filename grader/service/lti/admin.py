@@ -22,15 +22,23 @@ def _store(db_url: str | None) -> Iterator[LtiStore]:
         engine.dispose()
 
 
-def check_url(name: str, url: str) -> str:
-    """An http(s) URL with a host, or ValueError in one line."""
+LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def check_url(name: str, url: str, https: bool = False) -> str:
+    """An http(s) URL with a host, or ValueError in one line; with `https`, an https:// one unless its host is
+    loopback (a platform on this machine, as the tests' is)."""
     try:
         parts = urlsplit(url.strip())
         ok = parts.scheme in ("http", "https") and bool(parts.hostname)
+        host = (parts.hostname or "").lower()
     except ValueError:
-        ok = False
+        ok, host = False, ""
     if not ok:
         raise ValueError(f"--{name} {url!r} is not an http:// or https:// URL.")
+    if https and parts.scheme != "https" and host not in LOOPBACK:
+        raise ValueError(f"--{name} {url!r} must be an https:// URL (plain http only for a platform on this "
+                         "machine: localhost, 127.0.0.1, ::1).")
     return url.strip()
 
 
@@ -52,7 +60,7 @@ def add_platform(db_url: str | None, frame_origins: tuple[str, ...] = (), **fiel
             raise ValueError(f"--frame-origin {given!r} is not an http:// or https:// origin.")
         origins.append(origin)
     for name in ("auth_url", "token_url", "jwks_url"):
-        fields[name] = check_url(name.replace("_", "-"), fields[name])
+        fields[name] = check_url(name.replace("_", "-"), fields[name], https=True)
     for name in ("issuer", "client_id", "deployment_id"):
         fields[name] = fields[name].strip()
         if not fields[name] or len(fields[name]) > 256:

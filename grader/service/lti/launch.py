@@ -28,7 +28,12 @@ AGS_CLAIM = "https://purl.imsglobal.org/spec/lti-ags/claim/endpoint"
 NRPS_CLAIM = "https://purl.imsglobal.org/spec/lti-nrps/claim/namesroleservice"
 RESOURCE_LINK = "LtiResourceLinkRequest"
 DEEP_LINKING = "LtiDeepLinkingRequest"
-INSTRUCTOR_ROLES = ("#Instructor", "#Administrator", "#ContentDeveloper", "#TeachingAssistant", "#Mentor")
+MEMBERSHIP = "http://purl.imsglobal.org/vocab/lis/v2/membership"
+# the course (context) staff roles that open the class page, and only those: an institution role
+# (.../institution/person#Instructor: a person who teaches somewhere, perhaps a learner here) says nothing of
+# this course, and a Mentor (an observer, a parent) is not staff
+STAFF_ROLES = frozenset((MEMBERSHIP + "#Instructor", MEMBERSHIP + "#ContentDeveloper", MEMBERSHIP + "#Administrator",
+                         MEMBERSHIP + "/Instructor#TeachingAssistant"))
 AGAIN = "Open the assignment from your course again."
 
 
@@ -52,7 +57,7 @@ class Accepted:
 
     @property
     def instructor(self) -> bool:
-        return any(str(role).endswith(INSTRUCTOR_ROLES) for role in self.claims.get(CLAIM + "roles", []))
+        return any(role in STAFF_ROLES for role in self.claims.get(CLAIM + "roles", []) if isinstance(role, str))
 
 
 def login_redirect(store: LtiStore, params: dict[str, str], redirect_uri: str) -> str:

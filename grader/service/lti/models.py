@@ -57,7 +57,7 @@ class LtiLogin(Base):
 
 
 class LtiUser(Base):
-    """A person an LMS launched: a stable student id per (platform issuer, sub), and the token row its page
+    """A person an LMS launched: a stable student id per (platform issuer, client id, sub), and the token row its page
     sessions hang on (a student token nobody holds: its hash is of a random value never kept). An LMS
     instructor signs in with it too: what the class page shows comes from the launch (its context and
     roster), never from a service-wide instructor token."""
@@ -66,12 +66,13 @@ class LtiUser(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     issuer: Mapped[str] = mapped_column(String(512))
+    client_id: Mapped[str] = mapped_column(String(256))  # the registration: several may share an issuer
     sub: Mapped[str] = mapped_column(String(256))
     student: Mapped[str] = mapped_column(String(128), unique=True)
     name: Mapped[str | None] = mapped_column(String(256), nullable=True)
     token_id: Mapped[int] = mapped_column(ForeignKey("tokens.id"))  # a student token: never more, whatever the role
 
-    __table_args__ = (UniqueConstraint("issuer", "sub", name="uq_lti_users"),)
+    __table_args__ = (UniqueConstraint("issuer", "client_id", "sub", name="uq_lti_users_registration"),)
 
 
 class LtiLaunch(Base):

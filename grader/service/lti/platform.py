@@ -1,7 +1,8 @@
 """Talking to a platform over HTTP (httpx): its JWKS, access tokens, scores and the course roster.
 
 - `JwksCache`: a platform's public keys, fetched once and kept; a `kid` not among them fetches the JWKS
-  again (at most once per MIN_REFETCH_S per platform, so a stream of made-up kids cannot hammer the LMS).
+  again (at most once per MIN_REFETCH_S per JWKS URL, a failed fetch included, so a stream of made-up kids
+  cannot hammer the LMS), each fetch within JWKS_DEADLINE_S in all and under its own URL's lock only.
 - `Tokens`: client-credentials access tokens (RFC 7523 client assertion signed by the tool's key), one per
   (token URL, client id, scopes), reused until shortly before it expires; concurrent callers wait for one
   request instead of each making their own.
@@ -10,6 +11,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
 import threading
 import time
@@ -28,6 +31,8 @@ SCORE_TYPE = "application/vnd.ims.lis.v1.score+json"
 MEMBERSHIP_TYPE = "application/vnd.ims.lti-nrps.v2.membershipcontainer+json"
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MIN_REFETCH_S = 5.0
+JWKS_DEADLINE_S = 5.0  # a JWKS fetch ends within this long in all, however the platform answers
+JWKS_MAX_BYTES = 256 * 1024
 JWKS_TTL_S = 3600.0
 TOKEN_MARGIN_S = 30.0  # a token is renewed this long before it expires
 HTTP_TIMEOUT_S = 10.0
@@ -48,39 +53,106 @@ def client() -> httpx.Client:
 
 
 class JwksCache:
-    def __init__(self, http: httpx.Client):
-        self.http = http
-        self._lock = threading.Lock()
+    """The platforms' keys, one JWKS URL at a time: a fetch for one URL never waits on another's; a fetch,
+    whether it worked or not, is not made again for the same URL within MIN_REFETCH_S (a failure is
+    remembered that long, so a stream of launches with made-up kids makes at most one request per interval
+    however the platform answers); and a fetch ends within JWKS_DEADLINE_S in all, however slowly the
+    platform answers (httpx's own timeout is per read), and reads at most JWKS_MAX_BYTES."""
+
+    def __init__(self, deadline_s: float | None = None):
+        self.deadline_s = JWKS_DEADLINE_S if deadline_s is None else deadline_s
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
         self._sets: dict[str, tuple[float, dict[str, Any]]] = {}  # jwks url -> (fetched at, kid -> PyJWK)
+        self._failed: dict[str, tuple[float, str]] = {}  # jwks url -> (failed at, why)
         self._last_fetch: dict[str, float] = {}
+        self.fetches = 0  # how many JWKS requests this process began
 
     def key(self, jwks_url: str, kid: str) -> Any | None:
-        """The platform's key named `kid` (a PyJWK), or None when its JWKS, even fetched again, has none."""
-        now = time.monotonic()
-        cached = self._sets.get(jwks_url)
-        if cached is not None and now - cached[0] < JWKS_TTL_S and kid in cached[1]:
-            return cached[1][kid]
-        with self._lock:
-            cached = self._sets.get(jwks_url)
-            if cached is not None and now - cached[0] < JWKS_TTL_S and kid in cached[1]:
-                return cached[1][kid]
-            if now - self._last_fetch.get(jwks_url, -1e9) < MIN_REFETCH_S and cached is not None:
+        """The platform's key named `kid` (a PyJWK), or None when its JWKS, even fetched again, has none;
+        PlatformError when the JWKS could not be read (now, or in the last MIN_REFETCH_S)."""
+        found = self._cached(jwks_url, kid)
+        if found is not None:
+            return found
+        with self._guard:
+            lock = self._locks.setdefault(jwks_url, threading.Lock())
+        # a launch waits for a fetch of its own platform's JWKS already under way, and never longer than it can last
+        if not lock.acquire(timeout=self.deadline_s + 1.0):
+            raise PlatformError(f"the platform's JWKS at {jwks_url} is being read already and did not come")
+        try:
+            found = self._cached(jwks_url, kid)
+            if found is not None:
+                return found
+            now = time.monotonic()
+            if now - self._last_fetch.get(jwks_url, -1e9) < MIN_REFETCH_S:
+                failed = self._failed.get(jwks_url)
+                if failed is not None:
+                    raise PlatformError(failed[1])
                 return None
             self._last_fetch[jwks_url] = now
+            self.fetches += 1
             try:
-                answer = self.http.get(jwks_url)
-                answer.raise_for_status()
-                keys = {}
-                for entry in answer.json().get("keys", []):
-                    if isinstance(entry, dict) and entry.get("kid") and entry.get("kty") == "RSA":
-                        try:
-                            keys[str(entry["kid"])] = jwt.PyJWK(entry, algorithm="RS256")
-                        except jwt.PyJWTError:
-                            continue
-            except (httpx.HTTPError, ValueError, AttributeError) as exc:
-                raise PlatformError(f"the platform's JWKS at {jwks_url} could not be read ({exc})") from None
+                keys = _parse_jwks(_fetch(jwks_url, self.deadline_s))
+            except PlatformError as exc:
+                self._failed[jwks_url] = (now, str(exc))
+                raise
+            self._failed.pop(jwks_url, None)
             self._sets[jwks_url] = (now, keys)
             return keys.get(kid)
+        finally:
+            lock.release()
+
+    def _cached(self, jwks_url: str, kid: str) -> Any | None:
+        cached = self._sets.get(jwks_url)
+        if cached is not None and time.monotonic() - cached[0] < JWKS_TTL_S and kid in cached[1]:
+            return cached[1][kid]
+        return None
+
+
+def _fetch(jwks_url: str, deadline_s: float) -> bytes:
+    """The body at jwks_url, read within deadline_s in all (connecting, headers and body) and at most
+    JWKS_MAX_BYTES: asyncio cancels the request wherever it is at the deadline, which a per-read timeout
+    cannot do against a server that sends a byte now and then."""
+
+    async def get() -> bytes:
+        async with httpx.AsyncClient(timeout=deadline_s, follow_redirects=False,
+                                     headers={"User-Agent": "dl-grader-lti"}) as http, \
+                http.stream("GET", jwks_url) as answer:
+            if answer.status_code != 200:
+                raise PlatformError(f"the platform's JWKS at {jwks_url} answered HTTP {answer.status_code}",
+                                    answer.status_code)
+            body = bytearray()
+            async for chunk in answer.aiter_bytes():
+                body += chunk
+                if len(body) > JWKS_MAX_BYTES:
+                    raise PlatformError(f"the platform's JWKS at {jwks_url} is larger than "
+                                        f"{JWKS_MAX_BYTES // 1024} KiB")
+            return bytes(body)
+
+    async def within() -> bytes:
+        return await asyncio.wait_for(get(), deadline_s)
+
+    try:
+        return asyncio.run(within())
+    except TimeoutError:
+        raise PlatformError(f"the platform's JWKS at {jwks_url} did not come within {deadline_s:g} s") from None
+    except httpx.HTTPError as exc:
+        raise PlatformError(f"the platform's JWKS at {jwks_url} could not be read ({type(exc).__name__})") from None
+
+
+def _parse_jwks(body: bytes) -> dict[str, Any]:
+    try:
+        entries = json.loads(body).get("keys", [])
+    except (ValueError, AttributeError):
+        raise PlatformError("the platform's JWKS is not a JSON key set") from None
+    keys = {}
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and entry.get("kid") and entry.get("kty") == "RSA":
+            try:
+                keys[str(entry["kid"])] = jwt.PyJWK(entry, algorithm="RS256")
+            except jwt.PyJWTError:
+                continue
+    return keys
 
 
 @dataclass

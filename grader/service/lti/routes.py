@@ -12,12 +12,14 @@ names the registered platforms' origins, so the LMS may frame them and nobody el
 from __future__ import annotations
 
 import functools
+import ipaddress
 import json
 import logging
 import secrets
 import threading
 import time
 import uuid
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from typing import Any
@@ -47,6 +49,45 @@ from grader.service.pages import (
 
 log = logging.getLogger("grader.service")
 ORIGINS_CACHE_S = 5.0  # a platform added by the CLI may frame the pages within this long
+MAX_ADDRESSES = 10_000  # client addresses the login rate remembers (the least recent forgotten first)
+
+
+class AddressRate:
+    """At most `limit` calls per `window_s` from one client address (an IPv6 address by its /64, which one
+    host usually holds whole), counted in this process's memory, at most MAX_ADDRESSES remembered."""
+
+    def __init__(self, limit: int, window_s: float):
+        self.limit, self.window_s = limit, window_s
+        self._calls: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def take(self, address: str | None) -> int:
+        """0 when this call may go on (it is counted), else how many seconds to wait."""
+        if self.limit <= 0:
+            return 0
+        key = address_key(address)
+        now = time.monotonic()
+        with self._lock:
+            calls = self._calls.pop(key, None) or deque()
+            while calls and calls[0] <= now - self.window_s:
+                calls.popleft()
+            self._calls[key] = calls  # the most recent address last
+            if len(calls) >= self.limit:
+                return max(1, int(calls[0] + self.window_s - now + 0.999))
+            calls.append(now)
+            while len(self._calls) > MAX_ADDRESSES:
+                self._calls.popitem(last=False)
+            return 0
+
+
+def address_key(address: str | None) -> str:
+    try:
+        ip = ipaddress.ip_address(address or "")
+    except ValueError:
+        return address or "-"
+    if ip.version == 6 and ip.ipv4_mapped is None:
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip.ipv4_mapped or ip) if ip.version == 6 else str(ip)
 
 
 class Lti:
@@ -57,9 +98,10 @@ class Lti:
         self.store = LtiStore(service.engine)
         self.keys = KeyRing(self.store.sessions)
         self.http = lti_platform.client()
-        self.jwks = lti_platform.JwksCache(self.http)
+        self.jwks = lti_platform.JwksCache()
         self.tokens = lti_platform.Tokens(self.http, self.keys)
         self.passback = Passback(self, service.config.gradebook, service.config.timing.webhook_backoff_s)
+        self.logins = AddressRate(service.config.lti_login_limit, service.config.lti_login_window_s)
         self._origins: tuple[float, str] = (0.0, "")
         self._lock = threading.Lock()
 
@@ -146,6 +188,11 @@ def add_routes(app: FastAPI, service: Callable[[], Any]) -> None:
 
     @app.api_route("/lti/login", methods=["GET", "POST"], include_in_schema=False)
     async def login(request: Request) -> Response:
+        wait = lti.logins.take(request.client.host if request.client else None)
+        if wait:  # each login is a row in the database: one address cannot pile them up
+            refused = lti.refusal(429, f"Too many sign-ins from your network just now; try again in {wait} s.")
+            refused.headers["Retry-After"] = str(wait)
+            return refused
         params = {k: v for k, v in request.query_params.items()}
         if request.method == "POST":
             try:
@@ -198,8 +245,8 @@ def add_routes(app: FastAPI, service: Callable[[], Any]) -> None:
         members = nrps.get("context_memberships_url") if isinstance(nrps.get("context_memberships_url"), str) else None
         settings = claims.get(lti_launch.DL_CLAIM + "deep_linking_settings") if deep_linking else None
         return lti.store.accept(  # the user, the launch, its ticket and the session: one transaction
-            platform.issuer, claims["sub"], str(name)[:256] or None, SESSION_S, platform_id=platform.id, kind=kind,
-            message_type=accepted.message_type,
+            platform.issuer, platform.client_id, claims["sub"], str(name)[:256] or None, SESSION_S,
+            platform_id=platform.id, kind=kind, message_type=accepted.message_type,
             context_id=str(context.get("id"))[:256] if context.get("id") else None,
             context_title=str(context.get("title") or "")[:500] or None, exercise=exercise, lineitem=lineitem,
             memberships_url=members, deep_link=settings)
@@ -328,7 +375,7 @@ new window</a></p>""")
                                f"{html.esc(exc)}.</p>")
         else:
             roster_note = '<p class="muted">This launch offers no roster (Names and Role Provisioning Services).</p>'
-        known = lti.store.names(platform.issuer) if platform else {}
+        known = lti.store.names(platform.issuer, platform.client_id) if platform else {}
         learners = [m for m in members if not m.get("roles") or any("Learner" in str(r) for r in m.get("roles", []))]
         students = [known[m["user_id"]][0] for m in learners if m.get("user_id") in known]
         submitted = lti.store.students_submitted(students, launch.exercise)
@@ -344,8 +391,7 @@ new window</a></p>""")
         roster = (f'<table id="roster"><tr><th>name</th><th>grader id</th><th>'
                   f'{html.esc(launch.exercise or "any exercise")}</th></tr>{"".join(lines)}</table>'
                   f'<p id="missing">{missing} of {len(learners)} have not submitted.</p>') if members else ""
-        refused = [r for r in lti.store.scores() if r[0].platform_id == launch.platform_id and
-                   (r[0].refused_status or r[0].given_up)]
+        refused = lti.store.refused_scores(launch.platform_id, launch.context_id)  # this course's only
         names = lti.store.display_names([r[1] for r in refused])
         refused_rows = "".join(
             f"<tr><td>{html.esc(names.get(student, student))}</td><td>{html.esc(exercise)}</td>"

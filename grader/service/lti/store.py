@@ -127,7 +127,7 @@ class LtiStore:
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         now = time.time()
         with self.session() as session:
-            session.execute(delete(LtiLogin).where(LtiLogin.expires_at < now - 3600))  # old ones, now and then
+            session.execute(delete(LtiLogin).where(LtiLogin.expires_at < now))  # expired ones, at once
             session.add(LtiLogin(state_sha256=hash_token(state), nonce=nonce, issuer=issuer, client_id=client_id,
                                  created_at=now, expires_at=now + LOGIN_S))
         return state, nonce
@@ -142,23 +142,31 @@ class LtiStore:
             return session.get(LtiLogin, hash_token(state)) if used else None
 
     # ---- users and launches
-    def user(self, issuer: str, sub: str, name: str | None) -> tuple[int, str, int]:
-        """(user id, student id, token id to sign in as) for (issuer, sub), made on first launch."""
+    def user(self, issuer: str, client_id: str, sub: str, name: str | None) -> tuple[int, str, int]:
+        """(user id, student id, token id to sign in as) for (issuer, client id, sub), made on first launch."""
         with self.session() as session:
-            return self._user(session, issuer, sub, name)
+            return self._user(session, issuer, client_id, sub, name)
 
     @staticmethod
-    def _user(session: Session, issuer: str, sub: str, name: str | None) -> tuple[int, str, int]:
+    def _user(session: Session, issuer: str, client_id: str, sub: str, name: str | None) -> tuple[int, str, int]:
+        """A person is a `sub` of one registration (issuer and client id), never of an issuer alone: several
+        registrations may share an issuer (every Canvas cloud school's is https://canvas.instructure.com),
+        and each has its own keys, so one of them must not sign in as another's users. The student id is
+        "lti-" + sha256(issuer, sub) as before where that is free (the first registration of an issuer keeps
+        its students' ids), else "lti-" + sha256(issuer, client id, sub)."""
         import hashlib
 
-        student = "lti-" + hashlib.sha256(f"{issuer}\n{sub}".encode()).hexdigest()[:20]
-        row = session.scalar(select(LtiUser).where(LtiUser.issuer == issuer, LtiUser.sub == sub))
+        row = session.scalar(select(LtiUser).where(LtiUser.issuer == issuer, LtiUser.client_id == client_id,
+                                                   LtiUser.sub == sub))
         if row is None:
+            student = "lti-" + hashlib.sha256(f"{issuer}\n{sub}".encode()).hexdigest()[:20]
+            if session.scalar(select(LtiUser.id).where(LtiUser.student == student)) is not None:
+                student = "lti-" + hashlib.sha256(f"{issuer}\n{client_id}\n{sub}".encode()).hexdigest()[:20]
             token = Token(token_sha256=hash_token("lti-unheld-" + secrets.token_urlsafe(32)), role="student",
                           student=student, created_at=time.time())
             session.add(token)
             session.flush()
-            row = LtiUser(issuer=issuer, sub=sub, student=student, name=name, token_id=token.id)
+            row = LtiUser(issuer=issuer, client_id=client_id, sub=sub, student=student, name=name, token_id=token.id)
             session.add(row)
             session.flush()
         elif name and row.name != name:
@@ -184,13 +192,14 @@ class LtiStore:
                               created_at=time.time()))
         return launch_id
 
-    def accept(self, issuer: str, sub: str, name: str | None, session_s: float, **launch: Any) -> tuple[str, str, str]:
+    def accept(self, issuer: str, client_id: str, sub: str, name: str | None, session_s: float,
+               **launch: Any) -> tuple[str, str, str]:
         """An accepted launch in one transaction: its user (made on first launch), the launch, a new-window
         ticket and a page session. Returns (launch id, ticket, the session's raw id)."""
         ticket, raw = "lt_" + secrets.token_urlsafe(32), "gs_" + secrets.token_urlsafe(32)
         now = time.time()
         with self.session() as session:
-            user_id, _student, token_id = self._user(session, issuer, sub, name)
+            user_id, _student, token_id = self._user(session, issuer, client_id, sub, name)
             launch_id = self._add_launch(session, user_id=user_id, **launch)
             session.add(LtiTicket(ticket_sha256=hash_token(ticket), launch_id=launch_id, expires_at=now + TICKET_S))
             session.add(PageSession(id_sha256=hash_token(raw), token_id=token_id, created_at=now,
@@ -209,10 +218,10 @@ class LtiStore:
                           json.loads(launch.deep_link) if launch.deep_link else None, user.student, user.name,
                           user.sub, user.token_id)
 
-    def names(self, issuer: str) -> dict[str, tuple[str, str | None]]:
-        """sub -> (student id, name) of this issuer's users who launched the tool."""
+    def names(self, issuer: str, client_id: str) -> dict[str, tuple[str, str | None]]:
+        """sub -> (student id, name) of this registration's users who launched the tool."""
         with self.session() as session:
-            users = session.scalars(select(LtiUser).where(LtiUser.issuer == issuer))
+            users = session.scalars(select(LtiUser).where(LtiUser.issuer == issuer, LtiUser.client_id == client_id))
             return {r.sub: (r.student, r.name) for r in users}
 
     def display_names(self, students: list[str]) -> dict[str, str]:
@@ -334,6 +343,22 @@ class LtiStore:
             if lineitems is not None:
                 query = query.where(LtiScore.lineitem.in_(lineitems))
             return list(session.execute(query))
+
+    def refused_scores(self, platform_id: int, context_id: str | None) -> list[Any]:
+        """The scores a platform refused (or that were given up) for submissions made in launches of one course
+        (context) of it, newest first; none for a launch without a context."""
+        if context_id is None:
+            return []
+        with self.session() as session:
+            return list(session.execute(
+                select(LtiScore, Submission.student, Submission.exercise)
+                .join(Submission, Submission.id == LtiScore.submission_id)
+                .join(LtiSubmission, LtiSubmission.submission_id == LtiScore.submission_id)
+                .join(LtiLaunch, LtiLaunch.id == LtiSubmission.launch_id)
+                .where(LtiScore.platform_id == platform_id, LtiLaunch.platform_id == platform_id,
+                       LtiLaunch.context_id == context_id,
+                       or_(LtiScore.refused_status.is_not(None), LtiScore.given_up == 1))
+                .order_by(LtiScore.created_at.desc())))
 
     def students_submitted(self, students: list[str], exercise: str | None) -> set[str]:
         with self.session() as session:
