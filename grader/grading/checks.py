@@ -14,15 +14,19 @@ import numpy as np
 from grader.course.exercises import CheckSpec, Exercise
 from grader.course.source import Code
 from grader.grading import diagnose
-from grader.grading.process import (  # moved to process.py, still named here
+from grader.grading.counterfactual import (  # the evidence by intervention, named here for the checks
     COUNTERFACTUAL_EPOCHS as COUNTERFACTUAL_EPOCHS,
-    MAX_COUNT as MAX_COUNT,
     MECHANISMS as MECHANISMS,
-    PROCESS_RULES as PROCESS_RULES,
     RESPONSES as RESPONSES,
+    Counterfactual as Counterfactual,
+    counterfactual_args as counterfactual_args,
+    counterfactual_response as counterfactual_response,
+)
+from grader.grading.process import (  # moved to process.py, still named here
+    MAX_COUNT as MAX_COUNT,
+    PROCESS_RULES as PROCESS_RULES,
     TRAINING_MISTAKES as TRAINING_MISTAKES,
     UPDATES as UPDATES,
-    Counterfactual as Counterfactual,
     Pair as Pair,
     Tie as Tie,
     _allowed as _allowed,
@@ -42,8 +46,6 @@ from grader.grading.process import (  # moved to process.py, still named here
     _unmoved as _unmoved,
     _update_scales as _update_scales,
     compare_process as compare_process,
-    counterfactual_args as counterfactual_args,
-    counterfactual_response as counterfactual_response,
 )
 from grader.grading.tolerances import (  # moved to tolerances.py, still named here
     Tolerance as Tolerance,

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
 from grader.course.exercises import CheckSpec, Exercise
 from grader.grading import diagnose, mistakes
+from grader.grading.counterfactual import Response
 from grader.grading.tolerances import (  # moved to tolerances.py, still named here
     Tolerance as Tolerance,
     Verdict as Verdict,
@@ -31,36 +31,6 @@ PROCESS_RULES = {
                  "call loss.backward() once per epoch"),
     "optimizer": (("step_calls",), DiagnosisCode.NO_OPTIMIZER, "call optimizer.step() once per epoch"),
 }
-
-
-@dataclass(frozen=True)
-class Counterfactual:
-    """A process check's call run once more at the end of the job, for its first epochs (COUNTERFACTUAL_EPOCHS),
-    with the mechanism perturbed: autograd's
-    gradients scaled by `gradient`, every optimizer step's learning rate by `rate` (factors the parent drew for
-    that run). `fields` is what that call returned (None: nothing)."""
-
-    gradient: float
-    rate: float
-    fields: dict[str, Any] | None
-
-
-# A counterfactual call runs this many epochs at most: a loop's response to the perturbation shows from its
-# first update on, and the call costs a few epochs instead of the whole run (issue 22: within 1.25x).
-COUNTERFACTUAL_EPOCHS = 6
-
-
-def counterfactual_args(args: dict[str, Any]) -> dict[str, Any]:
-    """A process check's call's arguments for its counterfactual call: its first epochs only."""
-    if not isinstance(args.get("n_iters"), int):
-        return args
-    return {**args, "n_iters": min(args["n_iters"], COUNTERFACTUAL_EPOCHS)}
-
-
-# Which perturbations a run using the mechanism responds to: autograd scales the step by `gradient` (and by
-# `rate` too where the step is an optimizer's); an optimizer's step scales it by `rate` (and by `gradient` too
-# where the gradient it applies is autograd's).
-RESPONSES = {"backward": ("gradient", "both"), "optimizer": ("rate", "both")}
 
 
 def compare_process(check: CheckSpec, observed: dict[str, Any], reference: dict[str, Any],
@@ -90,8 +60,10 @@ def compare_process(check: CheckSpec, observed: dict[str, Any], reference: dict[
     if history is not None and _frozen(history):
         return Verdict(False, f"{label}, but {_frozen_run(check, observed, history)}, so the calls earn nothing: "
                               "they did not train what your function returns."), None
-    tied = {**observed, "w": reference["w"]} if aliased else observed
-    where = _process_evidence(check, tied, _history(tied), tol, n_iters)
+    # A history of one live tensor shows only its final w: no tie by value (the reference's w would be wrong
+    # wherever the run follows a mistake); its loss and the second run are the evidence.
+    tied = observed
+    where = None if aliased else _process_evidence(check, tied, _history(tied), tol, n_iters)
     if where is not None and check.require == "backward" and _backward_reached_w(check, tied, tol, n_iters):
         # autograd did compute w's gradient every epoch: the update is what ignored it, not a missing graph
         return Verdict(False, f"{label}: backward() gave the gradient of w every epoch, but {where}: your update "
@@ -110,63 +82,6 @@ def compare_process(check: CheckSpec, observed: dict[str, Any], reference: dict[
 
 
 UPDATES = {"backward": "compute the gradient you update w with", "optimizer": "update the parameters"}
-
-
-class Response(NamedTuple):
-    """Why the counterfactual run does not show the mechanism at work. `evidence`: it shows that the history does
-    not come from it (the run did not respond at all), which names the mistake; else the check earns nothing,
-    as unverified, but no diagnosis is given (a run that failed, or responded otherwise than expected)."""
-
-    reason: str
-    evidence: bool
-
-
-MECHANISMS = {"backward": "the gradients autograd returns", "optimizer": "the optimizer's learning rate"}
-
-
-def counterfactual_response(exercise: Exercise, check: CheckSpec, observed: dict[str, Any],
-                            reference: dict[str, Any], tol: Tolerance,
-                            counterfactual: Counterfactual | None) -> Response | None:
-    """Why the counterfactual run did not respond as a run using the mechanism would (None: it did).
-
-    The normal run is the reference's or a cataloged mistake's (compare_process has made sure); the same loop,
-    for its first COUNTERFACTUAL_EPOCHS epochs, with autograd's gradients scaled by g and each step's rate by r,
-    takes steps scaled by g, r or g·r: its
-    history is that loop's float64 simulation at a learning rate scaled so. The factor that fits best must be
-    one the rule's mechanism gives, and fit far better than no response at all. A loop that computes its
-    gradient by hand, or updates by hand, keeps its steps: it follows the unscaled run."""
-    perturbed = MECHANISMS[check.require or ""]
-    if counterfactual is None or not isinstance(counterfactual.fields, dict):
-        return Response(f"the second run, with {perturbed} changed, gave no history to compare", evidence=False)
-    problem = diagnose.problem_for(check, observed)
-    fields = tuple(name for name in ("loss", "w") if isinstance(counterfactual.fields.get(name), list)
-                   and isinstance(reference.get(name), list) and observed.get(f"aliased_{name}") is not True
-                   and counterfactual.fields.get(f"aliased_{name}") is not True)
-    if problem is None or not fields:
-        return None  # nothing to simulate: the ties by value above are the evidence
-    curves = [name for name in fields if isinstance(reference.get(name), list)]
-    if all(_close(observed.get(name), reference[name], tol) for name in curves):
-        mistake = mistakes.Mistake()
-    else:
-        found = mistakes.matches(problem, observed, fields)
-        if not found:
-            return None  # compare_process credited a cataloged mistake on other columns: no simulation here
-        mistake = found[0][0].mistake
-    factors = {"none": 1.0, "gradient": counterfactual.gradient, "rate": counterfactual.rate,
-               "both": counterfactual.gradient * counterfactual.rate}
-    rate, epochs = problem.learning_rate, int(counterfactual_args(check.args).get("n_iters", problem.n_iters))
-    fit = {name: mistakes.fields_deviation(counterfactual.fields, mistakes.simulate(
-        problem.with_args(learning_rate=rate * factor, n_iters=epochs), mistake), fields)
-        for name, factor in factors.items()}
-    best = min(fit, key=lambda name: fit[name])
-    if best in RESPONSES[check.require or ""] and fit[best] <= mistakes.MATCH and fit["none"] > mistakes.MATCH:
-        return None
-    if best == "none" or fit["none"] <= mistakes.MATCH:
-        return Response(f"in a second run where the grader changed {perturbed}, your history did not change: the "
-                        f"{'gradient' if check.require == 'backward' else 'update'} it follows is not "
-                        f"{'autograd' if check.require == 'backward' else 'the optimizer'}'s", evidence=True)
-    return Response(f"in a second run where the grader changed {perturbed}, your history did not respond as a run "
-                    "using it does", evidence=False)
 
 
 MAX_COUNT = 10_000_000

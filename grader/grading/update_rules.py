@@ -76,14 +76,16 @@ def _stepper(rule: Rule, rate: float) -> Step:
     return step
 
 
-def simulate_rule(problem: mistakes.Problem, rule: Rule) -> mistakes.Trajectory:
-    """The history (loss before each update, w after it) of a full-batch loop stepping by `rule`."""
+def simulate_rule(problem: mistakes.Problem, rule: Rule, gradient_scale: float = 1.0) -> mistakes.Trajectory:
+    """The history (loss before each update, w after it) of a full-batch loop stepping by `rule` (with every
+    gradient scaled by `gradient_scale`: what a counterfactual run that perturbs autograd gives)."""
     params = tuple(p.copy() for p in problem.params)
     step = _stepper(rule, problem.learning_rate)
     losses, ws = [], []
     with np.errstate(all="ignore"):
         for t in range(1, problem.n_iters + 1):
             loss, grads = mistakes.loss_and_gradients(problem, params)
+            grads = tuple(g * gradient_scale for g in grads)
             params = tuple(p - step(t, g, i) for i, (p, g) in enumerate(zip(params, grads, strict=True)))
             losses.append(loss)
             if len(params) == 1:
@@ -130,25 +132,66 @@ def other_rule(problem: mistakes.Problem, observed: dict[str, Any], fields: tupl
     correct = mistakes.fields_deviation(observed, mistakes.simulate(problem), fields)
     if correct <= mistakes.MATCH:
         return None
-    per_sample = _per_sample(problem, observed, fields, correct)
-    if per_sample is not None:
-        return per_sample
-    for rule in rules():
-        score = mistakes.fields_deviation(observed, simulate_rule(problem, rule), fields)
-        if score <= mistakes.MATCH and score * 10 < correct:
-            return Found("optimizer", f"Your {' and '.join(fields)} match, epoch by epoch, a run of {rule.name}: "
-                                      f"the update also uses {rule.setting}, which plain gradient descent does not.")
+    batch = _per_sample_batch(problem, observed, fields, correct)
+    if batch is not None:
+        n = problem.x.shape[0]
+        what = "once per sample" if batch == 1 else f"once per mini-batch of {batch} samples"
+        column = "w" if "w" in fields and len(problem.params) == 1 else "loss"
+        return Found("per-sample", f"Your {column} matches, epoch by epoch, a loop that updates "
+                                   f"{'w' if column == 'w' else 'the parameters'} {what}: "
+                                   f"{-(-n // batch)} updates per epoch over the {n} samples instead of one.")
+    rule = _matching_rule(problem, observed, fields, correct)
+    if rule is not None:
+        return Found("optimizer", f"Your {' and '.join(fields)} match, epoch by epoch, a run of {rule.name}: "
+                                  f"the update also uses {rule.setting}, which plain gradient descent does not.")
     return None
 
 
-def _per_sample(problem: mistakes.Problem, observed: dict[str, Any], fields: tuple[str, ...],
-                correct: float) -> Found | None:
-    """Updates once per sample or mini-batch, over samples: the scalar model by its w (and its loss where
-    recorded), nn.Linear by its loss history."""
+Replay = Callable[[float, float, int], list[mistakes.Trajectory]]
+
+
+def replay(problem: mistakes.Problem, observed: dict[str, Any], fields: tuple[str, ...]) -> Replay | None:
+    """The other rule the history follows, as a simulation the process checks' second run is judged against:
+    (gradient factor, rate factor, epochs) -> the histories that rule gives with autograd's gradients and the
+    step's rate so scaled (one per way a per-sample loop may record its loss). None: it follows none."""
+    if not fields:
+        return None
+    correct = mistakes.fields_deviation(observed, mistakes.simulate(problem), fields)
+    if correct <= mistakes.MATCH:
+        return None
+    batch = _per_sample_batch(problem, observed, fields, correct)
+    if batch is not None:
+        def batches(gradient: float, rate: float, epochs: int) -> list[mistakes.Trajectory]:
+            scaled = problem.with_args(learning_rate=problem.learning_rate * gradient * rate, n_iters=epochs)
+            ws, losses = simulate_batches(scaled, batch)
+            return [mistakes.Trajectory(loss, ws) for loss in losses.values()]
+        return batches
+    rule = _matching_rule(problem, observed, fields, correct)
+    if rule is None:
+        return None
+
+    def stepping(gradient: float, rate: float, epochs: int) -> list[mistakes.Trajectory]:
+        scaled = problem.with_args(learning_rate=problem.learning_rate * rate, n_iters=epochs)
+        return [simulate_rule(scaled, rule, gradient_scale=gradient)]
+    return stepping
+
+
+def _matching_rule(problem: mistakes.Problem, observed: dict[str, Any], fields: tuple[str, ...],
+                   correct: float) -> Rule | None:
+    for rule in rules():
+        score = mistakes.fields_deviation(observed, simulate_rule(problem, rule), fields)
+        if score <= mistakes.MATCH and score * 10 < correct:
+            return rule
+    return None
+
+
+def _per_sample_batch(problem: mistakes.Problem, observed: dict[str, Any], fields: tuple[str, ...],
+                      correct: float) -> int | None:
+    """The batch size of a loop that updates once per sample or mini-batch, over samples: the scalar model by
+    its w (and its loss where recorded), nn.Linear by its loss history. None: no such loop."""
     if problem.objective is not None or not ({"w", "loss"} & set(fields)):
         return None
-    n = problem.x.shape[0]
-    for batch in range(1, n):
+    for batch in range(1, problem.x.shape[0]):
         ws, losses = simulate_batches(problem, batch)
         if "w" in fields and ws is not None:
             score = mistakes.deviation(observed["w"], ws)
@@ -157,17 +200,9 @@ def _per_sample(problem: mistakes.Problem, observed: dict[str, Any], fields: tup
             if "loss" in fields and all(mistakes.deviation(observed["loss"], loss) > mistakes.MATCH
                                         for loss in losses.values()):
                 continue
-            column = "w"
-        elif "loss" in fields and ws is None:
-            if not any(mistakes.deviation(observed["loss"], loss) <= mistakes.MATCH
-                       and mistakes.deviation(observed["loss"], loss) * 10 < correct for loss in losses.values()):
-                continue
-            column = "loss"
-        else:
-            continue
-        updates = -(-n // batch)
-        what = "once per sample" if batch == 1 else f"once per mini-batch of {batch} samples"
-        return Found("per-sample", f"Your {column} matches, epoch by epoch, a loop that updates "
-                                   f"{'w' if column == 'w' else 'the parameters'} {what}: "
-                                   f"{updates} updates per epoch over the {n} samples instead of one.")
+            return batch
+        if "loss" in fields and ws is None and any(
+                mistakes.deviation(observed["loss"], loss) <= mistakes.MATCH
+                and mistakes.deviation(observed["loss"], loss) * 10 < correct for loss in losses.values()):
+            return batch
     return None

@@ -293,14 +293,16 @@ def in_callers_order(reference: Callable[..., Any], x: Any, y: Any, name: str,
 
 
 def _same_memory(first: Any, other: Any) -> bool:
-    """Whether two history entries are one mutable array or tensor (or views of the same memory)."""
+    """Whether two history entries are one mutable array or tensor (or views of the same memory region: rows of
+    one preallocated buffer are different memory, and hold different values)."""
     if first is other and not isinstance(first, (int, float, bool, str)):
         return not _immutable_scalar(first)
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(first, torch.Tensor) and isinstance(other, torch.Tensor):
         try:
             return first.untyped_storage().data_ptr() == other.untyped_storage().data_ptr() and \
-                first.numel() > 0
+                first.data_ptr() == other.data_ptr() and first.shape == other.shape and \
+                first.stride() == other.stride() and first.numel() > 0
         except (RuntimeError, AttributeError):
             return False
     np = sys.modules.get("numpy")
