@@ -214,18 +214,29 @@ def _backward_chain_tie(calls: list[list[Pair]], rate: float, scales: tuple[floa
             return True
         if not _same(pair[0], before, _allowed(before, tol)) or id(pair) not in index:
             return False
-        for scale in scales:
-            current, at = before - rate * scale * pair[1], index[id(pair)] + 1
-            for _ in range(MAX_CHAIN):
-                if _same(current, after, _allowed(after, tol)):
-                    return True
-                following = next((p for p in calls[at] if _same(p[0], current, _allowed(current, tol))), None) \
-                    if at < len(calls) else None
-                if following is None:
-                    break
-                current, at = following[0] - rate * scale * following[1], at + 1
-        return False
+        return any(_chain_reaches(calls, index[id(pair)] + 1, before - rate * scale * pair[1], after,
+                                  _stepped(rate * scale), tol) for scale in scales)
     return tie
+
+
+def _stepped(step: float) -> Callable[[Pair], float]:
+    """A backward() call's (value, gradient) -> the value its update gives at this step size."""
+    return lambda pair: pair[0] - step * pair[1]
+
+
+def _chain_reaches(calls: list[list[Pair]], at: int, current: float, after: float,
+                   advance: Callable[[Pair], float], tol: Tolerance) -> bool:
+    """Whether consecutive calls from `at`, each on the value the last one left (`current`), carry it to
+    `after`: each call's pair that starts at the current value moves it to `advance(pair)`."""
+    for _ in range(MAX_CHAIN):
+        if _same(current, after, _allowed(after, tol)):
+            return True
+        following = next((p for p in calls[at] if _same(p[0], current, _allowed(current, tol))), None) \
+            if at < len(calls) else None
+        if following is None:
+            return False
+        current, at = advance(following), at + 1
+    return False
 
 
 def _call_index(calls: list[list[Pair]]) -> dict[int, int]:
@@ -251,16 +262,7 @@ def _step_chain_tie(calls: list[list[Pair]], tol: Tolerance) -> Tie:
             return True
         if not _same(pair[0], before, _allowed(before, tol)) or id(pair) not in index:
             return False
-        current, at = pair[1], index[id(pair)] + 1
-        for _ in range(MAX_CHAIN):
-            if _same(current, after, _allowed(after, tol)):
-                return True
-            following = next((p for p in calls[at] if _same(p[0], current, _allowed(current, tol))), None) \
-                if at < len(calls) else None
-            if following is None:
-                return False
-            current, at = following[1], at + 1
-        return False
+        return _chain_reaches(calls, index[id(pair)] + 1, pair[1], after, lambda p: p[1], tol)
     return tie
 
 

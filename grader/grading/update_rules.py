@@ -127,10 +127,8 @@ class Found:
 def other_rule(problem: mistakes.Problem, observed: dict[str, Any], fields: tuple[str, ...]) -> Found | None:
     """The other update rule whose simulation the observed history follows (every compared field within
     mistakes.MATCH, and ten times closer than the correct loop), or None."""
-    if not fields:
-        return None
-    correct = mistakes.fields_deviation(observed, mistakes.simulate(problem), fields)
-    if correct <= mistakes.MATCH:
+    correct = _departure(problem, observed, fields)
+    if correct is None:
         return None
     batch = _per_sample_batch(problem, observed, fields, correct)
     if batch is not None:
@@ -154,10 +152,8 @@ def replay(problem: mistakes.Problem, observed: dict[str, Any], fields: tuple[st
     """The other rule the history follows, as a simulation the process checks' second run is judged against:
     (gradient factor, rate factor, epochs) -> the histories that rule gives with autograd's gradients and the
     step's rate so scaled (one per way a per-sample loop may record its loss). None: it follows none."""
-    if not fields:
-        return None
-    correct = mistakes.fields_deviation(observed, mistakes.simulate(problem), fields)
-    if correct <= mistakes.MATCH:
+    correct = _departure(problem, observed, fields)
+    if correct is None:
         return None
     batch = _per_sample_batch(problem, observed, fields, correct)
     if batch is not None:
@@ -174,6 +170,14 @@ def replay(problem: mistakes.Problem, observed: dict[str, Any], fields: tuple[st
         scaled = problem.with_args(learning_rate=problem.learning_rate * rate, n_iters=epochs)
         return [simulate_rule(scaled, rule, gradient_scale=gradient)]
     return stepping
+
+
+def _departure(problem: mistakes.Problem, observed: dict[str, Any], fields: tuple[str, ...]) -> float | None:
+    """How far the history lies from the correct loop's; None where it follows it (or shows nothing)."""
+    if not fields:
+        return None
+    correct = mistakes.fields_deviation(observed, mistakes.simulate(problem), fields)
+    return None if correct <= mistakes.MATCH else correct
 
 
 def _matching_rule(problem: mistakes.Problem, observed: dict[str, Any], fields: tuple[str, ...],
