@@ -32,20 +32,12 @@ from typing import Any
 from grader import __version__
 from grader.classroom import gradebook, layouts
 from grader.classroom.summary import (  # moved to summary.py, still named here
-    SKIPPED_SHOWN as SKIPPED_SHOWN,
-    TOP_COUNT as TOP_COUNT,
-    Summary as Summary,
-    _cell as _cell,
-    _distribution as _distribution,
-    read_report as read_report,
     rebuild as rebuild,
     render_summary as render_summary,
 )
 from grader.classroom.tasks import (  # moved to tasks.py, still named here
     PROBLEM_SUFFIX as PROBLEM_SUFFIX,
-    ROSTER as ROSTER,
     Task as Task,
-    read_roster as read_roster,
     write_roster as write_roster,
 )
 from grader.course import exercises

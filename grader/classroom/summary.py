@@ -16,15 +16,10 @@ from grader import __version__
 from grader.classroom import gradebook, layouts
 from grader.classroom.tasks import (  # moved to tasks.py, still named here
     PROBLEM_SUFFIX as PROBLEM_SUFFIX,
-    ROSTER as ROSTER,
     Task as Task,
     read_roster as read_roster,
-    write_roster as write_roster,
 )
 from grader.course import exercises
-from grader.formats.files import (  # moved to files.py, still named here
-    write_atomic as write_atomic,
-)
 from grader.model import sanitize
 from grader.model.report import Report, Status, from_dict
 

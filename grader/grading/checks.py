@@ -16,35 +16,14 @@ from grader.course.source import Code
 from grader.grading import diagnose
 from grader.grading.counterfactual import (  # the evidence by intervention, named here for the checks
     COUNTERFACTUAL_EPOCHS as COUNTERFACTUAL_EPOCHS,
-    MECHANISMS as MECHANISMS,
-    RESPONSES as RESPONSES,
     Counterfactual as Counterfactual,
     counterfactual_args as counterfactual_args,
     counterfactual_response as counterfactual_response,
 )
 from grader.grading.process import (  # moved to process.py, still named here
-    MAX_COUNT as MAX_COUNT,
-    PROCESS_RULES as PROCESS_RULES,
-    TRAINING_MISTAKES as TRAINING_MISTAKES,
-    UPDATES as UPDATES,
-    Pair as Pair,
-    Tie as Tie,
-    _allowed as _allowed,
-    _backward_tie as _backward_tie,
-    _count as _count,
-    _flat as _flat,
     _follows_known_mistake as _follows_known_mistake,
-    _frozen as _frozen,
-    _history as _history,
-    _model_steps as _model_steps,
-    _pair_lists as _pair_lists,
     _process_evidence as _process_evidence,
     _rule_note as _rule_note,
-    _same as _same,
-    _step_tie as _step_tie,
-    _tied_in_order as _tied_in_order,
-    _unmoved as _unmoved,
-    _update_scales as _update_scales,
     compare_process as compare_process,
 )
 from grader.grading.tolerances import (  # moved to tolerances.py, still named here

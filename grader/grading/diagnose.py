@@ -22,32 +22,16 @@ from grader.grading import mistakes, update_rules
 from grader.grading.explanations import (  # moved to explanations.py, still named here
     EXPLANATIONS as EXPLANATIONS,
     GRADIENT_NOT_AVERAGED_LOSS as GRADIENT_NOT_AVERAGED_LOSS,
-    GRADIENT_NOT_AVERAGED_NEUTRAL as GRADIENT_NOT_AVERAGED_NEUTRAL,
-    GRADIENT_NOT_AVERAGED_SUM as GRADIENT_NOT_AVERAGED_SUM,
-    IGNORES_ARGUMENTS_MODEL as IGNORES_ARGUMENTS_MODEL,
     TORCH_EXPLANATIONS as TORCH_EXPLANATIONS,
     Diagnosis as Diagnosis,
-    _summing_in_their_words as _summing_in_their_words,
     make as make,
     standard_explanations as standard_explanations,
 )
 from grader.grading.raised import (  # moved to raised.py, still named here
-    DEVICE_ERRORS as DEVICE_ERRORS,
-    SHAPE_MISMATCH as SHAPE_MISMATCH,
-    SIZES_IN_ERROR as SIZES_IN_ERROR,
-    UNINITIALISED_MODULE as UNINITIALISED_MODULE,
     Peer as Peer,
     _for_the_model as _for_the_model,
-    _lengths as _lengths,
-    _sizes as _sizes,
     from_error as from_error,
-    is_device_error as is_device_error,
-    is_uninitialised_module as is_uninitialised_module,
     missing_name as missing_name,
-    mixes_other_arguments as mixes_other_arguments,
-    rebound_parameter as rebound_parameter,
-    sized_for_other_arguments as sized_for_other_arguments,
-    uninitialised_module as uninitialised_module,
 )
 from grader.model.codes import DiagnosisCode
 from grader.model.report import CheckResult

@@ -20,7 +20,6 @@ from grader.grading.tolerances import (  # moved to tolerances.py, still named h
     Verdict as Verdict,
     _array as _array,
     _close as _close,
-    fmt as fmt,
     tolerance_for as tolerance_for,
 )
 from grader.model.codes import DiagnosisCode

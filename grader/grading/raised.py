@@ -15,14 +15,9 @@ from grader.course.exercises import CheckSpec, Exercise
 from grader.course.source import Code
 from grader.grading.explanations import (  # moved to explanations.py, still named here
     EXPLANATIONS as EXPLANATIONS,
-    GRADIENT_NOT_AVERAGED_NEUTRAL as GRADIENT_NOT_AVERAGED_NEUTRAL,
-    GRADIENT_NOT_AVERAGED_SUM as GRADIENT_NOT_AVERAGED_SUM,
     IGNORES_ARGUMENTS_MODEL as IGNORES_ARGUMENTS_MODEL,
-    TORCH_EXPLANATIONS as TORCH_EXPLANATIONS,
     Diagnosis as Diagnosis,
-    _summing_in_their_words as _summing_in_their_words,
     make as make,
-    standard_explanations as standard_explanations,
 )
 from grader.model.codes import DiagnosisCode
 from grader.sandbox.protocol import ChildError

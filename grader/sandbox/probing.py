@@ -14,15 +14,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from grader.sandbox.hooks import (  # moved to hooks.py, still named here
-    MAX_EVENTS as MAX_EVENTS,
-    MAX_GRAPH_NODES as MAX_GRAPH_NODES,
-    MAX_MODEL_VALUES as MAX_MODEL_VALUES,
-    MAX_VALUES as MAX_VALUES,
     Events as Events,
-    _flat_values as _flat_values,
-    _reached_leaves as _reached_leaves,
     _torch_hooks as _torch_hooks,
-    _value as _value,
     perturb as perturb,
 )
 

@@ -43,16 +43,11 @@ from grader.sandbox.control import (
 from grader.sandbox.plan import Plan
 from grader.sandbox.proctree import descendants, die_with_parent, kill_tree, rss_mib
 from grader.sandbox.spare import (  # moved to spare.py, still named here
-    JOB_CAP_BYTES as JOB_CAP_BYTES,
     SPARE_NAME as SPARE_NAME,
     Spare as Spare,
     _child as _child,
-    _JobReader as _JobReader,
-    _only_the_jobs_descriptors as _only_the_jobs_descriptors,
     _prctl as _prctl,
-    _rename as _rename,
     _spare as _spare,
-    _wait_for_job as _wait_for_job,
     _workdir as _workdir,
 )
 from grader.sandbox.syscalls import PR_SET_CHILD_SUBREAPER, PR_SET_DUMPABLE
