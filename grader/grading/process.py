@@ -205,7 +205,15 @@ def _backward_chain_tie(calls: list[list[Pair]], rate: float, scales: tuple[floa
     """A backward() call that explains the update (`_backward_tie`), or a run of consecutive calls each on the
     leaf holding the w the last one's update gave (one per sample or mini-batch: per-sample-updates), whose
     updates, at one scale, took w from the previous epoch's value to this one."""
-    single = _backward_tie(rate, scales, tol)
+    return _chain_tie(calls, _backward_tie(rate, scales, tol), tol,
+                      lambda pair, before: [(before - rate * scale * pair[1], _stepped(rate * scale))
+                                            for scale in scales])
+
+
+def _chain_tie(calls: list[list[Pair]], single: Tie, tol: Tolerance,
+               links: Callable[[Pair, float], list[tuple[float, Callable[[Pair], float]]]]) -> Tie:
+    """`single`, or a chain of consecutive calls from a call whose pair starts at the previous epoch's value:
+    `links(pair, before)` gives where that first call leaves the value and how each next call moves it on."""
     index = _call_index(calls)
 
     def tie(pair: Pair, before: float, after: float, earlier: float | None) -> bool:
@@ -213,8 +221,8 @@ def _backward_chain_tie(calls: list[list[Pair]], rate: float, scales: tuple[floa
             return True
         if not _same(pair[0], before, _allowed(before, tol)) or id(pair) not in index:
             return False
-        return any(_chain_reaches(calls, index[id(pair)] + 1, before - rate * scale * pair[1], after,
-                                  _stepped(rate * scale), tol) for scale in scales)
+        return any(_chain_reaches(calls, index[id(pair)] + 1, start, after, advance, tol)
+                   for start, advance in links(pair, before))
     return tie
 
 
@@ -253,16 +261,7 @@ def _step_tie(tol: Tolerance) -> Tie:
 def _step_chain_tie(calls: list[list[Pair]], tol: Tolerance) -> Tie:
     """An optimizer step, or a run of consecutive steps each starting where the last one ended (one per
     sample or mini-batch: per-sample-updates), that took w from the previous epoch's value to this one."""
-    single = _step_tie(tol)
-    index = _call_index(calls)
-
-    def tie(pair: Pair, before: float, after: float, earlier: float | None) -> bool:
-        if single(pair, before, after, earlier):
-            return True
-        if not _same(pair[0], before, _allowed(before, tol)) or id(pair) not in index:
-            return False
-        return _chain_reaches(calls, index[id(pair)] + 1, pair[1], after, lambda p: p[1], tol)
-    return tie
+    return _chain_tie(calls, _step_tie(tol), tol, lambda pair, before: [(pair[1], lambda p: p[1])])
 
 
 MAX_CHAIN = 1024  # steps in one epoch that a chain may follow (a mini-batch of 1 over 1,024 samples)
