@@ -296,3 +296,86 @@ def test_the_migration_gives_each_existing_user_its_registration_and_keeps_its_s
             c.execute(text("INSERT INTO lti_launches (id, platform_id, user_id, kind, message_type, created_at) "
                            f"VALUES ('l2', {platform_ids[0]}, 99999, 'learner', 'x', 0)"))
     engine.dispose()
+
+
+# ---- the score that counts after a regrade or a tie (the third red team)
+
+class Learner:
+    """A real store (SQLite, migrated) and one LTI learner's launch at one line item, with graded attempts."""
+
+    def __init__(self, tmp_path):
+        from grader.service.db import make_engine, migrate
+        from grader.service.lti.store import LtiStore
+
+        engine = make_engine(f"sqlite:///{tmp_path / 'scores.sqlite3'}")
+        migrate(engine)
+        self.lti = LtiStore(engine)
+        platform = self.lti.add_platform("https://lms.example", "cid", "dep", "https://lms.example/auth",
+                                         "https://lms.example/token", "https://lms.example/jwks")
+        user, self.student, self.token = self.lti.user(platform.issuer, "cid", "learner-1", "Ada")
+        self.launch = self.lti.add_launch(platform.id, user, "learner", "LtiResourceLinkRequest", "ctx", "Course",
+                                          "ex02", "https://lms.example/lineitems/1", None, None)
+        self.now = time.time()
+        self.ids: list[str] = []
+
+    def attempt(self, score: float) -> str:
+        from grader.service.db import Submission
+
+        sid, at = f"{len(self.ids):032d}", self.now + 5 * len(self.ids)
+        with self.lti.session() as session:
+            session.add(Submission(id=sid, exercise="ex02", student=self.student, filename="ex02.py",
+                                   sha256="0" * 64, content=b"", base_url="", token_id=self.token, status="graded",
+                                   created_at=at, queued_at=at, finished_at=at + 1, score=score, max_score=14.0))
+        self.lti.link_submission(sid, self.launch)
+        self.ids.append(sid)
+        return sid
+
+    def regrade(self, scores: dict[str, float]) -> None:
+        from sqlalchemy import update
+
+        from grader.service.db import Submission
+
+        with self.lti.session() as session:
+            for sid, score in scores.items():
+                session.execute(update(Submission).where(Submission.id == sid)
+                                .values(score=score, finished_at=self.now + 100))
+
+    def queued(self) -> list[tuple[str, float]]:
+        """(submission, score) of every score row, the newest queued last."""
+        import json
+
+        from grader.service.lti.models import LtiScore
+
+        with self.lti.session() as session:
+            rows = session.query(LtiScore).order_by(LtiScore.created_at, LtiScore.id).all()
+            return [(r.submission_id, json.loads(r.body)["scoreGiven"]) for r in rows]
+
+
+def test_a_regrade_that_ties_the_best_sends_the_score_that_now_counts(tmp_path):
+    learner = Learner(tmp_path)
+    first = learner.attempt(10.0)
+    assert learner.lti.enqueue_scores("best") == 1
+    second = learner.attempt(6.0)
+    assert learner.lti.enqueue_scores("best") == 0  # 6 does not beat 10
+    learner.regrade({first: 6.0, second: 6.0})  # a fixed check: both score 6 now
+    assert learner.lti.enqueue_scores("best") >= 1
+    assert learner.queued()[-1][1] == 6.0  # the LMS no longer keeps the 10 (a tie sent nothing)
+
+
+def test_a_regrade_that_lowers_the_best_sends_the_next_best(tmp_path):
+    learner = Learner(tmp_path)
+    first = learner.attempt(10.0)
+    learner.lti.enqueue_scores("best")
+    second = learner.attempt(8.0)
+    learner.lti.enqueue_scores("best")
+    learner.regrade({first: 6.0})
+    learner.lti.enqueue_scores("best")
+    assert learner.queued()[-1] == (second, 8.0)
+
+
+def test_two_first_attempts_that_tie_send_one_score(tmp_path):
+    learner = Learner(tmp_path)
+    learner.attempt(7.0)
+    learner.attempt(7.0)  # both graded before the outbox ran
+    assert learner.lti.enqueue_scores("best") == 1  # it sent none: neither beat the other
+    assert [score for _, score in learner.queued()] == [7.0]

@@ -255,53 +255,61 @@ class LtiStore:
                 session.add(LtiSubmission(submission_id=submission_id, launch_id=launch_id, considered=0))
 
     def enqueue_scores(self, gradebook: str) -> int:
-        """Queue a score for every newly graded LTI submission that counts (best or latest, as the gradebook
-        says), in the transaction that marks it considered: one score per such submission, whatever is
-        killed when. Returns how many were queued."""
+        """Queue the score that counts (best or latest, as the gradebook says) for the line item of every newly
+        graded (or regraded) LTI submission, in the transaction that marks it considered: whatever is killed
+        when, each grade is considered once. The score that counts may be another submission's (a regrade
+        that lowered the best, two attempts that tie), which is then sent where the platform does not have
+        it yet. Returns how many were queued."""
         queued = 0
         now = time.time()
         with self.session() as session:
             pending = session.execute(
-                select(LtiSubmission, Submission.exercise, Submission.student, Submission.score,
-                       Submission.max_score, Submission.created_at, Submission.finished_at, LtiLaunch)
+                select(LtiSubmission, Submission.exercise, Submission.student, Submission.finished_at, LtiLaunch)
                 .join(Submission, Submission.id == LtiSubmission.submission_id)
                 .join(LtiLaunch, LtiLaunch.id == LtiSubmission.launch_id)
                 .where(or_(LtiSubmission.considered == 0, Submission.finished_at > LtiSubmission.considered_finish),
                        Submission.status.in_(("graded", "failed")))
                 .limit(200).with_for_update(of=LtiSubmission, skip_locked=True)).all()
-            for link, exercise, student, score, max_score, created_at, finished_at, launch in pending:
+            for link, exercise, student, finished_at, launch in pending:
                 link.considered, link.considered_finish = 1, finished_at  # a regrade finishes later: again
                 if not launch.lineitem:
                     continue
-                others = session.execute(
-                    select(Submission.id, Submission.score, Submission.created_at)
+                attempts = session.execute(
+                    select(Submission.id, Submission.score, Submission.max_score, Submission.created_at,
+                           Submission.finished_at, LtiLaunch)
                     .join(LtiSubmission, LtiSubmission.submission_id == Submission.id)
                     .join(LtiLaunch, LtiLaunch.id == LtiSubmission.launch_id)
                     .where(Submission.student == student, Submission.exercise == exercise,
-                           Submission.status.in_(("graded", "failed")), LtiLaunch.lineitem == launch.lineitem,
-                           Submission.id != link.submission_id)).all()
-                given = float(score or 0.0)
-                if gradebook == "latest":
-                    counts = all(o.created_at <= created_at for o in others)
-                else:
-                    counts = all(given > float(o.score or 0.0) for o in others)
-                if not counts:
-                    continue
-                user = session.get(LtiUser, launch.user_id)
-                body = json.dumps({"userId": user.sub, "scoreGiven": given, "scoreMaximum": float(max_score or 0.0),
-                                   "activityProgress": "Completed", "gradingProgress": "FullyGraded",
-                                   "timestamp": iso(finished_at or now)}, separators=(",", ":"))
-                earlier = session.scalar(select(LtiScore).where(LtiScore.submission_id == link.submission_id))
-                if earlier is not None:  # a regrade: the score of its new grade replaces the old, sent again
-                    earlier.body, earlier.attempts, earlier.next_attempt_at, earlier.created_at = body, 0, now, now
-                    earlier.delivered_at = earlier.refused_status = earlier.last_error = None
-                    earlier.given_up = 0
-                else:
-                    session.add(LtiScore(submission_id=link.submission_id, platform_id=launch.platform_id,
-                                         lineitem=launch.lineitem, body=body, attempts=0, next_attempt_at=now,
-                                         created_at=now, given_up=0))
-                queued += 1
+                           Submission.status.in_(("graded", "failed")), LtiLaunch.lineitem == launch.lineitem)).all()
+                # the attempt that counts; of equal scores the earliest (a tie is no improvement to send)
+                key = (lambda a: (a.created_at, a.id)) if gradebook == "latest" else \
+                    (lambda a: (float(a.score or 0.0), -a.created_at))
+                counting = max(attempts, key=key)
+                sent = session.scalar(select(LtiScore).where(LtiScore.submission_id == counting.id))
+                if counting.id != link.submission_id and sent is not None and \
+                        json.loads(sent.body).get("scoreGiven") == float(counting.score or 0.0):
+                    continue  # the platform has (or will have) the score that counts
+                queued += self._queue_score(session, sent, counting, now)
         return queued
+
+    @staticmethod
+    def _queue_score(session: Any, sent: LtiScore | None, attempt: Any, now: float) -> int:
+        """Queue `attempt`'s score for its launch's line item; a row it already had (an earlier grade of the
+        same submission) is replaced and sent again."""
+        user = session.get(LtiUser, attempt.LtiLaunch.user_id)
+        body = json.dumps({"userId": user.sub, "scoreGiven": float(attempt.score or 0.0),
+                           "scoreMaximum": float(attempt.max_score or 0.0), "activityProgress": "Completed",
+                           "gradingProgress": "FullyGraded", "timestamp": iso(attempt.finished_at or now)},
+                          separators=(",", ":"))
+        if sent is not None:
+            sent.body, sent.attempts, sent.next_attempt_at, sent.created_at = body, 0, now, now
+            sent.delivered_at = sent.refused_status = sent.last_error = None
+            sent.given_up = 0
+        else:
+            session.add(LtiScore(submission_id=attempt.id, platform_id=attempt.LtiLaunch.platform_id,
+                                 lineitem=attempt.LtiLaunch.lineitem, body=body, attempts=0, next_attempt_at=now,
+                                 created_at=now, given_up=0))
+        return 1
 
     def due_scores(self, hold_s: float, limit: int = 50) -> list[tuple[int, int, str, str]]:
         """Claim the scores due now: (id, platform id, line item, body), held for `hold_s`."""
